@@ -1,0 +1,47 @@
+"""Thread count shared by the native (OpenMP) and Numba kernels."""
+
+from __future__ import annotations
+
+import operator
+import os
+
+from .kernels import _registry
+
+
+def _cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:
+        return os.cpu_count() or 1
+
+
+def get_num_threads() -> int:
+    """Threads the CPU kernels use (default: the cores this process may run on)."""
+    native = _registry.get("native")
+    if native is not None:
+        return native.get_num_threads()
+    return _numba_threads() or _cores()
+
+
+def _numba_threads() -> int | None:
+    import sys
+
+    numba = sys.modules.get("numba")
+    return numba.get_num_threads() if numba is not None else None
+
+
+def set_num_threads(n: int) -> None:
+    """Use ``n`` threads in the native and Numba kernels (capped at Numba's pool size)."""
+    try:
+        n = operator.index(n)
+    except TypeError:
+        raise TypeError(f"n: expected an int, got {type(n).__name__}") from None
+    if n < 1:
+        raise ValueError(f"n: must be >= 1, got {n}")
+    native = _registry.get("native")
+    if native is not None:
+        native.set_num_threads(n)
+    if _registry.get("numba") is not None:
+        import numba
+
+        numba.set_num_threads(min(n, numba.config.NUMBA_NUM_THREADS))

@@ -1,0 +1,149 @@
+"""Argument checking and normalisation shared by every array-level kernel.
+
+Everything a user can get wrong is refused here, before any kernel runs, with a
+ValueError/TypeError naming the argument and what it got. Non-contiguous arrays are
+copied to C order (documented in :mod:`convnet.kernels`).
+"""
+
+from __future__ import annotations
+
+import math
+import operator
+from collections.abc import Sequence
+
+import numpy as np
+
+FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+
+
+def is_cupy(a) -> bool:
+    return type(a).__module__.startswith("cupy")
+
+
+def float_array(name: str, a, dtype=None):
+    """A C-contiguous float32/float64 array (NumPy or CuPy); ``dtype`` pins the dtype."""
+    if not (isinstance(a, np.ndarray) or is_cupy(a)):
+        raise TypeError(f"{name}: expected a NumPy or CuPy array, got {type(a).__name__}")
+    if a.dtype not in FLOAT_DTYPES:
+        raise TypeError(f"{name}: expected float32 or float64, got dtype {a.dtype}")
+    if dtype is not None and a.dtype != dtype:
+        raise TypeError(f"{name}: dtype {a.dtype} differs from the other inputs' {dtype}")
+    if not a.flags.c_contiguous:
+        xp = _xp(a)
+        a = xp.ascontiguousarray(a)
+    return a
+
+
+def ndim(name: str, a, n: int, what: str):
+    if a.ndim != n:
+        raise ValueError(f"{name}: expected a {n}-D array {what}, got shape {tuple(a.shape)}")
+
+
+def _xp(a):
+    if is_cupy(a):
+        import cupy
+
+        return cupy
+    return np
+
+
+def xp_of(a):
+    return _xp(a)
+
+
+def same_device(**arrays) -> None:
+    """Refuse a mix of NumPy (host) and CuPy (device) arrays."""
+    kinds = {name: ("cuda" if is_cupy(a) else "cpu") for name, a in arrays.items() if a is not None}
+    if len(set(kinds.values())) > 1:
+        desc = ", ".join(f"{k} on {v}" for k, v in kinds.items())
+        raise ValueError(f"arrays are on different devices: {desc}")
+
+
+def positive_int(name: str, v) -> int:
+    try:
+        i = operator.index(v)
+    except TypeError:
+        raise TypeError(f"{name}: expected an int, got {type(v).__name__} {v!r}") from None
+    if i < 1:
+        raise ValueError(f"{name}: must be >= 1, got {i}")
+    return i
+
+
+def pair(name: str, v, positive: bool = True) -> tuple[int, int]:
+    """An int or a pair of ints, as (h, w)."""
+    if isinstance(v, Sequence) and not isinstance(v, str):
+        if len(v) != 2:
+            raise ValueError(f"{name}: expected an int or a pair (h, w), got {v!r}")
+        vals = tuple(v)
+    else:
+        vals = (v, v)
+    out = []
+    for x in vals:
+        try:
+            i = operator.index(x)
+        except TypeError:
+            raise TypeError(f"{name}: expected ints, got {v!r}") from None
+        if positive and i < 1:
+            raise ValueError(f"{name}: must be >= 1, got {v!r}")
+        if not positive and i < 0:
+            raise ValueError(f"{name}: must be >= 0, got {v!r}")
+        out.append(i)
+    return out[0], out[1]
+
+
+def conv_padding(padding, in_hw, kernel_hw, stride, dilation) -> tuple[int, int, int, int]:
+    """Normalise padding to (top, bottom, left, right).
+
+    ``int`` or ``(ph, pw)``: symmetric. ``((top, bottom), (left, right))``: explicit.
+    ``"valid"``: none. ``"same"``: TensorFlow/Keras's SAME, output = ceil(input / stride),
+    the odd pixel of padding going to the bottom/right (PyTorch's "same" for stride 1).
+    """
+    if isinstance(padding, str):
+        mode = padding.lower()
+        if mode == "valid":
+            return 0, 0, 0, 0
+        if mode == "same":
+            pads = []
+            for size, k, s, d in zip(in_hw, kernel_hw, stride, dilation, strict=True):
+                out = math.ceil(size / s)
+                total = max((out - 1) * s + (k - 1) * d + 1 - size, 0)
+                pads += [total // 2, total - total // 2]
+            return pads[0], pads[1], pads[2], pads[3]
+        raise ValueError(f"padding: expected an int, a pair, 'same' or 'valid', got {padding!r}")
+    if (
+        isinstance(padding, Sequence)
+        and len(padding) == 2
+        and all(isinstance(p, Sequence) for p in padding)
+    ):
+        (t, b), (left, right) = pair("padding", padding[0], False), pair(
+            "padding", padding[1], False
+        )
+        return t, b, left, right
+    ph, pw = pair("padding", padding, positive=False)
+    return ph, ph, pw, pw
+
+
+def conv_output_hw(in_hw, kernel_hw, stride, pads, dilation, what: str) -> tuple[int, int]:
+    t, b, left, right = pads
+    out = []
+    for size, k, s, d, lo, hi in zip(
+        in_hw, kernel_hw, stride, dilation, (t, left), (b, right), strict=True
+    ):
+        span = (k - 1) * d + 1
+        if size + lo + hi < span:
+            raise ValueError(
+                f"{what}: kernel (extent {span} with dilation {d}) is larger than the padded "
+                f"input ({size} + {lo} + {hi} padding)"
+            )
+        out.append((size + lo + hi - span) // s + 1)
+    return out[0], out[1]
+
+
+def shape4(name: str, shape) -> tuple[int, int, int, int]:
+    try:
+        dims = tuple(operator.index(d) for d in shape)
+    except TypeError:
+        raise TypeError(f"{name}: expected a tuple of 4 ints, got {shape!r}") from None
+    if len(dims) != 4 or min(dims) < 1:
+        raise ValueError(f"{name}: expected 4 positive sizes (N, C, H, W), got {shape!r}")
+    return dims  # type: ignore[return-value]

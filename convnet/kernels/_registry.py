@@ -1,0 +1,108 @@
+"""Which kernel backends exist on this machine, and the one place that picks between them.
+
+A backend is a module exposing the backend-level functions (``gemm``, ``conv2d_forward``,
+... with preallocated outputs, see ``convnet.kernels._numba``). ``native`` is the compiled
+extension ``convnet._C``; ``numba`` the JIT fallback; ``cuda`` the CUDA extension on CuPy
+arrays. Import failures are remembered and reported by :func:`backends`, never raised at
+``import convnet``.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+from types import ModuleType
+
+BACKEND_NAMES = ("native", "numba", "cuda")
+
+_modules: dict[str, ModuleType | None] = {}
+_errors: dict[str, str] = {}
+
+
+def _load_native() -> ModuleType:
+    if os.environ.get("CONVNET_DISABLE_NATIVE", "0") == "1":
+        raise ImportError("disabled by CONVNET_DISABLE_NATIVE=1")
+    try:
+        return importlib.import_module("convnet._C")
+    except ImportError as exc:
+        raise ImportError(
+            f"the compiled extension convnet._C is not importable ({exc}); "
+            "reinstall with a C++17 compiler (pip install -e .) to build it"
+        ) from exc
+
+
+def _load_numba() -> ModuleType:
+    return importlib.import_module("convnet.kernels._numba")
+
+
+def _load_cuda() -> ModuleType:
+    try:
+        import cupy  # noqa: F401
+    except ImportError as exc:
+        raise ImportError(f"CuPy is not installed ({exc}); pip install convnet[cuda]") from exc
+    try:
+        module = importlib.import_module("convnet._cuda")
+    except ImportError as exc:
+        raise ImportError(
+            f"the CUDA extension convnet._cuda was not built or does not load ({exc})"
+        ) from exc
+    import cupy
+
+    try:
+        count = cupy.cuda.runtime.getDeviceCount()
+    except Exception as exc:  # no driver raises a CUDARuntimeError
+        raise ImportError(f"no usable CUDA driver ({exc})") from exc
+    if count < 1:
+        raise ImportError("no CUDA device found")
+    return module
+
+
+_LOADERS = {"native": _load_native, "numba": _load_numba, "cuda": _load_cuda}
+
+
+def get(name: str) -> ModuleType | None:
+    """The backend module, or None if it cannot be loaded (see :func:`backends`)."""
+    if name not in _modules:
+        try:
+            _modules[name] = _LOADERS[name]()
+        except Exception as exc:  # any failure means "unavailable", with the reason kept
+            _modules[name] = None
+            _errors[name] = f"{type(exc).__name__}: {exc}"
+    return _modules[name]
+
+
+def require(name: str) -> ModuleType:
+    if name not in _LOADERS:
+        raise ValueError(f"backend: unknown backend {name!r}; expected one of {BACKEND_NAMES}")
+    module = get(name)
+    if module is None:
+        raise RuntimeError(f"backend {name!r} is not available: {_errors[name]}")
+    return module
+
+
+def default_cpu() -> str:
+    return "native" if get("native") is not None else "numba"
+
+
+def backends() -> dict[str, dict[str, object]]:
+    """``{name: {"available": bool, "detail": str}}`` for native, numba and cuda."""
+    out: dict[str, dict[str, object]] = {}
+    for name in BACKEND_NAMES:
+        module = get(name)
+        if module is None:
+            out[name] = {"available": False, "detail": _errors[name]}
+            continue
+        if name == "native":
+            detail = (
+                f"convnet._C, {module.simd_level()}, "
+                f"OpenMP {'on' if module.has_openmp() else 'off'}, "
+                f"{module.get_num_threads()} threads"
+            )
+        elif name == "numba":
+            import numba
+
+            detail = f"numba {numba.__version__}, {numba.get_num_threads()} threads"
+        else:
+            detail = getattr(module, "describe", lambda: "convnet._cuda")()
+        out[name] = {"available": True, "detail": detail}
+    return out

@@ -1,0 +1,20 @@
+// GEMM entry point: C = alpha * op(A) op(B) + beta * C (row-major).
+#include "gemm.h"
+
+namespace convnet {
+
+// a: op(A) (M,K), b: op(B) (K,N), c: (M,N)
+template <typename T>
+void gemm(bool trans_a, bool trans_b, index_t M, index_t N, index_t K, T alpha, const T* a,
+          index_t lda, const T* b, index_t ldb, T beta, T* c, index_t ldc, int nthreads) {
+  FlushToZero ftz;
+  gemm_packed<T>(trans_a, M, N, K, alpha, a, lda, DenseB<T>{b, ldb, trans_b}, beta, c, ldc,
+                 nthreads);
+}
+
+template void gemm<float>(bool, bool, index_t, index_t, index_t, float, const float*, index_t,
+                          const float*, index_t, float, float*, index_t, int);
+template void gemm<double>(bool, bool, index_t, index_t, index_t, double, const double*, index_t,
+                           const double*, index_t, double, double*, index_t, int);
+
+}  // namespace convnet

@@ -1,11 +1,10 @@
 // 2-D convolution (cross-correlation, NCHW) on the packed GEMM.
 //
-// Forward and weight gradient are implicit GEMMs: the im2col matrix is never built, its
-// values are gathered straight into the GEMM's packed B panels. A 1x1/stride-1 convolution
-// is a plain GEMM on the image as it is. The data gradient is a GEMM into a column buffer
-// bounded to a few output rows, scattered back with col2im.
-// Images are spread over threads (one single-threaded GEMM per image) when the batch has at
-// least as many images as threads; otherwise each GEMM uses every thread.
+// Forward and weight gradient are implicit GEMMs over the whole batch: the im2col matrix is
+// never built, its values are gathered straight into the GEMM's packed panels, so the only
+// workspace is the GEMM's own packing buffers. The data gradient is the forward
+// convolution of dy with flipped filters for stride 1, and a GEMM into a column buffer of a
+// few output rows plus col2im for larger strides.
 #include <algorithm>
 #include <cstring>
 #include <vector>
@@ -52,23 +51,46 @@ inline void gather_row(const T* plane, const ConvGeom& g, index_t h, index_t w0,
   }
 }
 
-// B = im2col(x_n): (C*R*S) x (P*Q). Packs depth rows [k0,k0+kc) x pixels [j0,j0+nr).
+// B = im2col of a batch: rows c*R*S + r*S + s, columns (image, output pixel). Panels never
+// straddle two images, so panel jp's C tile is row-major at out + n*out_image + pixel with
+// ldc = P*Q: the GEMM writes the (N, K, P*Q) output directly.
 template <typename T>
 struct Im2colB {
-  const T* x;  // one image (C,H,W)
+  const T* x;  // (N,C,H,W)
   const ConvGeom* g;
   const ColIndex* idx;
-  void operator()(index_t k0, index_t kc, index_t j0, int nr, T* dst) const {
-    constexpr int NR = GemmBlocking<T>::NR;
+  index_t out_image;  // elements per image of the output
+  template <int NR>
+  index_t per_image() const {
+    return ceil_div(g->P * g->Q, NR);
+  }
+  template <int NR>
+  index_t panels() const {
+    return g->N * per_image<NR>();
+  }
+  template <int NR>
+  int cols(index_t jp) const {
+    return static_cast<int>(std::min<index_t>(NR, g->P * g->Q - (jp % per_image<NR>()) * NR));
+  }
+  template <int NR>
+  index_t c_offset(index_t jp) const {
+    const index_t ppi = per_image<NR>();
+    return (jp / ppi) * out_image + (jp % ppi) * NR;
+  }
+  template <int NR>
+  void pack(index_t k0, index_t kc, index_t jp, T* dst) const {
     const ConvGeom& G = *g;
-    index_t pix = j0;
+    const index_t ppi = per_image<NR>();
+    const T* xn = x + (jp / ppi) * G.C * G.H * G.W;
+    const int nr = cols<NR>(jp);
+    index_t pix = (jp % ppi) * NR;
     int j = 0;
     while (j < nr) {  // one segment per output row the panel touches
       const index_t p = pix / G.Q, q = pix % G.Q;
       const index_t seg = std::min<index_t>(nr - j, G.Q - q);
       for (index_t k = 0; k < kc; ++k) {
         const ColIndex& ci = idx[k0 + k];
-        gather_row(x + ci.c * G.H * G.W, G, p * G.sh - G.ph + ci.dr, q * G.sw - G.pw + ci.ds,
+        gather_row(xn + ci.c * G.H * G.W, G, p * G.sh - G.ph + ci.dr, q * G.sw - G.pw + ci.ds,
                    seg, dst + k * NR + j, 1);
       }
       j += static_cast<int>(seg);
@@ -79,26 +101,40 @@ struct Im2colB {
   }
 };
 
-// B = im2col(x_n)^T: (P*Q) x (C*R*S). Packs pixels [k0,k0+kc) x columns crs [j0,j0+nr).
+// B = im2col^T of a batch: rows (image, output pixel), columns c*R*S + r*S + s.
 template <typename T>
 struct Im2colTransB {
-  const T* x;
+  const T* x;  // (images,C,H,W)
   const ConvGeom* g;
   const ColIndex* idx;
-  void operator()(index_t k0, index_t kc, index_t j0, int nr, T* dst) const {
-    constexpr int NR = GemmBlocking<T>::NR;
+  template <int NR>
+  index_t panels() const {
+    return ceil_div(g->crs(), NR);
+  }
+  template <int NR>
+  int cols(index_t jp) const {
+    return static_cast<int>(std::min<index_t>(NR, g->crs() - jp * NR));
+  }
+  template <int NR>
+  index_t c_offset(index_t jp) const {
+    return jp * NR;
+  }
+  template <int NR>
+  void pack(index_t k0, index_t kc, index_t jp, T* dst) const {
     const ConvGeom& G = *g;
+    const index_t plane = G.P * G.Q, j0 = jp * NR;
+    const int nr = cols<NR>(jp);
     for (int j = 0; j < nr; ++j) {
       const ColIndex& ci = idx[j0 + j];
-      const T* plane = x + ci.c * G.H * G.W;
-      index_t pix = k0, k = 0;
-      while (k < kc) {
+      index_t depth = k0, k = 0;
+      while (k < kc) {  // one segment per (image, output row)
+        const index_t n = depth / plane, pix = depth % plane;
         const index_t p = pix / G.Q, q = pix % G.Q;
         const index_t seg = std::min<index_t>(kc - k, G.Q - q);
-        gather_row(plane, G, p * G.sh - G.ph + ci.dr, q * G.sw - G.pw + ci.ds, seg,
-                   dst + k * NR + j, NR);
+        gather_row(x + (n * G.C + ci.c) * G.H * G.W, G, p * G.sh - G.ph + ci.dr,
+                   q * G.sw - G.pw + ci.ds, seg, dst + k * NR + j, NR);
         k += seg;
-        pix += seg;
+        depth += seg;
       }
     }
     for (int j = nr; j < NR; ++j)
@@ -106,9 +142,30 @@ struct Im2colTransB {
   }
 };
 
-bool images_in_parallel(const ConvGeom& g) { return g.N >= get_num_threads(); }
+// A = the output gradient of a batch as K rows x (image, output pixel) depth.
+template <typename T>
+struct BatchRowsA {
+  const T* dy;  // (images,K,P*Q)
+  index_t K, plane;
+  template <int MR>
+  void pack(index_t i0, int rows, index_t k0, index_t kc, T* dst) const {
+    for (int i = 0; i < rows; ++i) {
+      index_t depth = k0, k = 0;
+      while (k < kc) {
+        const index_t n = depth / plane, pix = depth % plane;
+        const index_t seg = std::min<index_t>(kc - k, plane - pix);
+        const T* src = dy + (n * K + i0 + i) * plane + pix;
+        for (index_t t = 0; t < seg; ++t) dst[(k + t) * MR + i] = src[t];
+        k += seg;
+        depth += seg;
+      }
+    }
+    for (int i = rows; i < MR; ++i)
+      for (index_t k = 0; k < kc; ++k) dst[k * MR + i] = T(0);
+  }
+};
 
-double conv_flops(const ConvGeom& g) { return 2.0 * g.K * g.crs() * g.P * g.Q; }
+double conv_flops(const ConvGeom& g) { return 2.0 * g.N * g.K * g.crs() * g.P * g.Q; }
 
 }  // namespace
 
@@ -117,87 +174,88 @@ template <typename T>
 void conv2d_forward(const ConvGeom& g, const T* x, const T* w, const T* b, T* y) {
   FlushToZero ftz;
   const std::vector<ColIndex> idx = col_index(g);
-  const index_t in_size = g.C * g.H * g.W, out_plane = g.P * g.Q, out_size = g.K * out_plane;
-  const bool outer = images_in_parallel(g);
-  const int inner_threads = outer ? 1 : threads_for(conv_flops(g), 1 << 18);
-  const int outer_threads = outer ? threads_for(conv_flops(g) * g.N, 1 << 18) : 1;
-#pragma omp parallel for schedule(dynamic, 1) num_threads(outer_threads) if (outer_threads > 1)
-  for (index_t n = 0; n < g.N; ++n) {
-    FlushToZero ftz_worker;
-    const T* xn = x + n * in_size;
-    T* yn = y + n * out_size;
-    if (g.pointwise()) {
-      gemm_packed<T>(false, g.K, out_plane, g.C, T(1), w, g.C, DenseB<T>{xn, out_plane, false},
-                     T(0), yn, out_plane, inner_threads);
-    } else {
-      gemm_packed<T>(false, g.K, out_plane, g.crs(), T(1), w, g.crs(),
-                     Im2colB<T>{xn, &g, idx.data()}, T(0), yn, out_plane, inner_threads);
-    }
-    if (b) {
-      for (index_t k = 0; k < g.K; ++k) {
-        T* row = yn + k * out_plane;
-        const T bias = b[k];
-        for (index_t i = 0; i < out_plane; ++i) row[i] += bias;
-      }
+  const index_t out_plane = g.P * g.Q;
+  const int threads = threads_for(conv_flops(g), 1 << 18);
+  gemm_auto<T>(g.K, g.crs(), T(1), DenseA<T>{w, g.crs(), false},
+               Im2colB<T>{x, &g, idx.data(), g.K * out_plane}, T(0), y, out_plane, threads);
+  if (b) {
+#pragma omp parallel for schedule(static) num_threads(threads) if (threads > 1)
+    for (index_t nk = 0; nk < g.N * g.K; ++nk) {
+      T* row = y + nk * out_plane;
+      const T bias = b[nk % g.K];
+#pragma omp simd
+      for (index_t i = 0; i < out_plane; ++i) row[i] += bias;
     }
   }
 }
+
+namespace {
+
+// Stride 1: dx is the forward convolution of dy with the filters flipped in space and
+// transposed in channels, padded by dilation*(R-1) - pad (negative means cropping).
+template <typename T>
+void conv2d_backward_data_stride1(const ConvGeom& g, const T* dy, const T* w, T* dx) {
+  std::vector<T> flipped(static_cast<size_t>(g.K) * g.crs());
+  for (index_t k = 0; k < g.K; ++k)
+    for (index_t c = 0; c < g.C; ++c)
+      for (index_t r = 0; r < g.R; ++r)
+        for (index_t s = 0; s < g.S; ++s)
+          flipped[((c * g.K + k) * g.R + (g.R - 1 - r)) * g.S + (g.S - 1 - s)] =
+              w[((k * g.C + c) * g.R + r) * g.S + s];
+  const ConvGeom t{g.N, g.K, g.P, g.Q, g.C, g.R, g.S, g.H, g.W, 1, 1,
+                   g.dh * (g.R - 1) - g.ph, g.dw * (g.S - 1) - g.pw, g.dh, g.dw};
+  conv2d_forward<T>(t, dy, flipped.data(), nullptr, dx);
+}
+
+}  // namespace
 
 // dy (N,K,P,Q), w (K,C,R,S) -> dx (N,C,H,W)
 template <typename T>
 void conv2d_backward_data(const ConvGeom& g, const T* dy, const T* w, T* dx) {
   FlushToZero ftz;
+  if (g.sh == 1 && g.sw == 1) return conv2d_backward_data_stride1(g, dy, w, dx);
+  // Strided: a GEMM into a column buffer of at most ~1 MiB per thread (a few output rows),
+  // scattered back with col2im; images in parallel.
   const std::vector<ColIndex> idx = col_index(g);
   const index_t in_size = g.C * g.H * g.W, out_plane = g.P * g.Q, out_size = g.K * out_plane;
   const index_t crs = g.crs();
-  // Column buffer of at most ~1 MiB per thread: a few output rows at a time.
   const index_t budget = std::max<index_t>(1, (index_t(1) << 20) / sizeof(T));
   const index_t rows_per_chunk = std::max<index_t>(1, budget / std::max<index_t>(1, crs * g.Q));
-  const bool outer = images_in_parallel(g);
-  const int inner_threads = outer ? 1 : threads_for(conv_flops(g), 1 << 18);
-  const int outer_threads = outer ? threads_for(conv_flops(g) * g.N, 1 << 18) : 1;
-#pragma omp parallel num_threads(outer_threads) if (outer_threads > 1)
+  const int team = threads_for(conv_flops(g), 1 << 18);
+  const bool outer = g.N >= team;
+  const int inner_threads = outer ? 1 : team;
+#pragma omp parallel num_threads(outer ? team : 1) if (outer && team > 1)
   {
     FlushToZero ftz_worker;
     static thread_local Scratch<T> col;
-    if (!g.pointwise()) col.resize(crs * std::min(rows_per_chunk, g.P) * g.Q);
+    col.resize(crs * std::min(rows_per_chunk, g.P) * g.Q);
 #pragma omp for schedule(dynamic, 1)
     for (index_t n = 0; n < g.N; ++n) {
       const T* dyn = dy + n * out_size;
       T* dxn = dx + n * in_size;
-      if (g.pointwise()) {
-        gemm_packed<T>(true, g.C, out_plane, g.K, T(1), w, g.C, DenseB<T>{dyn, out_plane, false},
-                       T(0), dxn, out_plane, inner_threads);
-        continue;
-      }
       std::fill(dxn, dxn + in_size, T(0));
       for (index_t p0 = 0; p0 < g.P; p0 += rows_per_chunk) {
         const index_t rows = std::min(rows_per_chunk, g.P - p0);
         const index_t ncols = rows * g.Q;
         T* cb = col.data();
-        gemm_packed<T>(true, crs, ncols, g.K, T(1), w, crs,
-                       DenseB<T>{dyn + p0 * g.Q, out_plane, false}, T(0), cb, ncols,
-                       inner_threads);
+        gemm_auto<T>(crs, g.K, T(1), DenseA<T>{w, crs, true},
+                     DenseB<T>{dyn + p0 * g.Q, out_plane, false, ncols}, T(0), cb, ncols,
+                     inner_threads);
         // col2im: scatter-add each column row back to the input plane it came from.
         for (index_t k = 0; k < crs; ++k) {
           const ColIndex& ci = idx[k];
           T* plane = dxn + ci.c * g.H * g.W;
           const T* src = cb + k * ncols;
+          const index_t w0 = -g.pw + ci.ds;
+          // Columns q with 0 <= w0 + q*sw < W.
+          const index_t q_lo = w0 >= 0 ? 0 : ceil_div(-w0, g.sw);
+          const index_t q_hi = std::min<index_t>(g.Q, w0 >= g.W ? 0 : ceil_div(g.W - w0, g.sw));
           for (index_t pr = 0; pr < rows; ++pr) {
             const index_t h = (p0 + pr) * g.sh - g.ph + ci.dr;
             if (h < 0 || h >= g.H) continue;
             T* row = plane + h * g.W;
             const T* s = src + pr * g.Q;
-            const index_t w0 = -g.pw + ci.ds;
-            // Columns q with 0 <= w0 + q*sw < W.
-            const index_t q_lo = w0 >= 0 ? 0 : ceil_div(-w0, g.sw);
-            const index_t q_hi = std::min<index_t>(g.Q, w0 >= g.W ? 0 : ceil_div(g.W - w0, g.sw));
-            if (g.sw == 1) {
-              T* r = row + w0;
-              for (index_t q = q_lo; q < q_hi; ++q) r[q] += s[q];
-            } else {
-              for (index_t q = q_lo; q < q_hi; ++q) row[w0 + q * g.sw] += s[q];
-            }
+            for (index_t q = q_lo; q < q_hi; ++q) row[w0 + q * g.sw] += s[q];
           }
         }
       }
@@ -210,29 +268,24 @@ template <typename T>
 void conv2d_backward_weight(const ConvGeom& g, const T* dy, const T* x, T* dw) {
   FlushToZero ftz;
   const std::vector<ColIndex> idx = col_index(g);
-  const index_t in_size = g.C * g.H * g.W, out_plane = g.P * g.Q, out_size = g.K * out_plane;
+  const index_t in_size = g.C * g.H * g.W, out_plane = g.P * g.Q;
   const index_t crs = g.crs(), w_size = g.K * crs;
-  auto accumulate = [&](index_t n, T beta, T* target, int threads) {
-    const T* dyn = dy + n * out_size;
-    const T* xn = x + n * in_size;
-    if (g.pointwise()) {
-      gemm_packed<T>(false, g.K, crs, out_plane, T(1), dyn, out_plane,
-                     DenseB<T>{xn, out_plane, true}, beta, target, crs, threads);
-    } else {
-      gemm_packed<T>(false, g.K, crs, out_plane, T(1), dyn, out_plane,
-                     Im2colTransB<T>{xn, &g, idx.data()}, beta, target, crs, threads);
-    }
+  const int team = threads_for(conv_flops(g), 1 << 18);
+  // A GEMM over images [n0, n1): the reduction runs over (image, pixel).
+  auto run = [&](index_t n0, index_t n1, T* target, int threads) {
+    ConvGeom part = g;
+    part.N = n1 - n0;
+    gemm_auto<T>(g.K, part.N * out_plane, T(1), BatchRowsA<T>{dy + n0 * g.K * out_plane, g.K,
+                 out_plane}, Im2colTransB<T>{x + n0 * in_size, &part, idx.data()}, T(0),
+                 target, crs, threads);
   };
-  if (!images_in_parallel(g)) {
-    const int threads = threads_for(conv_flops(g), 1 << 18);
-    for (index_t n = 0; n < g.N; ++n) accumulate(n, n == 0 ? T(0) : T(1), dw, threads);
-    if (g.N == 0) std::fill(dw, dw + w_size, T(0));
+  if (g.N < 2 * team) {
+    run(0, g.N, dw, team);
     return;
   }
-  // Each thread sums its images into a private copy; the copies are added at the end.
-  const int team = threads_for(conv_flops(g) * g.N, 1 << 18);
+  // Split-K over the batch: each thread reduces its share of images into a private copy.
   std::vector<T> partial(static_cast<size_t>(team - 1) * w_size);
-#pragma omp parallel num_threads(team) if (team > 1)
+#pragma omp parallel num_threads(team)
   {
     FlushToZero ftz_worker;
     int t = 0;
@@ -240,13 +293,7 @@ void conv2d_backward_weight(const ConvGeom& g, const T* dy, const T* x, T* dw) {
     t = omp_get_thread_num();
 #endif
     T* target = t == 0 ? dw : partial.data() + (t - 1) * w_size;
-    bool first = true;
-#pragma omp for schedule(static)
-    for (index_t n = 0; n < g.N; ++n) {
-      accumulate(n, first ? T(0) : T(1), target, 1);
-      first = false;
-    }
-    if (first) std::fill(target, target + w_size, T(0));
+    run(g.N * t / team, g.N * (t + 1) / team, target, 1);
 #pragma omp barrier
 #pragma omp for schedule(static)
     for (index_t i = 0; i < w_size; ++i)

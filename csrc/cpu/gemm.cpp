@@ -8,8 +8,8 @@ template <typename T>
 void gemm(bool trans_a, bool trans_b, index_t M, index_t N, index_t K, T alpha, const T* a,
           index_t lda, const T* b, index_t ldb, T beta, T* c, index_t ldc, int nthreads) {
   FlushToZero ftz;
-  gemm_packed<T>(trans_a, M, N, K, alpha, a, lda, DenseB<T>{b, ldb, trans_b}, beta, c, ldc,
-                 nthreads);
+  gemm_auto<T>(M, K, alpha, DenseA<T>{a, lda, trans_a}, DenseB<T>{b, ldb, trans_b, N}, beta, c,
+               ldc, nthreads);
 }
 
 template void gemm<float>(bool, bool, index_t, index_t, index_t, float, const float*, index_t,

@@ -1,7 +1,10 @@
-// Packed, cache-blocked GEMM core (the BLIS/GotoBLAS five loops around a register-blocked
-// micro-kernel), shared by gemm.cpp and the convolutions. B is read through a "packer" so a
-// convolution can pack its im2col matrix straight into the GEMM's panels (implicit GEMM)
-// without ever materialising the column buffer.
+// Packed, cache-blocked GEMM core (the BLIS/GotoBLAS loops around a register-blocked
+// micro-kernel), shared by gemm.cpp and the convolutions.
+//
+// Both operands are read through packers, so a convolution can gather its im2col matrix
+// straight into the packed panels (implicit GEMM) and span a whole batch of images in one
+// GEMM. The B packer also says where each NR-column panel of C lives, which lets one GEMM
+// write the (N, K, P*Q) output of a convolution image by image.
 #pragma once
 
 #include <algorithm>
@@ -15,13 +18,13 @@ namespace convnet {
 // or xmm (portable SSE/NEON) instructions for the same source, picked by -march.
 #if defined(__AVX512F__)
 constexpr int kVecBytes = 64;
-constexpr int kRegisters = 32;
+constexpr bool kManyRegisters = true;  // 32 vector registers
 #elif defined(__AVX__)
 constexpr int kVecBytes = 32;
-constexpr int kRegisters = 16;
+constexpr bool kManyRegisters = false;
 #else
 constexpr int kVecBytes = 16;
-constexpr int kRegisters = 16;
+constexpr bool kManyRegisters = false;
 #endif
 
 template <typename T>
@@ -35,32 +38,34 @@ struct Vec<double> {
   typedef double type __attribute__((vector_size(kVecBytes)));
 };
 
-template <typename T>
-struct GemmBlocking {
+// The C tile held in registers: MR rows x NV vectors. Accumulators + NV B vectors + one
+// broadcast must fit the register file.
+template <typename T, int MR_, int NV_>
+struct Tile {
   using V = typename Vec<T>::type;
-  static constexpr int kLanes = kVecBytes / sizeof(T);
-  static constexpr int kNV = 2;                    // vectors per row of the C tile
-  static constexpr int NR = kNV * kLanes;          // columns of the C tile
-  // Rows of the C tile: accumulators MR*kNV plus kNV B vectors and a broadcast fit the file.
-  static constexpr int MR = kRegisters == 32 ? 14 : 6;
-#ifndef CONVNET_GEMM_KC
-#define CONVNET_GEMM_KC 256
-#define CONVNET_GEMM_MCR 12
-#define CONVNET_GEMM_NC 3072
-#endif
-  static constexpr index_t KC = CONVNET_GEMM_KC;                // B micro-panel KC x NR in L1
-  static constexpr index_t MC = MR * CONVNET_GEMM_MCR;          // A block MC x KC in L2
-  static constexpr index_t NC = CONVNET_GEMM_NC;                // B panel KC x NC in L3
+  static constexpr int MR = MR_;
+  static constexpr int NV = NV_;
+  static constexpr int L = kVecBytes / int(sizeof(T));
+  static constexpr int NR = NV * L;
 };
+
+// Tiles: 8x3 vectors is the general one; 6x4 suits M=6 (LeNet's first layer).
+template <typename T>
+using TileGeneral = Tile<T, kManyRegisters ? 8 : 6, kManyRegisters ? 3 : 2>;
+template <typename T>
+using TileShort = Tile<T, kManyRegisters ? 6 : 4, kManyRegisters ? 4 : 3>;
+
+constexpr index_t kKC = 256;   // depth of a packed block: a B micro-panel KC x NR sits in L1
+constexpr index_t kMC = 192;   // rows of A per block: MC x KC in L2
+constexpr index_t kNC = 3072;  // columns of B per block: KC x NC in L2/L3
 
 // C[0:mr, 0:nr] = alpha * Ap^T Bp + beta * C, Ap: KC x MR packed, Bp: KC x NR packed.
 // beta == 0 never reads C (it may hold NaN).
-template <typename T>
+template <typename T, typename Sh>
 inline void micro_kernel(index_t kc, const T* __restrict ap, const T* __restrict bp, T* c,
                          index_t ldc, T alpha, T beta, int mr, int nr) {
-  using B = GemmBlocking<T>;
-  using V = typename B::V;
-  constexpr int MR = B::MR, NV = B::kNV, L = B::kLanes, NR = B::NR;
+  using V = typename Sh::V;
+  constexpr int MR = Sh::MR, NV = Sh::NV, L = Sh::L, NR = Sh::NR;
   V acc[MR][NV];
 #pragma GCC unroll 16
   for (int i = 0; i < MR; ++i)
@@ -107,42 +112,55 @@ inline void micro_kernel(index_t kc, const T* __restrict ap, const T* __restrict
   }
 }
 
-// Packs rows [i0, i0+mc) x depth [k0, k0+kc) of op(A) into MR-row panels (zero padded).
+// A as an ordinary strided matrix; op(A) is M x K.
 template <typename T>
-void pack_a(const T* a, index_t lda, bool trans, index_t i0, index_t mc, index_t k0, index_t kc,
-            T* dst) {
-  constexpr int MR = GemmBlocking<T>::MR;
-  for (index_t ip = 0; ip < mc; ip += MR) {
-    const int rows = static_cast<int>(std::min<index_t>(MR, mc - ip));
-    T* panel = dst + ip * kc;
+struct DenseA {
+  const T* a;
+  index_t lda;
+  bool trans;
+  // Packs rows [i0, i0+rows) x depth [k0, k0+kc) as one MR-row panel (zero padded).
+  template <int MR>
+  void pack(index_t i0, int rows, index_t k0, index_t kc, T* dst) const {
     if (!trans) {
       for (int i = 0; i < rows; ++i) {
-        const T* src = a + (i0 + ip + i) * lda + k0;
-        for (index_t k = 0; k < kc; ++k) panel[k * MR + i] = src[k];
+        const T* src = a + (i0 + i) * lda + k0;
+        for (index_t k = 0; k < kc; ++k) dst[k * MR + i] = src[k];
       }
-      for (int i = rows; i < MR; ++i)
-        for (index_t k = 0; k < kc; ++k) panel[k * MR + i] = T(0);
     } else {
       for (index_t k = 0; k < kc; ++k) {
-        const T* src = a + (k0 + k) * lda + i0 + ip;
-        T* out = panel + k * MR;
-        int i = 0;
-        for (; i < rows; ++i) out[i] = src[i];
-        for (; i < MR; ++i) out[i] = T(0);
+        const T* src = a + (k0 + k) * lda + i0;
+        for (int i = 0; i < rows; ++i) dst[k * MR + i] = src[i];
       }
     }
+    for (int i = rows; i < MR; ++i)
+      for (index_t k = 0; k < kc; ++k) dst[k * MR + i] = T(0);
   }
-}
+};
 
-// B given as an ordinary strided matrix, op(B) is K x N.
+// B as an ordinary strided matrix, op(B) K x N, with C's panels at consecutive columns.
 template <typename T>
 struct DenseB {
   const T* b;
   index_t ldb;
   bool trans;
-  // Packs depth [k0, k0+kc) x columns [j0, j0+nr) into one NR-wide panel (zero padded).
-  void operator()(index_t k0, index_t kc, index_t j0, int nr, T* dst) const {
-    constexpr int NR = GemmBlocking<T>::NR;
+  index_t N;
+  template <int NR>
+  index_t panels() const {
+    return ceil_div(N, NR);
+  }
+  template <int NR>
+  int cols(index_t jp) const {
+    return static_cast<int>(std::min<index_t>(NR, N - jp * NR));
+  }
+  template <int NR>
+  index_t c_offset(index_t jp) const {
+    return jp * NR;
+  }
+  // Packs depth [k0, k0+kc) x the columns of panel jp (zero padded to NR).
+  template <int NR>
+  void pack(index_t k0, index_t kc, index_t jp, T* dst) const {
+    const index_t j0 = jp * NR;
+    const int nr = cols<NR>(jp);
     if (!trans) {
       for (index_t k = 0; k < kc; ++k) {
         const T* src = b + (k0 + k) * ldb + j0;
@@ -166,82 +184,96 @@ struct DenseB {
   }
 };
 
-// C (M x N, ldc) = alpha * op(A) (M x K) * op(B) (K x N) + beta * C, on `nthreads` threads
-// (1 when called from inside an outer parallel loop).
-template <typename T, typename PackB>
-void gemm_packed(bool trans_a, index_t M, index_t N, index_t K, T alpha, const T* a, index_t lda,
-                 const PackB& pack_b, T beta, T* c, index_t ldc, int nthreads) {
-  using Bk = GemmBlocking<T>;
-  constexpr int MR = Bk::MR, NR = Bk::NR;
-  if (M <= 0 || N <= 0) return;
+// C (M rows, ldc; panel jp at column offset b.c_offset(jp)) = alpha * op(A) op(B) + beta * C,
+// with depth K, on `nthreads` threads (1 when called from inside an outer parallel loop).
+template <typename T, typename Sh, typename PackA, typename PackB>
+void gemm_packed(index_t M, index_t K, T alpha, const PackA& pa, const PackB& pb, T beta, T* c,
+                 index_t ldc, int nthreads) {
+  constexpr int MR = Sh::MR, NR = Sh::NR;
+  const index_t n_panels = pb.template panels<NR>();
+  if (M <= 0 || n_panels <= 0) return;
   if (K <= 0 || alpha == T(0)) {
-    for (index_t i = 0; i < M; ++i)
-      for (index_t j = 0; j < N; ++j) c[i * ldc + j] = beta == T(0) ? T(0) : beta * c[i * ldc + j];
+    for (index_t jp = 0; jp < n_panels; ++jp) {
+      T* cp = c + pb.template c_offset<NR>(jp);
+      const int nr = pb.template cols<NR>(jp);
+      for (index_t i = 0; i < M; ++i)
+        for (int j = 0; j < nr; ++j) cp[i * ldc + j] = beta == T(0) ? T(0) : beta * cp[i * ldc + j];
+    }
     return;
   }
-  const index_t kc_max = std::min<index_t>(Bk::KC, K);
-  const index_t nc_max = std::min<index_t>(Bk::NC, round_up(N, NR));
+  const index_t kc_max = std::min<index_t>(kKC, K);
+  // A block of B holds about KC x NC values whatever the depth, so shallow GEMMs (few input
+  // channels) take wide blocks and meet few barriers.
+  const index_t panels_per_block = std::max<index_t>(1, kKC * kNC / (kc_max * NR));
   const index_t m_pad = round_up(M, MR);
-  // The A block and B panel packed for one (jc, pc) step, shared by the team; kept per
-  // calling thread so that repeated calls do not pay for fresh pages.
+  // A and B packed for one (jc, pc) step, shared by the team; kept per calling thread so
+  // that repeated calls do not pay for fresh pages.
   static thread_local Scratch<T> a_buf, b_buf;
   a_buf.resize(m_pad * kc_max);
-  b_buf.resize(nc_max * kc_max);
+  b_buf.resize(std::min(n_panels, panels_per_block) * NR * kc_max);
   T* ap_all = a_buf.data();
   T* bp_all = b_buf.data();
 
-  // Row blocks of at most MC rows, as many per thread for every thread.
-  const index_t per_thread = ceil_div(M, index_t(nthreads) * Bk::MC);
+  // Row blocks of at most MC rows, the same number for every thread.
+  const index_t per_thread = ceil_div(M, index_t(nthreads) * kMC);
   const index_t mc = round_up(ceil_div(M, index_t(nthreads) * per_thread), MR);
   const index_t mc_blocks = ceil_div(M, mc);
 #pragma omp parallel num_threads(nthreads) if (nthreads > 1)
   {
     FlushToZero ftz;
-    for (index_t jc = 0; jc < N; jc += Bk::NC) {
-      const index_t nc = std::min<index_t>(Bk::NC, N - jc);
-      const index_t n_panels = ceil_div(nc, NR);
-      for (index_t pc = 0; pc < K; pc += Bk::KC) {
-        const index_t kc = std::min<index_t>(Bk::KC, K - pc);
+    int team = 1;
+#ifdef _OPENMP
+    team = omp_get_num_threads();
+#endif
+    for (index_t jb = 0; jb < n_panels; jb += panels_per_block) {
+      const index_t nb = std::min(panels_per_block, n_panels - jb);
+      for (index_t pc = 0; pc < K; pc += kKC) {
+        const index_t kc = std::min<index_t>(kKC, K - pc);
         const T beta_eff = pc == 0 ? beta : T(1);
 #pragma omp for schedule(static) nowait
-        for (index_t jp = 0; jp < n_panels; ++jp) {
-          const int nr = static_cast<int>(std::min<index_t>(NR, nc - jp * NR));
-          pack_b(pc, kc, jc + jp * NR, nr, bp_all + jp * NR * kc);
-        }
+        for (index_t jp = 0; jp < nb; ++jp) pb.template pack<NR>(pc, kc, jb + jp, bp_all + jp * NR * kc);
 #pragma omp for schedule(static)
         for (index_t ip = 0; ip < m_pad / MR; ++ip) {
-          const index_t rows = std::min<index_t>(MR, M - ip * MR);
-          pack_a(a, lda, trans_a, ip * MR, rows, pc, kc, ap_all + ip * MR * kc);
+          const int rows = static_cast<int>(std::min<index_t>(MR, M - ip * MR));
+          pa.template pack<MR>(ip * MR, rows, pc, kc, ap_all + ip * MR * kc);
         }
-        // Split the C block over (row block, column chunk) tasks so that small-M GEMMs
-        // (a convolution with few filters) still use every thread.
-        const int team = 1
-#ifdef _OPENMP
-                         * omp_get_num_threads()
-#endif
-            ;
-        const index_t col_chunks =
-            (mc_blocks % team == 0) ? 1 : std::min<index_t>(n_panels, team);
+        // Split C over (row block, column chunk) tasks so that a GEMM with few rows (a
+        // convolution with few filters) still uses every thread.
+        const index_t col_chunks = (mc_blocks % team == 0) ? 1 : std::min<index_t>(nb, team);
         const index_t tasks = mc_blocks * col_chunks;
 #pragma omp for schedule(static)
         for (index_t t = 0; t < tasks; ++t) {
           const index_t ib = t / col_chunks, cb = t % col_chunks;
           const index_t i_begin = ib * mc, i_end = std::min<index_t>(M, i_begin + mc);
-          const index_t jp_begin = n_panels * cb / col_chunks;
-          const index_t jp_end = n_panels * (cb + 1) / col_chunks;
+          const index_t jp_begin = nb * cb / col_chunks, jp_end = nb * (cb + 1) / col_chunks;
           for (index_t jp = jp_begin; jp < jp_end; ++jp) {
-            const int nr = static_cast<int>(std::min<index_t>(NR, nc - jp * NR));
+            const int nr = pb.template cols<NR>(jb + jp);
+            T* cp = c + pb.template c_offset<NR>(jb + jp);
             const T* bp = bp_all + jp * NR * kc;
             for (index_t i = i_begin; i < i_end; i += MR) {
               const int mr = static_cast<int>(std::min<index_t>(MR, M - i));
-              micro_kernel<T>(kc, ap_all + i * kc, bp, c + i * ldc + jc + jp * NR, ldc, alpha,
-                              beta_eff, mr, nr);
+              micro_kernel<T, Sh>(kc, ap_all + i * kc, bp, cp + i * ldc, ldc, alpha, beta_eff,
+                                  mr, nr);
             }
           }
         }
       }
     }
   }
+}
+
+// Runs gemm_packed with the register tile that wastes least for M rows.
+template <typename T, typename PackA, typename PackB>
+void gemm_auto(index_t M, index_t K, T alpha, const PackA& pa, const PackB& pb, T beta, T* c,
+               index_t ldc, int nthreads) {
+  using G = TileGeneral<T>;
+  using S = TileShort<T>;
+  const double waste_g = double(round_up(M, G::MR) - M) / round_up(M, G::MR);
+  const double waste_s = double(round_up(M, S::MR) - M) / round_up(M, S::MR);
+  if (waste_s + 0.05 < waste_g)
+    gemm_packed<T, S>(M, K, alpha, pa, pb, beta, c, ldc, nthreads);
+  else
+    gemm_packed<T, G>(M, K, alpha, pa, pb, beta, c, ldc, nthreads);
 }
 
 }  // namespace convnet

@@ -1,0 +1,953 @@
+"""Numba JIT backend: hand-written CPU kernels, the fallback when ``convnet._C`` is missing.
+
+Every public function here has the backend-level signature shared with the C++ backend and
+with ``tests/kernels/reference.py``: arrays are C-contiguous NumPy arrays of one float dtype
+(float32 or float64), already validated by the caller; outputs are preallocated, may hold
+garbage on entry and are fully overwritten; the functions return None. Layout is NCHW.
+Padding is given as the top/left pad only; the output size comes from the output's shape,
+which is how asymmetric ("SAME") padding is expressed: anything outside the input is zero
+(or -inf for max pooling).
+
+Design:
+
+* GEMM: a cache-blocked loop nest (KC x NC panels of B packed, scaled by alpha, into a
+  contiguous buffer; parallel over (column panel, row block) tasks). The inner block
+  updates 4 rows of C with 8 rows of B at a time so each C element is loaded and stored
+  once per 8 multiply-adds; LLVM vectorises the contiguous inner column loop (AVX-512
+  where present). No BLAS anywhere.
+* conv2d: im2col of a tile of output rows into a per-thread buffer, then the same block
+  kernel. Work is split into (image, output-row tile) tasks handed out in contiguous
+  chunks, one chunk per thread, so every buffer and every partial sum is private to a
+  chunk (no races, no allocation inside ``prange``). 1x1/stride-1/unpadded convolutions
+  skip im2col.
+* Pooling runs in parallel over the N*C planes, batch norm over channels, with float64
+  accumulation.
+
+Kernels are compiled lazily, one specialisation per dtype, and cached on disk
+(``cache=True``); the wrappers turn every scalar into a Python int/float/bool so that no
+other specialisations appear.
+"""
+
+import math
+
+import numba
+import numpy as np
+from numba import prange
+
+__all__ = [
+    "gemm",
+    "conv2d_forward",
+    "conv2d_backward_data",
+    "conv2d_backward_weight",
+    "conv2d_backward_bias",
+    "max_pool2d_forward",
+    "max_pool2d_backward",
+    "avg_pool2d_forward",
+    "avg_pool2d_backward",
+    "batch_norm_forward_training",
+    "batch_norm_forward_inference",
+    "batch_norm_backward",
+]
+
+# Parallel kernels and the serial helpers they call from inside prange bodies (a helper must
+# not open a nested parallel region).
+_parallel = numba.njit(parallel=True, cache=True, fastmath=False)
+_serial = numba.njit(cache=True, fastmath=False)
+
+# Blocking: a KC x NC panel of B (256 x 512 x 4 B = 512 KiB in fp32) stays in one core's L2
+# while MC rows of A stream past it; a 4-row strip of C (4 x 2 KiB) stays in L1.
+_MC = 64
+_KC = 256
+_NC = 512
+# Output positions per convolution tile: the im2col tile (C*R*S x ~256) of one KC slice
+# stays in L2.
+_TILE = 256
+
+
+# --------------------------------------------------------------------------------------
+# GEMM core
+# --------------------------------------------------------------------------------------
+
+
+@_serial
+def _block_madd(a, ak0, b, bk0, c, i0, i1, kc, bj0, cj0, width):
+    """c[i, cj0:cj0+width] += sum_t a[i, ak0+t] * b[bk0+t, bj0:bj0+width], i in [i0, i1).
+
+    a (M, Ka), b (Kb, Nb), c (M, Nc), t in [0, kc). Serial; the caller owns rows i0:i1 of
+    c's column range.
+    """
+    bj1 = bj0 + width
+    cj1 = cj0 + width
+    i = i0
+    while i + 4 <= i1:
+        # Row views with a zero start keep the inner index provably non-negative, which
+        # is what lets LLVM vectorise (no wraparound select on the index).
+        c0 = c[i, cj0:cj1]
+        c1 = c[i + 1, cj0:cj1]
+        c2 = c[i + 2, cj0:cj1]
+        c3 = c[i + 3, cj0:cj1]
+        a0 = a[i, ak0:ak0 + kc]
+        a1 = a[i + 1, ak0:ak0 + kc]
+        a2 = a[i + 2, ak0:ak0 + kc]
+        a3 = a[i + 3, ak0:ak0 + kc]
+        t = 0
+        while t + 8 <= kc:
+            b0 = b[bk0 + t, bj0:bj1]
+            b1 = b[bk0 + t + 1, bj0:bj1]
+            b2 = b[bk0 + t + 2, bj0:bj1]
+            b3 = b[bk0 + t + 3, bj0:bj1]
+            b4 = b[bk0 + t + 4, bj0:bj1]
+            b5 = b[bk0 + t + 5, bj0:bj1]
+            b6 = b[bk0 + t + 6, bj0:bj1]
+            b7 = b[bk0 + t + 7, bj0:bj1]
+            x00, x01, x02, x03 = a0[t], a0[t + 1], a0[t + 2], a0[t + 3]
+            x04, x05, x06, x07 = a0[t + 4], a0[t + 5], a0[t + 6], a0[t + 7]
+            x10, x11, x12, x13 = a1[t], a1[t + 1], a1[t + 2], a1[t + 3]
+            x14, x15, x16, x17 = a1[t + 4], a1[t + 5], a1[t + 6], a1[t + 7]
+            x20, x21, x22, x23 = a2[t], a2[t + 1], a2[t + 2], a2[t + 3]
+            x24, x25, x26, x27 = a2[t + 4], a2[t + 5], a2[t + 6], a2[t + 7]
+            x30, x31, x32, x33 = a3[t], a3[t + 1], a3[t + 2], a3[t + 3]
+            x34, x35, x36, x37 = a3[t + 4], a3[t + 5], a3[t + 6], a3[t + 7]
+            for j in range(width):
+                v0 = b0[j]
+                v1 = b1[j]
+                v2 = b2[j]
+                v3 = b3[j]
+                v4 = b4[j]
+                v5 = b5[j]
+                v6 = b6[j]
+                v7 = b7[j]
+                c0[j] = (c0[j] + x00 * v0 + x01 * v1 + x02 * v2 + x03 * v3
+                         + x04 * v4 + x05 * v5 + x06 * v6 + x07 * v7)
+                c1[j] = (c1[j] + x10 * v0 + x11 * v1 + x12 * v2 + x13 * v3
+                         + x14 * v4 + x15 * v5 + x16 * v6 + x17 * v7)
+                c2[j] = (c2[j] + x20 * v0 + x21 * v1 + x22 * v2 + x23 * v3
+                         + x24 * v4 + x25 * v5 + x26 * v6 + x27 * v7)
+                c3[j] = (c3[j] + x30 * v0 + x31 * v1 + x32 * v2 + x33 * v3
+                         + x34 * v4 + x35 * v5 + x36 * v6 + x37 * v7)
+            t += 8
+        while t < kc:
+            b0 = b[bk0 + t, bj0:bj1]
+            x00 = a0[t]
+            x10 = a1[t]
+            x20 = a2[t]
+            x30 = a3[t]
+            for j in range(width):
+                v0 = b0[j]
+                c0[j] += x00 * v0
+                c1[j] += x10 * v0
+                c2[j] += x20 * v0
+                c3[j] += x30 * v0
+            t += 1
+        i += 4
+    while i < i1:
+        c0 = c[i, cj0:cj1]
+        a0 = a[i, ak0:ak0 + kc]
+        t = 0
+        while t + 8 <= kc:
+            b0 = b[bk0 + t, bj0:bj1]
+            b1 = b[bk0 + t + 1, bj0:bj1]
+            b2 = b[bk0 + t + 2, bj0:bj1]
+            b3 = b[bk0 + t + 3, bj0:bj1]
+            b4 = b[bk0 + t + 4, bj0:bj1]
+            b5 = b[bk0 + t + 5, bj0:bj1]
+            b6 = b[bk0 + t + 6, bj0:bj1]
+            b7 = b[bk0 + t + 7, bj0:bj1]
+            x00, x01, x02, x03 = a0[t], a0[t + 1], a0[t + 2], a0[t + 3]
+            x04, x05, x06, x07 = a0[t + 4], a0[t + 5], a0[t + 6], a0[t + 7]
+            for j in range(width):
+                c0[j] = (c0[j] + x00 * b0[j] + x01 * b1[j] + x02 * b2[j] + x03 * b3[j]
+                         + x04 * b4[j] + x05 * b5[j] + x06 * b6[j] + x07 * b7[j])
+            t += 8
+        while t < kc:
+            b0 = b[bk0 + t, bj0:bj1]
+            x00 = a0[t]
+            for j in range(width):
+                c0[j] += x00 * b0[j]
+            t += 1
+        i += 1
+
+
+@_serial
+def _gemm_serial(a, ak0, b, bk0, c, i0, i1, kdim, bj0, cj0, width):
+    """Serial, cache-blocked c[i0:i1, cj0:cj0+width] += a[i0:i1, ak0:ak0+kdim] @ b-block.
+
+    The b-block is b[bk0:bk0+kdim, bj0:bj0+width]; a (M, Ka), b (Kb, Nb), c (M, Nc).
+    """
+    for kk0 in range(0, kdim, _KC):
+        kc = min(_KC, kdim - kk0)
+        for jj0 in range(0, width, _NC):
+            _block_madd(a, ak0 + kk0, b, bk0 + kk0, c, i0, i1, kc, bj0 + jj0, cj0 + jj0,
+                        min(_NC, width - jj0))
+
+
+@_serial
+def _transpose_into(src, sc0, rows, cols, dst):
+    """dst[j, i] = src[i, sc0 + j] for i < rows, j < cols; src (R, *), dst (>=cols, >=rows)."""
+    # 16 x 16 tiles keep both the read and the write side within a few cache lines.
+    for i0 in range(0, rows, 16):
+        i1 = min(rows, i0 + 16)
+        for j0 in range(0, cols, 16):
+            j1 = min(cols, j0 + 16)
+            for i in range(i0, i1):
+                srow = src[i, sc0:sc0 + j1]
+                for j in range(j0, j1):
+                    dst[j, i] = srow[j]
+
+
+@_parallel
+def _transpose_kernel(src, dst):
+    """dst = src.T; src (R, C), dst (C, R)."""
+    rows, cols = src.shape
+    nb = (cols + 63) // 64
+    for jb in prange(nb):
+        j0 = jb * 64
+        j1 = min(cols, j0 + 64)
+        for i0 in range(0, rows, 16):
+            i1 = min(rows, i0 + 16)
+            for j in range(j0, j1):
+                drow = dst[j, i0:i1]
+                for i in range(i1 - i0):
+                    drow[i] = src[i0 + i, j]
+
+
+@_parallel
+def _gemm_kernel(a, b, c, alpha, beta, trans_b):
+    """c = alpha * a @ op(b) + beta * c; a (M, K), b (K, N) or (N, K) if trans_b, c (M, N)."""
+    m, kdim = a.shape
+    n = c.shape[1]
+    for i in prange(m):
+        crow = c[i]
+        if beta == 0.0:
+            # BLAS semantics: beta == 0 never reads C (it may hold NaN).
+            for j in range(n):
+                crow[j] = 0.0
+        elif beta != 1.0:
+            for j in range(n):
+                crow[j] = beta * crow[j]
+    if m == 0 or n == 0 or kdim == 0 or alpha == 0.0:
+        return
+    nbi = (m + _MC - 1) // _MC
+    nbj = (n + _NC - 1) // _NC
+    # Packed B: one contiguous KC x NC panel per column block, alpha folded in. The
+    # transposed case is gathered here once, so the block kernel always sees row-major B.
+    bp = np.empty((nbj, min(_KC, kdim), _NC), c.dtype)
+    for k0 in range(0, kdim, _KC):
+        kc = min(_KC, kdim - k0)
+        for t in prange(nbj * kc):
+            jb = t // kc
+            kk = t - jb * kc
+            j0 = jb * _NC
+            w = min(_NC, n - j0)
+            row = bp[jb, kk]
+            if trans_b:
+                for j in range(w):
+                    row[j] = alpha * b[j0 + j, k0 + kk]
+            else:
+                src = b[k0 + kk, j0:j0 + w]
+                for j in range(w):
+                    row[j] = alpha * src[j]
+        # Column-panel-major task order: each thread's share keeps few panels hot in its L2.
+        for t in prange(nbj * nbi):
+            jb = t // nbi
+            ib = t - jb * nbi
+            i0 = ib * _MC
+            j0 = jb * _NC
+            _block_madd(a, k0, bp[jb], 0, c, i0, min(m, i0 + _MC), kc, 0, j0,
+                        min(_NC, n - j0))
+
+
+def gemm(a, b, c, alpha, beta, trans_a, trans_b):
+    """c = alpha * op(a) @ op(b) + beta * c, in place.
+
+    a (M, K) or (K, M) if trans_a; b (K, N) or (N, K) if trans_b; c (M, N).
+    beta == 0 ignores c's old content (it may be NaN).
+    """
+    if trans_a:
+        # Row-major op(a) lets the block kernel read A rows contiguously; O(MK) next to
+        # the O(MNK) product.
+        at = np.empty((a.shape[1], a.shape[0]), a.dtype)
+        _transpose_kernel(a, at)
+        a = at
+    _gemm_kernel(a, b, c, float(alpha), float(beta), bool(trans_b))
+
+
+# --------------------------------------------------------------------------------------
+# conv2d
+# --------------------------------------------------------------------------------------
+
+
+@_serial
+def _valid_q_range(off_w, sw, w_in, q_out):
+    """[qlo, qhi): output columns q whose input column q*sw + off_w lies in [0, w_in)."""
+    if off_w >= 0:
+        qlo = 0
+    else:
+        qlo = (-off_w + sw - 1) // sw
+    if w_in - 1 - off_w < 0:
+        qhi = 0
+    else:
+        qhi = min(q_out, (w_in - 1 - off_w) // sw + 1)
+    qlo = min(qlo, q_out)
+    if qhi < qlo:
+        qhi = qlo
+    return qlo, qhi
+
+
+@_serial
+def _im2col(xn, col, p0, p1, h, w_in, q_out, r, s, sh, sw, ph, pw, dh, dw):
+    """col[(c*R + i)*S + j, (p-p0)*Q + q] = x[c, p*sh - ph + i*dh, q*sw - pw + j*dw] (0 outside).
+
+    xn (C, H*W) one image; col (C*R*S, >= (p1-p0)*Q); output rows p in [p0, p1).
+    """
+    c_in = xn.shape[0]
+    for c in range(c_in):
+        xc = xn[c]
+        for ri in range(r):
+            for si in range(s):
+                row = col[(c * r + ri) * s + si]
+                off_w = si * dw - pw
+                qlo, qhi = _valid_q_range(off_w, sw, w_in, q_out)
+                for p in range(p0, p1):
+                    base = (p - p0) * q_out
+                    hh = p * sh - ph + ri * dh
+                    dst = row[base:base + q_out]
+                    if hh < 0 or hh >= h:
+                        for q in range(q_out):
+                            dst[q] = 0.0
+                        continue
+                    for q in range(qlo):
+                        dst[q] = 0.0
+                    for q in range(qhi, q_out):
+                        dst[q] = 0.0
+                    if qhi > qlo:
+                        src = xc[hh * w_in + off_w + qlo * sw:]
+                        seg = dst[qlo:qhi]
+                        for q in range(qhi - qlo):
+                            seg[q] = src[q * sw]
+
+
+@_serial
+def _col2im(dcol, dxn, c_lo, c_hi, p0, p1, h, w_in, q_out, r, s, sh, sw, ph, pw, dh, dw):
+    """Adjoint of _im2col for channels [c_lo, c_hi): dx[c, h, w] += dcol[...] (accumulates).
+
+    dcol (C*R*S, >= (p1-p0)*Q); dxn (C, H*W) one image.
+    """
+    for c in range(c_lo, c_hi):
+        dxc = dxn[c]
+        for ri in range(r):
+            for si in range(s):
+                row = dcol[(c * r + ri) * s + si]
+                off_w = si * dw - pw
+                qlo, qhi = _valid_q_range(off_w, sw, w_in, q_out)
+                if qhi <= qlo:
+                    continue
+                for p in range(p0, p1):
+                    hh = p * sh - ph + ri * dh
+                    if hh < 0 or hh >= h:
+                        continue
+                    base = (p - p0) * q_out
+                    src = row[base + qlo:base + qhi]
+                    dst = dxc[hh * w_in + off_w + qlo * sw:]
+                    for q in range(qhi - qlo):
+                        dst[q * sw] += src[q]
+
+
+@_parallel
+def _conv2d_forward_kernel(x3, w2, bias, has_bias, y3, h, w_in, q_out, r, s, sh, sw, ph, pw,
+                           dh, dw, pointwise, nthreads):
+    """y3[n] (K, P*Q) = w2 (K, C*R*S) @ im2col(x3[n]) + bias; x3 (N, C, H*W)."""
+    n_img = x3.shape[0]
+    k_out, crs = w2.shape
+    p_out = y3.shape[2] // q_out
+    rows = max(1, _TILE // q_out)
+    ntiles = (p_out + rows - 1) // rows
+    ntasks = n_img * ntiles
+    nch = min(nthreads, ntasks)
+    # One im2col buffer per chunk of tasks: private to the thread running that chunk.
+    cols = np.empty((nch, 0 if pointwise else crs, rows * q_out), y3.dtype)
+    for ch in prange(nch):
+        col = cols[ch]
+        for t in range(ch * ntasks // nch, (ch + 1) * ntasks // nch):
+            n = t // ntiles
+            p0 = (t - n * ntiles) * rows
+            p1 = min(p_out, p0 + rows)
+            j0 = p0 * q_out
+            width = (p1 - p0) * q_out
+            yn = y3[n]
+            for k in range(k_out):
+                seg = yn[k, j0:j0 + width]
+                bk = bias[k] if has_bias else 0.0
+                for j in range(width):
+                    seg[j] = bk
+            if pointwise:
+                _gemm_serial(w2, 0, x3[n], 0, yn, 0, k_out, crs, j0, j0, width)
+            else:
+                _im2col(x3[n], col, p0, p1, h, w_in, q_out, r, s, sh, sw, ph, pw, dh, dw)
+                _gemm_serial(w2, 0, col, 0, yn, 0, k_out, crs, 0, j0, width)
+
+
+def conv2d_forward(x, w, b, y, sh, sw, ph, pw, dh, dw):
+    """2-D cross-correlation (what deep learning calls convolution), in place.
+
+    x (N, C, H, W), w (K, C, R, S), b (K,) or None -> y (N, K, P, Q):
+    y[n,k,p,q] = b[k] + sum_{c,r,s} w[k,c,r,s] * x[n, c, p*sh - ph + r*dh, q*sw - pw + s*dw],
+    zero outside the input; (ph, pw) is the top/left pad, P and Q come from y.
+    """
+    n_img, c_in, h, w_in = x.shape
+    k_out, _, r, s = w.shape
+    p_out, q_out = y.shape[2], y.shape[3]
+    if y.size == 0:
+        return
+    if c_in == 0 or x.size == 0:
+        y[...] = 0 if b is None else b.reshape(1, k_out, 1, 1)
+        return
+    pointwise = (r == 1 and s == 1 and sh == 1 and sw == 1 and ph == 0 and pw == 0
+                 and p_out == h and q_out == w_in)
+    has_bias = b is not None
+    bias = b if has_bias else np.empty(0, x.dtype)
+    _conv2d_forward_kernel(x.reshape(n_img, c_in, h * w_in), w.reshape(k_out, c_in * r * s),
+                           bias, has_bias, y.reshape(n_img, k_out, p_out * q_out),
+                           int(h), int(w_in), int(q_out), int(r), int(s), int(sh), int(sw),
+                           int(ph), int(pw), int(dh), int(dw), bool(pointwise),
+                           numba.get_num_threads())
+
+
+@_parallel
+def _conv2d_backward_data_kernel(dy3, wt, dx3, h, w_in, q_out, r, s, sh, sw, ph, pw, dh, dw,
+                                 pointwise, nthreads):
+    """dx3[n] (C, H*W) = col2im(wt (C*R*S, K) @ dy3[n] (K, P*Q))."""
+    n_img, k_out, pq = dy3.shape
+    crs = wt.shape[0]
+    c_in = dx3.shape[1]
+    hw = dx3.shape[2]
+    p_out = pq // q_out
+    rows = max(1, _TILE // q_out)
+    ntiles = (p_out + rows - 1) // rows
+    if pointwise:
+        # dx[n] = wt @ dy[n] directly: tasks own disjoint column ranges of dx[n].
+        ntasks = n_img * ntiles
+        for t in prange(ntasks):
+            n = t // ntiles
+            j0 = (t - n * ntiles) * rows * q_out
+            width = min(pq, j0 + rows * q_out) - j0
+            dxn = dx3[n]
+            for c in range(c_in):
+                seg = dxn[c, j0:j0 + width]
+                for j in range(width):
+                    seg[j] = 0.0
+            _gemm_serial(wt, 0, dy3[n], 0, dxn, 0, c_in, k_out, j0, j0, width)
+    elif n_img >= nthreads:
+        # Enough images for every thread: whole images per chunk, so col2im's overlapping
+        # writes into one image never come from two threads.
+        nch = min(nthreads, n_img)
+        bufs = np.empty((nch, crs, rows * q_out), dx3.dtype)
+        for ch in prange(nch):
+            dcol = bufs[ch]
+            for n in range(ch * n_img // nch, (ch + 1) * n_img // nch):
+                dxn = dx3[n]
+                for c in range(c_in):
+                    dxc = dxn[c]
+                    for j in range(hw):
+                        dxc[j] = 0.0
+                for tile in range(ntiles):
+                    p0 = tile * rows
+                    p1 = min(p_out, p0 + rows)
+                    width = (p1 - p0) * q_out
+                    for i in range(crs):
+                        drow = dcol[i]
+                        for j in range(width):
+                            drow[j] = 0.0
+                    _gemm_serial(wt, 0, dy3[n], 0, dcol, 0, crs, k_out, p0 * q_out, 0, width)
+                    _col2im(dcol, dxn, 0, c_in, p0, p1, h, w_in, q_out, r, s, sh, sw, ph, pw,
+                            dh, dw)
+    else:
+        # Few images: parallel GEMM over output tiles into a whole-image column buffer,
+        # then parallel col2im over input channels (disjoint planes of dx).
+        dcol = np.empty((crs, pq), dx3.dtype)
+        for n in range(n_img):
+            for tile in prange(ntiles):
+                j0 = tile * rows * q_out
+                width = min(pq, j0 + rows * q_out) - j0
+                for i in range(crs):
+                    drow = dcol[i, j0:j0 + width]
+                    for j in range(width):
+                        drow[j] = 0.0
+                _gemm_serial(wt, 0, dy3[n], 0, dcol, 0, crs, k_out, j0, j0, width)
+            dxn = dx3[n]
+            for c in prange(c_in):
+                dxc = dxn[c]
+                for j in range(hw):
+                    dxc[j] = 0.0
+                _col2im(dcol, dxn, c, c + 1, 0, p_out, h, w_in, q_out, r, s, sh, sw, ph, pw,
+                        dh, dw)
+
+
+def conv2d_backward_data(dy, w, dx, sh, sw, ph, pw, dh, dw):
+    """Gradient of sum(dy * conv2d_forward(x, w)) with respect to x, in place.
+
+    dy (N, K, P, Q), w (K, C, R, S) -> dx (N, C, H, W); stride, top/left pad and dilation
+    as in conv2d_forward.
+    """
+    n_img, c_in, h, w_in = dx.shape
+    k_out, _, r, s = w.shape
+    p_out, q_out = dy.shape[2], dy.shape[3]
+    if dx.size == 0:
+        return
+    if dy.size == 0:
+        dx[...] = 0
+        return
+    crs = c_in * r * s
+    wt = np.empty((crs, k_out), w.dtype)
+    _transpose_kernel(w.reshape(k_out, crs), wt)
+    pointwise = (r == 1 and s == 1 and sh == 1 and sw == 1 and ph == 0 and pw == 0
+                 and p_out == h and q_out == w_in)
+    _conv2d_backward_data_kernel(dy.reshape(n_img, k_out, p_out * q_out), wt,
+                                 dx.reshape(n_img, c_in, h * w_in), int(h), int(w_in),
+                                 int(q_out), int(r), int(s), int(sh), int(sw), int(ph), int(pw),
+                                 int(dh), int(dw), bool(pointwise), numba.get_num_threads())
+
+
+@_parallel
+def _conv2d_backward_weight_kernel(dy3, x3, dw2, h, w_in, q_out, r, s, sh, sw, ph, pw, dh, dw,
+                                   pointwise, nthreads):
+    """dw2 (K, C*R*S) = sum_n dy3[n] (K, P*Q) @ im2col(x3[n]).T (P*Q, C*R*S)."""
+    n_img, k_out, pq = dy3.shape
+    crs = dw2.shape[1]
+    p_out = pq // q_out
+    rows = max(1, _TILE // q_out)
+    tcols = rows * q_out
+    ntiles = (p_out + rows - 1) // rows
+    ntasks = n_img * ntiles
+    nch = min(nthreads, ntasks)
+    # Each chunk of tasks sums into its own partial dW; reduced below in a fixed order.
+    partial = np.empty((nch, k_out, crs), dw2.dtype)
+    cols = np.empty((nch, 0 if pointwise else crs, tcols), dw2.dtype)
+    colts = np.empty((nch, tcols, crs), dw2.dtype)
+    for ch in prange(nch):
+        acc = partial[ch]
+        col = cols[ch]
+        colt = colts[ch]
+        for k in range(k_out):
+            arow = acc[k]
+            for j in range(crs):
+                arow[j] = 0.0
+        for t in range(ch * ntasks // nch, (ch + 1) * ntasks // nch):
+            n = t // ntiles
+            p0 = (t - n * ntiles) * rows
+            p1 = min(p_out, p0 + rows)
+            j0 = p0 * q_out
+            width = (p1 - p0) * q_out
+            # The block kernel wants B row-major in the reduction index (output position),
+            # contiguous over C*R*S, so the column tile is transposed in cache.
+            if pointwise:
+                _transpose_into(x3[n], j0, crs, width, colt)
+            else:
+                _im2col(x3[n], col, p0, p1, h, w_in, q_out, r, s, sh, sw, ph, pw, dh, dw)
+                _transpose_into(col, 0, crs, width, colt)
+            _gemm_serial(dy3[n], j0, colt, 0, acc, 0, k_out, width, 0, 0, crs)
+    for k in prange(k_out):
+        drow = dw2[k]
+        for j in range(crs):
+            drow[j] = 0.0
+        for ch in range(nch):
+            prow = partial[ch, k]
+            for j in range(crs):
+                drow[j] += prow[j]
+
+
+def conv2d_backward_weight(dy, x, dw_out, sh, sw, ph, pw, dh, dw):
+    """Gradient of sum(dy * conv2d_forward(x, w)) with respect to w, summed over the batch.
+
+    dy (N, K, P, Q), x (N, C, H, W) -> dw_out (K, C, R, S); stride, top/left pad and
+    dilation as in conv2d_forward.
+    """
+    n_img, c_in, h, w_in = x.shape
+    k_out, _, r, s = dw_out.shape
+    p_out, q_out = dy.shape[2], dy.shape[3]
+    if dw_out.size == 0:
+        return
+    if dy.size == 0 or x.size == 0:
+        dw_out[...] = 0
+        return
+    pointwise = (r == 1 and s == 1 and sh == 1 and sw == 1 and ph == 0 and pw == 0
+                 and p_out == h and q_out == w_in)
+    _conv2d_backward_weight_kernel(dy.reshape(n_img, k_out, p_out * q_out),
+                                   x.reshape(n_img, c_in, h * w_in),
+                                   dw_out.reshape(k_out, c_in * r * s), int(h), int(w_in),
+                                   int(q_out), int(r), int(s), int(sh), int(sw), int(ph),
+                                   int(pw), int(dh), int(dw), bool(pointwise),
+                                   numba.get_num_threads())
+
+
+@_parallel
+def _conv2d_backward_bias_kernel(dy3, db):
+    """db[k] = sum over n and positions of dy3[n, k, :]; dy3 (N, K, P*Q)."""
+    n_img, k_out, pq = dy3.shape
+    for k in prange(k_out):
+        # Four float64 partial sums: accuracy for float32 and independent add chains.
+        s0 = 0.0
+        s1 = 0.0
+        s2 = 0.0
+        s3 = 0.0
+        for n in range(n_img):
+            row = dy3[n, k]
+            j = 0
+            while j + 4 <= pq:
+                s0 += row[j]
+                s1 += row[j + 1]
+                s2 += row[j + 2]
+                s3 += row[j + 3]
+                j += 4
+            while j < pq:
+                s0 += row[j]
+                j += 1
+        db[k] = (s0 + s1) + (s2 + s3)
+
+
+def conv2d_backward_bias(dy, db):
+    """Bias gradient: dy (N, K, P, Q) -> db (K,) = dy summed over N, P and Q."""
+    n_img, k_out = dy.shape[0], dy.shape[1]
+    _conv2d_backward_bias_kernel(dy.reshape(n_img, k_out, -1), db)
+
+
+# --------------------------------------------------------------------------------------
+# pooling
+# --------------------------------------------------------------------------------------
+
+
+@_parallel
+def _max_pool2d_forward_kernel(x3, y3, idx3, h, w_in, q_out, kh, kw, sh, sw, ph, pw):
+    """Per plane: y = window max, idx = flat h*W + w of it; x3 (NC, H*W), y3/idx3 (NC, P*Q)."""
+    planes = x3.shape[0]
+    p_out = y3.shape[1] // q_out
+    for pl in prange(planes):
+        xp = x3[pl]
+        yp = y3[pl]
+        ip = idx3[pl]
+        for p in range(p_out):
+            h0 = p * sh - ph
+            h1 = min(h0 + kh, h)
+            h0 = max(h0, 0)
+            for q in range(q_out):
+                w0 = q * sw - pw
+                w1 = min(w0 + kw, w_in)
+                w0 = max(w0, 0)
+                # PyTorch's rule: strictly greater wins (first max on ties), NaN always wins.
+                best = -np.inf
+                besti = h0 * w_in + w0
+                for hh in range(h0, h1):
+                    for ww in range(w0, w1):
+                        v = xp[hh * w_in + ww]
+                        if v > best or np.isnan(v):
+                            best = v
+                            besti = hh * w_in + ww
+                yp[p * q_out + q] = best
+                ip[p * q_out + q] = besti
+
+
+def max_pool2d_forward(x, y, indices, kh, kw, sh, sw, ph, pw):
+    """Max pooling with argmax, in place; padding is -inf (padded positions never win).
+
+    x (N, C, H, W) -> y (N, C, P, Q), indices int64 (N, C, P, Q) holding the flat index
+    h*W + w inside the input plane. Ties keep the first maximum in row-major window order;
+    a NaN in the window propagates.
+    """
+    n_img, c_in, h, w_in = x.shape
+    p_out, q_out = y.shape[2], y.shape[3]
+    if y.size == 0:
+        return
+    planes = n_img * c_in
+    _max_pool2d_forward_kernel(x.reshape(planes, h * w_in), y.reshape(planes, p_out * q_out),
+                               indices.reshape(planes, p_out * q_out), int(h), int(w_in),
+                               int(q_out), int(kh), int(kw), int(sh), int(sw), int(ph), int(pw))
+
+
+@_parallel
+def _max_pool2d_backward_kernel(dy3, idx3, dx3):
+    """Per plane: dx = 0; dx[idx] += dy; dy3/idx3 (NC, P*Q), dx3 (NC, H*W)."""
+    planes, pq = dy3.shape
+    hw = dx3.shape[1]
+    for pl in prange(planes):
+        dxp = dx3[pl]
+        dyp = dy3[pl]
+        ip = idx3[pl]
+        for j in range(hw):
+            dxp[j] = 0.0
+        for j in range(pq):
+            dxp[ip[j]] += dyp[j]
+
+
+def max_pool2d_backward(dy, indices, dx):
+    """Max pooling gradient, in place: dy, indices (N, C, P, Q) -> dx (N, C, H, W).
+
+    dx is zero-filled, then each dy element is added at its argmax (overlapping windows
+    accumulate).
+    """
+    n_img, c_in, h, w_in = dx.shape
+    if dx.size == 0:
+        return
+    planes = n_img * c_in
+    _max_pool2d_backward_kernel(dy.reshape(planes, -1), indices.reshape(planes, -1),
+                                dx.reshape(planes, h * w_in))
+
+
+@_serial
+def _avg_window(p, q, h, w_in, kh, kw, sh, sw, ph, pw, count_include_pad):
+    """PyTorch's window for output (p, q): clipped [h0, h1) x [w0, w1) and its divisor."""
+    h0 = p * sh - ph
+    w0 = q * sw - pw
+    h1 = min(h0 + kh, h + ph)
+    w1 = min(w0 + kw, w_in + pw)
+    pool_size = (h1 - h0) * (w1 - w0)
+    h0 = max(h0, 0)
+    w0 = max(w0, 0)
+    h1 = min(h1, h)
+    w1 = min(w1, w_in)
+    if count_include_pad:
+        divisor = pool_size
+    else:
+        divisor = (h1 - h0) * (w1 - w0)
+    return h0, h1, w0, w1, divisor
+
+
+@_parallel
+def _avg_pool2d_forward_kernel(x3, y3, h, w_in, q_out, kh, kw, sh, sw, ph, pw,
+                               count_include_pad):
+    """Per plane window means; x3 (NC, H*W), y3 (NC, P*Q)."""
+    planes = x3.shape[0]
+    p_out = y3.shape[1] // q_out
+    for pl in prange(planes):
+        xp = x3[pl]
+        yp = y3[pl]
+        for p in range(p_out):
+            for q in range(q_out):
+                h0, h1, w0, w1, divisor = _avg_window(p, q, h, w_in, kh, kw, sh, sw, ph, pw,
+                                                      count_include_pad)
+                if h0 >= h1 or w0 >= w1 or divisor <= 0:
+                    yp[p * q_out + q] = 0.0
+                    continue
+                acc = 0.0
+                for hh in range(h0, h1):
+                    for ww in range(w0, w1):
+                        acc += xp[hh * w_in + ww]
+                yp[p * q_out + q] = acc / divisor
+
+
+def avg_pool2d_forward(x, y, kh, kw, sh, sw, ph, pw, count_include_pad):
+    """Average pooling (PyTorch semantics, ceil_mode=False), in place.
+
+    x (N, C, H, W) -> y (N, C, P, Q). Window rows hstart = p*sh - ph,
+    hend = min(hstart + kh, H + ph); the padded size (hend-hstart)*(wend-wstart) is the
+    divisor when count_include_pad, else the number of real elements in the clipped window.
+    """
+    n_img, c_in, h, w_in = x.shape
+    p_out, q_out = y.shape[2], y.shape[3]
+    if y.size == 0:
+        return
+    planes = n_img * c_in
+    _avg_pool2d_forward_kernel(x.reshape(planes, h * w_in), y.reshape(planes, p_out * q_out),
+                               int(h), int(w_in), int(q_out), int(kh), int(kw), int(sh),
+                               int(sw), int(ph), int(pw), bool(count_include_pad))
+
+
+@_parallel
+def _avg_pool2d_backward_kernel(dy3, dx3, h, w_in, q_out, kh, kw, sh, sw, ph, pw,
+                                count_include_pad):
+    """Per plane: dx = 0, then each window gets dy / divisor; dy3 (NC, P*Q), dx3 (NC, H*W)."""
+    planes = dy3.shape[0]
+    p_out = dy3.shape[1] // q_out
+    hw = dx3.shape[1]
+    for pl in prange(planes):
+        dxp = dx3[pl]
+        dyp = dy3[pl]
+        for j in range(hw):
+            dxp[j] = 0.0
+        for p in range(p_out):
+            for q in range(q_out):
+                h0, h1, w0, w1, divisor = _avg_window(p, q, h, w_in, kh, kw, sh, sw, ph, pw,
+                                                      count_include_pad)
+                if h0 >= h1 or w0 >= w1 or divisor <= 0:
+                    continue
+                g = dyp[p * q_out + q] / divisor
+                for hh in range(h0, h1):
+                    row = dxp[hh * w_in + w0:hh * w_in + w1]
+                    for ww in range(w1 - w0):
+                        row[ww] += g
+
+
+def avg_pool2d_backward(dy, dx, kh, kw, sh, sw, ph, pw, count_include_pad):
+    """Average pooling gradient, in place: dy (N, C, P, Q) -> dx (N, C, H, W).
+
+    Same windows and divisors as avg_pool2d_forward; overlapping windows accumulate.
+    """
+    n_img, c_in, h, w_in = dx.shape
+    p_out, q_out = dy.shape[2], dy.shape[3]
+    if dx.size == 0:
+        return
+    if dy.size == 0:
+        dx[...] = 0
+        return
+    planes = n_img * c_in
+    _avg_pool2d_backward_kernel(dy.reshape(planes, p_out * q_out), dx.reshape(planes, h * w_in),
+                                int(h), int(w_in), int(q_out), int(kh), int(kw), int(sh),
+                                int(sw), int(ph), int(pw), bool(count_include_pad))
+
+
+# --------------------------------------------------------------------------------------
+# batch norm
+# --------------------------------------------------------------------------------------
+
+
+@_parallel
+def _batch_norm_forward_training_kernel(x, weight, bias, y, mean, var, invstd, eps):
+    """Per channel statistics over (N, L) and normalisation; x, y (N, C, L)."""
+    n_img, channels, length = x.shape
+    m = n_img * length
+    for c in prange(channels):
+        if m == 0:
+            mean[c] = np.nan
+            var[c] = np.nan
+            invstd[c] = np.nan
+            continue
+        # Sums of (x - first element) in float64: one pass, no catastrophic cancellation
+        # when |mean| >> std, and four chains so the adds overlap.
+        shift = np.float64(x[0, c, 0])
+        s0 = 0.0
+        s1 = 0.0
+        s2 = 0.0
+        s3 = 0.0
+        q0 = 0.0
+        q1 = 0.0
+        q2 = 0.0
+        q3 = 0.0
+        for n in range(n_img):
+            row = x[n, c]
+            j = 0
+            while j + 4 <= length:
+                d0 = row[j] - shift
+                d1 = row[j + 1] - shift
+                d2 = row[j + 2] - shift
+                d3 = row[j + 3] - shift
+                s0 += d0
+                s1 += d1
+                s2 += d2
+                s3 += d3
+                q0 += d0 * d0
+                q1 += d1 * d1
+                q2 += d2 * d2
+                q3 += d3 * d3
+                j += 4
+            while j < length:
+                d0 = row[j] - shift
+                s0 += d0
+                q0 += d0 * d0
+                j += 1
+        s = (s0 + s1) + (s2 + s3)
+        sq = (q0 + q1) + (q2 + q3)
+        mu = shift + s / m
+        v = max((sq - s * s / m) / m, 0.0)
+        inv = 1.0 / math.sqrt(v + eps)
+        mean[c] = mu
+        var[c] = v
+        invstd[c] = inv
+        scale = inv * weight[c]
+        b = np.float64(bias[c])
+        for n in range(n_img):
+            xrow = x[n, c]
+            yrow = y[n, c]
+            for j in range(length):
+                yrow[j] = (xrow[j] - mu) * scale + b
+
+
+def batch_norm_forward_training(x, weight, bias, y, mean, var, invstd, eps):
+    """Training-mode batch norm with batch statistics, in place.
+
+    x (N, C, L), weight (C,), bias (C,) -> y (N, C, L), mean (C,), var (C,) (biased, over
+    the M = N*L elements of a channel), invstd (C,) = 1 / sqrt(var + eps);
+    y = (x - mean) * invstd * weight + bias.
+    """
+    _batch_norm_forward_training_kernel(x, weight, bias, y, mean, var, invstd, float(eps))
+
+
+@_parallel
+def _batch_norm_forward_inference_kernel(x, weight, bias, running_mean, running_var, y, eps):
+    """y = (x - rm) / sqrt(rv + eps) * weight + bias over (N, C) rows; x, y (N, C, L)."""
+    n_img, channels, length = x.shape
+    for t in prange(n_img * channels):
+        n = t // channels
+        c = t - n * channels
+        scale = np.float64(weight[c]) / math.sqrt(np.float64(running_var[c]) + eps)
+        mu = np.float64(running_mean[c])
+        b = np.float64(bias[c])
+        xrow = x[n, c]
+        yrow = y[n, c]
+        for j in range(length):
+            yrow[j] = (xrow[j] - mu) * scale + b
+
+
+def batch_norm_forward_inference(x, weight, bias, running_mean, running_var, y, eps):
+    """Inference-mode batch norm with running statistics, in place.
+
+    x (N, C, L), weight/bias/running_mean/running_var (C,) -> y (N, C, L) =
+    (x - running_mean) / sqrt(running_var + eps) * weight + bias.
+    """
+    _batch_norm_forward_inference_kernel(x, weight, bias, running_mean, running_var, y,
+                                         float(eps))
+
+
+@_parallel
+def _batch_norm_backward_kernel(dy, x, weight, mean, invstd, dx, dweight, dbias):
+    """Training-mode batch norm gradients per channel; dy, x, dx (N, C, L)."""
+    n_img, channels, length = x.shape
+    m = n_img * length
+    for c in prange(channels):
+        mu = np.float64(mean[c])
+        inv = np.float64(invstd[c])
+        s0 = 0.0
+        s1 = 0.0
+        p0 = 0.0
+        p1 = 0.0
+        for n in range(n_img):
+            dyrow = dy[n, c]
+            xrow = x[n, c]
+            j = 0
+            while j + 2 <= length:
+                g0 = np.float64(dyrow[j])
+                g1 = np.float64(dyrow[j + 1])
+                s0 += g0
+                s1 += g1
+                p0 += g0 * (xrow[j] - mu)
+                p1 += g1 * (xrow[j + 1] - mu)
+                j += 2
+            while j < length:
+                g0 = np.float64(dyrow[j])
+                s0 += g0
+                p0 += g0 * (xrow[j] - mu)
+                j += 1
+        db = s0 + s1
+        dwt = (p0 + p1) * inv
+        dbias[c] = db
+        dweight[c] = dwt
+        if m == 0:
+            continue
+        # dx = w*invstd/M * (M*dy - dbias - xhat*dweight), expanded per element.
+        k1 = np.float64(weight[c]) * inv
+        k2 = k1 * db / m
+        k3 = k1 * inv * dwt / m
+        for n in range(n_img):
+            dyrow = dy[n, c]
+            xrow = x[n, c]
+            dxrow = dx[n, c]
+            for j in range(length):
+                dxrow[j] = k1 * dyrow[j] - k2 - k3 * (xrow[j] - mu)
+
+
+def batch_norm_backward(dy, x, weight, mean, invstd, dx, dweight, dbias):
+    """Training-mode batch norm backward, in place.
+
+    dy, x (N, C, L), weight, mean, invstd (C,) -> dx (N, C, L), dweight (C,), dbias (C,):
+    xhat = (x - mean) * invstd, dbias = sum(dy), dweight = sum(dy * xhat),
+    dx = weight * invstd / M * (M * dy - dbias - xhat * dweight), sums over N and L.
+    """
+    _batch_norm_backward_kernel(dy, x, weight, mean, invstd, dx, dweight, dbias)

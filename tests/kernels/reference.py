@@ -1,0 +1,380 @@
+"""Float64 NumPy reference kernels, written straight from the textbook formulas (tests only).
+
+Two layers:
+
+1. Backend-level functions with the same names and signatures as every backend
+   (``convnet/kernels/_numba.py``, the C++ ``_C`` module): they compute in float64 and write
+   into the preallocated outputs (cast on write), returning None::
+
+       gemm(a, b, c, alpha, beta, trans_a, trans_b)
+       conv2d_forward(x, w, b, y, sh, sw, ph, pw, dh, dw)
+       conv2d_backward_data(dy, w, dx, sh, sw, ph, pw, dh, dw)
+       conv2d_backward_weight(dy, x, dw_out, sh, sw, ph, pw, dh, dw)
+       conv2d_backward_bias(dy, db)
+       max_pool2d_forward(x, y, indices, kh, kw, sh, sw, ph, pw)
+       max_pool2d_backward(dy, indices, dx)
+       avg_pool2d_forward(x, y, kh, kw, sh, sw, ph, pw, count_include_pad)
+       avg_pool2d_backward(dy, dx, kh, kw, sh, sw, ph, pw, count_include_pad)
+       batch_norm_forward_training(x, weight, bias, y, mean, var, invstd, eps)
+       batch_norm_forward_inference(x, weight, bias, running_mean, running_var, y, eps)
+       batch_norm_backward(dy, x, weight, mean, invstd, dx, dweight, dbias)
+
+2. Pure helpers that allocate and return float64 results (pairs are (y, h, w) style
+   tuples: ``stride``, ``pad_top_left``, ``dilation``, ``kernel`` are (h, w) pairs;
+   ``out_hw=None`` means the usual symmetric-padding size
+   ``(H + 2*ph - dh*(R-1) - 1) // sh + 1``)::
+
+       gemm_ref(a, b, c=None, alpha=1.0, beta=0.0, trans_a=False, trans_b=False) -> c
+       conv2d_output_hw(in_hw, kernel_hw, stride, pad_top_left, dilation) -> (P, Q)
+       conv2d_forward_ref(x, w, b=None, stride, pad_top_left, out_hw=None, dilation) -> y
+       conv2d_backward_data_ref(dy, w, x_hw, stride, pad_top_left, dilation) -> dx
+       conv2d_backward_weight_ref(dy, x, kernel_hw, stride, pad_top_left, dilation) -> dw
+       conv2d_backward_bias_ref(dy) -> db
+       max_pool2d_forward_ref(x, kernel, stride, pad_top_left, out_hw=None) -> (y, indices)
+       max_pool2d_backward_ref(dy, indices, x_hw) -> dx
+       avg_pool2d_forward_ref(x, kernel, stride, pad_top_left, count_include_pad=True,
+                              out_hw=None) -> y
+       avg_pool2d_backward_ref(dy, x_hw, kernel, stride, pad_top_left,
+                               count_include_pad=True) -> dx
+       batch_norm_forward_training_ref(x, weight, bias, eps) -> (y, mean, var, invstd)
+       batch_norm_forward_inference_ref(x, weight, bias, running_mean, running_var, eps) -> y
+       batch_norm_backward_ref(dy, x, weight, mean, invstd) -> (dx, dweight, dbias)
+
+   Batch norm helpers take x of shape (N, C, *) and reduce over every axis but 1.
+
+Conventions (as for the backends): NCHW; padding is the top/left pad only and the output
+size fixes the bottom/right pad; outside the input is zero for convolution and average
+pooling, -inf for max pooling.
+"""
+
+import numpy as np
+
+
+def _f64(a):
+    return np.asarray(a, dtype=np.float64)
+
+
+def _pair(v):
+    if np.ndim(v) == 0:
+        return int(v), int(v)
+    return int(v[0]), int(v[1])
+
+
+# --------------------------------------------------------------------------------------
+# GEMM
+# --------------------------------------------------------------------------------------
+
+
+def gemm_ref(a, b, c=None, alpha=1.0, beta=0.0, trans_a=False, trans_b=False):
+    """alpha * op(a) @ op(b) + beta * c in float64; c is ignored when beta == 0."""
+    a = _f64(a)
+    b = _f64(b)
+    opa = a.T if trans_a else a
+    opb = b.T if trans_b else b
+    out = alpha * (opa @ opb)
+    if beta != 0:
+        out = out + beta * _f64(c)
+    return out
+
+
+def gemm(a, b, c, alpha, beta, trans_a, trans_b):
+    """c (M, N) = alpha * op(a) @ op(b) + beta * c; op(a) is a.T if trans_a."""
+    c[...] = gemm_ref(a, b, c, alpha, beta, trans_a, trans_b)
+
+
+# --------------------------------------------------------------------------------------
+# conv2d
+# --------------------------------------------------------------------------------------
+
+
+def conv2d_output_hw(in_hw, kernel_hw, stride=(1, 1), pad_top_left=(0, 0), dilation=(1, 1)):
+    """Output (P, Q) for symmetric padding: (H + 2*ph - dh*(R-1) - 1) // sh + 1."""
+    (h, w), (r, s) = in_hw, kernel_hw
+    (sh, sw), (ph, pw), (dh, dw) = _pair(stride), _pair(pad_top_left), _pair(dilation)
+    return ((h + 2 * ph - dh * (r - 1) - 1) // sh + 1,
+            (w + 2 * pw - dw * (s - 1) - 1) // sw + 1)
+
+
+def _padded(x, out_hw, kernel_hw, stride, pad, dilation):
+    """Zero-padded copy of x big enough for every tap of every output, and its offset."""
+    n, c, h, w = x.shape
+    (p, q), (r, s) = out_hw, kernel_hw
+    (sh, sw), (ph, pw), (dh, dw) = stride, pad, dilation
+    hp = max(ph + h, (p - 1) * sh + (r - 1) * dh + 1)
+    wp = max(pw + w, (q - 1) * sw + (s - 1) * dw + 1)
+    xp = np.zeros((n, c, hp, wp))
+    xp[:, :, ph:ph + h, pw:pw + w] = x
+    return xp
+
+
+def _tap(xp, i, j, out_hw, stride, dilation):
+    """The (N, C, P, Q) slice of the padded input that kernel tap (i, j) multiplies."""
+    (p, q), (sh, sw), (dh, dw) = out_hw, stride, dilation
+    return xp[:, :, i * dh:i * dh + (p - 1) * sh + 1:sh, j * dw:j * dw + (q - 1) * sw + 1:sw]
+
+
+def conv2d_forward_ref(x, w, b=None, stride=(1, 1), pad_top_left=(0, 0), out_hw=None,
+                       dilation=(1, 1)):
+    """y[n,k,p,q] = b[k] + sum_{c,r,s} w[k,c,r,s] x[n,c,p*sh-ph+r*dh,q*sw-pw+s*dw] (float64)."""
+    x, w = _f64(x), _f64(w)
+    stride, pad, dilation = _pair(stride), _pair(pad_top_left), _pair(dilation)
+    k, _, r, s = w.shape
+    if out_hw is None:
+        out_hw = conv2d_output_hw(x.shape[2:], (r, s), stride, pad, dilation)
+    xp = _padded(x, out_hw, (r, s), stride, pad, dilation)
+    y = np.zeros((x.shape[0], k) + tuple(out_hw))
+    for i in range(r):
+        for j in range(s):
+            y += np.einsum("ncpq,kc->nkpq", _tap(xp, i, j, out_hw, stride, dilation),
+                           w[:, :, i, j])
+    if b is not None:
+        y += _f64(b)[None, :, None, None]
+    return y
+
+
+def conv2d_backward_data_ref(dy, w, x_hw, stride=(1, 1), pad_top_left=(0, 0), dilation=(1, 1)):
+    """dx = d sum(dy * y) / dx: every tap scatters w^T dy back to where it read x."""
+    dy, w = _f64(dy), _f64(w)
+    stride, pad, dilation = _pair(stride), _pair(pad_top_left), _pair(dilation)
+    n, k, p, q = dy.shape
+    _, c, r, s = w.shape
+    h, wd = x_hw
+    (ph, pw) = pad
+    dxp = _padded(np.zeros((n, c, h, wd)), (p, q), (r, s), stride, pad, dilation)
+    for i in range(r):
+        for j in range(s):
+            _tap(dxp, i, j, (p, q), stride, dilation)[...] += np.einsum(
+                "nkpq,kc->ncpq", dy, w[:, :, i, j])
+    # Gradient that lands in the padding belongs to no input element.
+    return dxp[:, :, ph:ph + h, pw:pw + wd].copy()
+
+
+def conv2d_backward_weight_ref(dy, x, kernel_hw, stride=(1, 1), pad_top_left=(0, 0),
+                               dilation=(1, 1)):
+    """dw[k,c,r,s] = sum_{n,p,q} dy[n,k,p,q] x[n,c,p*sh-ph+r*dh,q*sw-pw+s*dw]."""
+    dy, x = _f64(dy), _f64(x)
+    stride, pad, dilation = _pair(stride), _pair(pad_top_left), _pair(dilation)
+    r, s = kernel_hw
+    out_hw = dy.shape[2:]
+    xp = _padded(x, out_hw, (r, s), stride, pad, dilation)
+    dw = np.zeros((dy.shape[1], x.shape[1], r, s))
+    for i in range(r):
+        for j in range(s):
+            dw[:, :, i, j] = np.einsum("nkpq,ncpq->kc", dy,
+                                       _tap(xp, i, j, out_hw, stride, dilation))
+    return dw
+
+
+def conv2d_backward_bias_ref(dy):
+    """db[k] = sum_{n,p,q} dy[n,k,p,q]."""
+    return _f64(dy).sum(axis=(0, 2, 3))
+
+
+def conv2d_forward(x, w, b, y, sh, sw, ph, pw, dh, dw):
+    """x (N,C,H,W), w (K,C,R,S), b (K,) or None -> y (N,K,P,Q); P, Q from y."""
+    y[...] = conv2d_forward_ref(x, w, b, (sh, sw), (ph, pw), y.shape[2:], (dh, dw))
+
+
+def conv2d_backward_data(dy, w, dx, sh, sw, ph, pw, dh, dw):
+    """dy (N,K,P,Q), w (K,C,R,S) -> dx (N,C,H,W)."""
+    dx[...] = conv2d_backward_data_ref(dy, w, dx.shape[2:], (sh, sw), (ph, pw), (dh, dw))
+
+
+def conv2d_backward_weight(dy, x, dw_out, sh, sw, ph, pw, dh, dw):
+    """dy (N,K,P,Q), x (N,C,H,W) -> dw_out (K,C,R,S), summed over the batch."""
+    dw_out[...] = conv2d_backward_weight_ref(dy, x, dw_out.shape[2:], (sh, sw), (ph, pw),
+                                             (dh, dw))
+
+
+def conv2d_backward_bias(dy, db):
+    """dy (N,K,P,Q) -> db (K,)."""
+    db[...] = conv2d_backward_bias_ref(dy)
+
+
+# --------------------------------------------------------------------------------------
+# pooling
+# --------------------------------------------------------------------------------------
+
+
+def _pool_output_hw(in_hw, kernel, stride, pad):
+    (h, w), (kh, kw), (sh, sw), (ph, pw) = in_hw, kernel, stride, pad
+    return (h + 2 * ph - kh) // sh + 1, (w + 2 * pw - kw) // sw + 1
+
+
+def _tap_rows(out_len, stride, pad, offset, in_len):
+    """Input index of window tap `offset` for every output index, and whether it is real."""
+    idx = np.arange(out_len) * stride - pad + offset
+    return np.clip(idx, 0, in_len - 1), (idx >= 0) & (idx < in_len)
+
+
+def max_pool2d_forward_ref(x, kernel, stride, pad_top_left=(0, 0), out_hw=None):
+    """Window max and flat argmax h*W + w (PyTorch rule: '>' or NaN takes it, -inf padding)."""
+    x = _f64(x)
+    kernel, stride, pad = _pair(kernel), _pair(stride), _pair(pad_top_left)
+    n, c, h, w = x.shape
+    if out_hw is None:
+        out_hw = _pool_output_hw((h, w), kernel, stride, pad)
+    p, q = out_hw
+    (kh, kw), (sh, sw), (ph, pw) = kernel, stride, pad
+    # Start from the first real element of each window with value -inf, as PyTorch does.
+    h0 = np.maximum(np.arange(p) * sh - ph, 0)
+    w0 = np.maximum(np.arange(q) * sw - pw, 0)
+    best = np.full((n, c, p, q), -np.inf)
+    index = np.broadcast_to((h0[:, None] * w + w0[None, :]), (n, c, p, q)).astype(np.int64)
+    # Visit taps in row-major window order so the first maximum wins ties.
+    for i in range(kh):
+        hh, hok = _tap_rows(p, sh, ph, i, h)
+        for j in range(kw):
+            ww, wok = _tap_rows(q, sw, pw, j, w)
+            v = x[:, :, hh[:, None], ww[None, :]]
+            real = hok[:, None] & wok[None, :]
+            take = real & ((v > best) | np.isnan(v))
+            best = np.where(take, v, best)
+            index = np.where(take, hh[:, None] * w + ww[None, :], index)
+    return best, index
+
+
+def max_pool2d_backward_ref(dy, indices, x_hw):
+    """dx plane[indices] += dy (accumulating where windows share their argmax)."""
+    dy = _f64(dy)
+    n, c = dy.shape[:2]
+    h, w = x_hw
+    dx = np.zeros((n * c, h * w))
+    planes = np.repeat(np.arange(n * c), dy.shape[2] * dy.shape[3])
+    np.add.at(dx, (planes, np.asarray(indices).reshape(-1)), dy.reshape(-1))
+    return dx.reshape(n, c, h, w)
+
+
+def _avg_window(p, q, in_hw, kernel, stride, pad, count_include_pad):
+    """PyTorch's avg-pool window for output (p, q): clipped bounds and divisor."""
+    (h, w), (kh, kw), (sh, sw), (ph, pw) = in_hw, kernel, stride, pad
+    hs, ws = p * sh - ph, q * sw - pw
+    he, we = min(hs + kh, h + ph), min(ws + kw, w + pw)
+    pool_size = (he - hs) * (we - ws)
+    hs, ws, he, we = max(hs, 0), max(ws, 0), min(he, h), min(we, w)
+    divisor = pool_size if count_include_pad else (he - hs) * (we - ws)
+    return hs, he, ws, we, divisor
+
+
+def avg_pool2d_forward_ref(x, kernel, stride, pad_top_left=(0, 0), count_include_pad=True,
+                           out_hw=None):
+    """y[n,c,p,q] = sum of the real elements of window (p, q) / divisor."""
+    x = _f64(x)
+    kernel, stride, pad = _pair(kernel), _pair(stride), _pair(pad_top_left)
+    n, c, h, w = x.shape
+    if out_hw is None:
+        out_hw = _pool_output_hw((h, w), kernel, stride, pad)
+    y = np.zeros((n, c) + tuple(out_hw))
+    for p in range(out_hw[0]):
+        for q in range(out_hw[1]):
+            hs, he, ws, we, div = _avg_window(p, q, (h, w), kernel, stride, pad,
+                                              count_include_pad)
+            if he > hs and we > ws:
+                y[:, :, p, q] = x[:, :, hs:he, ws:we].sum(axis=(2, 3)) / div
+    return y
+
+
+def avg_pool2d_backward_ref(dy, x_hw, kernel, stride, pad_top_left=(0, 0),
+                            count_include_pad=True):
+    """Each window's real elements receive dy / divisor."""
+    dy = _f64(dy)
+    kernel, stride, pad = _pair(kernel), _pair(stride), _pair(pad_top_left)
+    n, c, p_out, q_out = dy.shape
+    dx = np.zeros((n, c) + tuple(x_hw))
+    for p in range(p_out):
+        for q in range(q_out):
+            hs, he, ws, we, div = _avg_window(p, q, x_hw, kernel, stride, pad,
+                                              count_include_pad)
+            if he > hs and we > ws:
+                dx[:, :, hs:he, ws:we] += (dy[:, :, p, q] / div)[:, :, None, None]
+    return dx
+
+
+def max_pool2d_forward(x, y, indices, kh, kw, sh, sw, ph, pw):
+    """x (N,C,H,W) -> y (N,C,P,Q), indices int64 (N,C,P,Q) flat h*W + w."""
+    yr, ir = max_pool2d_forward_ref(x, (kh, kw), (sh, sw), (ph, pw), y.shape[2:])
+    y[...] = yr
+    indices[...] = ir
+
+
+def max_pool2d_backward(dy, indices, dx):
+    """dy, indices (N,C,P,Q) -> dx (N,C,H,W)."""
+    dx[...] = max_pool2d_backward_ref(dy, indices, dx.shape[2:])
+
+
+def avg_pool2d_forward(x, y, kh, kw, sh, sw, ph, pw, count_include_pad):
+    """x (N,C,H,W) -> y (N,C,P,Q)."""
+    y[...] = avg_pool2d_forward_ref(x, (kh, kw), (sh, sw), (ph, pw), count_include_pad,
+                                    y.shape[2:])
+
+
+def avg_pool2d_backward(dy, dx, kh, kw, sh, sw, ph, pw, count_include_pad):
+    """dy (N,C,P,Q) -> dx (N,C,H,W)."""
+    dx[...] = avg_pool2d_backward_ref(dy, dx.shape[2:], (kh, kw), (sh, sw), (ph, pw),
+                                      count_include_pad)
+
+
+# --------------------------------------------------------------------------------------
+# batch norm
+# --------------------------------------------------------------------------------------
+
+
+def _channel_view(v, ndim):
+    """(C,) -> shape (1, C, 1, ...) broadcasting against an ndim-d (N, C, *) array."""
+    return _f64(v).reshape((1, -1) + (1,) * (ndim - 2))
+
+
+def _reduce_axes(x):
+    return (0,) + tuple(range(2, x.ndim))
+
+
+def batch_norm_forward_training_ref(x, weight, bias, eps=1e-5):
+    """Batch statistics per channel: mean, biased var, invstd = 1/sqrt(var+eps); y."""
+    x = _f64(x)
+    axes = _reduce_axes(x)
+    mean = x.mean(axis=axes)
+    var = ((x - _channel_view(mean, x.ndim)) ** 2).mean(axis=axes)
+    invstd = 1.0 / np.sqrt(var + eps)
+    xhat = (x - _channel_view(mean, x.ndim)) * _channel_view(invstd, x.ndim)
+    y = xhat * _channel_view(weight, x.ndim) + _channel_view(bias, x.ndim)
+    return y, mean, var, invstd
+
+
+def batch_norm_forward_inference_ref(x, weight, bias, running_mean, running_var, eps=1e-5):
+    """y = (x - running_mean) / sqrt(running_var + eps) * weight + bias."""
+    x = _f64(x)
+    nd = x.ndim
+    return ((x - _channel_view(running_mean, nd))
+            / np.sqrt(_channel_view(running_var, nd) + eps)
+            * _channel_view(weight, nd) + _channel_view(bias, nd))
+
+
+def batch_norm_backward_ref(dy, x, weight, mean, invstd):
+    """Training-mode gradients: dbias = sum dy, dweight = sum dy*xhat,
+    dx = weight*invstd/M * (M*dy - dbias - xhat*dweight)."""
+    dy, x = _f64(dy), _f64(x)
+    nd = x.ndim
+    axes = _reduce_axes(x)
+    m = x.size // x.shape[1]
+    xhat = (x - _channel_view(mean, nd)) * _channel_view(invstd, nd)
+    dbias = dy.sum(axis=axes)
+    dweight = (dy * xhat).sum(axis=axes)
+    dx = (_channel_view(weight, nd) * _channel_view(invstd, nd) / m
+          * (m * dy - _channel_view(dbias, nd) - xhat * _channel_view(dweight, nd)))
+    return dx, dweight, dbias
+
+
+def batch_norm_forward_training(x, weight, bias, y, mean, var, invstd, eps):
+    """x (N,C,L), weight, bias (C,) -> y (N,C,L), mean, var (biased), invstd (C,)."""
+    y[...], mean[...], var[...], invstd[...] = batch_norm_forward_training_ref(
+        x, weight, bias, eps)
+
+
+def batch_norm_forward_inference(x, weight, bias, running_mean, running_var, y, eps):
+    """x (N,C,L), weight, bias, running_mean, running_var (C,) -> y (N,C,L)."""
+    y[...] = batch_norm_forward_inference_ref(x, weight, bias, running_mean, running_var, eps)
+
+
+def batch_norm_backward(dy, x, weight, mean, invstd, dx, dweight, dbias):
+    """dy, x (N,C,L), weight, mean, invstd (C,) -> dx (N,C,L), dweight, dbias (C,)."""
+    dx[...], dweight[...], dbias[...] = batch_norm_backward_ref(dy, x, weight, mean, invstd)

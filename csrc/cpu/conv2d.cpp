@@ -37,12 +37,20 @@ inline void gather_row(const T* plane, const ConvGeom& g, index_t h, index_t w0,
     return;
   }
   const T* row = plane + h * g.W;
-  if (g.sw == 1 && w0 >= 0 && w0 + len <= g.W) {
+  if (g.sw == 1) {
+    // Zero left margin, contiguous middle, zero right margin. An inline loop, not memcpy:
+    // segments are often a handful of values and a library call would dominate.
+    const index_t lo = std::min(std::max<index_t>(-w0, 0), len);
+    const index_t hi = std::max(std::min<index_t>(g.W - w0, len), lo);
+    for (index_t t = 0; t < lo; ++t) out[t * out_step] = T(0);
+    const T* src = row + w0;
     if (out_step == 1) {
-      std::memcpy(out, row + w0, sizeof(T) * len);
+#pragma omp simd
+      for (index_t t = lo; t < hi; ++t) out[t] = src[t];
     } else {
-      for (index_t t = 0; t < len; ++t) out[t * out_step] = row[w0 + t];
+      for (index_t t = lo; t < hi; ++t) out[t * out_step] = src[t];
     }
+    for (index_t t = hi; t < len; ++t) out[t * out_step] = T(0);
     return;
   }
   for (index_t t = 0; t < len; ++t) {
@@ -213,8 +221,10 @@ void conv2d_backward_data_stride1(const ConvGeom& g, const T* dy, const T* w, T*
 template <typename T>
 void conv2d_backward_data(const ConvGeom& g, const T* dy, const T* w, T* dx) {
   FlushToZero ftz;
-  if (g.sh == 1 && g.sw == 1) return conv2d_backward_data_stride1(g, dy, w, dx);
-  // Strided: a GEMM into a column buffer of at most ~1 MiB per thread (a few output rows),
+  // Both ways do the same multiply-adds; the flipped convolution gathers K*R*S values per
+  // input pixel, col2im scatters C*R*S per output pixel, so the fewer channels win.
+  if (g.sh == 1 && g.sw == 1 && g.K <= g.C) return conv2d_backward_data_stride1(g, dy, w, dx);
+  // Otherwise a GEMM into a column buffer of at most ~1 MiB per thread (a few output rows),
   // scattered back with col2im; images in parallel.
   const std::vector<ColIndex> idx = col_index(g);
   const index_t in_size = g.C * g.H * g.W, out_plane = g.P * g.Q, out_size = g.K * out_plane;

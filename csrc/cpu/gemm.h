@@ -55,9 +55,18 @@ using TileGeneral = Tile<T, kManyRegisters ? 8 : 6, kManyRegisters ? 3 : 2>;
 template <typename T>
 using TileShort = Tile<T, kManyRegisters ? 6 : 4, kManyRegisters ? 4 : 3>;
 
-constexpr index_t kKC = 256;   // depth of a packed block: a B micro-panel KC x NR sits in L1
-constexpr index_t kMC = 192;   // rows of A per block: MC x KC in L2
-constexpr index_t kNC = 3072;  // columns of B per block: KC x NC in L2/L3
+#ifndef CONVNET_GEMM_KC  // overridable for tuning experiments
+#define CONVNET_GEMM_KC 256
+#endif
+#ifndef CONVNET_GEMM_MC
+#define CONVNET_GEMM_MC 192
+#endif
+#ifndef CONVNET_GEMM_NC
+#define CONVNET_GEMM_NC 3072
+#endif
+constexpr index_t kKC = CONVNET_GEMM_KC;  // depth of a packed block: B micro-panel KC x NR in L1
+constexpr index_t kMC = CONVNET_GEMM_MC;  // rows of A per block: MC x KC in L2
+constexpr index_t kNC = CONVNET_GEMM_NC;  // columns of B per block: KC x NC in L2/L3
 
 // C[0:mr, 0:nr] = alpha * Ap^T Bp + beta * C, Ap: KC x MR packed, Bp: KC x NR packed.
 // beta == 0 never reads C (it may hold NaN).
@@ -184,8 +193,12 @@ struct DenseB {
   }
 };
 
-// C (M rows, ldc; panel jp at column offset b.c_offset(jp)) = alpha * op(A) op(B) + beta * C,
+// C (M rows, ldc; panel jp at column offset pb.c_offset(jp)) = alpha * op(A) op(B) + beta*C,
 // with depth K, on `nthreads` threads (1 when called from inside an outer parallel loop).
+//
+// Each thread owns a fixed range of column panels (or of row panels when C is narrow) and
+// packs its own operands, so the threads never wait for each other inside the GEMM: a
+// barrier per block costs a whole scheduler tick whenever another process holds a core.
 template <typename T, typename Sh, typename PackA, typename PackB>
 void gemm_packed(index_t M, index_t K, T alpha, const PackA& pa, const PackB& pb, T beta, T* c,
                  index_t ldc, int nthreads) {
@@ -201,59 +214,57 @@ void gemm_packed(index_t M, index_t K, T alpha, const PackA& pa, const PackB& pb
     }
     return;
   }
+  const index_t m_panels = ceil_div(M, MR);
   const index_t kc_max = std::min<index_t>(kKC, K);
   // A block of B holds about KC x NC values whatever the depth, so shallow GEMMs (few input
-  // channels) take wide blocks and meet few barriers.
+  // channels) take wide blocks.
   const index_t panels_per_block = std::max<index_t>(1, kKC * kNC / (kc_max * NR));
-  const index_t m_pad = round_up(M, MR);
-  // A and B packed for one (jc, pc) step, shared by the team; kept per calling thread so
-  // that repeated calls do not pay for fresh pages.
-  static thread_local Scratch<T> a_buf, b_buf;
-  a_buf.resize(m_pad * kc_max);
-  b_buf.resize(std::min(n_panels, panels_per_block) * NR * kc_max);
-  T* ap_all = a_buf.data();
-  T* bp_all = b_buf.data();
+  const index_t panels_per_mc = std::max<index_t>(1, kMC / MR);
+  int team = std::max(1, nthreads);
+  const bool split_columns = n_panels >= 2 * team || n_panels >= m_panels;
+  if (std::min(split_columns ? n_panels : m_panels, index_t(team)) < team)
+    team = static_cast<int>(split_columns ? n_panels : m_panels);
 
-  // Row blocks of at most MC rows, the same number for every thread.
-  const index_t per_thread = ceil_div(M, index_t(nthreads) * kMC);
-  const index_t mc = round_up(ceil_div(M, index_t(nthreads) * per_thread), MR);
-  const index_t mc_blocks = ceil_div(M, mc);
-#pragma omp parallel num_threads(nthreads) if (nthreads > 1)
+#pragma omp parallel num_threads(team) if (team > 1)
   {
     FlushToZero ftz;
-    int team = 1;
+    int t = 0, size = 1;
 #ifdef _OPENMP
-    team = omp_get_num_threads();
+    t = omp_get_thread_num();
+    size = omp_get_num_threads();
 #endif
-    for (index_t jb = 0; jb < n_panels; jb += panels_per_block) {
-      const index_t nb = std::min(panels_per_block, n_panels - jb);
+    const index_t parts = split_columns ? n_panels : m_panels;
+    const index_t lo = parts * t / size, hi = parts * (t + 1) / size;
+    const index_t j_begin = split_columns ? lo : 0, j_end = split_columns ? hi : n_panels;
+    const index_t i_begin = split_columns ? 0 : lo, i_end = split_columns ? m_panels : hi;
+    // Packing buffers per thread, kept across calls so that repeated GEMMs reuse their pages.
+    static thread_local Scratch<T> a_buf, b_buf;
+    a_buf.resize(std::min(panels_per_mc, i_end - i_begin) * MR * kc_max);
+    b_buf.resize(std::min(panels_per_block, std::max<index_t>(j_end - j_begin, 1)) * NR * kc_max);
+    T* ap_all = a_buf.data();
+    T* bp_all = b_buf.data();
+    for (index_t jb = j_begin; jb < j_end; jb += panels_per_block) {
+      const index_t nb = std::min(panels_per_block, j_end - jb);
       for (index_t pc = 0; pc < K; pc += kKC) {
         const index_t kc = std::min<index_t>(kKC, K - pc);
         const T beta_eff = pc == 0 ? beta : T(1);
-#pragma omp for schedule(static) nowait
         for (index_t jp = 0; jp < nb; ++jp) pb.template pack<NR>(pc, kc, jb + jp, bp_all + jp * NR * kc);
-#pragma omp for schedule(static)
-        for (index_t ip = 0; ip < m_pad / MR; ++ip) {
-          const int rows = static_cast<int>(std::min<index_t>(MR, M - ip * MR));
-          pa.template pack<MR>(ip * MR, rows, pc, kc, ap_all + ip * MR * kc);
-        }
-        // Split C over (row block, column chunk) tasks so that a GEMM with few rows (a
-        // convolution with few filters) still uses every thread.
-        const index_t col_chunks = (mc_blocks % team == 0) ? 1 : std::min<index_t>(nb, team);
-        const index_t tasks = mc_blocks * col_chunks;
-#pragma omp for schedule(static)
-        for (index_t t = 0; t < tasks; ++t) {
-          const index_t ib = t / col_chunks, cb = t % col_chunks;
-          const index_t i_begin = ib * mc, i_end = std::min<index_t>(M, i_begin + mc);
-          const index_t jp_begin = nb * cb / col_chunks, jp_end = nb * (cb + 1) / col_chunks;
-          for (index_t jp = jp_begin; jp < jp_end; ++jp) {
+        for (index_t ib = i_begin; ib < i_end; ib += panels_per_mc) {
+          const index_t mb = std::min(panels_per_mc, i_end - ib);
+          for (index_t ip = 0; ip < mb; ++ip) {
+            const index_t row = (ib + ip) * MR;
+            const int rows = static_cast<int>(std::min<index_t>(MR, M - row));
+            pa.template pack<MR>(row, rows, pc, kc, ap_all + ip * MR * kc);
+          }
+          for (index_t jp = 0; jp < nb; ++jp) {
             const int nr = pb.template cols<NR>(jb + jp);
             T* cp = c + pb.template c_offset<NR>(jb + jp);
             const T* bp = bp_all + jp * NR * kc;
-            for (index_t i = i_begin; i < i_end; i += MR) {
-              const int mr = static_cast<int>(std::min<index_t>(MR, M - i));
-              micro_kernel<T, Sh>(kc, ap_all + i * kc, bp, cp + i * ldc, ldc, alpha, beta_eff,
-                                  mr, nr);
+            for (index_t ip = 0; ip < mb; ++ip) {
+              const index_t row = (ib + ip) * MR;
+              const int mr = static_cast<int>(std::min<index_t>(MR, M - row));
+              micro_kernel<T, Sh>(kc, ap_all + ip * MR * kc, bp, cp + row * ldc, ldc, alpha,
+                                  beta_eff, mr, nr);
             }
           }
         }

@@ -1,6 +1,8 @@
-"""convnet: hand-written CPU/CUDA deep-learning kernels with Numba fallbacks.
+"""convnet: hand-written CPU/CUDA deep-learning kernels with Numba fallbacks, and a
+PyTorch-style framework on top.
 
-``convnet.kernels`` holds the array-level kernels (NumPy in, NumPy out; CuPy on the GPU).
+``convnet.kernels`` holds the array-level kernels (NumPy in, NumPy out; CuPy on the GPU);
+``convnet.Tensor`` with autograd and ``convnet.functional`` build on them.
 """
 
 from __future__ import annotations
@@ -9,11 +11,23 @@ import os
 
 from . import kernels
 from ._threads import get_num_threads, set_num_threads
+from .autograd import enable_grad, is_grad_enabled, no_grad
+from .creation import arange, full, ones, ones_like, rand, randn, zeros, zeros_like
 from .kernels import backends
+from .random import manual_seed
+from .tensor import Tensor, tensor
+
+from . import functional  # noqa: E402,I001  (attaches the Tensor operators)
+from .functional import cat, stack, where  # noqa: E402
 
 __version__ = "0.1.0"
 
-__all__ = ["kernels", "backends", "get_num_threads", "set_num_threads", "__version__"]
+__all__ = [
+    "Tensor", "tensor", "zeros", "ones", "full", "rand", "randn", "arange", "zeros_like",
+    "ones_like", "cat", "stack", "where", "no_grad", "enable_grad", "is_grad_enabled",
+    "manual_seed", "functional", "kernels", "backends", "get_num_threads", "set_num_threads",
+    "__version__",
+]
 
 if "CONVNET_NUM_THREADS" in os.environ:
     set_num_threads(int(os.environ["CONVNET_NUM_THREADS"]))

@@ -1,0 +1,33 @@
+"""Differentiable ops (PyTorch's ``torch.nn.functional`` names and argument orders)."""
+
+from ._nn import (
+    alpha_dropout,
+    avg_pool2d,
+    batch_norm,
+    binary_cross_entropy,
+    binary_cross_entropy_with_logits,
+    conv2d,
+    cross_entropy,
+    dropout,
+    elu,
+    l1_loss,
+    leaky_relu,
+    linear,
+    log_softmax,
+    max_pool2d,
+    mse_loss,
+    nll_loss,
+    relu,
+    selu,
+    sigmoid,
+    softmax,
+    tanh,
+)
+from ._ops import cat, stack, where
+
+__all__ = [
+    "alpha_dropout", "avg_pool2d", "batch_norm", "binary_cross_entropy",
+    "binary_cross_entropy_with_logits", "cat", "conv2d", "cross_entropy", "dropout", "elu",
+    "l1_loss", "leaky_relu", "linear", "log_softmax", "max_pool2d", "mse_loss", "nll_loss",
+    "relu", "selu", "sigmoid", "softmax", "stack", "tanh", "where",
+]

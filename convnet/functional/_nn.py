@@ -1,0 +1,476 @@
+"""Neural-network ops: convolution, pooling, batch norm, linear, activations, losses,
+dropout. Heavy ops call ``convnet.kernels`` (which picks the backend for the array's
+device); element-wise ones are written once for NumPy and CuPy.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+
+import numpy as np
+
+from .. import kernels as K
+from ..autograd import Function
+from ..random import rand_like
+from ..tensor import Tensor
+from ._ops import xp_of
+
+SELU_ALPHA = 1.6732632423543772848170429916717
+SELU_SCALE = 1.0507009873554804934193349852946
+
+
+# --------------------------------------------------------------------------- conv / pool
+
+
+class Conv2d(Function):
+    def forward(self, x, w, *maybe_b, stride=1, padding=0, dilation=1):
+        b = maybe_b[0] if maybe_b else None
+        self.save_for_backward(x, w, b is not None, stride, padding, dilation)
+        return K.conv2d_forward(x, w, b, stride, padding, dilation)
+
+    def backward(self, g):
+        x, w, has_b, stride, padding, dilation = self.saved
+        dx = dw = db = None
+        if self.needs_grad[0]:
+            dx = K.conv2d_backward_data(g, w, x.shape, stride, padding, dilation)
+        if self.needs_grad[1]:
+            dw = K.conv2d_backward_weight(g, x, w.shape, stride, padding, dilation)
+        if has_b and self.needs_grad[2]:
+            db = K.conv2d_backward_bias(g)
+        return (dx, dw, db) if has_b else (dx, dw)
+
+
+def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1):
+    """2-D cross-correlation. input (N, C, H, W), weight (K, C, R, S), bias (K,).
+
+    padding: int, (ph, pw), ((top, bottom), (left, right)), "same" or "valid".
+    """
+    args = (input, weight) if bias is None else (input, weight, bias)
+    return Conv2d.apply(*args, stride=stride, padding=padding, dilation=dilation)
+
+
+class MaxPool2d(Function):
+    def forward(self, x, kernel_size, stride, padding):
+        y, idx = K.max_pool2d_forward(x, kernel_size, stride, padding)
+        self.save_for_backward(idx, x.shape)
+        return y
+
+    def backward(self, g):
+        idx, shape = self.saved
+        return K.max_pool2d_backward(g, idx, shape)
+
+
+def max_pool2d(input, kernel_size, stride=None, padding=0):
+    return MaxPool2d.apply(input, kernel_size=kernel_size, stride=stride, padding=padding)
+
+
+class AvgPool2d(Function):
+    def forward(self, x, kernel_size, stride, padding, count_include_pad):
+        self.save_for_backward(x.shape, kernel_size, stride, padding, count_include_pad)
+        return K.avg_pool2d_forward(x, kernel_size, stride, padding, count_include_pad)
+
+    def backward(self, g):
+        shape, k, s, p, cip = self.saved
+        return K.avg_pool2d_backward(g, shape, k, s, p, cip)
+
+
+def avg_pool2d(input, kernel_size, stride=None, padding=0, count_include_pad=True):
+    return AvgPool2d.apply(input, kernel_size=kernel_size, stride=stride, padding=padding,
+                           count_include_pad=count_include_pad)
+
+
+# --------------------------------------------------------------------------- batch norm
+
+
+class BatchNormTrain(Function):
+    def forward(self, x, w, b, running_mean=None, running_var=None, momentum=0.1, eps=1e-5):
+        y, mean, invstd = K.batch_norm_forward_training(x, w, b, running_mean, running_var,
+                                                        momentum, eps)
+        self.save_for_backward(x, w, mean, invstd)
+        return y
+
+    def backward(self, g):
+        x, w, mean, invstd = self.saved
+        dx, dw, db = K.batch_norm_backward(g, x, mean, invstd, w)
+        return dx, dw, db
+
+
+class BatchNormEval(Function):
+    """y = x * scale + shift with the running statistics frozen."""
+
+    def forward(self, x, w, b, running_mean, running_var, eps=1e-5):
+        xp = xp_of(x)
+        invstd = 1.0 / xp.sqrt(running_var.astype(np.float64) + eps)
+        self.save_for_backward(x, w, running_mean, invstd.astype(x.dtype))
+        return K.batch_norm_forward_inference(x, running_mean, running_var, w, b, eps)
+
+    def backward(self, g):
+        x, w, mean, invstd = self.saved
+        shape = (1, -1) + (1,) * (x.ndim - 2)
+        axes = (0,) + tuple(range(2, x.ndim))
+        xhat = (x - mean.reshape(shape)) * invstd.reshape(shape)
+        dx = g * (w * invstd).reshape(shape) if self.needs_grad[0] else None
+        return dx, (g * xhat).sum(axis=axes), g.sum(axis=axes)
+
+
+def batch_norm(input, running_mean, running_var, weight=None, bias=None, training=False,
+               momentum=0.1, eps=1e-5):
+    """Batch normalisation over the channel axis (1) of (N, C) or (N, C, H, W) input.
+
+    In training the batch statistics normalise and ``running_mean``/``running_var``
+    (arrays or tensors, updated in place when given) follow them with ``momentum``.
+    """
+    xp = input._xp
+    c = input.shape[1] if input.ndim >= 2 else 0
+    if input.ndim not in (2, 4):
+        raise ValueError(f"input: expected (N, C) or (N, C, H, W), got shape {input.shape}")
+    if weight is None:
+        weight = Tensor._wrap(xp.ones(c, dtype=input.dtype), False)
+    if bias is None:
+        bias = Tensor._wrap(xp.zeros(c, dtype=input.dtype), False)
+    rm = running_mean.data if isinstance(running_mean, Tensor) else running_mean
+    rv = running_var.data if isinstance(running_var, Tensor) else running_var
+    if training:
+        return BatchNormTrain.apply(input, weight, bias, running_mean=rm, running_var=rv,
+                                    momentum=momentum, eps=eps)
+    if rm is None or rv is None:
+        raise ValueError("batch_norm: running_mean and running_var are required when "
+                         "training=False")
+    return BatchNormEval.apply(input, weight, bias, running_mean=rm, running_var=rv, eps=eps)
+
+
+# --------------------------------------------------------------------------- linear
+
+
+class Linear(Function):
+    """y = x @ W^T + b over the last axis of x; the products run on the GEMM kernel."""
+
+    def forward(self, x, w, *maybe_b):
+        lead = x.shape[:-1]
+        x2 = x.reshape(-1, x.shape[-1])
+        self.save_for_backward(x2, w, lead, bool(maybe_b))
+        if xp_of(x) is np and x2.dtype == w.dtype:
+            y = K.gemm(x2, w, trans_b=True)
+        else:
+            y = x2 @ w.T
+        if maybe_b:
+            y += maybe_b[0]
+        return y.reshape(*lead, w.shape[0])
+
+    def backward(self, g):
+        x2, w, lead, has_b = self.saved
+        g2 = g.reshape(-1, w.shape[0])
+        cpu = xp_of(g) is np and g2.dtype == w.dtype
+        dx = dw = db = None
+        if self.needs_grad[0]:
+            dx = (K.gemm(g2, w) if cpu else g2 @ w).reshape(*lead, w.shape[1])
+        if self.needs_grad[1]:
+            dw = K.gemm(g2, x2, trans_a=True) if cpu else g2.T @ x2
+        if has_b and self.needs_grad[2]:
+            db = g2.sum(axis=0)
+        return (dx, dw, db) if has_b else (dx, dw)
+
+
+def linear(input, weight, bias=None):
+    if input.shape[-1] != weight.shape[1]:
+        raise ValueError(f"linear: input has {input.shape[-1]} features but weight has shape "
+                         f"{weight.shape} (out, in={weight.shape[1]})")
+    args = (input, weight) if bias is None else (input, weight, bias)
+    return Linear.apply(*args)
+
+
+# --------------------------------------------------------------------------- activations
+
+
+class ReLU(Function):
+    def forward(self, x):
+        mask = x > 0
+        self.save_for_backward(mask)
+        return x * mask
+
+    def backward(self, g):
+        (mask,) = self.saved
+        return g * mask
+
+
+class LeakyReLU(Function):
+    def forward(self, x, negative_slope=0.01):
+        mask = x > 0
+        self.save_for_backward(mask, negative_slope)
+        return xp_of(x).where(mask, x, x * x.dtype.type(negative_slope))
+
+    def backward(self, g):
+        mask, slope = self.saved
+        return xp_of(g).where(mask, g, g * g.dtype.type(slope))
+
+
+class ELU(Function):
+    def forward(self, x, alpha=1.0, scale=1.0):
+        xp = xp_of(x)
+        neg = x.dtype.type(alpha) * xp.expm1(xp.minimum(x, 0))
+        y = xp.where(x > 0, x, neg) * x.dtype.type(scale)
+        self.save_for_backward(x, neg, alpha, scale)
+        return y
+
+    def backward(self, g):
+        x, neg, alpha, scale = self.saved
+        xp = xp_of(x)
+        return g * x.dtype.type(scale) * xp.where(x > 0, 1, neg + x.dtype.type(alpha))
+
+
+class Sigmoid(Function):
+    def forward(self, x):
+        xp = xp_of(x)
+        # Stable on both tails: exp of a non-positive number never overflows.
+        e = xp.exp(-xp.abs(x))
+        y = xp.where(x >= 0, 1 / (1 + e), e / (1 + e)).astype(x.dtype, copy=False)
+        self.save_for_backward(y)
+        return y
+
+    def backward(self, g):
+        (y,) = self.saved
+        return g * y * (1 - y)
+
+
+class Tanh(Function):
+    def forward(self, x):
+        y = xp_of(x).tanh(x)
+        self.save_for_backward(y)
+        return y
+
+    def backward(self, g):
+        (y,) = self.saved
+        return g * (1 - y * y)
+
+
+def relu(input):
+    return ReLU.apply(input)
+
+
+def leaky_relu(input, negative_slope=0.01):
+    return LeakyReLU.apply(input, negative_slope=negative_slope)
+
+
+def elu(input, alpha=1.0):
+    return ELU.apply(input, alpha=alpha)
+
+
+def selu(input):
+    return ELU.apply(input, alpha=SELU_ALPHA, scale=SELU_SCALE)
+
+
+def sigmoid(input):
+    return Sigmoid.apply(input)
+
+
+def tanh(input):
+    return Tanh.apply(input)
+
+
+class LogSoftmax(Function):
+    def forward(self, x, dim=-1):
+        xp = xp_of(x)
+        shifted = x - x.max(axis=dim, keepdims=True)
+        y = shifted - xp.log(xp.exp(shifted).sum(axis=dim, keepdims=True))
+        self.save_for_backward(y, dim)
+        return y
+
+    def backward(self, g):
+        y, dim = self.saved
+        return g - xp_of(y).exp(y) * g.sum(axis=dim, keepdims=True)
+
+
+class Softmax(Function):
+    def forward(self, x, dim=-1):
+        xp = xp_of(x)
+        e = xp.exp(x - x.max(axis=dim, keepdims=True))
+        y = e / e.sum(axis=dim, keepdims=True)
+        self.save_for_backward(y, dim)
+        return y
+
+    def backward(self, g):
+        y, dim = self.saved
+        return y * (g - (g * y).sum(axis=dim, keepdims=True))
+
+
+def softmax(input, dim):
+    return Softmax.apply(input, dim=dim)
+
+
+def log_softmax(input, dim):
+    return LogSoftmax.apply(input, dim=dim)
+
+
+# --------------------------------------------------------------------------- losses
+
+
+def _reduce(loss, reduction):
+    if reduction == "mean":
+        return loss.mean()
+    if reduction == "sum":
+        return loss.sum()
+    if reduction == "none":
+        return loss
+    raise ValueError(f"reduction: expected 'mean', 'sum' or 'none', got {reduction!r}")
+
+
+def _labels(target, n_classes, xp):
+    labels = target.data if isinstance(target, Tensor) else xp.asarray(target)
+    if labels.dtype.kind not in "iu":
+        raise TypeError(f"target: expected integer class labels, got dtype {labels.dtype}")
+    if labels.size and (int(labels.min()) < 0 or int(labels.max()) >= n_classes):
+        raise ValueError(f"target: labels must be in [0, {n_classes}), got values in "
+                         f"[{int(labels.min())}, {int(labels.max())}]")
+    return labels
+
+
+class NLLLoss(Function):
+    """Per-sample negative log-likelihood of the target class; input (N, C) log-probs."""
+
+    def forward(self, logp, labels=None):
+        xp = xp_of(logp)
+        rows = xp.arange(logp.shape[0])
+        self.save_for_backward(logp.shape, logp.dtype, labels)
+        return -logp[rows, labels]
+
+    def backward(self, g):
+        shape, dtype, labels = self.saved
+        xp = xp_of(g)
+        out = xp.zeros(shape, dtype=dtype)
+        out[xp.arange(shape[0]), labels] = -g
+        return out
+
+
+def _class_last(input):
+    """(N, C, d1, ...) -> (N*d1*..., C), as PyTorch's losses accept spatial inputs."""
+    if input.ndim > 2:
+        perm = (0,) + tuple(range(2, input.ndim)) + (1,)
+        return input.permute(*perm).reshape(-1, input.shape[1])
+    return input
+
+
+def nll_loss(input, target, reduction="mean"):
+    labels = _labels(target, input.shape[1], input._xp).reshape(-1)
+    return _reduce(NLLLoss.apply(_class_last(input), labels=labels), reduction)
+
+
+def cross_entropy(input, target, reduction="mean", label_smoothing=0.0):
+    """Softmax cross-entropy from logits (N, C) and integer labels (N,), with optional
+    label smoothing (the target mixes one-hot with the uniform distribution)."""
+    if input.ndim < 2:
+        raise ValueError(f"input: expected logits (N, C), got shape {input.shape}")
+    n_classes = input.shape[1]
+    labels = _labels(target, n_classes, input._xp).reshape(-1)
+    logp = log_softmax(_class_last(input), dim=1)
+    if labels.shape[0] != logp.shape[0]:
+        raise ValueError(f"target: {labels.shape[0]} labels for {logp.shape[0]} samples")
+    loss = NLLLoss.apply(logp, labels=labels)
+    if label_smoothing:
+        if not 0.0 <= label_smoothing <= 1.0:
+            raise ValueError(f"label_smoothing: expected a value in [0, 1], got {label_smoothing}")
+        smooth = -logp.mean(dim=1)
+        loss = loss * (1 - label_smoothing) + smooth * label_smoothing
+    return _reduce(loss, reduction)
+
+
+def _same_shape(input, target, name):
+    target = target if isinstance(target, Tensor) else Tensor._wrap(
+        input._xp.asarray(target, dtype=input.dtype), False)
+    if target.shape != input.shape:
+        raise ValueError(f"{name}: target shape {target.shape} differs from input shape "
+                         f"{input.shape}")
+    return target
+
+
+def mse_loss(input, target, reduction="mean"):
+    target = _same_shape(input, target, "mse_loss")
+    diff = input - target
+    return _reduce(diff * diff, reduction)
+
+
+def l1_loss(input, target, reduction="mean"):
+    target = _same_shape(input, target, "l1_loss")
+    return _reduce((input - target).abs(), reduction)
+
+
+class BCEWithLogits(Function):
+    def forward(self, z, t):
+        xp = xp_of(z)
+        # log(1 + exp(-|z|)) never overflows
+        loss = xp.maximum(z, 0) - z * t + xp.log1p(xp.exp(-xp.abs(z)))
+        self.save_for_backward(z, t)
+        return loss
+
+    def backward(self, g):
+        z, t = self.saved
+        xp = xp_of(z)
+        e = xp.exp(-xp.abs(z))
+        sig = xp.where(z >= 0, 1 / (1 + e), e / (1 + e))
+        return g * (sig - t), (g * -z if self.needs_grad[1] else None)
+
+
+def binary_cross_entropy_with_logits(input, target, reduction="mean"):
+    target = _same_shape(input, target, "binary_cross_entropy_with_logits")
+    return _reduce(BCEWithLogits.apply(input, target), reduction)
+
+
+def binary_cross_entropy(input, target, reduction="mean"):
+    """BCE on probabilities; log is clamped at -100 as in PyTorch."""
+    target = _same_shape(input, target, "binary_cross_entropy")
+    data = input.data
+    if data.size and (float(data.min()) < 0 or float(data.max()) > 1):
+        raise ValueError("binary_cross_entropy: input must hold probabilities in [0, 1] "
+                         "(use binary_cross_entropy_with_logits for logits)")
+    log_p = input.log().clip(min=-100)
+    log_q = (1 - input).log().clip(min=-100)
+    return _reduce(-(target * log_p + (1 - target) * log_q), reduction)
+
+
+# --------------------------------------------------------------------------- dropout
+
+
+class _Mask(Function):
+    """y = x * mask + shift, mask and shift fixed (drawn by the caller)."""
+
+    def forward(self, x, mask=None, shift=None):
+        self.save_for_backward(mask)
+        y = x * mask
+        return y if shift is None else y + shift
+
+    def backward(self, g):
+        (mask,) = self.saved
+        return g * mask
+
+
+def _check_p(p):
+    if not isinstance(p, numbers.Real) or not 0.0 <= p <= 1.0:
+        raise ValueError(f"p: dropout probability must be in [0, 1], got {p!r}")
+
+
+def dropout(input, p=0.5, training=True):
+    """Zero each element with probability p and scale the rest by 1/(1-p) (training)."""
+    _check_p(p)
+    if not training or p == 0.0:
+        return input
+    if p == 1.0:
+        return input * 0.0
+    keep = rand_like(input.data) >= p
+    mask = keep.astype(input.dtype) * input.dtype.type(1.0 / (1.0 - p))
+    return _Mask.apply(input, mask=mask)
+
+
+def alpha_dropout(input, p=0.5, training=False):
+    """Dropout for SELU networks: dropped units take SELU's negative saturation value and an
+    affine correction keeps the mean and variance of the activations (Klambauer 2017)."""
+    _check_p(p)
+    if not training or p == 0.0:
+        return input
+    alpha_p = -SELU_ALPHA * SELU_SCALE
+    keep = rand_like(input.data) >= p
+    a = 1.0 / math.sqrt((1 - p) * (1 + p * alpha_p**2))
+    b = -a * alpha_p * p
+    dt = input.dtype.type
+    mask = keep.astype(input.dtype) * dt(a)
+    shift = (~keep).astype(input.dtype) * dt(a * alpha_p) + dt(b)
+    return _Mask.apply(input, mask=mask, shift=shift)

@@ -1,0 +1,587 @@
+"""Tensor arithmetic, math, shape and reduction ops: one Function each, forward and backward
+side by side, written once for NumPy and CuPy through the array module ``xp``.
+Operators and methods are attached to :class:`convnet.tensor.Tensor` at the bottom.
+"""
+
+from __future__ import annotations
+
+import numbers
+import operator
+
+import numpy as np
+
+from ..autograd import Function
+from ..tensor import Tensor, _is_cupy, _to_array, as_tensor
+
+
+def xp_of(a):
+    if _is_cupy(a):
+        import cupy
+
+        return cupy
+    return np
+
+
+def unbroadcast(grad, shape):
+    """Sum ``grad`` over the axes that broadcasting added or stretched to reach it."""
+    if tuple(grad.shape) == tuple(shape):
+        return grad
+    extra = grad.ndim - len(shape)
+    if extra > 0:
+        grad = grad.sum(axis=tuple(range(extra)))
+    axes = tuple(i for i, n in enumerate(shape) if n == 1 and grad.shape[i] != 1)
+    if axes:
+        grad = grad.sum(axis=axes, keepdims=True)
+    return grad.reshape(shape)
+
+
+# --------------------------------------------------------------------------- arithmetic
+
+
+class Add(Function):
+    def forward(self, a, b):
+        self.save_for_backward(a.shape, b.shape)
+        return a + b
+
+    def backward(self, g):
+        sa, sb = self.saved
+        return unbroadcast(g, sa), unbroadcast(g, sb)
+
+
+class Sub(Function):
+    def forward(self, a, b):
+        self.save_for_backward(a.shape, b.shape)
+        return a - b
+
+    def backward(self, g):
+        sa, sb = self.saved
+        return unbroadcast(g, sa), unbroadcast(-g, sb)
+
+
+class Mul(Function):
+    def forward(self, a, b):
+        self.save_for_backward(a, b)
+        return a * b
+
+    def backward(self, g):
+        a, b = self.saved
+        return (unbroadcast(g * b, a.shape) if self.needs_grad[0] else None,
+                unbroadcast(g * a, b.shape) if self.needs_grad[1] else None)
+
+
+class Div(Function):
+    def forward(self, a, b):
+        self.save_for_backward(a, b)
+        return a / b
+
+    def backward(self, g):
+        a, b = self.saved
+        ga = unbroadcast(g / b, a.shape) if self.needs_grad[0] else None
+        gb = unbroadcast(-g * a / (b * b), b.shape) if self.needs_grad[1] else None
+        return ga, gb
+
+
+class Neg(Function):
+    def forward(self, a):
+        return -a
+
+    def backward(self, g):
+        return -g
+
+
+class Pow(Function):
+    """a ** b with a tensor exponent."""
+
+    def forward(self, a, b):
+        out = a**b
+        self.save_for_backward(a, b, out)
+        return out
+
+    def backward(self, g):
+        a, b, out = self.saved
+        xp = xp_of(a)
+        ga = unbroadcast(g * b * a ** (b - 1), a.shape) if self.needs_grad[0] else None
+        gb = None
+        if self.needs_grad[1]:
+            safe = xp.where(a > 0, a, 1)
+            gb = unbroadcast(g * out * xp.log(safe), b.shape)
+        return ga, gb
+
+
+class PowScalar(Function):
+    def forward(self, a, exponent):
+        self.save_for_backward(a, exponent)
+        return a**exponent
+
+    def backward(self, g):
+        a, e = self.saved
+        return g * e * a ** (e - 1)
+
+
+class MatMul(Function):
+    """Matrix product with NumPy's broadcasting rules for batched operands."""
+
+    def forward(self, a, b):
+        self.save_for_backward(a, b)
+        if a.ndim == 2 and b.ndim == 2 and not _is_cupy(a) and a.dtype == b.dtype and \
+                a.dtype in (np.float32, np.float64):
+            from .. import kernels
+
+            return kernels.gemm(a, b)
+        return a @ b
+
+    def backward(self, g):
+        a, b = self.saved
+        xp = xp_of(a)
+        ga = gb = None
+        if a.ndim == 1 and b.ndim == 1:
+            return (g * b if self.needs_grad[0] else None, g * a if self.needs_grad[1] else None)
+        a2 = a[None, :] if a.ndim == 1 else a
+        b2 = b[:, None] if b.ndim == 1 else b
+        g2 = g
+        if a.ndim == 1:
+            g2 = xp.expand_dims(g2, -2)
+        if b.ndim == 1:
+            g2 = xp.expand_dims(g2, -1)
+        if self.needs_grad[0]:
+            ga = g2 @ xp.swapaxes(b2, -1, -2)
+            ga = unbroadcast(ga, a2.shape).reshape(a.shape)
+        if self.needs_grad[1]:
+            gb = xp.swapaxes(a2, -1, -2) @ g2
+            gb = unbroadcast(gb, b2.shape).reshape(b.shape)
+        return ga, gb
+
+
+# --------------------------------------------------------------------------- math
+
+
+class Exp(Function):
+    def forward(self, a):
+        out = xp_of(a).exp(a)
+        self.save_for_backward(out)
+        return out
+
+    def backward(self, g):
+        (out,) = self.saved
+        return g * out
+
+
+class Log(Function):
+    def forward(self, a):
+        self.save_for_backward(a)
+        return xp_of(a).log(a)
+
+    def backward(self, g):
+        (a,) = self.saved
+        return g / a
+
+
+class Sqrt(Function):
+    def forward(self, a):
+        out = xp_of(a).sqrt(a)
+        self.save_for_backward(out)
+        return out
+
+    def backward(self, g):
+        (out,) = self.saved
+        return g / (2 * out)
+
+
+class Abs(Function):
+    def forward(self, a):
+        self.save_for_backward(a)
+        return xp_of(a).abs(a)
+
+    def backward(self, g):
+        (a,) = self.saved
+        return g * xp_of(a).sign(a)
+
+
+class Clip(Function):
+    def forward(self, a, lo=None, hi=None):
+        self.save_for_backward(a, lo, hi)
+        return xp_of(a).clip(a, lo, hi)
+
+    def backward(self, g):
+        a, lo, hi = self.saved
+        mask = xp_of(a).ones_like(a, dtype=bool)
+        if lo is not None:
+            mask &= a >= lo
+        if hi is not None:
+            mask &= a <= hi
+        return g * mask
+
+
+class Clone(Function):
+    def forward(self, a):
+        return a.copy()
+
+    def backward(self, g):
+        return g
+
+
+class To(Function):
+    """Copy across devices and/or dtypes; the gradient goes back the same way."""
+
+    def forward(self, a, device, dtype):
+        self.save_for_backward(a.dtype, "cuda" if _is_cupy(a) else "cpu")
+        return _to_array(a, dtype, device)
+
+    def backward(self, g):
+        dtype, device = self.saved
+        return _to_array(g, dtype, device)
+
+
+# --------------------------------------------------------------------------- reductions
+
+
+def _axes(dim, ndim):
+    if dim is None:
+        return None
+    dims = (dim,) if isinstance(dim, numbers.Integral) else tuple(dim)
+    out = []
+    for d in dims:
+        d = operator.index(d)
+        if not -ndim <= d < max(ndim, 1):
+            raise IndexError(f"dim: {d} is out of range for a {ndim}-D tensor")
+        out.append(d % max(ndim, 1))
+    return tuple(out)
+
+
+def _expand_back(g, shape, axes, keepdim):
+    """Reshape a reduced gradient so it broadcasts against the input's shape."""
+    if axes is None:
+        return g.reshape((1,) * len(shape)) if g.ndim == 0 or not keepdim else g
+    if not keepdim:
+        xp = xp_of(g)
+        for ax in sorted(axes):
+            g = xp.expand_dims(g, ax)
+    return g
+
+
+class Sum(Function):
+    def forward(self, a, dim=None, keepdim=False):
+        axes = _axes(dim, a.ndim)
+        self.save_for_backward(a.shape, axes, keepdim)
+        return a.sum(axis=axes, keepdims=keepdim)
+
+    def backward(self, g):
+        shape, axes, keepdim = self.saved
+        return xp_of(g).broadcast_to(_expand_back(g, shape, axes, keepdim), shape).copy()
+
+
+class Mean(Function):
+    def forward(self, a, dim=None, keepdim=False):
+        axes = _axes(dim, a.ndim)
+        count = a.size if axes is None else int(np.prod([a.shape[i] for i in axes]))
+        self.save_for_backward(a.shape, axes, keepdim, count)
+        return a.mean(axis=axes, keepdims=keepdim)
+
+    def backward(self, g):
+        shape, axes, keepdim, count = self.saved
+        g = _expand_back(g, shape, axes, keepdim) / count
+        return xp_of(g).broadcast_to(g, shape).copy()
+
+
+class Var(Function):
+    def forward(self, a, dim=None, keepdim=False, correction=1):
+        axes = _axes(dim, a.ndim)
+        count = a.size if axes is None else int(np.prod([a.shape[i] for i in axes]))
+        mean = a.mean(axis=axes, keepdims=True)
+        self.save_for_backward(a, mean, axes, keepdim, count - correction)
+        return a.var(axis=axes, keepdims=keepdim, ddof=correction)
+
+    def backward(self, g):
+        a, mean, axes, keepdim, denom = self.saved
+        g = _expand_back(g, a.shape, axes, keepdim)
+        return g * 2 * (a - mean) / denom
+
+
+class Max(Function):
+    """Maximum over dims; ties share the gradient equally (as PyTorch's amax)."""
+
+    def forward(self, a, dim=None, keepdim=False):
+        axes = _axes(dim, a.ndim)
+        out = a.max(axis=axes, keepdims=True)
+        self.save_for_backward(a, out, axes, keepdim)
+        return out if keepdim else (out.reshape(()) if axes is None else out.squeeze(axes))
+
+    def backward(self, g):
+        a, out, axes, keepdim = self.saved
+        mask = (a == out).astype(a.dtype)
+        mask /= mask.sum(axis=axes, keepdims=True)
+        return _expand_back(g, a.shape, axes, keepdim) * mask
+
+
+# --------------------------------------------------------------------------- shapes
+
+
+class Reshape(Function):
+    def forward(self, a, shape):
+        self.save_for_backward(a.shape)
+        return a.reshape(shape)
+
+    def backward(self, g):
+        (shape,) = self.saved
+        return g.reshape(shape)
+
+
+class Permute(Function):
+    def forward(self, a, dims):
+        self.save_for_backward(dims)
+        return a.transpose(dims)
+
+    def backward(self, g):
+        (dims,) = self.saved
+        return g.transpose(np.argsort(dims))
+
+
+class Index(Function):
+    def forward(self, a, key):
+        self.save_for_backward(a.shape, a.dtype, key)
+        return a[key]
+
+    def backward(self, g):
+        shape, dtype, key = self.saved
+        xp = xp_of(g)
+        out = xp.zeros(shape, dtype=dtype)
+        # add.at accumulates repeated indices (fancy indexing may pick an element twice)
+        if xp is np:
+            np.add.at(out, key, g)
+        else:
+            import cupyx
+
+            cupyx.scatter_add(out, key, g)
+        return out
+
+
+class Cat(Function):
+    def forward(self, *arrays, dim=0):
+        xp = xp_of(arrays[0])
+        ndim = arrays[0].ndim
+        axis = _axes(dim, ndim)[0]
+        self.save_for_backward(axis, [a.shape[axis] for a in arrays])
+        return xp.concatenate(arrays, axis=axis)
+
+    def backward(self, g):
+        axis, sizes = self.saved
+        xp = xp_of(g)
+        return tuple(xp.split(g, np.cumsum(sizes)[:-1].tolist(), axis=axis))
+
+
+class Stack(Function):
+    def forward(self, *arrays, dim=0):
+        xp = xp_of(arrays[0])
+        axis = _axes(dim, arrays[0].ndim + 1)[0]
+        self.save_for_backward(axis, len(arrays))
+        return xp.stack(arrays, axis=axis)
+
+    def backward(self, g):
+        axis, n = self.saved
+        xp = xp_of(g)
+        return tuple(xp.squeeze(part, axis=axis) for part in xp.split(g, n, axis=axis))
+
+
+class Where(Function):
+    def forward(self, a, b, cond):
+        self.save_for_backward(cond, a.shape, b.shape)
+        return xp_of(a).where(cond, a, b)
+
+    def backward(self, g):
+        cond, sa, sb = self.saved
+        zero = g.dtype.type(0)
+        xp = xp_of(g)
+        return (unbroadcast(xp.where(cond, g, zero), sa), unbroadcast(xp.where(cond, zero, g), sb))
+
+
+# --------------------------------------------------------------------------- Tensor API
+
+
+def _operand(other, like: Tensor) -> Tensor:
+    if isinstance(other, Tensor):
+        return other
+    if isinstance(other, numbers.Number):
+        return as_tensor(other, like)
+    return Tensor._wrap(_to_array(other, like.dtype, like.device), False)
+
+
+def _binary(fn):
+    def op(self, other):
+        return fn.apply(self, _operand(other, self))
+
+    def rop(self, other):
+        return fn.apply(_operand(other, self), self)
+
+    return op, rop
+
+
+def _shape_arg(shape):
+    if len(shape) == 1 and isinstance(shape[0], (tuple, list)):
+        return tuple(shape[0])
+    return tuple(shape)
+
+
+def _compare(name):
+    def op(self, other):
+        other = other.data if isinstance(other, Tensor) else other
+        return Tensor._wrap(getattr(self.data, name)(other), False)
+
+    return op
+
+
+def _pow(self, exponent):
+    if isinstance(exponent, numbers.Number):
+        return PowScalar.apply(self, exponent=exponent)
+    return Pow.apply(self, _operand(exponent, self))
+
+
+def _rpow(self, base):
+    return Pow.apply(_operand(base, self), self)
+
+
+def _getitem(self, key):
+    if isinstance(key, Tensor):
+        key = key.data
+    elif isinstance(key, tuple):
+        key = tuple(k.data if isinstance(k, Tensor) else k for k in key)
+    return Index.apply(self, key=key)
+
+
+def _setitem(self, key, value):
+    if self.requires_grad and self.is_leaf:
+        from ..autograd import is_grad_enabled
+
+        if is_grad_enabled():
+            raise RuntimeError("setitem: a leaf tensor that requires grad cannot be modified "
+                               "in place (wrap it in no_grad())")
+    value = value.data if isinstance(value, Tensor) else value
+    if isinstance(key, Tensor):
+        key = key.data
+    self.data[key] = value
+
+
+def _view(self, *shape):
+    return Reshape.apply(self, shape=_shape_arg(shape))
+
+
+def _transpose(self, dim0=-2, dim1=-1):
+    dims = list(range(self.ndim))
+    dims[dim0], dims[dim1] = dims[dim1], dims[dim0]
+    return Permute.apply(self, dims=tuple(dims))
+
+
+def _flatten(self, start_dim=0, end_dim=-1):
+    shape = self.shape
+    if not shape:
+        return Reshape.apply(self, shape=(1,))
+    s, e = start_dim % len(shape), end_dim % len(shape)
+    new = shape[:s] + (int(np.prod(shape[s : e + 1])),) + shape[e + 1 :]
+    return Reshape.apply(self, shape=new)
+
+
+def _squeeze(self, dim=None):
+    if dim is None:
+        return Reshape.apply(self, shape=tuple(n for n in self.shape if n != 1))
+    d = dim % self.ndim
+    if self.shape[d] != 1:
+        return self
+    return Reshape.apply(self, shape=self.shape[:d] + self.shape[d + 1 :])
+
+
+def _unsqueeze(self, dim):
+    d = dim % (self.ndim + 1)
+    return Reshape.apply(self, shape=self.shape[:d] + (1,) + self.shape[d:])
+
+
+def _max(self, dim=None, keepdim=False):
+    return Max.apply(self, dim=dim, keepdim=keepdim)
+
+
+def _argmax(self, dim=None, keepdim=False):
+    xp = self._xp
+    out = xp.argmax(self.data, axis=dim)
+    if keepdim and dim is not None:
+        out = xp.expand_dims(out, dim)
+    return Tensor._wrap(out, False)
+
+
+def _min(self, dim=None, keepdim=False):
+    return -Max.apply(-self, dim=dim, keepdim=keepdim)
+
+
+def _install():
+    T = Tensor
+    T.__add__, T.__radd__ = _binary(Add)
+    T.__sub__, T.__rsub__ = _binary(Sub)
+    T.__mul__, T.__rmul__ = _binary(Mul)
+    T.__truediv__, T.__rtruediv__ = _binary(Div)
+    T.__matmul__, T.__rmatmul__ = _binary(MatMul)
+    T.__neg__ = lambda self: Neg.apply(self)
+    T.__pos__ = lambda self: self
+    T.__pow__ = _pow
+    T.__rpow__ = _rpow
+    T.__getitem__ = _getitem
+    T.__setitem__ = _setitem
+    for name in ("__lt__", "__le__", "__gt__", "__ge__", "__eq__", "__ne__"):
+        setattr(T, name, _compare(name))
+    T.__hash__ = lambda self: id(self)
+    T.add = lambda self, o: self + o
+    T.sub = lambda self, o: self - o
+    T.mul = lambda self, o: self * o
+    T.div = lambda self, o: self / o
+    T.matmul = lambda self, o: self @ o
+    T.pow = _pow
+    T.exp = lambda self: Exp.apply(self)
+    T.log = lambda self: Log.apply(self)
+    T.sqrt = lambda self: Sqrt.apply(self)
+    T.abs = lambda self: Abs.apply(self)
+    T.__abs__ = T.abs
+    T.clip = lambda self, min=None, max=None: Clip.apply(self, lo=min, hi=max)
+    T.clamp = T.clip
+    T.sum = lambda self, dim=None, keepdim=False: Sum.apply(self, dim=dim, keepdim=keepdim)
+    T.mean = lambda self, dim=None, keepdim=False: Mean.apply(self, dim=dim, keepdim=keepdim)
+    T.var = lambda self, dim=None, keepdim=False, unbiased=True: Var.apply(
+        self, dim=dim, keepdim=keepdim, correction=1 if unbiased else 0)
+    T.std = lambda self, dim=None, keepdim=False, unbiased=True: T.var(
+        self, dim, keepdim, unbiased).sqrt()
+    T.max = _max
+    T.min = _min
+    T.argmax = _argmax
+    T.reshape = _view
+    T.view = _view
+    T.flatten = _flatten
+    T.transpose = _transpose
+    T.permute = lambda self, *dims: Permute.apply(self, dims=_shape_arg(dims))
+    T.squeeze = _squeeze
+    T.unsqueeze = _unsqueeze
+    T.relu = lambda self: __import__("convnet.functional", fromlist=["relu"]).relu(self)
+    T.sigmoid = lambda self: __import__("convnet.functional", fromlist=["x"]).sigmoid(self)
+    T.tanh = lambda self: __import__("convnet.functional", fromlist=["x"]).tanh(self)
+    T.softmax = lambda self, dim: __import__("convnet.functional", fromlist=["x"]).softmax(
+        self, dim)
+
+
+_install()
+
+
+def cat(tensors, dim=0) -> Tensor:
+    tensors = list(tensors)
+    if not tensors:
+        raise ValueError("cat: expected a non-empty sequence of tensors")
+    return Cat.apply(*tensors, dim=dim)
+
+
+def stack(tensors, dim=0) -> Tensor:
+    tensors = list(tensors)
+    if not tensors:
+        raise ValueError("stack: expected a non-empty sequence of tensors")
+    shapes = {t.shape for t in tensors}
+    if len(shapes) > 1:
+        raise ValueError(f"stack: expected tensors of one shape, got {sorted(shapes)}")
+    return Stack.apply(*tensors, dim=dim)
+
+
+def where(condition, a, b) -> Tensor:
+    cond = condition.data if isinstance(condition, Tensor) else condition
+    like = a if isinstance(a, Tensor) else b
+    return Where.apply(_operand(a, like), _operand(b, like), cond=cond)

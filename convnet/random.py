@@ -1,0 +1,42 @@
+"""Random numbers for convnet: one seeded generator per device, like torch.manual_seed."""
+
+from __future__ import annotations
+
+import numpy as np
+
+_cpu = np.random.default_rng()
+_seed: int | None = None
+
+
+def manual_seed(seed: int) -> None:
+    """Seed every random draw convnet makes (initialisation, dropout, shuffling)."""
+    global _cpu, _seed
+    _seed = int(seed)
+    _cpu = np.random.default_rng(_seed)
+    try:
+        import cupy
+
+        cupy.random.seed(_seed)
+    except Exception:  # no CuPy or no device: nothing to seed there
+        pass
+
+
+def generator() -> np.random.Generator:
+    return _cpu
+
+
+def rand_like(a):
+    """Uniform [0, 1) values with the shape of ``a`` on its device (float64 on the CPU)."""
+    if type(a).__module__.startswith("cupy"):
+        import cupy
+
+        return cupy.random.random_sample(a.shape)
+    return _cpu.random(a.shape)
+
+
+def randn(shape, dtype=np.float32):
+    return _cpu.standard_normal(shape).astype(dtype)
+
+
+def uniform(low, high, shape, dtype=np.float32):
+    return _cpu.uniform(low, high, shape).astype(dtype)

@@ -15,8 +15,8 @@ Design:
   updates 4 rows of C with 8 rows of B at a time so each C element is loaded and stored
   once per 8 multiply-adds; LLVM vectorises the contiguous inner column loop (AVX-512
   where present). No BLAS anywhere.
-* conv2d: im2col of a tile of output rows into a per-thread buffer, then the same block
-  kernel. Work is split into (image, output-row tile) tasks handed out in contiguous
+* conv2d: im2col of a tile of ~512 output positions into a per-thread buffer, then the
+  same block kernel. Work is split into (image, tile) tasks handed out in contiguous
   chunks, one chunk per thread, so every buffer and every partial sum is private to a
   chunk (no races, no allocation inside ``prange``). 1x1/stride-1/unpadded convolutions
   skip im2col.
@@ -59,9 +59,9 @@ _serial = numba.njit(cache=True, fastmath=False)
 _MC = 64
 _KC = 256
 _NC = 512
-# Output positions per convolution tile: the im2col tile (C*R*S x ~256) of one KC slice
-# stays in L2.
-_TILE = 256
+# Output positions per convolution tile: a KC slice of the im2col tile (256 x ~512) stays
+# in L2, and long rows amortise the block kernel's per-step overhead.
+_TILE = 512
 
 
 # --------------------------------------------------------------------------------------
@@ -174,25 +174,50 @@ def _gemm_serial(a, ak0, b, bk0, c, i0, i1, kdim, bj0, cj0, width):
 
     The b-block is b[bk0:bk0+kdim, bj0:bj0+width]; a (M, Ka), b (Kb, Nb), c (M, Nc).
     """
-    for kk0 in range(0, kdim, _KC):
-        kc = min(_KC, kdim - kk0)
-        for jj0 in range(0, width, _NC):
+    # Even column blocks (multiples of 16): 576 columns run as 2 x 288, not 512 + 64,
+    # since a short block wastes most of the per-step overhead of the block kernel.
+    nbj = (width + _NC - 1) // _NC
+    ncb = ((width + nbj - 1) // nbj + 15) // 16 * 16
+    nbk = (kdim + _KC - 1) // _KC
+    kcb = ((kdim + nbk - 1) // nbk + 7) // 8 * 8
+    for kk0 in range(0, kdim, kcb):
+        kc = min(kcb, kdim - kk0)
+        for jj0 in range(0, width, ncb):
             _block_madd(a, ak0 + kk0, b, bk0 + kk0, c, i0, i1, kc, bj0 + jj0, cj0 + jj0,
-                        min(_NC, width - jj0))
+                        min(ncb, width - jj0))
 
 
 @_serial
 def _transpose_into(src, sc0, rows, cols, dst):
     """dst[j, i] = src[i, sc0 + j] for i < rows, j < cols; src (R, *), dst (>=cols, >=rows)."""
-    # 16 x 16 tiles keep both the read and the write side within a few cache lines.
-    for i0 in range(0, rows, 16):
-        i1 = min(rows, i0 + 16)
-        for j0 in range(0, cols, 16):
-            j1 = min(cols, j0 + 16)
-            for i in range(i0, i1):
-                srow = src[i, sc0:sc0 + j1]
-                for j in range(j0, j1):
-                    dst[j, i] = srow[j]
+    # Eight source rows per sweep: contiguous reads from each, one 8-element run written
+    # per destination row; unsigned indices skip the negative-index fix-up (all are >= 0).
+    i = 0
+    while i + 8 <= rows:
+        s0 = src[i, sc0:sc0 + cols]
+        s1 = src[i + 1, sc0:sc0 + cols]
+        s2 = src[i + 2, sc0:sc0 + cols]
+        s3 = src[i + 3, sc0:sc0 + cols]
+        s4 = src[i + 4, sc0:sc0 + cols]
+        s5 = src[i + 5, sc0:sc0 + cols]
+        s6 = src[i + 6, sc0:sc0 + cols]
+        s7 = src[i + 7, sc0:sc0 + cols]
+        for j in range(cols):
+            drow = dst[j]
+            drow[np.uint64(i)] = s0[j]
+            drow[np.uint64(i + 1)] = s1[j]
+            drow[np.uint64(i + 2)] = s2[j]
+            drow[np.uint64(i + 3)] = s3[j]
+            drow[np.uint64(i + 4)] = s4[j]
+            drow[np.uint64(i + 5)] = s5[j]
+            drow[np.uint64(i + 6)] = s6[j]
+            drow[np.uint64(i + 7)] = s7[j]
+        i += 8
+    while i < rows:
+        s0 = src[i, sc0:sc0 + cols]
+        for j in range(cols):
+            dst[j, np.uint64(i)] = s0[j]
+        i += 1
 
 
 @_parallel
@@ -203,12 +228,7 @@ def _transpose_kernel(src, dst):
     for jb in prange(nb):
         j0 = jb * 64
         j1 = min(cols, j0 + 64)
-        for i0 in range(0, rows, 16):
-            i1 = min(rows, i0 + 16)
-            for j in range(j0, j1):
-                drow = dst[j, i0:i1]
-                for i in range(i1 - i0):
-                    drow[i] = src[i0 + i, j]
+        _transpose_into(src, j0, rows, j1 - j0, dst[j0:j1])
 
 
 @_parallel
@@ -278,6 +298,14 @@ def gemm(a, b, c, alpha, beta, trans_a, trans_b):
 
 
 @_serial
+def _conv_tile(pq):
+    """Columns per conv tile: about _TILE, split evenly, a multiple of 16 (one zmm of fp32)."""
+    ntiles = (pq + _TILE - 1) // _TILE
+    t = (pq + ntiles - 1) // ntiles
+    return max(1, min(pq, (t + 15) // 16 * 16))
+
+
+@_serial
 def _valid_q_range(off_w, sw, w_in, q_out):
     """[qlo, qhi): output columns q whose input column q*sw + off_w lies in [0, w_in)."""
     if off_w >= 0:
@@ -295,62 +323,71 @@ def _valid_q_range(off_w, sw, w_in, q_out):
 
 
 @_serial
-def _im2col(xn, col, p0, p1, h, w_in, q_out, r, s, sh, sw, ph, pw, dh, dw):
-    """col[(c*R + i)*S + j, (p-p0)*Q + q] = x[c, p*sh - ph + i*dh, q*sw - pw + j*dw] (0 outside).
+def _im2col(xn, col, t0, t1, h, w_in, q_out, r, s, sh, sw, ph, pw, dh, dw):
+    """col[(c*R + i)*S + j, t - t0] = x[c, p*sh - ph + i*dh, q*sw - pw + j*dw] (0 outside).
 
-    xn (C, H*W) one image; col (C*R*S, >= (p1-p0)*Q); output rows p in [p0, p1).
+    xn (C, H*W) one image; col (C*R*S, >= t1-t0); t = p*Q + q runs over the flat output
+    positions [t0, t1), so a tile may start and end inside an output row.
     """
     c_in = xn.shape[0]
+    pa = t0 // q_out
+    pb = (t1 - 1) // q_out + 1
     for c in range(c_in):
         xc = xn[c]
         for ri in range(r):
             for si in range(s):
-                row = col[(c * r + ri) * s + si]
+                crow = col[(c * r + ri) * s + si]
                 off_w = si * dw - pw
                 qlo, qhi = _valid_q_range(off_w, sw, w_in, q_out)
-                for p in range(p0, p1):
-                    base = (p - p0) * q_out
+                for p in range(pa, pb):
+                    # Column of (p, q) in the tile is rowt + q; the unsigned casts below are
+                    # safe (every index is >= 0) and spare the negative-index fix-up, which
+                    # both costs time on short rows and blocks vectorisation on long ones.
+                    rowt = p * q_out - t0
+                    qa = max(0, -rowt)
+                    qb = min(q_out, t1 - t0 - rowt)
                     hh = p * sh - ph + ri * dh
-                    dst = row[base:base + q_out]
                     if hh < 0 or hh >= h:
-                        for q in range(q_out):
-                            dst[q] = 0.0
+                        for q in range(qa, qb):
+                            crow[np.uint64(rowt + q)] = 0.0
                         continue
-                    for q in range(qlo):
-                        dst[q] = 0.0
-                    for q in range(qhi, q_out):
-                        dst[q] = 0.0
-                    if qhi > qlo:
-                        src = xc[hh * w_in + off_w + qlo * sw:]
-                        seg = dst[qlo:qhi]
-                        for q in range(qhi - qlo):
-                            seg[q] = src[q * sw]
+                    lo = min(max(qa, qlo), qb)
+                    hi = max(min(qb, qhi), lo)
+                    for q in range(qa, lo):
+                        crow[np.uint64(rowt + q)] = 0.0
+                    src0 = hh * w_in + off_w
+                    for q in range(lo, hi):
+                        crow[np.uint64(rowt + q)] = xc[np.uint64(src0 + q * sw)]
+                    for q in range(hi, qb):
+                        crow[np.uint64(rowt + q)] = 0.0
 
 
 @_serial
-def _col2im(dcol, dxn, c_lo, c_hi, p0, p1, h, w_in, q_out, r, s, sh, sw, ph, pw, dh, dw):
+def _col2im(dcol, dxn, c_lo, c_hi, t0, t1, h, w_in, q_out, r, s, sh, sw, ph, pw, dh, dw):
     """Adjoint of _im2col for channels [c_lo, c_hi): dx[c, h, w] += dcol[...] (accumulates).
 
-    dcol (C*R*S, >= (p1-p0)*Q); dxn (C, H*W) one image.
+    dcol (C*R*S, >= t1-t0) holds flat output positions [t0, t1); dxn (C, H*W) one image.
     """
+    pa = t0 // q_out
+    pb = (t1 - 1) // q_out + 1
     for c in range(c_lo, c_hi):
         dxc = dxn[c]
         for ri in range(r):
             for si in range(s):
-                row = dcol[(c * r + ri) * s + si]
+                crow = dcol[(c * r + ri) * s + si]
                 off_w = si * dw - pw
                 qlo, qhi = _valid_q_range(off_w, sw, w_in, q_out)
-                if qhi <= qlo:
-                    continue
-                for p in range(p0, p1):
+                for p in range(pa, pb):
                     hh = p * sh - ph + ri * dh
                     if hh < 0 or hh >= h:
                         continue
-                    base = (p - p0) * q_out
-                    src = row[base + qlo:base + qhi]
-                    dst = dxc[hh * w_in + off_w + qlo * sw:]
-                    for q in range(qhi - qlo):
-                        dst[q * sw] += src[q]
+                    rowt = p * q_out - t0
+                    lo = max(-rowt, qlo)
+                    hi = min(t1 - t0 - rowt, qhi)
+                    dst0 = hh * w_in + off_w
+                    # Distinct q hit distinct input columns, so the adds never collide.
+                    for q in range(lo, hi):
+                        dxc[np.uint64(dst0 + q * sw)] += crow[np.uint64(rowt + q)]
 
 
 @_parallel
@@ -359,21 +396,19 @@ def _conv2d_forward_kernel(x3, w2, bias, has_bias, y3, h, w_in, q_out, r, s, sh,
     """y3[n] (K, P*Q) = w2 (K, C*R*S) @ im2col(x3[n]) + bias; x3 (N, C, H*W)."""
     n_img = x3.shape[0]
     k_out, crs = w2.shape
-    p_out = y3.shape[2] // q_out
-    rows = max(1, _TILE // q_out)
-    ntiles = (p_out + rows - 1) // rows
+    pq = y3.shape[2]
+    tcols = _conv_tile(pq)
+    ntiles = (pq + tcols - 1) // tcols
     ntasks = n_img * ntiles
     nch = min(nthreads, ntasks)
     # One im2col buffer per chunk of tasks: private to the thread running that chunk.
-    cols = np.empty((nch, 0 if pointwise else crs, rows * q_out), y3.dtype)
+    cols = np.empty((nch, 0 if pointwise else crs, tcols), y3.dtype)
     for ch in prange(nch):
         col = cols[ch]
         for t in range(ch * ntasks // nch, (ch + 1) * ntasks // nch):
             n = t // ntiles
-            p0 = (t - n * ntiles) * rows
-            p1 = min(p_out, p0 + rows)
-            j0 = p0 * q_out
-            width = (p1 - p0) * q_out
+            j0 = (t - n * ntiles) * tcols
+            width = min(pq, j0 + tcols) - j0
             yn = y3[n]
             for k in range(k_out):
                 seg = yn[k, j0:j0 + width]
@@ -383,7 +418,8 @@ def _conv2d_forward_kernel(x3, w2, bias, has_bias, y3, h, w_in, q_out, r, s, sh,
             if pointwise:
                 _gemm_serial(w2, 0, x3[n], 0, yn, 0, k_out, crs, j0, j0, width)
             else:
-                _im2col(x3[n], col, p0, p1, h, w_in, q_out, r, s, sh, sw, ph, pw, dh, dw)
+                _im2col(x3[n], col, j0, j0 + width, h, w_in, q_out, r, s, sh, sw, ph, pw, dh,
+                        dw)
                 _gemm_serial(w2, 0, col, 0, yn, 0, k_out, crs, 0, j0, width)
 
 
@@ -421,16 +457,14 @@ def _conv2d_backward_data_kernel(dy3, wt, dx3, h, w_in, q_out, r, s, sh, sw, ph,
     crs = wt.shape[0]
     c_in = dx3.shape[1]
     hw = dx3.shape[2]
-    p_out = pq // q_out
-    rows = max(1, _TILE // q_out)
-    ntiles = (p_out + rows - 1) // rows
+    tcols = _conv_tile(pq)
+    ntiles = (pq + tcols - 1) // tcols
     if pointwise:
         # dx[n] = wt @ dy[n] directly: tasks own disjoint column ranges of dx[n].
-        ntasks = n_img * ntiles
-        for t in prange(ntasks):
+        for t in prange(n_img * ntiles):
             n = t // ntiles
-            j0 = (t - n * ntiles) * rows * q_out
-            width = min(pq, j0 + rows * q_out) - j0
+            j0 = (t - n * ntiles) * tcols
+            width = min(pq, j0 + tcols) - j0
             dxn = dx3[n]
             for c in range(c_in):
                 seg = dxn[c, j0:j0 + width]
@@ -441,7 +475,7 @@ def _conv2d_backward_data_kernel(dy3, wt, dx3, h, w_in, q_out, r, s, sh, sw, ph,
         # Enough images for every thread: whole images per chunk, so col2im's overlapping
         # writes into one image never come from two threads.
         nch = min(nthreads, n_img)
-        bufs = np.empty((nch, crs, rows * q_out), dx3.dtype)
+        bufs = np.empty((nch, crs, tcols), dx3.dtype)
         for ch in prange(nch):
             dcol = bufs[ch]
             for n in range(ch * n_img // nch, (ch + 1) * n_img // nch):
@@ -451,24 +485,23 @@ def _conv2d_backward_data_kernel(dy3, wt, dx3, h, w_in, q_out, r, s, sh, sw, ph,
                     for j in range(hw):
                         dxc[j] = 0.0
                 for tile in range(ntiles):
-                    p0 = tile * rows
-                    p1 = min(p_out, p0 + rows)
-                    width = (p1 - p0) * q_out
+                    j0 = tile * tcols
+                    width = min(pq, j0 + tcols) - j0
                     for i in range(crs):
                         drow = dcol[i]
                         for j in range(width):
                             drow[j] = 0.0
-                    _gemm_serial(wt, 0, dy3[n], 0, dcol, 0, crs, k_out, p0 * q_out, 0, width)
-                    _col2im(dcol, dxn, 0, c_in, p0, p1, h, w_in, q_out, r, s, sh, sw, ph, pw,
-                            dh, dw)
+                    _gemm_serial(wt, 0, dy3[n], 0, dcol, 0, crs, k_out, j0, 0, width)
+                    _col2im(dcol, dxn, 0, c_in, j0, j0 + width, h, w_in, q_out, r, s, sh, sw,
+                            ph, pw, dh, dw)
     else:
         # Few images: parallel GEMM over output tiles into a whole-image column buffer,
         # then parallel col2im over input channels (disjoint planes of dx).
         dcol = np.empty((crs, pq), dx3.dtype)
         for n in range(n_img):
             for tile in prange(ntiles):
-                j0 = tile * rows * q_out
-                width = min(pq, j0 + rows * q_out) - j0
+                j0 = tile * tcols
+                width = min(pq, j0 + tcols) - j0
                 for i in range(crs):
                     drow = dcol[i, j0:j0 + width]
                     for j in range(width):
@@ -479,8 +512,8 @@ def _conv2d_backward_data_kernel(dy3, wt, dx3, h, w_in, q_out, r, s, sh, sw, ph,
                 dxc = dxn[c]
                 for j in range(hw):
                     dxc[j] = 0.0
-                _col2im(dcol, dxn, c, c + 1, 0, p_out, h, w_in, q_out, r, s, sh, sw, ph, pw,
-                        dh, dw)
+                _col2im(dcol, dxn, c, c + 1, 0, pq, h, w_in, q_out, r, s, sh, sw, ph, pw, dh,
+                        dw)
 
 
 def conv2d_backward_data(dy, w, dx, sh, sw, ph, pw, dh, dw):
@@ -514,10 +547,8 @@ def _conv2d_backward_weight_kernel(dy3, x3, dw2, h, w_in, q_out, r, s, sh, sw, p
     """dw2 (K, C*R*S) = sum_n dy3[n] (K, P*Q) @ im2col(x3[n]).T (P*Q, C*R*S)."""
     n_img, k_out, pq = dy3.shape
     crs = dw2.shape[1]
-    p_out = pq // q_out
-    rows = max(1, _TILE // q_out)
-    tcols = rows * q_out
-    ntiles = (p_out + rows - 1) // rows
+    tcols = _conv_tile(pq)
+    ntiles = (pq + tcols - 1) // tcols
     ntasks = n_img * ntiles
     nch = min(nthreads, ntasks)
     # Each chunk of tasks sums into its own partial dW; reduced below in a fixed order.
@@ -534,16 +565,15 @@ def _conv2d_backward_weight_kernel(dy3, x3, dw2, h, w_in, q_out, r, s, sh, sw, p
                 arow[j] = 0.0
         for t in range(ch * ntasks // nch, (ch + 1) * ntasks // nch):
             n = t // ntiles
-            p0 = (t - n * ntiles) * rows
-            p1 = min(p_out, p0 + rows)
-            j0 = p0 * q_out
-            width = (p1 - p0) * q_out
+            j0 = (t - n * ntiles) * tcols
+            width = min(pq, j0 + tcols) - j0
             # The block kernel wants B row-major in the reduction index (output position),
             # contiguous over C*R*S, so the column tile is transposed in cache.
             if pointwise:
                 _transpose_into(x3[n], j0, crs, width, colt)
             else:
-                _im2col(x3[n], col, p0, p1, h, w_in, q_out, r, s, sh, sw, ph, pw, dh, dw)
+                _im2col(x3[n], col, j0, j0 + width, h, w_in, q_out, r, s, sh, sw, ph, pw, dh,
+                        dw)
                 _transpose_into(col, 0, crs, width, colt)
             _gemm_serial(dy3[n], j0, colt, 0, acc, 0, k_out, width, 0, 0, crs)
     for k in prange(k_out):
@@ -616,6 +646,26 @@ def conv2d_backward_bias(dy, db):
 # --------------------------------------------------------------------------------------
 
 
+@_serial
+def _max_tap(xp, src0, sw, yq, iq):
+    """One window tap for a run of outputs: xp[src0 + k*sw] challenges (yq[k], iq[k])."""
+    for k in range(yq.shape[0]):
+        src = src0 + k * sw
+        v = xp[np.uint64(src)]
+        cur = yq[k]
+        # Strictly greater wins (first max on ties); a NaN always wins.
+        take = (v > cur) | (v != v)
+        yq[k] = v if take else cur
+        iq[k] = src if take else iq[k]
+
+
+@_serial
+def _sum_tap(xp, src0, sw, yq):
+    """One window tap for a run of outputs: yq[k] += xp[src0 + k*sw]."""
+    for k in range(yq.shape[0]):
+        yq[k] += xp[np.uint64(src0 + k * sw)]
+
+
 @_parallel
 def _max_pool2d_forward_kernel(x3, y3, idx3, h, w_in, q_out, kh, kw, sh, sw, ph, pw):
     """Per plane: y = window max, idx = flat h*W + w of it; x3 (NC, H*W), y3/idx3 (NC, P*Q)."""
@@ -623,27 +673,34 @@ def _max_pool2d_forward_kernel(x3, y3, idx3, h, w_in, q_out, kh, kw, sh, sw, ph,
     p_out = y3.shape[1] // q_out
     for pl in prange(planes):
         xp = x3[pl]
-        yp = y3[pl]
-        ip = idx3[pl]
         for p in range(p_out):
-            h0 = p * sh - ph
-            h1 = min(h0 + kh, h)
-            h0 = max(h0, 0)
+            yr = y3[pl, p * q_out:(p + 1) * q_out]
+            ir = idx3[pl, p * q_out:(p + 1) * q_out]
+            hs = p * sh - ph
+            h0 = max(hs, 0)
+            # PyTorch starts from -inf at the window's first real element.
             for q in range(q_out):
-                w0 = q * sw - pw
-                w1 = min(w0 + kw, w_in)
-                w0 = max(w0, 0)
-                # PyTorch's rule: strictly greater wins (first max on ties), NaN always wins.
-                best = -np.inf
-                besti = h0 * w_in + w0
-                for hh in range(h0, h1):
-                    for ww in range(w0, w1):
-                        v = xp[hh * w_in + ww]
-                        if v > best or np.isnan(v):
-                            best = v
-                            besti = hh * w_in + ww
-                yp[p * q_out + q] = best
-                ip[p * q_out + q] = besti
+                yr[q] = -np.inf
+                ir[q] = h0 * w_in + max(q * sw - pw, 0)
+            # Taps in row-major window order, each applied to the whole output row at once:
+            # the per-output order is unchanged, and the row loop is branch-free and
+            # vectorisable where a per-window scalar loop mispredicts on every new max.
+            for i in range(kh):
+                hh = hs + i
+                if hh < 0 or hh >= h:
+                    continue
+                for j in range(kw):
+                    qlo, qhi = _valid_q_range(j - pw, sw, w_in, q_out)
+                    src0 = hh * w_in + j - pw + qlo * sw
+                    yq = yr[qlo:qhi]
+                    iq = ir[qlo:qhi]
+                    # A literal stride lets LLVM vectorise the strided load (common cases).
+                    if sw == 1:
+                        _max_tap(xp, src0, 1, yq, iq)
+                    elif sw == 2:
+                        _max_tap(xp, src0, 2, yq, iq)
+                    else:
+                        _max_tap(xp, src0, sw, yq, iq)
 
 
 def max_pool2d_forward(x, y, indices, kh, kw, sh, sw, ph, pw):
@@ -719,19 +776,34 @@ def _avg_pool2d_forward_kernel(x3, y3, h, w_in, q_out, kh, kw, sh, sw, ph, pw,
     p_out = y3.shape[1] // q_out
     for pl in prange(planes):
         xp = x3[pl]
-        yp = y3[pl]
         for p in range(p_out):
+            yr = y3[pl, p * q_out:(p + 1) * q_out]
+            for q in range(q_out):
+                yr[q] = 0.0
+            # Whole output row per tap: independent adds that vectorise, instead of one
+            # latency-bound chain per window.
+            hs = p * sh - ph
+            for i in range(kh):
+                hh = hs + i
+                if hh < 0 or hh >= h:
+                    continue
+                for j in range(kw):
+                    qlo, qhi = _valid_q_range(j - pw, sw, w_in, q_out)
+                    src0 = hh * w_in + j - pw + qlo * sw
+                    yq = yr[qlo:qhi]
+                    if sw == 1:
+                        _sum_tap(xp, src0, 1, yq)
+                    elif sw == 2:
+                        _sum_tap(xp, src0, 2, yq)
+                    else:
+                        _sum_tap(xp, src0, sw, yq)
             for q in range(q_out):
                 h0, h1, w0, w1, divisor = _avg_window(p, q, h, w_in, kh, kw, sh, sw, ph, pw,
                                                       count_include_pad)
                 if h0 >= h1 or w0 >= w1 or divisor <= 0:
-                    yp[p * q_out + q] = 0.0
-                    continue
-                acc = 0.0
-                for hh in range(h0, h1):
-                    for ww in range(w0, w1):
-                        acc += xp[hh * w_in + ww]
-                yp[p * q_out + q] = acc / divisor
+                    yr[q] = 0.0
+                else:
+                    yr[q] = yr[q] / divisor
 
 
 def avg_pool2d_forward(x, y, kh, kw, sh, sw, ph, pw, count_include_pad):
@@ -799,65 +871,189 @@ def avg_pool2d_backward(dy, dx, kh, kw, sh, sw, ph, pw, count_include_pad):
 # --------------------------------------------------------------------------------------
 
 
+# Channels per task when L == 1 (BatchNorm1d): the reductions then run across channels,
+# contiguous in memory, instead of down a strided column per channel.
+_BN_BLOCK = 64
+
+
 @_parallel
-def _batch_norm_forward_training_kernel(x, weight, bias, y, mean, var, invstd, eps):
-    """Per channel statistics over (N, L) and normalisation; x, y (N, C, L)."""
+def _bn_moments(x, shift, s1, s2):
+    """Per channel c: shift[c] = x[0, c, 0], s1 = sum(x - shift), s2 = sum((x - shift)^2).
+
+    x (N, C, L), outputs (C,) float64. Subtracting a sample of the channel first keeps the
+    one-pass variance exact enough in float64 even when |mean| >> std.
+    """
     n_img, channels, length = x.shape
-    m = n_img * length
-    for c in prange(channels):
-        if m == 0:
-            mean[c] = np.nan
-            var[c] = np.nan
-            invstd[c] = np.nan
-            continue
-        # Sums of (x - first element) in float64: one pass, no catastrophic cancellation
-        # when |mean| >> std, and four chains so the adds overlap.
-        shift = np.float64(x[0, c, 0])
-        s0 = 0.0
-        s1 = 0.0
-        s2 = 0.0
-        s3 = 0.0
-        q0 = 0.0
-        q1 = 0.0
-        q2 = 0.0
-        q3 = 0.0
-        for n in range(n_img):
-            row = x[n, c]
-            j = 0
-            while j + 4 <= length:
-                d0 = row[j] - shift
-                d1 = row[j + 1] - shift
-                d2 = row[j + 2] - shift
-                d3 = row[j + 3] - shift
-                s0 += d0
-                s1 += d1
-                s2 += d2
-                s3 += d3
-                q0 += d0 * d0
-                q1 += d1 * d1
-                q2 += d2 * d2
-                q3 += d3 * d3
-                j += 4
-            while j < length:
-                d0 = row[j] - shift
-                s0 += d0
-                q0 += d0 * d0
-                j += 1
-        s = (s0 + s1) + (s2 + s3)
-        sq = (q0 + q1) + (q2 + q3)
-        mu = shift + s / m
-        v = max((sq - s * s / m) / m, 0.0)
-        inv = 1.0 / math.sqrt(v + eps)
-        mean[c] = mu
-        var[c] = v
-        invstd[c] = inv
-        scale = inv * weight[c]
-        b = np.float64(bias[c])
-        for n in range(n_img):
-            xrow = x[n, c]
-            yrow = y[n, c]
-            for j in range(length):
-                yrow[j] = (xrow[j] - mu) * scale + b
+    if n_img == 0 or length == 0:
+        for c in range(channels):
+            shift[c] = 0.0
+            s1[c] = 0.0
+            s2[c] = 0.0
+        return
+    if length > 1:
+        for c in prange(channels):
+            sh = np.float64(x[0, c, 0])
+            # Four chains so the float64 adds overlap instead of waiting on each other.
+            a0 = 0.0
+            a1 = 0.0
+            a2 = 0.0
+            a3 = 0.0
+            b0 = 0.0
+            b1 = 0.0
+            b2 = 0.0
+            b3 = 0.0
+            for n in range(n_img):
+                row = x[n, c]
+                j = 0
+                while j + 4 <= length:
+                    d0 = row[j] - sh
+                    d1 = row[j + 1] - sh
+                    d2 = row[j + 2] - sh
+                    d3 = row[j + 3] - sh
+                    a0 += d0
+                    a1 += d1
+                    a2 += d2
+                    a3 += d3
+                    b0 += d0 * d0
+                    b1 += d1 * d1
+                    b2 += d2 * d2
+                    b3 += d3 * d3
+                    j += 4
+                while j < length:
+                    d0 = row[j] - sh
+                    a0 += d0
+                    b0 += d0 * d0
+                    j += 1
+            shift[c] = sh
+            s1[c] = (a0 + a1) + (a2 + a3)
+            s2[c] = (b0 + b1) + (b2 + b3)
+    else:
+        x2 = x.reshape(n_img, channels)
+        for blk in prange((channels + _BN_BLOCK - 1) // _BN_BLOCK):
+            c0 = blk * _BN_BLOCK
+            c1 = min(channels, c0 + _BN_BLOCK)
+            shb = shift[c0:c1]
+            s1b = s1[c0:c1]
+            s2b = s2[c0:c1]
+            first = x2[0, c0:c1]
+            for cc in range(c1 - c0):
+                shb[cc] = first[cc]
+                s1b[cc] = 0.0
+                s2b[cc] = 0.0
+            for n in range(n_img):
+                xr = x2[n, c0:c1]
+                for cc in range(c1 - c0):
+                    d = xr[cc] - shb[cc]
+                    s1b[cc] += d
+                    s2b[cc] += d * d
+
+
+@_parallel
+def _bn_grad_sums(dy, x, mean, s1, s2):
+    """Per channel c: s1 = sum(dy), s2 = sum(dy * (x - mean[c])); dy, x (N, C, L) -> (C,) f64."""
+    n_img, channels, length = x.shape
+    if n_img == 0 or length == 0:
+        for c in range(channels):
+            s1[c] = 0.0
+            s2[c] = 0.0
+        return
+    if length > 1:
+        for c in prange(channels):
+            mu = np.float64(mean[c])
+            a0 = 0.0
+            a1 = 0.0
+            a2 = 0.0
+            a3 = 0.0
+            b0 = 0.0
+            b1 = 0.0
+            b2 = 0.0
+            b3 = 0.0
+            for n in range(n_img):
+                g = dy[n, c]
+                row = x[n, c]
+                j = 0
+                while j + 4 <= length:
+                    g0 = np.float64(g[j])
+                    g1 = np.float64(g[j + 1])
+                    g2 = np.float64(g[j + 2])
+                    g3 = np.float64(g[j + 3])
+                    a0 += g0
+                    a1 += g1
+                    a2 += g2
+                    a3 += g3
+                    b0 += g0 * (row[j] - mu)
+                    b1 += g1 * (row[j + 1] - mu)
+                    b2 += g2 * (row[j + 2] - mu)
+                    b3 += g3 * (row[j + 3] - mu)
+                    j += 4
+                while j < length:
+                    g0 = np.float64(g[j])
+                    a0 += g0
+                    b0 += g0 * (row[j] - mu)
+                    j += 1
+            s1[c] = (a0 + a1) + (a2 + a3)
+            s2[c] = (b0 + b1) + (b2 + b3)
+    else:
+        x2 = x.reshape(n_img, channels)
+        dy2 = dy.reshape(n_img, channels)
+        for blk in prange((channels + _BN_BLOCK - 1) // _BN_BLOCK):
+            c0 = blk * _BN_BLOCK
+            c1 = min(channels, c0 + _BN_BLOCK)
+            mb = mean[c0:c1]
+            s1b = s1[c0:c1]
+            s2b = s2[c0:c1]
+            for cc in range(c1 - c0):
+                s1b[cc] = 0.0
+                s2b[cc] = 0.0
+            for n in range(n_img):
+                xr = x2[n, c0:c1]
+                gr = dy2[n, c0:c1]
+                for cc in range(c1 - c0):
+                    g0 = np.float64(gr[cc])
+                    s1b[cc] += g0
+                    s2b[cc] += g0 * (np.float64(xr[cc]) - mb[cc])
+
+
+@_parallel
+def _bn_affine(src, out, mu, scale, shift, src2, scale2, use2):
+    """out[n,c,l] = (src[n,c,l] - mu[c]) * scale[c] + shift[c] (+ src2[n,c,l] * scale2[c]).
+
+    src, src2, out (N, C, L); mu, scale, shift, scale2 (C,) float64; the src2 term only when
+    use2 (otherwise pass src and any scale2: an inf input must not turn into inf*0 = NaN).
+    Evaluated in float64, rounded once on the store.
+    """
+    n_img, channels, length = src.shape
+    if length > 1:
+        for t in prange(n_img * channels):
+            n = t // channels
+            c = t - n * channels
+            m = mu[c]
+            a = scale[c]
+            b = shift[c]
+            a2 = scale2[c]
+            xr = src[n, c]
+            x2r = src2[n, c]
+            yr = out[n, c]
+            if use2:
+                for j in range(length):
+                    yr[j] = (xr[j] - m) * a + b + x2r[j] * a2
+            else:
+                for j in range(length):
+                    yr[j] = (xr[j] - m) * a + b
+    else:
+        s2d = src.reshape(n_img, channels)
+        t2d = src2.reshape(n_img, channels)
+        o2d = out.reshape(n_img, channels)
+        for n in prange(n_img):
+            xr = s2d[n]
+            x2r = t2d[n]
+            yr = o2d[n]
+            if use2:
+                for c in range(channels):
+                    yr[c] = (xr[c] - mu[c]) * scale[c] + shift[c] + x2r[c] * scale2[c]
+            else:
+                for c in range(channels):
+                    yr[c] = (xr[c] - mu[c]) * scale[c] + shift[c]
 
 
 def batch_norm_forward_training(x, weight, bias, y, mean, var, invstd, eps):
@@ -867,23 +1063,21 @@ def batch_norm_forward_training(x, weight, bias, y, mean, var, invstd, eps):
     the M = N*L elements of a channel), invstd (C,) = 1 / sqrt(var + eps);
     y = (x - mean) * invstd * weight + bias.
     """
-    _batch_norm_forward_training_kernel(x, weight, bias, y, mean, var, invstd, float(eps))
-
-
-@_parallel
-def _batch_norm_forward_inference_kernel(x, weight, bias, running_mean, running_var, y, eps):
-    """y = (x - rm) / sqrt(rv + eps) * weight + bias over (N, C) rows; x, y (N, C, L)."""
     n_img, channels, length = x.shape
-    for t in prange(n_img * channels):
-        n = t // channels
-        c = t - n * channels
-        scale = np.float64(weight[c]) / math.sqrt(np.float64(running_var[c]) + eps)
-        mu = np.float64(running_mean[c])
-        b = np.float64(bias[c])
-        xrow = x[n, c]
-        yrow = y[n, c]
-        for j in range(length):
-            yrow[j] = (xrow[j] - mu) * scale + b
+    m = n_img * length
+    shift = np.empty(channels)
+    s1 = np.empty(channels)
+    s2 = np.empty(channels)
+    _bn_moments(x, shift, s1, s2)
+    # Per-channel vectors are O(C): plain float64 NumPy here, the O(N*C*L) work is in numba.
+    with np.errstate(divide="ignore", invalid="ignore"):
+        mu = shift + s1 / m
+        v = np.maximum((s2 - s1 * s1 / m) / m, 0.0)
+    inv = 1.0 / np.sqrt(v + eps)
+    mean[...] = mu
+    var[...] = v
+    invstd[...] = inv
+    _bn_affine(x, y, mu, inv * weight, bias.astype(np.float64), x, mu, False)
 
 
 def batch_norm_forward_inference(x, weight, bias, running_mean, running_var, y, eps):
@@ -892,55 +1086,9 @@ def batch_norm_forward_inference(x, weight, bias, running_mean, running_var, y, 
     x (N, C, L), weight/bias/running_mean/running_var (C,) -> y (N, C, L) =
     (x - running_mean) / sqrt(running_var + eps) * weight + bias.
     """
-    _batch_norm_forward_inference_kernel(x, weight, bias, running_mean, running_var, y,
-                                         float(eps))
-
-
-@_parallel
-def _batch_norm_backward_kernel(dy, x, weight, mean, invstd, dx, dweight, dbias):
-    """Training-mode batch norm gradients per channel; dy, x, dx (N, C, L)."""
-    n_img, channels, length = x.shape
-    m = n_img * length
-    for c in prange(channels):
-        mu = np.float64(mean[c])
-        inv = np.float64(invstd[c])
-        s0 = 0.0
-        s1 = 0.0
-        p0 = 0.0
-        p1 = 0.0
-        for n in range(n_img):
-            dyrow = dy[n, c]
-            xrow = x[n, c]
-            j = 0
-            while j + 2 <= length:
-                g0 = np.float64(dyrow[j])
-                g1 = np.float64(dyrow[j + 1])
-                s0 += g0
-                s1 += g1
-                p0 += g0 * (xrow[j] - mu)
-                p1 += g1 * (xrow[j + 1] - mu)
-                j += 2
-            while j < length:
-                g0 = np.float64(dyrow[j])
-                s0 += g0
-                p0 += g0 * (xrow[j] - mu)
-                j += 1
-        db = s0 + s1
-        dwt = (p0 + p1) * inv
-        dbias[c] = db
-        dweight[c] = dwt
-        if m == 0:
-            continue
-        # dx = w*invstd/M * (M*dy - dbias - xhat*dweight), expanded per element.
-        k1 = np.float64(weight[c]) * inv
-        k2 = k1 * db / m
-        k3 = k1 * inv * dwt / m
-        for n in range(n_img):
-            dyrow = dy[n, c]
-            xrow = x[n, c]
-            dxrow = dx[n, c]
-            for j in range(length):
-                dxrow[j] = k1 * dyrow[j] - k2 - k3 * (xrow[j] - mu)
+    scale = weight.astype(np.float64) / np.sqrt(running_var.astype(np.float64) + eps)
+    mu = running_mean.astype(np.float64)
+    _bn_affine(x, y, mu, scale, bias.astype(np.float64), x, mu, False)
 
 
 def batch_norm_backward(dy, x, weight, mean, invstd, dx, dweight, dbias):
@@ -950,4 +1098,21 @@ def batch_norm_backward(dy, x, weight, mean, invstd, dx, dweight, dbias):
     xhat = (x - mean) * invstd, dbias = sum(dy), dweight = sum(dy * xhat),
     dx = weight * invstd / M * (M * dy - dbias - xhat * dweight), sums over N and L.
     """
-    _batch_norm_backward_kernel(dy, x, weight, mean, invstd, dx, dweight, dbias)
+    n_img, channels, length = x.shape
+    m = n_img * length
+    mu = mean.astype(np.float64)
+    inv = invstd.astype(np.float64)
+    s1 = np.empty(channels)
+    s2 = np.empty(channels)
+    _bn_grad_sums(dy, x, mu, s1, s2)
+    db = s1
+    dwt = s2 * inv
+    dbias[...] = db
+    dweight[...] = dwt
+    if m == 0:
+        return
+    # dx = k1*dy - k2 - k3*(x - mean): expanded so one fused pass over the data does it.
+    k1 = weight.astype(np.float64) * inv
+    k2 = k1 * db / m
+    k3 = k1 * inv * dwt / m
+    _bn_affine(x, dx, mu, -k3, -k2, dy, k1, True)

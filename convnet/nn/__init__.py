@@ -1,0 +1,31 @@
+"""Layers and models: PyTorch's ``torch.nn`` names."""
+
+from . import init, utils
+from .layers import (
+    ELU,
+    SELU,
+    AlphaDropout,
+    AvgPool2d,
+    BatchNorm1d,
+    BatchNorm2d,
+    Conv2d,
+    Dropout,
+    Flatten,
+    Identity,
+    LeakyReLU,
+    Linear,
+    LogSoftmax,
+    MaxPool2d,
+    ReLU,
+    Sigmoid,
+    Softmax,
+    Tanh,
+)
+from .module import Module, ModuleList, Parameter, Sequential
+
+__all__ = [
+    "Module", "ModuleList", "Parameter", "Sequential", "Linear", "Conv2d", "MaxPool2d",
+    "AvgPool2d", "BatchNorm1d", "BatchNorm2d", "Dropout", "AlphaDropout", "Flatten", "Identity",
+    "ReLU", "LeakyReLU", "ELU", "SELU", "Sigmoid", "Tanh", "Softmax", "LogSoftmax", "init",
+    "utils",
+]

@@ -18,7 +18,7 @@ from .random import manual_seed
 from .tensor import Tensor, tensor
 
 from . import functional  # noqa: E402,I001  (attaches the Tensor operators)
-from . import nn  # noqa: E402
+from . import nn, optim  # noqa: E402
 from .functional import cat, stack, where  # noqa: E402
 
 __version__ = "0.1.0"

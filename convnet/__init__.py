@@ -15,6 +15,7 @@ from .autograd import enable_grad, is_grad_enabled, no_grad
 from .creation import arange, full, ones, ones_like, rand, randn, zeros, zeros_like
 from .kernels import backends
 from .random import manual_seed
+from .serialization import load, save
 from .tensor import Tensor, tensor
 
 from . import functional  # noqa: E402,I001  (attaches the Tensor operators)
@@ -26,7 +27,7 @@ __version__ = "0.1.0"
 __all__ = [
     "Tensor", "tensor", "zeros", "ones", "full", "rand", "randn", "arange", "zeros_like",
     "ones_like", "cat", "stack", "where", "no_grad", "enable_grad", "is_grad_enabled",
-    "manual_seed", "functional", "kernels", "backends", "get_num_threads", "set_num_threads",
+    "manual_seed", "save", "load", "functional", "kernels", "backends", "get_num_threads", "set_num_threads",
     "__version__",
 ]
 

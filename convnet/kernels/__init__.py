@@ -19,10 +19,11 @@ from __future__ import annotations
 import numpy as np
 
 from . import _checks as ck
-from ._registry import backends, default_cpu, require
+from ._registry import backends, default_cpu, require, use_backend
 
 __all__ = [
     "backends",
+    "use_backend",
     "gemm",
     "conv2d_output_shape",
     "conv2d_forward",

@@ -80,8 +80,32 @@ def require(name: str) -> ModuleType:
     return module
 
 
+_preferred_cpu: list[str] = []
+
+
 def default_cpu() -> str:
+    if _preferred_cpu:
+        return _preferred_cpu[-1]
     return "native" if get("native") is not None else "numba"
+
+
+class use_backend:
+    """Context manager: kernels called with ``backend=None`` on NumPy arrays use ``name``
+    ("native" or "numba") inside the block, e.g. to run a whole model on Numba."""
+
+    def __init__(self, name: str):
+        if name not in ("native", "numba"):
+            raise ValueError(f"name: expected 'native' or 'numba', got {name!r}")
+        require(name)
+        self.name = name
+
+    def __enter__(self):
+        _preferred_cpu.append(self.name)
+        return self
+
+    def __exit__(self, *exc):
+        _preferred_cpu.pop()
+        return False
 
 
 def backends() -> dict[str, dict[str, object]]:

@@ -22,7 +22,8 @@ def to_torch(a, requires_grad=False):
     return torch.tensor(np.asarray(a, dtype=np.float64), requires_grad=requires_grad)
 
 
-def assert_close(actual, expected, dtype=None, what="", scale=1.0):
+def assert_close(actual, expected, dtype=None, what="", scale=1.0, floor=1e-30):
+    """``floor`` bounds the normaliser from below, for outputs that are ~0 by construction."""
     actual = np.asarray(actual)
     expected = np.asarray(expected, dtype=np.float64)
     assert actual.shape == expected.shape, f"{what}: shape {actual.shape} != {expected.shape}"
@@ -30,7 +31,7 @@ def assert_close(actual, expected, dtype=None, what="", scale=1.0):
     dtype = np.dtype(dtype if dtype is not None else actual.dtype)
     # rounding grows with the reduction length; `scale` lets a test with long sums say so
     tol = TOLERANCE[dtype] * scale
-    norm = max(float(np.abs(expected).max(initial=0.0)), 1e-30)
+    norm = max(float(np.abs(expected).max(initial=0.0)), floor)
     err = float(np.abs(actual.astype(np.float64) - expected).max(initial=0.0)) / norm
     assert err <= tol, f"{what}: relative error {err:.3g} > {tol:.1g}"
     return err

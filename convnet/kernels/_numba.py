@@ -638,7 +638,7 @@ def _conv2d_backward_bias_kernel(dy3, db):
 def conv2d_backward_bias(dy, db):
     """Bias gradient: dy (N, K, P, Q) -> db (K,) = dy summed over N, P and Q."""
     n_img, k_out = dy.shape[0], dy.shape[1]
-    _conv2d_backward_bias_kernel(dy.reshape(n_img, k_out, -1), db)
+    _conv2d_backward_bias_kernel(dy.reshape(n_img, k_out, dy.shape[2] * dy.shape[3]), db)
 
 
 # --------------------------------------------------------------------------------------
@@ -745,7 +745,8 @@ def max_pool2d_backward(dy, indices, dx):
     if dx.size == 0:
         return
     planes = n_img * c_in
-    _max_pool2d_backward_kernel(dy.reshape(planes, -1), indices.reshape(planes, -1),
+    pq = dy.shape[2] * dy.shape[3]
+    _max_pool2d_backward_kernel(dy.reshape(planes, pq), indices.reshape(planes, pq),
                                 dx.reshape(planes, h * w_in))
 
 

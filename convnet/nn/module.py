@@ -216,6 +216,8 @@ class Module:
         if strict and (missing or unexpected):
             raise KeyError(f"load_state_dict: missing keys {missing}, unexpected keys "
                            f"{unexpected}")
+        # Check every shape before copying anything: a failed load leaves the model intact.
+        incoming = {}
         for key, t in own.items():
             if key not in state_dict:
                 continue
@@ -225,6 +227,9 @@ class Module:
             if tuple(value.shape) != t.shape:
                 raise ValueError(f"load_state_dict: {key} has shape {tuple(value.shape)} in "
                                  f"the state dict but {t.shape} in the model")
+            incoming[key] = value
+        for key, value in incoming.items():
+            t = own[key]
             t.data = _to_array(value.astype(t.dtype, copy=True), None, t.device)
         return {"missing_keys": missing, "unexpected_keys": unexpected}
 

@@ -138,28 +138,28 @@ void batch_norm_backward(index_t N, index_t C, index_t L, const T* dy, const T* 
                     v = dy[i] * (x[i] - m);
                   });
   const double count = double(N) * L;
-  // dx = w*is/M * (M*dy - sum_dy - xhat*sum(dy*xhat)) = a*dy + b*x + c, per channel.
-  std::vector<T> ka(C), kb(C), kc(C);
+  // dx = w*is/M * (M*dy - sum_dy - xhat*sum(dy*xhat)) = a*dy + b*(x - mean) + k per
+  // channel; keeping (x - mean) together avoids cancelling b*x against b*mean in float32.
+  std::vector<T> ka(C), kb(C), kk(C);
   for (index_t c = 0; c < C; ++c) {
     const double is = invstd[c];
     dbias[c] = static_cast<T>(sum_dy[c]);
     dweight[c] = static_cast<T>(sum_dy_xc[c] * is);
     const double a = weight[c] * is;
-    const double b = -a * is * is * sum_dy_xc[c] / count;
     ka[c] = static_cast<T>(a);
-    kb[c] = static_cast<T>(b);
-    kc[c] = static_cast<T>(-a * sum_dy[c] / count - b * mean[c]);
+    kb[c] = static_cast<T>(-a * is * is * sum_dy_xc[c] / count);
+    kk[c] = static_cast<T>(-a * sum_dy[c] / count);
   }
   const int team = bn_threads(N, C, L);
 #pragma omp parallel for schedule(static) num_threads(team)
   for (index_t nc = 0; nc < N * C; ++nc) {
     const index_t c = nc % C;
-    const T a = ka[c], b = kb[c], k = kc[c];
+    const T a = ka[c], b = kb[c], k = kk[c], m = mean[c];
     const T* g = dy + nc * L;
     const T* xs = x + nc * L;
     T* out = dx + nc * L;
 #pragma omp simd
-    for (index_t l = 0; l < L; ++l) out[l] = a * g[l] + b * xs[l] + k;
+    for (index_t l = 0; l < L; ++l) out[l] = a * g[l] + b * (xs[l] - m) + k;
   }
 }
 

@@ -1,7 +1,7 @@
 """Numba JIT backend: hand-written CPU kernels, the fallback when ``convnet._C`` is missing.
 
 Every public function here has the backend-level signature shared with the C++ backend and
-with ``tests/kernels/reference.py``: arrays are C-contiguous NumPy arrays of one float dtype
+with ``convnet/kernels/reference.py``: arrays are C-contiguous NumPy arrays of one float dtype
 (float32 or float64), already validated by the caller; outputs are preallocated, may hold
 garbage on entry and are fully overwritten; the functions return None. Layout is NCHW.
 Padding is given as the top/left pad only; the output size comes from the output's shape,
@@ -15,20 +15,24 @@ Design:
   updates 4 rows of C with 8 rows of B at a time so each C element is loaded and stored
   once per 8 multiply-adds; LLVM vectorises the contiguous inner column loop (AVX-512
   where present). No BLAS anywhere.
-* conv2d: im2col of a tile of ~512 output positions into a per-thread buffer, then the
-  same block kernel. Work is split into (image, tile) tasks handed out in contiguous
+* conv2d: im2col of a tile of ~512 flat output positions into a per-thread buffer, then
+  the same block kernel. Work is split into (image, tile) tasks handed out in contiguous
   chunks, one chunk per thread, so every buffer and every partial sum is private to a
-  chunk (no races, no allocation inside ``prange``). 1x1/stride-1/unpadded convolutions
-  skip im2col.
-* Pooling runs in parallel over the N*C planes, batch norm over channels, with float64
-  accumulation.
+  chunk (no races, no allocation inside ``prange``). The data gradient is W^T @ dy then
+  col2im, whole images per thread (or, for fewer images than threads, a parallel GEMM
+  then col2im parallel over input channels); the weight gradient sums dy @ im2col^T into
+  one partial per chunk, reduced at the end. 1x1/stride-1/unpadded convolutions skip
+  im2col.
+* Pooling runs in parallel over the N*C planes, one output row at a time and one window
+  tap at a time across the row, which is branch-free and vectorises.
+* Batch norm: per-channel sums in float64 (parallel over channels; across channels when
+  L == 1), then one fused elementwise pass; the O(C) per-channel coefficients are plain
+  float64 NumPy in the wrappers.
 
 Kernels are compiled lazily, one specialisation per dtype, and cached on disk
 (``cache=True``); the wrappers turn every scalar into a Python int/float/bool so that no
 other specialisations appear.
 """
-
-import math
 
 import numba
 import numpy as np

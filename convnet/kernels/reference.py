@@ -1,4 +1,5 @@
-"""Float64 NumPy reference kernels, written straight from the textbook formulas (tests only).
+"""Float64 NumPy reference kernels, written straight from the textbook formulas: the
+oracle of `convnet verify` and of the tests (no Numba, no compiled code, no torch).
 
 Two layers:
 

@@ -59,41 +59,58 @@ inline void gather_row(const T* plane, const ConvGeom& g, index_t h, index_t w0,
   }
 }
 
-// B = im2col of a batch: rows c*R*S + r*S + s, columns (image, output pixel). Panels never
-// straddle two images, so panel jp's C tile is row-major at out + n*out_image + pixel with
-// ldc = P*Q: the GEMM writes the (N, K, P*Q) output directly.
+// B = im2col of a batch: rows c*R*S + r*S + s, columns (image, output pixel).
+// Per-image panels (the default) never straddle two images, so panel jp's C tile is
+// row-major at out + n*out_image + pixel with ldc = P*Q and the GEMM writes the
+// (N, K, P*Q) output directly. Dense panels (images with few output pixels, where
+// per-image panels would be mostly padding) run across images into a (K, N*P*Q) buffer.
 template <typename T>
 struct Im2colB {
   const T* x;  // (N,C,H,W)
   const ConvGeom* g;
   const ColIndex* idx;
-  index_t out_image;  // elements per image of the output
+  index_t out_image;  // elements per image of the output (per-image panels)
+  bool dense;
   template <int NR>
   index_t per_image() const {
     return ceil_div(g->P * g->Q, NR);
   }
   template <int NR>
   index_t panels() const {
-    return g->N * per_image<NR>();
+    return dense ? ceil_div(g->N * g->P * g->Q, NR) : g->N * per_image<NR>();
   }
   template <int NR>
   int cols(index_t jp) const {
-    return static_cast<int>(std::min<index_t>(NR, g->P * g->Q - (jp % per_image<NR>()) * NR));
+    const index_t left = dense ? g->N * g->P * g->Q - jp * NR
+                               : g->P * g->Q - (jp % per_image<NR>()) * NR;
+    return static_cast<int>(std::min<index_t>(NR, left));
   }
   template <int NR>
   index_t c_offset(index_t jp) const {
+    if (dense) return jp * NR;
     const index_t ppi = per_image<NR>();
     return (jp / ppi) * out_image + (jp % ppi) * NR;
   }
   template <int NR>
   void pack(index_t k0, index_t kc, index_t jp, T* dst) const {
     const ConvGeom& G = *g;
-    const index_t ppi = per_image<NR>();
-    const T* xn = x + (jp / ppi) * G.C * G.H * G.W;
+    const index_t plane = G.P * G.Q;
+    index_t n, pix;
+    if (dense) {
+      n = jp * NR / plane;
+      pix = jp * NR % plane;
+    } else {
+      n = jp / per_image<NR>();
+      pix = (jp % per_image<NR>()) * NR;
+    }
     const int nr = cols<NR>(jp);
-    index_t pix = (jp % ppi) * NR;
     int j = 0;
-    while (j < nr) {  // one segment per output row the panel touches
+    while (j < nr) {  // one segment per (image, output row) the panel touches
+      if (pix == plane) {
+        ++n;
+        pix = 0;
+      }
+      const T* xn = x + n * G.C * G.H * G.W;
       const index_t p = pix / G.Q, q = pix % G.Q;
       const index_t seg = std::min<index_t>(nr - j, G.Q - q);
       for (index_t k = 0; k < kc; ++k) {
@@ -106,6 +123,44 @@ struct Im2colB {
     }
     if (nr < NR)
       for (index_t k = 0; k < kc; ++k) std::fill(dst + k * NR + nr, dst + k * NR + NR, T(0));
+  }
+};
+
+// B = the output gradient as K rows x (image, output pixel) columns: `count` columns from
+// flat column `start` (image start / plane, pixel start % plane) on, across images.
+template <typename T>
+struct BatchColsB {
+  const T* dy;  // (images,K,plane)
+  index_t K, plane, images, start, count;
+  template <int NR>
+  index_t panels() const {
+    return ceil_div(count, NR);
+  }
+  template <int NR>
+  int cols(index_t jp) const {
+    return static_cast<int>(std::min<index_t>(NR, count - jp * NR));
+  }
+  template <int NR>
+  index_t c_offset(index_t jp) const {
+    return jp * NR;
+  }
+  template <int NR>
+  void pack(index_t k0, index_t kc, index_t jp, T* dst) const {
+    const int nr = cols<NR>(jp);
+    for (index_t k = 0; k < kc; ++k) {
+      T* out = dst + k * NR;
+      index_t col = start + jp * NR;
+      int j = 0;
+      while (j < nr) {
+        const index_t n = col / plane, pix = col % plane;
+        const index_t seg = std::min<index_t>(nr - j, plane - pix);
+        const T* src = dy + (n * K + k0 + k) * plane + pix;
+        for (index_t t = 0; t < seg; ++t) out[j + t] = src[t];
+        j += static_cast<int>(seg);
+        col += seg;
+      }
+      for (; j < NR; ++j) out[j] = T(0);
+    }
   }
 };
 
@@ -182,17 +237,45 @@ template <typename T>
 void conv2d_forward(const ConvGeom& g, const T* x, const T* w, const T* b, T* y) {
   FlushToZero ftz;
   const std::vector<ColIndex> idx = col_index(g);
-  const index_t out_plane = g.P * g.Q;
+  const index_t plane = g.P * g.Q;
   const int threads = threads_for(conv_flops(g), 1 << 18);
-  gemm_auto<T>(g.K, g.crs(), T(1), DenseA<T>{w, g.crs(), false},
-               Im2colB<T>{x, &g, idx.data(), g.K * out_plane}, T(0), y, out_plane, threads);
-  if (b) {
+  constexpr index_t NR = TileGeneral<T>::NR;
+  const bool dense = 4 * (round_up(plane, NR) - plane) > round_up(plane, NR);  // >25% padding
+  if (!dense) {
+    gemm_auto<T>(g.K, g.crs(), T(1), DenseA<T>{w, g.crs(), false},
+                 Im2colB<T>{x, &g, idx.data(), g.K * plane, false}, T(0), y, plane, threads);
+    if (b) {
 #pragma omp parallel for schedule(static) num_threads(threads) if (threads > 1)
-    for (index_t nk = 0; nk < g.N * g.K; ++nk) {
-      T* row = y + nk * out_plane;
-      const T bias = b[nk % g.K];
+      for (index_t nk = 0; nk < g.N * g.K; ++nk) {
+        T* row = y + nk * plane;
+        const T bias = b[nk % g.K];
 #pragma omp simd
-      for (index_t i = 0; i < out_plane; ++i) row[i] += bias;
+        for (index_t i = 0; i < plane; ++i) row[i] += bias;
+      }
+    }
+    return;
+  }
+  // Few output pixels per image: GEMM over chunks of images into a (K, images*P*Q) buffer of
+  // at most ~4 MiB, then spread it over the images (adding the bias on the way).
+  const index_t chunk = std::max<index_t>(1, (index_t(1) << 20) / std::max<index_t>(1, g.K * plane));
+  static thread_local Scratch<T> buffer;
+  buffer.resize(g.K * std::min(chunk, g.N) * plane);
+  for (index_t n0 = 0; n0 < g.N; n0 += chunk) {
+    ConvGeom part = g;
+    part.N = std::min(chunk, g.N - n0);
+    const index_t cols = part.N * plane;
+    T* tmp = buffer.data();
+    gemm_auto<T>(g.K, g.crs(), T(1), DenseA<T>{w, g.crs(), false},
+                 Im2colB<T>{x + n0 * g.C * g.H * g.W, &part, idx.data(), 0, true}, T(0), tmp,
+                 cols, threads);
+#pragma omp parallel for schedule(static) num_threads(threads) if (threads > 1)
+    for (index_t nk = 0; nk < part.N * g.K; ++nk) {
+      const index_t n = nk / g.K, k = nk % g.K;
+      const T* src = tmp + k * cols + n * plane;
+      T* dst = y + ((n0 + n) * g.K + k) * plane;
+      const T bias = b ? b[k] : T(0);
+#pragma omp simd
+      for (index_t i = 0; i < plane; ++i) dst[i] = src[i] + bias;
     }
   }
 }
@@ -224,49 +307,49 @@ void conv2d_backward_data(const ConvGeom& g, const T* dy, const T* w, T* dx) {
   // Both ways do the same multiply-adds; the flipped convolution gathers K*R*S values per
   // input pixel, col2im scatters C*R*S per output pixel, so the fewer channels win.
   if (g.sh == 1 && g.sw == 1 && g.K <= g.C) return conv2d_backward_data_stride1(g, dy, w, dx);
-  // Otherwise a GEMM into a column buffer of at most ~1 MiB per thread (a few output rows),
-  // scattered back with col2im; images in parallel.
+  // Otherwise: dcol = W^T dy over a range of (image, output pixel) columns into a buffer of
+  // at most ~1 MiB (col2im then reads it back from cache), images in parallel.
   const std::vector<ColIndex> idx = col_index(g);
-  const index_t in_size = g.C * g.H * g.W, out_plane = g.P * g.Q, out_size = g.K * out_plane;
-  const index_t crs = g.crs();
-  const index_t budget = std::max<index_t>(1, (index_t(1) << 20) / sizeof(T));
-  const index_t rows_per_chunk = std::max<index_t>(1, budget / std::max<index_t>(1, crs * g.Q));
-  const int team = threads_for(conv_flops(g), 1 << 18);
-  const bool outer = g.N >= team;
-  const int inner_threads = outer ? 1 : team;
-#pragma omp parallel num_threads(outer ? team : 1) if (outer && team > 1)
-  {
-    FlushToZero ftz_worker;
-    static thread_local Scratch<T> col;
-    col.resize(crs * std::min(rows_per_chunk, g.P) * g.Q);
-#pragma omp for schedule(dynamic, 1)
-    for (index_t n = 0; n < g.N; ++n) {
-      const T* dyn = dy + n * out_size;
+  const index_t crs = g.crs(), plane = g.P * g.Q, total = g.N * plane;
+  const index_t in_size = g.C * g.H * g.W;
+  const index_t width = std::max<index_t>(1, (index_t(1) << 18) / crs);
+  const int threads = threads_for(conv_flops(g), 1 << 18);
+  static thread_local Scratch<T> buffer;
+  buffer.resize(crs * std::min(width, total));
+  std::fill(dx, dx + g.N * in_size, T(0));
+  for (index_t j0 = 0; j0 < total; j0 += width) {
+    const index_t ncols = std::min(width, total - j0);
+    const index_t n_first = j0 / plane, n_last = (j0 + ncols - 1) / plane;
+    T* cb = buffer.data();
+    // Columns j0.. start mid-image in general; BatchColsB indexes from image n_first.
+    gemm_auto<T>(crs, g.K, T(1), DenseA<T>{w, crs, true},
+                 BatchColsB<T>{dy + n_first * g.K * plane, g.K, plane, n_last - n_first + 1,
+                               j0 - n_first * plane, ncols},
+                 T(0), cb, ncols, threads);
+#pragma omp parallel for schedule(dynamic, 1) num_threads(threads) if (threads > 1)
+    for (index_t n = n_first; n <= n_last; ++n) {
+      // this image's pixels [a, b) inside the chunk, at buffer column a + n*plane - j0
+      const index_t a = std::max<index_t>(j0, n * plane) - n * plane;
+      const index_t b = std::min<index_t>(j0 + ncols, (n + 1) * plane) - n * plane;
       T* dxn = dx + n * in_size;
-      std::fill(dxn, dxn + in_size, T(0));
-      for (index_t p0 = 0; p0 < g.P; p0 += rows_per_chunk) {
-        const index_t rows = std::min(rows_per_chunk, g.P - p0);
-        const index_t ncols = rows * g.Q;
-        T* cb = col.data();
-        gemm_auto<T>(crs, g.K, T(1), DenseA<T>{w, crs, true},
-                     DenseB<T>{dyn + p0 * g.Q, out_plane, false, ncols}, T(0), cb, ncols,
-                     inner_threads);
-        // col2im: scatter-add each column row back to the input plane it came from.
-        for (index_t k = 0; k < crs; ++k) {
-          const ColIndex& ci = idx[k];
-          T* plane = dxn + ci.c * g.H * g.W;
-          const T* src = cb + k * ncols;
-          const index_t w0 = -g.pw + ci.ds;
-          // Columns q with 0 <= w0 + q*sw < W.
-          const index_t q_lo = w0 >= 0 ? 0 : ceil_div(-w0, g.sw);
-          const index_t q_hi = std::min<index_t>(g.Q, w0 >= g.W ? 0 : ceil_div(g.W - w0, g.sw));
-          for (index_t pr = 0; pr < rows; ++pr) {
-            const index_t h = (p0 + pr) * g.sh - g.ph + ci.dr;
-            if (h < 0 || h >= g.H) continue;
-            T* row = plane + h * g.W;
-            const T* s = src + pr * g.Q;
-            for (index_t q = q_lo; q < q_hi; ++q) row[w0 + q * g.sw] += s[q];
+      for (index_t k = 0; k < crs; ++k) {
+        const ColIndex& ci = idx[k];
+        T* dplane = dxn + ci.c * g.H * g.W;
+        const T* src = cb + k * ncols + (n * plane + a - j0) - a;  // indexed by pixel
+        for (index_t pix = a; pix < b;) {
+          const index_t p = pix / g.Q, q0 = pix % g.Q;
+          const index_t q1 = std::min<index_t>(g.Q, q0 + (b - pix));
+          const index_t h = p * g.sh - g.ph + ci.dr;
+          if (h >= 0 && h < g.H) {
+            T* row = dplane + h * g.W;
+            const T* s = src + p * g.Q;
+            const index_t w0 = -g.pw + ci.ds;  // input column of output column 0
+            // Columns q with 0 <= w0 + q*sw < W.
+            const index_t lo = std::max<index_t>(q0, w0 >= 0 ? 0 : ceil_div(-w0, g.sw));
+            const index_t hi = std::min<index_t>(q1, w0 >= g.W ? 0 : ceil_div(g.W - w0, g.sw));
+            for (index_t q = lo; q < hi; ++q) row[w0 + q * g.sw] += s[q];
           }
+          pix += q1 - q0;
         }
       }
     }

@@ -80,6 +80,11 @@ inline void micro_kernel(index_t kc, const T* __restrict ap, const T* __restrict
   for (int i = 0; i < MR; ++i)
 #pragma GCC unroll 4
     for (int j = 0; j < NV; ++j) acc[i][j] = V{};
+  // Fetch the C tile for writing while the multiply-adds run: its cache misses would
+  // otherwise stall the store at the end of every call.
+#pragma GCC unroll 16
+  for (int i = 0; i < MR; ++i)
+    for (int j = 0; j < NR; j += 64 / int(sizeof(T))) __builtin_prefetch(c + i * ldc + j, 1, 3);
   for (index_t k = 0; k < kc; ++k) {
     V bv[NV];
 #pragma GCC unroll 4

@@ -28,6 +28,9 @@ CASES = [
     ((3, 2, 5, 6), (2, 3, 2), (2, 1), ((1, 0), (0, 2)), (1, 2)),  # explicit asymmetric pads
     ((1, 1, 1, 1), (2, 1, 1), 1, 0, 1),
     ((5, 2, 3, 3), (3, 3, 3), 1, "valid", 1),
+    ((3, 64, 20, 20), (100, 5, 5), 1, 2, 1),            # col2im chunks that split an image
+    ((41, 2, 5, 5), (1024, 1, 1), 1, 0, 1),             # few pixels: chunks of images
+    ((128, 16, 5, 5), (120, 5, 5), 1, 0, 1),            # LeNet C5: one output pixel
 ]
 IDS = [f"x{c[0]}-k{c[1]}-s{c[2]}-p{c[3]}-d{c[4]}".replace(" ", "") for c in CASES]
 

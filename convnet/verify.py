@@ -154,6 +154,19 @@ def _checks() -> list[tuple[str, Check, object]]:
             (label, Check("batch_norm_forward_training", bn_fwd), None),
             (label, Check("batch_norm_backward", bn_bwd), None),
         ]
+    for kind, args in (("tanh", ()), ("sigmoid", ()), ("leaky_relu", (0.1,)),
+                       ("elu", (1.0, 1.0))):
+        def act_fwd(rng, dt, args=args):
+            x = (rng.standard_normal((3, 37, 5)) * 4).astype(dt)
+            return (x,), [np.empty_like(x)], args
+
+        def act_bwd(rng, dt, args=args):
+            dy = rng.standard_normal((3, 37, 5)).astype(dt)
+            saved = rng.uniform(-1, 1, (3, 37, 5)).astype(dt)
+            return (dy, saved), [np.empty_like(dy)], args
+
+        out += [("x(3,37,5)", Check(f"{kind}_forward", act_fwd), None),
+                ("x(3,37,5)", Check(f"{kind}_backward", act_bwd), None)]
     return out
 
 

@@ -248,6 +248,69 @@ void batch_norm_backward(Arr<T> dy, Arr<T> x, Arr<T> weight, Arr<T> mean, Arr<T>
 }
 
 template <typename T>
+void same_size(const Arr<T>& a, const Arr<T>& b, const char* name) {
+  if (a.size() != b.size() || !(b.flags() & py::array::c_style) || !(a.flags() & py::array::c_style))
+    throw py::value_error(std::string(name) + ": expected C-contiguous arrays of one size");
+}
+
+template <typename T, void (*Fn)(index_t, const T*, T*)>
+void unary(Arr<T> x, Arr<T> y) {
+  same_size(x, y, "y");
+  const T* px = x.data();
+  T* py_ = y.mutable_data();
+  py::gil_scoped_release nogil;
+  Fn(x.size(), px, py_);
+}
+
+template <typename T, void (*Fn)(index_t, const T*, const T*, T*)>
+void binary(Arr<T> dy, Arr<T> saved, Arr<T> dx) {
+  same_size(dy, saved, "saved");
+  same_size(dy, dx, "dx");
+  const T *pd = dy.data(), *ps = saved.data();
+  T* pdx = dx.mutable_data();
+  py::gil_scoped_release nogil;
+  Fn(dy.size(), pd, ps, pdx);
+}
+
+template <typename T>
+void leaky_relu_forward(Arr<T> x, Arr<T> y, double slope) {
+  same_size(x, y, "y");
+  const T* px = x.data();
+  T* py_ = y.mutable_data();
+  py::gil_scoped_release nogil;
+  convnet::leaky_relu_forward<T>(x.size(), px, py_, T(slope));
+}
+
+template <typename T>
+void leaky_relu_backward(Arr<T> dy, Arr<T> x, Arr<T> dx, double slope) {
+  same_size(dy, x, "x");
+  same_size(dy, dx, "dx");
+  const T *pd = dy.data(), *px = x.data();
+  T* pdx = dx.mutable_data();
+  py::gil_scoped_release nogil;
+  convnet::leaky_relu_backward<T>(dy.size(), pd, px, pdx, T(slope));
+}
+
+template <typename T>
+void elu_forward(Arr<T> x, Arr<T> y, double alpha, double scale) {
+  same_size(x, y, "y");
+  const T* px = x.data();
+  T* py_ = y.mutable_data();
+  py::gil_scoped_release nogil;
+  convnet::elu_forward<T>(x.size(), px, py_, T(alpha), T(scale));
+}
+
+template <typename T>
+void elu_backward(Arr<T> dy, Arr<T> x, Arr<T> dx, double alpha, double scale) {
+  same_size(dy, x, "x");
+  same_size(dy, dx, "dx");
+  const T *pd = dy.data(), *px = x.data();
+  T* pdx = dx.mutable_data();
+  py::gil_scoped_release nogil;
+  convnet::elu_backward<T>(dy.size(), pd, px, pdx, T(alpha), T(scale));
+}
+
+template <typename T>
 void bind_all(py::module_& m) {
   using py::arg;
   // Arrays are never converted: a cast copy of an output would silently drop the result.
@@ -286,6 +349,22 @@ void bind_all(py::module_& m) {
   m.def("batch_norm_backward", &batch_norm_backward<T>, arr("dy"), arr("x"), arr("weight"),
         arr("mean"), arr("invstd"), arr("dx"), arr("dweight"), arr("dbias"),
         "dy, x (N,C,L) -> dx (N,C,L), dweight, dbias (C) in place (training-mode statistics).");
+  m.def("tanh_forward", &unary<T, convnet::tanh_forward<T>>, arr("x"), arr("y"),
+        "y = tanh(x), any shape, in place.");
+  m.def("tanh_backward", &binary<T, convnet::tanh_backward<T>>, arr("dy"), arr("y"), arr("dx"),
+        "dx = dy * (1 - y^2).");
+  m.def("sigmoid_forward", &unary<T, convnet::sigmoid_forward<T>>, arr("x"), arr("y"),
+        "y = 1 / (1 + exp(-x)), stable for large |x|.");
+  m.def("sigmoid_backward", &binary<T, convnet::sigmoid_backward<T>>, arr("dy"), arr("y"),
+        arr("dx"), "dx = dy * y * (1 - y).");
+  m.def("leaky_relu_forward", &leaky_relu_forward<T>, arr("x"), arr("y"), arg("slope"),
+        "y = x if x > 0 else slope * x (ReLU for slope 0).");
+  m.def("leaky_relu_backward", &leaky_relu_backward<T>, arr("dy"), arr("x"), arr("dx"),
+        arg("slope"), "dx = dy if x > 0 else slope * dy.");
+  m.def("elu_forward", &elu_forward<T>, arr("x"), arr("y"), arg("alpha"), arg("scale"),
+        "y = scale * (x if x > 0 else alpha * (exp(x) - 1)) (SELU with its constants).");
+  m.def("elu_backward", &elu_backward<T>, arr("dy"), arr("x"), arr("dx"), arg("alpha"),
+        arg("scale"), "dx = dy * scale * (1 if x > 0 else alpha * exp(x)).");
 }
 
 }  // namespace

@@ -16,8 +16,8 @@ from ..random import rand_like
 from ..tensor import Tensor
 from ._ops import xp_of
 
-SELU_ALPHA = 1.6732632423543772848170429916717
-SELU_SCALE = 1.0507009873554804934193349852946
+SELU_ALPHA = K.SELU_ALPHA
+SELU_SCALE = K.SELU_SCALE
 
 
 # --------------------------------------------------------------------------- conv / pool
@@ -183,89 +183,72 @@ def linear(input, weight, bias=None):
 # --------------------------------------------------------------------------- activations
 
 
-class ReLU(Function):
-    def forward(self, x):
-        mask = x > 0
-        self.save_for_backward(mask)
-        return x * mask
-
-    def backward(self, g):
-        (mask,) = self.saved
-        return g * mask
-
-
-class LeakyReLU(Function):
-    def forward(self, x, negative_slope=0.01):
-        mask = x > 0
-        self.save_for_backward(mask, negative_slope)
-        return xp_of(x).where(mask, x, x * x.dtype.type(negative_slope))
-
-    def backward(self, g):
-        mask, slope = self.saved
-        return xp_of(g).where(mask, g, g * g.dtype.type(slope))
+def _xp_activation(x, kind, alpha):
+    """The activations in array code, for devices without an activation kernel."""
+    xp = xp_of(x)
+    a, scale = K._activation_params(kind, alpha)
+    if kind in ("relu", "leaky_relu"):
+        return xp.where(x > 0, x, x * x.dtype.type(a))
+    if kind in ("elu", "selu"):
+        return x.dtype.type(scale) * xp.where(x > 0, x, x.dtype.type(a) * xp.expm1(xp.minimum(x, 0)))
+    if kind == "tanh":
+        return xp.tanh(x)
+    e = xp.exp(-xp.abs(x))
+    return xp.where(x >= 0, 1 / (1 + e), e / (1 + e)).astype(x.dtype, copy=False)
 
 
-class ELU(Function):
-    def forward(self, x, alpha=1.0, scale=1.0):
-        xp = xp_of(x)
-        neg = x.dtype.type(alpha) * xp.expm1(xp.minimum(x, 0))
-        y = xp.where(x > 0, x, neg) * x.dtype.type(scale)
-        self.save_for_backward(x, neg, alpha, scale)
+def _xp_activation_grad(g, saved, kind, alpha):
+    xp = xp_of(g)
+    a, scale = K._activation_params(kind, alpha)
+    if kind in ("relu", "leaky_relu"):
+        return xp.where(saved > 0, g, g * g.dtype.type(a))
+    if kind in ("elu", "selu"):
+        d = xp.where(saved > 0, 1, a * xp.exp(xp.minimum(saved, 0)))
+        return g * g.dtype.type(scale) * d.astype(g.dtype, copy=False)
+    if kind == "tanh":
+        return g * (1 - saved * saved)
+    return g * saved * (1 - saved)
+
+
+class Activation(Function):
+    """relu, leaky_relu, elu, selu, tanh, sigmoid: one fused kernel each way on the CPU.
+    The backward pass keeps the output for tanh/sigmoid and the input otherwise."""
+
+    def forward(self, x, kind, alpha=None):
+        on_cpu = xp_of(x) is np
+        y = K.activation_forward(x, kind, alpha) if on_cpu else _xp_activation(x, kind, alpha)
+        self.save_for_backward(y if kind in ("tanh", "sigmoid") else x, kind, alpha, on_cpu)
         return y
 
     def backward(self, g):
-        x, neg, alpha, scale = self.saved
-        xp = xp_of(x)
-        return g * x.dtype.type(scale) * xp.where(x > 0, 1, neg + x.dtype.type(alpha))
-
-
-class Sigmoid(Function):
-    def forward(self, x):
-        xp = xp_of(x)
-        # Stable on both tails: exp of a non-positive number never overflows.
-        e = xp.exp(-xp.abs(x))
-        y = xp.where(x >= 0, 1 / (1 + e), e / (1 + e)).astype(x.dtype, copy=False)
-        self.save_for_backward(y)
-        return y
-
-    def backward(self, g):
-        (y,) = self.saved
-        return g * y * (1 - y)
-
-
-class Tanh(Function):
-    def forward(self, x):
-        y = xp_of(x).tanh(x)
-        self.save_for_backward(y)
-        return y
-
-    def backward(self, g):
-        (y,) = self.saved
-        return g * (1 - y * y)
+        saved, kind, alpha, on_cpu = self.saved
+        if on_cpu:
+            return K.activation_backward(g, saved, kind, alpha)
+        return _xp_activation_grad(g, saved, kind, alpha)
 
 
 def relu(input):
-    return ReLU.apply(input)
+    return Activation.apply(input, kind="relu")
 
 
 def leaky_relu(input, negative_slope=0.01):
-    return LeakyReLU.apply(input, negative_slope=negative_slope)
+    return Activation.apply(input, kind="leaky_relu", alpha=negative_slope)
 
 
 def elu(input, alpha=1.0):
-    return ELU.apply(input, alpha=alpha)
+    return Activation.apply(input, kind="elu", alpha=alpha)
 
 
 def selu(input):
-    return ELU.apply(input, alpha=SELU_ALPHA, scale=SELU_SCALE)
+    return Activation.apply(input, kind="selu")
 
 
 def sigmoid(input):
-    return Sigmoid.apply(input)
+    return Activation.apply(input, kind="sigmoid")
 
 
 def tanh(input):
-    return Tanh.apply(input)
+    return Activation.apply(input, kind="tanh")
 
 
 class LogSoftmax(Function):

@@ -37,6 +37,8 @@ __all__ = [
     "batch_norm_forward_training",
     "batch_norm_forward_inference",
     "batch_norm_backward",
+    "activation_forward",
+    "activation_backward",
 ]
 
 
@@ -362,3 +364,56 @@ def batch_norm_backward(dy, x, mean, invstd, weight=None, *, backend=None):
     dbias = xp.empty((c,), dtype=x.dtype)
     impl.batch_norm_backward(dy.reshape(x3.shape), x3, weight, mean, invstd, dx3, dweight, dbias)
     return dx3.reshape(x.shape), dweight, dbias
+
+
+# --------------------------------------------------------------------------- activations
+
+ACTIVATIONS = ("relu", "leaky_relu", "elu", "selu", "tanh", "sigmoid")
+SELU_ALPHA = 1.6732632423543772848170429916717
+SELU_SCALE = 1.0507009873554804934193349852946
+
+
+def _activation_params(kind, alpha):
+    if kind not in ACTIVATIONS:
+        raise ValueError(f"kind: expected one of {ACTIVATIONS}, got {kind!r}")
+    if kind == "selu":
+        return SELU_ALPHA, SELU_SCALE
+    if kind == "relu":
+        return 0.0, 1.0
+    return (0.01 if alpha is None else float(alpha)) if kind == "leaky_relu" else \
+        (1.0 if alpha is None else float(alpha)), 1.0
+
+
+def activation_forward(x, kind, alpha=None, *, backend=None):
+    """y = act(x), element-wise, any shape. kind: relu, leaky_relu (alpha = negative slope,
+    default 0.01), elu (alpha, default 1), selu, tanh, sigmoid."""
+    a, scale = _activation_params(kind, alpha)
+    x = ck.float_array("x", x)
+    impl = _pick(backend, x=x)
+    y = ck.xp_of(x).empty_like(x)
+    if kind in ("relu", "leaky_relu"):
+        impl.leaky_relu_forward(x, y, a)
+    elif kind in ("elu", "selu"):
+        impl.elu_forward(x, y, a, scale)
+    else:
+        getattr(impl, f"{kind}_forward")(x, y)
+    return y
+
+
+def activation_backward(dy, saved, kind, alpha=None, *, backend=None):
+    """dx for :func:`activation_forward`. ``saved`` is the output y for tanh and sigmoid,
+    the input x for the others (what the gradient needs, as autograd keeps it)."""
+    a, scale = _activation_params(kind, alpha)
+    dy = ck.float_array("dy", dy)
+    saved = ck.float_array("saved", saved, dy.dtype)
+    if saved.shape != dy.shape:
+        raise ValueError(f"saved: shape {tuple(saved.shape)} differs from dy's {tuple(dy.shape)}")
+    impl = _pick(backend, dy=dy, saved=saved)
+    dx = ck.xp_of(dy).empty_like(dy)
+    if kind in ("relu", "leaky_relu"):
+        impl.leaky_relu_backward(dy, saved, dx, a)
+    elif kind in ("elu", "selu"):
+        impl.elu_backward(dy, saved, dx, a, scale)
+    else:
+        getattr(impl, f"{kind}_backward")(dy, saved, dx)
+    return dx

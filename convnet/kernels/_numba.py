@@ -34,6 +34,8 @@ Kernels are compiled lazily, one specialisation per dtype, and cached on disk
 other specialisations appear.
 """
 
+import math
+
 import numba
 import numpy as np
 from numba import prange
@@ -51,6 +53,14 @@ __all__ = [
     "batch_norm_forward_training",
     "batch_norm_forward_inference",
     "batch_norm_backward",
+    "tanh_forward",
+    "tanh_backward",
+    "sigmoid_forward",
+    "sigmoid_backward",
+    "leaky_relu_forward",
+    "leaky_relu_backward",
+    "elu_forward",
+    "elu_backward",
 ]
 
 # Parallel kernels and the serial helpers they call from inside prange bodies (a helper must
@@ -1121,3 +1131,99 @@ def batch_norm_backward(dy, x, weight, mean, invstd, dx, dweight, dbias):
     k2 = k1 * db / m
     k3 = k1 * inv * dwt / m
     _bn_affine(x, dx, mu, -k3, -k2, dy, k1, True)
+
+
+# --------------------------------------------------------------------------------------
+# Element-wise activations (flat views of contiguous arrays)
+# --------------------------------------------------------------------------------------
+
+
+@_parallel
+def _tanh_fwd(x, y):
+    for i in prange(x.size):
+        y[i] = math.tanh(x[i])
+
+
+@_parallel
+def _tanh_bwd(dy, y, dx):
+    for i in prange(dy.size):
+        dx[i] = dy[i] * (1 - y[i] * y[i])
+
+
+@_parallel
+def _sigmoid_fwd(x, y):
+    for i in prange(x.size):
+        v = x[i]
+        e = math.exp(-abs(v))
+        y[i] = 1 / (1 + e) if v >= 0 else e / (1 + e)
+
+
+@_parallel
+def _sigmoid_bwd(dy, y, dx):
+    for i in prange(dy.size):
+        dx[i] = dy[i] * y[i] * (1 - y[i])
+
+
+@_parallel
+def _leaky_fwd(x, y, slope):
+    for i in prange(x.size):
+        y[i] = x[i] if x[i] > 0 else slope * x[i]
+
+
+@_parallel
+def _leaky_bwd(dy, x, dx, slope):
+    for i in prange(dy.size):
+        dx[i] = dy[i] if x[i] > 0 else slope * dy[i]
+
+
+@_parallel
+def _elu_fwd(x, y, alpha, scale):
+    for i in prange(x.size):
+        y[i] = scale * (x[i] if x[i] > 0 else alpha * math.expm1(x[i]))
+
+
+@_parallel
+def _elu_bwd(dy, x, dx, alpha, scale):
+    for i in prange(dy.size):
+        dx[i] = dy[i] * scale * (1.0 if x[i] > 0 else alpha * math.exp(x[i]))
+
+
+def tanh_forward(x, y):
+    """y = tanh(x); any shape, flat."""
+    _tanh_fwd(x.reshape(-1), y.reshape(-1))
+
+
+def tanh_backward(dy, y, dx):
+    """dx = dy * (1 - y^2)."""
+    _tanh_bwd(dy.reshape(-1), y.reshape(-1), dx.reshape(-1))
+
+
+def sigmoid_forward(x, y):
+    """y = 1 / (1 + exp(-x)), stable for large |x|."""
+    _sigmoid_fwd(x.reshape(-1), y.reshape(-1))
+
+
+def sigmoid_backward(dy, y, dx):
+    """dx = dy * y * (1 - y)."""
+    _sigmoid_bwd(dy.reshape(-1), y.reshape(-1), dx.reshape(-1))
+
+
+def leaky_relu_forward(x, y, slope):
+    """y = x if x > 0 else slope * x (ReLU for slope 0)."""
+    _leaky_fwd(x.reshape(-1), y.reshape(-1), x.dtype.type(slope))
+
+
+def leaky_relu_backward(dy, x, dx, slope):
+    """dx = dy if x > 0 else slope * dy."""
+    _leaky_bwd(dy.reshape(-1), x.reshape(-1), dx.reshape(-1), dy.dtype.type(slope))
+
+
+def elu_forward(x, y, alpha, scale):
+    """y = scale * (x if x > 0 else alpha * (exp(x) - 1))."""
+    _elu_fwd(x.reshape(-1), y.reshape(-1), x.dtype.type(alpha), x.dtype.type(scale))
+
+
+def elu_backward(dy, x, dx, alpha, scale):
+    """dx = dy * scale * (1 if x > 0 else alpha * exp(x))."""
+    _elu_bwd(dy.reshape(-1), x.reshape(-1), dx.reshape(-1), dy.dtype.type(alpha),
+             dy.dtype.type(scale))

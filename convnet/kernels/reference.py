@@ -379,3 +379,43 @@ def batch_norm_forward_inference(x, weight, bias, running_mean, running_var, y, 
 def batch_norm_backward(dy, x, weight, mean, invstd, dx, dweight, dbias):
     """dy, x (N,C,L), weight, mean, invstd (C,) -> dx (N,C,L), dweight, dbias (C,)."""
     dx[...], dweight[...], dbias[...] = batch_norm_backward_ref(dy, x, weight, mean, invstd)
+
+
+# ---------------------------------------------------------------------- activations
+
+
+def tanh_forward(x, y):
+    y[...] = np.tanh(_f64(x))
+
+
+def tanh_backward(dy, y, dx):
+    y64 = _f64(y)
+    dx[...] = _f64(dy) * (1 - y64 * y64)
+
+
+def sigmoid_forward(x, y):
+    y[...] = 1 / (1 + np.exp(-_f64(x)))
+
+
+def sigmoid_backward(dy, y, dx):
+    y64 = _f64(y)
+    dx[...] = _f64(dy) * y64 * (1 - y64)
+
+
+def leaky_relu_forward(x, y, slope):
+    x64 = _f64(x)
+    y[...] = np.where(x64 > 0, x64, slope * x64)
+
+
+def leaky_relu_backward(dy, x, dx, slope):
+    dx[...] = np.where(_f64(x) > 0, _f64(dy), slope * _f64(dy))
+
+
+def elu_forward(x, y, alpha, scale):
+    x64 = _f64(x)
+    y[...] = scale * np.where(x64 > 0, x64, alpha * np.expm1(np.minimum(x64, 0)))
+
+
+def elu_backward(dy, x, dx, alpha, scale):
+    x64 = _f64(x)
+    dx[...] = _f64(dy) * scale * np.where(x64 > 0, 1.0, alpha * np.exp(np.minimum(x64, 0)))

@@ -71,4 +71,23 @@ void batch_norm_backward(index_t N, index_t C, index_t L, const T* dy, const T* 
                          const T* weight, const T* mean, const T* invstd, T* dx, T* dweight,
                          T* dbias);
 
+// Element-wise activations over n contiguous values. Forward: x -> y; backward: dy and the
+// saved y (tanh, sigmoid) or x (the ReLU family, ELU) -> dx.
+template <typename T>
+void tanh_forward(index_t n, const T* x, T* y);
+template <typename T>
+void tanh_backward(index_t n, const T* dy, const T* y, T* dx);
+template <typename T>
+void sigmoid_forward(index_t n, const T* x, T* y);
+template <typename T>
+void sigmoid_backward(index_t n, const T* dy, const T* y, T* dx);
+template <typename T>
+void leaky_relu_forward(index_t n, const T* x, T* y, T slope);
+template <typename T>
+void leaky_relu_backward(index_t n, const T* dy, const T* x, T* dx, T slope);
+template <typename T>
+void elu_forward(index_t n, const T* x, T* y, T alpha, T scale);
+template <typename T>
+void elu_backward(index_t n, const T* dy, const T* x, T* dx, T alpha, T scale);
+
 }  // namespace convnet

@@ -1,0 +1,232 @@
+// Element-wise activations and their gradients, over flat contiguous arrays.
+// float32 uses a vectorised exp (Cephes' polynomial, ~1 ulp) so tanh, sigmoid and ELU run at
+// SIMD width; float64 keeps the C library's functions (gradient checks, not speed).
+#include <cmath>
+#include <cstring>
+
+#include "gemm.h"  // Vec<T>, kVecBytes
+
+namespace convnet {
+
+namespace {
+
+using VF = Vec<float>::type;
+constexpr int kLanesF = kVecBytes / int(sizeof(float));
+typedef int VI __attribute__((vector_size(kVecBytes)));
+
+inline VF splat(float v) { return v - VF{}; }
+
+// exp(x) for a vector: x = n*ln2 + r, |r| <= ln2/2, exp(r) by a degree-6 polynomial,
+// 2^n put straight into the exponent bits. Large inputs clamp to the largest finite value;
+// inputs below the normal range give 0, as a flushed-to-zero exp would.
+inline VF vexp(VF x) {
+  const VF hi = splat(88.3762626647949f), lo = splat(-87.3365447504f);
+  const auto underflow = x < lo;
+  x = x > hi ? hi : x;
+  x = x < lo ? lo : x;
+  VF fx = x * splat(1.44269504088896341f);
+  fx = fx + (fx >= splat(0.f) ? splat(0.5f) : splat(-0.5f));
+  VI n = __builtin_convertvector(fx, VI);
+  VF nf = __builtin_convertvector(n, VF);
+  VF r = x - nf * splat(0.693359375f) - nf * splat(-2.12194440e-4f);
+  VF p = splat(1.9875691500e-4f);
+  p = p * r + splat(1.3981999507e-3f);
+  p = p * r + splat(8.3334519073e-3f);
+  p = p * r + splat(4.1665795894e-2f);
+  p = p * r + splat(1.6666665459e-1f);
+  p = p * r + splat(5.0000001201e-1f);
+  p = p * r * r + r + splat(1.f);
+  VI bits = (n + 127) << 23;
+  VF scale;
+  std::memcpy(&scale, &bits, sizeof(VF));
+  return underflow ? VF{} : p * scale;
+}
+
+// e^x - 1 without the cancellation of vexp(x) - 1 near 0 (Taylor series below |x| = 1/4,
+// whose first dropped term is < 1e-7 relative there).
+inline VF vexpm1(VF x) {
+  VF p = splat(1.f / 5040);
+  p = p * x + splat(1.f / 720);
+  p = p * x + splat(1.f / 120);
+  p = p * x + splat(1.f / 24);
+  p = p * x + splat(1.f / 6);
+  p = p * x + splat(0.5f);
+  const VF series = (p * x) * x + x;
+  const VF a = x < splat(0.f) ? -x : x;
+  return a < splat(0.25f) ? series : vexp(x) - splat(1.f);
+}
+
+inline VF vtanh(VF x) {
+  const VF a = x < splat(0.f) ? -x : x;
+  // |x| < 0.625: odd polynomial (no cancellation near 0); otherwise 1 - 2 / (e^{2|x|} + 1).
+  const VF z = x * x;
+  VF p = splat(-5.70498872745e-3f);
+  p = p * z + splat(2.06390887954e-2f);
+  p = p * z + splat(-5.37397155531e-2f);
+  p = p * z + splat(1.33314422036e-1f);
+  p = p * z + splat(-3.33332819422e-1f);
+  const VF small = p * z * x + x;
+  VF big = splat(1.f) - splat(2.f) / (vexp(a + a) + splat(1.f));
+  big = x < splat(0.f) ? -big : big;
+  VF out = a < splat(0.625f) ? small : big;
+  return x != x ? x : out;  // NaN stays NaN
+}
+
+inline VF vsigmoid(VF x) {
+  // e^{-|x|} never overflows; the two halves are 1/(1+e) and e/(1+e).
+  const VF a = x < splat(0.f) ? -x : x;
+  const VF e = vexp(-a);
+  const VF inv = splat(1.f) / (splat(1.f) + e);
+  VF out = x >= splat(0.f) ? inv : e * inv;
+  return x != x ? x : out;
+}
+
+inline VF load(const float* p) {
+  VF v;
+  std::memcpy(&v, p, sizeof(VF));
+  return v;
+}
+inline void store(float* p, VF v) { std::memcpy(p, &v, sizeof(VF)); }
+
+int ew_threads(index_t n) { return threads_for(double(n), 1 << 16); }
+
+// Applies f to [0, n) in SIMD blocks with a padded tail, over threads.
+template <typename F>
+void map_f32(index_t n, F&& f) {
+  const index_t blocks = ceil_div(n, kLanesF);
+#pragma omp parallel for schedule(static) num_threads(ew_threads(n))
+  for (index_t b = 0; b < blocks; ++b) f(b * kLanesF, std::min<index_t>(kLanesF, n - b * kLanesF));
+}
+
+// One SIMD block: full width from memory, or a zero-padded copy for the tail.
+template <typename G>
+inline void block1(const float* x, float* y, index_t i, index_t len, G&& g) {
+  if (len == kLanesF) {
+    store(y + i, g(load(x + i)));
+    return;
+  }
+  alignas(64) float tx[kLanesF] = {}, ty[kLanesF];
+  std::memcpy(tx, x + i, sizeof(float) * len);
+  store(ty, g(load(tx)));
+  std::memcpy(y + i, ty, sizeof(float) * len);
+}
+
+template <typename G>
+inline void block2(const float* a, const float* b, float* y, index_t i, index_t len, G&& g) {
+  if (len == kLanesF) {
+    store(y + i, g(load(a + i), load(b + i)));
+    return;
+  }
+  alignas(64) float ta[kLanesF] = {}, tb[kLanesF] = {}, ty[kLanesF];
+  std::memcpy(ta, a + i, sizeof(float) * len);
+  std::memcpy(tb, b + i, sizeof(float) * len);
+  store(ty, g(load(ta), load(tb)));
+  std::memcpy(y + i, ty, sizeof(float) * len);
+}
+
+template <typename T, typename F>
+void map_scalar(index_t n, F&& f) {
+#pragma omp parallel for simd schedule(static) num_threads(ew_threads(n))
+  for (index_t i = 0; i < n; ++i) f(i);
+}
+
+}  // namespace
+
+// x (n) -> y (n)
+template <typename T>
+void tanh_forward(index_t n, const T* x, T* y) {
+  if constexpr (std::is_same_v<T, float>) {
+    map_f32(n, [&](index_t i, index_t len) { block1(x, y, i, len, vtanh); });
+  } else {
+    map_scalar<T>(n, [&](index_t i) { y[i] = std::tanh(x[i]); });
+  }
+}
+
+// dy, y (n) -> dx (n) = dy * (1 - y^2)
+template <typename T>
+void tanh_backward(index_t n, const T* dy, const T* y, T* dx) {
+  map_scalar<T>(n, [&](index_t i) { dx[i] = dy[i] * (T(1) - y[i] * y[i]); });
+}
+
+// x (n) -> y (n)
+template <typename T>
+void sigmoid_forward(index_t n, const T* x, T* y) {
+  if constexpr (std::is_same_v<T, float>) {
+    map_f32(n, [&](index_t i, index_t len) { block1(x, y, i, len, vsigmoid); });
+  } else {
+    map_scalar<T>(n, [&](index_t i) {
+      const T e = std::exp(-std::fabs(x[i]));
+      y[i] = x[i] >= 0 ? T(1) / (T(1) + e) : e / (T(1) + e);
+    });
+  }
+}
+
+// dy, y (n) -> dx (n) = dy * y * (1 - y)
+template <typename T>
+void sigmoid_backward(index_t n, const T* dy, const T* y, T* dx) {
+  map_scalar<T>(n, [&](index_t i) { dx[i] = dy[i] * y[i] * (T(1) - y[i]); });
+}
+
+// x (n) -> y (n) = x > 0 ? x : slope * x   (ReLU when slope = 0)
+template <typename T>
+void leaky_relu_forward(index_t n, const T* x, T* y, T slope) {
+  map_scalar<T>(n, [&](index_t i) { y[i] = x[i] > T(0) ? x[i] : slope * x[i]; });
+}
+
+// dy, x (n) -> dx (n) = x > 0 ? dy : slope * dy
+template <typename T>
+void leaky_relu_backward(index_t n, const T* dy, const T* x, T* dx, T slope) {
+  map_scalar<T>(n, [&](index_t i) { dx[i] = x[i] > T(0) ? dy[i] : slope * dy[i]; });
+}
+
+// x (n) -> y (n) = scale * (x > 0 ? x : alpha * (e^x - 1))   (SELU: its alpha and scale)
+template <typename T>
+void elu_forward(index_t n, const T* x, T* y, T alpha, T scale) {
+  if constexpr (std::is_same_v<T, float>) {
+    const VF va = splat(alpha), vs = splat(scale);
+    map_f32(n, [&](index_t i, index_t len) {
+      block1(x, y, i, len, [&](VF v) {
+        const VF neg = va * vexpm1(v < splat(0.f) ? v : splat(0.f));
+        VF out = vs * (v > splat(0.f) ? v : neg);
+        return v != v ? v : out;
+      });
+    });
+  } else {
+    map_scalar<T>(n, [&](index_t i) {
+      y[i] = scale * (x[i] > T(0) ? x[i] : alpha * std::expm1(x[i]));
+    });
+  }
+}
+
+// dy, x (n) -> dx (n) = dy * scale * (x > 0 ? 1 : alpha * e^x)
+template <typename T>
+void elu_backward(index_t n, const T* dy, const T* x, T* dx, T alpha, T scale) {
+  if constexpr (std::is_same_v<T, float>) {
+    const VF va = splat(alpha), vs = splat(scale);
+    map_f32(n, [&](index_t i, index_t len) {
+      block2(dy, x, dx, i, len, [&](VF g, VF v) {
+        const VF d = v > splat(0.f) ? splat(1.f) : va * vexp(v < splat(0.f) ? v : splat(0.f));
+        return g * vs * d;
+      });
+    });
+  } else {
+    map_scalar<T>(n, [&](index_t i) {
+      dx[i] = dy[i] * scale * (x[i] > T(0) ? T(1) : alpha * std::exp(x[i]));
+    });
+  }
+}
+
+#define INSTANTIATE(T)                                                              \
+  template void tanh_forward<T>(index_t, const T*, T*);                             \
+  template void tanh_backward<T>(index_t, const T*, const T*, T*);                  \
+  template void sigmoid_forward<T>(index_t, const T*, T*);                          \
+  template void sigmoid_backward<T>(index_t, const T*, const T*, T*);               \
+  template void leaky_relu_forward<T>(index_t, const T*, T*, T);                    \
+  template void leaky_relu_backward<T>(index_t, const T*, const T*, T*, T);         \
+  template void elu_forward<T>(index_t, const T*, T*, T, T);                        \
+  template void elu_backward<T>(index_t, const T*, const T*, T*, T, T);
+INSTANTIATE(float)
+INSTANTIATE(double)
+#undef INSTANTIATE
+
+}  // namespace convnet

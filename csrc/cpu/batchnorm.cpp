@@ -52,6 +52,7 @@ void channel_sums(index_t N, index_t C, index_t L, const T* shift, double* s1, d
     double* p2 = p1 + C;
 #pragma omp for schedule(static)
     for (index_t n = 0; n < N; ++n)
+#pragma omp simd
       for (index_t c = 0; c < C; ++c) {
         T u, v;
         pair(n * C + c, shift[c], u, v);
@@ -70,6 +71,16 @@ void channel_sums(index_t N, index_t C, index_t L, const T* shift, double* s1, d
 template <typename T>
 void affine(index_t N, index_t C, index_t L, const T* x, const T* scale, const T* offset, T* y) {
   const int team = bn_threads(N, C, L);
+  if (L == 1) {  // (N, C): vectorise along the channels of each row
+#pragma omp parallel for schedule(static) num_threads(team)
+    for (index_t n = 0; n < N; ++n) {
+      const T* src = x + n * C;
+      T* dst = y + n * C;
+#pragma omp simd
+      for (index_t c = 0; c < C; ++c) dst[c] = src[c] * scale[c] + offset[c];
+    }
+    return;
+  }
 #pragma omp parallel for schedule(static) num_threads(team)
   for (index_t nc = 0; nc < N * C; ++nc) {
     const T a = scale[nc % C], b = offset[nc % C];
@@ -151,6 +162,17 @@ void batch_norm_backward(index_t N, index_t C, index_t L, const T* dy, const T* 
     kk[c] = static_cast<T>(-a * sum_dy[c] / count);
   }
   const int team = bn_threads(N, C, L);
+  if (L == 1) {
+#pragma omp parallel for schedule(static) num_threads(team)
+    for (index_t n = 0; n < N; ++n) {
+      const T* g = dy + n * C;
+      const T* xs = x + n * C;
+      T* out = dx + n * C;
+#pragma omp simd
+      for (index_t c = 0; c < C; ++c) out[c] = ka[c] * g[c] + kb[c] * (xs[c] - mean[c]) + kk[c];
+    }
+    return;
+  }
 #pragma omp parallel for schedule(static) num_threads(team)
   for (index_t nc = 0; nc < N * C; ++nc) {
     const index_t c = nc % C;

@@ -2,43 +2,106 @@
 #include <algorithm>
 #include <cmath>
 #include <limits>
+#include <vector>
 
 #include "kernels.h"
 
 namespace convnet {
 
 namespace {
+
 int pool_threads(const PoolGeom& g) { return threads_for(double(g.N) * g.C * g.H * g.W, 1 << 15); }
+
+// Window bounds along one axis, clipped to the input, and the extents PyTorch divides by:
+// clipped to the padded input (count_include_pad) or to the input itself.
+struct Span {
+  std::vector<index_t> lo, hi;
+  std::vector<index_t> padded_extent;
+  Span(index_t out, index_t in, index_t k, index_t stride, index_t pad)
+      : lo(out), hi(out), padded_extent(out) {
+    for (index_t o = 0; o < out; ++o) {
+      const index_t start = o * stride - pad;
+      lo[o] = std::max<index_t>(start, 0);
+      hi[o] = std::min<index_t>(start + k, in);
+      padded_extent[o] = std::min<index_t>(start + k, in + pad) - start;
+    }
+  }
+};
+
+// 1 / divisor for every output of a plane (the same for all planes).
+template <typename T>
+std::vector<T> avg_scales(const PoolGeom& g, const Span& rows, const Span& cols, bool cip) {
+  std::vector<T> inv(g.P * g.Q);
+  for (index_t p = 0; p < g.P; ++p)
+    for (index_t q = 0; q < g.Q; ++q) {
+      const index_t d = cip ? rows.padded_extent[p] * cols.padded_extent[q]
+                            : (rows.hi[p] - rows.lo[p]) * (cols.hi[q] - cols.lo[q]);
+      inv[p * g.Q + q] = T(1) / T(d);
+    }
+  return inv;
+}
+
+}  // namespace
+
+namespace {
+
+// One window tap (a fixed offset inside every window) over a run of outputs of one row:
+// branch-free selects, so the loop vectorises instead of mispredicting on every new max.
+template <typename T, int kStride>
+inline void max_tap(const T* src, index_t stride, index_t first_index, index_t n, T* best,
+                    std::int64_t* best_i) {
+  const index_t st = kStride > 0 ? kStride : stride;
+#pragma omp simd
+  for (index_t t = 0; t < n; ++t) {
+    const T v = src[t * st];
+    const bool take = v > best[t] || v != v;  // first maximum wins; NaN wins (the last one)
+    best[t] = take ? v : best[t];
+    best_i[t] = take ? first_index + t * st : best_i[t];
+  }
+}
+
+// Outputs q whose window column q*stride - pad + tap falls inside [0, in).
+inline void valid_range(index_t offset, index_t stride, index_t in, index_t out, index_t& lo,
+                        index_t& hi) {
+  lo = offset >= 0 ? 0 : ceil_div(-offset, stride);
+  hi = offset >= in ? 0 : std::min<index_t>(out, ceil_div(in - offset, stride));
+  if (hi < lo) hi = lo;
+}
+
 }  // namespace
 
 // x (N,C,H,W) -> y (N,C,P,Q), indices (N,C,P,Q)
 template <typename T>
 void max_pool2d_forward(const PoolGeom& g, const T* x, T* y, std::int64_t* indices) {
   const index_t planes = g.N * g.C, in_plane = g.H * g.W, out_plane = g.P * g.Q;
+  const Span cols(g.Q, g.W, g.kw, g.sw, g.pw);
 #pragma omp parallel for schedule(static) num_threads(pool_threads(g))
   for (index_t pl = 0; pl < planes; ++pl) {
     const T* xp = x + pl * in_plane;
-    T* yp = y + pl * out_plane;
-    std::int64_t* ip = indices + pl * out_plane;
     for (index_t p = 0; p < g.P; ++p) {
-      const index_t h0 = std::max<index_t>(p * g.sh - g.ph, 0);
-      const index_t h1 = std::min<index_t>(p * g.sh - g.ph + g.kh, g.H);
+      T* best = y + pl * out_plane + p * g.Q;
+      std::int64_t* best_i = indices + pl * out_plane + p * g.Q;
+      const index_t hs = p * g.sh - g.ph, h0 = std::max<index_t>(hs, 0);
+      // PyTorch starts from -inf at the window's first real element.
       for (index_t q = 0; q < g.Q; ++q) {
-        const index_t w0 = std::max<index_t>(q * g.sw - g.pw, 0);
-        const index_t w1 = std::min<index_t>(q * g.sw - g.pw + g.kw, g.W);
-        // As PyTorch: the first maximum wins, and a NaN wins over everything (the last one).
-        T best = -std::numeric_limits<T>::infinity();
-        index_t best_i = h0 * g.W + w0;
-        for (index_t h = h0; h < h1; ++h)
-          for (index_t w = w0; w < w1; ++w) {
-            const T v = xp[h * g.W + w];
-            if (v > best || std::isnan(v)) {
-              best = v;
-              best_i = h * g.W + w;
-            }
-          }
-        yp[p * g.Q + q] = best;
-        ip[p * g.Q + q] = best_i;
+        best[q] = -std::numeric_limits<T>::infinity();
+        best_i[q] = h0 * g.W + cols.lo[q];
+      }
+      // Taps in row-major window order keep each output's scan order.
+      for (index_t i = 0; i < g.kh; ++i) {
+        const index_t h = hs + i;
+        if (h < 0 || h >= g.H) continue;
+        for (index_t j = 0; j < g.kw; ++j) {
+          index_t lo, hi;
+          valid_range(j - g.pw, g.sw, g.W, g.Q, lo, hi);
+          const index_t first = h * g.W + j - g.pw + lo * g.sw;
+          if (g.sw == 1)
+            max_tap<T, 1>(xp + first, 1, first, hi - lo, best + lo, best_i + lo);
+          else if (g.sw == 2)
+            max_tap<T, 2>(xp + first, 2, first, hi - lo, best + lo, best_i + lo);
+          else
+            max_tap<T, 0>(xp + first, g.sw, first, hi - lo, best + lo, best_i + lo);
+        }
       }
     }
   }
@@ -58,39 +121,40 @@ void max_pool2d_backward(const PoolGeom& g, const T* dy, const std::int64_t* ind
   }
 }
 
-namespace {
-// PyTorch's divisor (ceil_mode off): the window clipped to the padded input when padding
-// counts, to the input itself otherwise.
-inline index_t avg_divisor(const PoolGeom& g, index_t p, index_t q, bool count_include_pad) {
-  index_t hs = p * g.sh - g.ph, ws = q * g.sw - g.pw;
-  index_t he = std::min(hs + g.kh, g.H + g.ph), we = std::min(ws + g.kw, g.W + g.pw);
-  if (count_include_pad) return (he - hs) * (we - ws);
-  hs = std::max<index_t>(hs, 0);
-  ws = std::max<index_t>(ws, 0);
-  he = std::min(he, g.H);
-  we = std::min(we, g.W);
-  return (he - hs) * (we - ws);
-}
-}  // namespace
-
 // x (N,C,H,W) -> y (N,C,P,Q)
 template <typename T>
 void avg_pool2d_forward(const PoolGeom& g, const T* x, T* y, bool count_include_pad) {
   const index_t planes = g.N * g.C, in_plane = g.H * g.W, out_plane = g.P * g.Q;
-#pragma omp parallel for schedule(static) num_threads(pool_threads(g))
-  for (index_t pl = 0; pl < planes; ++pl) {
-    const T* xp = x + pl * in_plane;
-    T* yp = y + pl * out_plane;
-    for (index_t p = 0; p < g.P; ++p) {
-      const index_t h0 = std::max<index_t>(p * g.sh - g.ph, 0);
-      const index_t h1 = std::min<index_t>(p * g.sh - g.ph + g.kh, g.H);
-      for (index_t q = 0; q < g.Q; ++q) {
-        const index_t w0 = std::max<index_t>(q * g.sw - g.pw, 0);
-        const index_t w1 = std::min<index_t>(q * g.sw - g.pw + g.kw, g.W);
-        T sum = T(0);
-        for (index_t h = h0; h < h1; ++h)
-          for (index_t w = w0; w < w1; ++w) sum += xp[h * g.W + w];
-        yp[p * g.Q + q] = sum / T(avg_divisor(g, p, q, count_include_pad));
+  const Span rows(g.P, g.H, g.kh, g.sh, g.ph), cols(g.Q, g.W, g.kw, g.sw, g.pw);
+  const std::vector<T> inv = avg_scales<T>(g, rows, cols, count_include_pad);
+#pragma omp parallel num_threads(pool_threads(g))
+  {
+    // Window sums are separable: first along each input row, then down the columns.
+    std::vector<T> row_sums(static_cast<size_t>(g.H) * g.Q);
+#pragma omp for schedule(static)
+    for (index_t pl = 0; pl < planes; ++pl) {
+      const T* xp = x + pl * in_plane;
+      T* yp = y + pl * out_plane;
+      for (index_t h = 0; h < g.H; ++h) {
+        const T* row = xp + h * g.W;
+        T* rs = row_sums.data() + h * g.Q;
+        for (index_t q = 0; q < g.Q; ++q) {
+          T sum = T(0);
+          for (index_t w = cols.lo[q]; w < cols.hi[q]; ++w) sum += row[w];
+          rs[q] = sum;
+        }
+      }
+      for (index_t p = 0; p < g.P; ++p) {
+        T* out = yp + p * g.Q;
+        for (index_t q = 0; q < g.Q; ++q) out[q] = T(0);
+        for (index_t h = rows.lo[p]; h < rows.hi[p]; ++h) {
+          const T* rs = row_sums.data() + h * g.Q;
+#pragma omp simd
+          for (index_t q = 0; q < g.Q; ++q) out[q] += rs[q];
+        }
+        const T* sc = inv.data() + p * g.Q;
+#pragma omp simd
+        for (index_t q = 0; q < g.Q; ++q) out[q] *= sc[q];
       }
     }
   }
@@ -100,20 +164,34 @@ void avg_pool2d_forward(const PoolGeom& g, const T* x, T* y, bool count_include_
 template <typename T>
 void avg_pool2d_backward(const PoolGeom& g, const T* dy, T* dx, bool count_include_pad) {
   const index_t planes = g.N * g.C, in_plane = g.H * g.W, out_plane = g.P * g.Q;
-#pragma omp parallel for schedule(static) num_threads(pool_threads(g))
-  for (index_t pl = 0; pl < planes; ++pl) {
-    T* dxp = dx + pl * in_plane;
-    const T* dyp = dy + pl * out_plane;
-    std::fill(dxp, dxp + in_plane, T(0));
-    for (index_t p = 0; p < g.P; ++p) {
-      const index_t h0 = std::max<index_t>(p * g.sh - g.ph, 0);
-      const index_t h1 = std::min<index_t>(p * g.sh - g.ph + g.kh, g.H);
-      for (index_t q = 0; q < g.Q; ++q) {
-        const index_t w0 = std::max<index_t>(q * g.sw - g.pw, 0);
-        const index_t w1 = std::min<index_t>(q * g.sw - g.pw + g.kw, g.W);
-        const T share = dyp[p * g.Q + q] / T(avg_divisor(g, p, q, count_include_pad));
-        for (index_t h = h0; h < h1; ++h)
-          for (index_t w = w0; w < w1; ++w) dxp[h * g.W + w] += share;
+  const Span rows(g.P, g.H, g.kh, g.sh, g.ph), cols(g.Q, g.W, g.kw, g.sw, g.pw);
+  const std::vector<T> inv = avg_scales<T>(g, rows, cols, count_include_pad);
+#pragma omp parallel num_threads(pool_threads(g))
+  {
+    // The transpose of the forward pass: spread down the rows, then along each row.
+    std::vector<T> share(static_cast<size_t>(g.H) * g.Q);
+#pragma omp for schedule(static)
+    for (index_t pl = 0; pl < planes; ++pl) {
+      T* dxp = dx + pl * in_plane;
+      const T* dyp = dy + pl * out_plane;
+      std::fill(share.begin(), share.end(), T(0));
+      for (index_t p = 0; p < g.P; ++p) {
+        const T* d = dyp + p * g.Q;
+        const T* sc = inv.data() + p * g.Q;
+        for (index_t h = rows.lo[p]; h < rows.hi[p]; ++h) {
+          T* sh = share.data() + h * g.Q;
+#pragma omp simd
+          for (index_t q = 0; q < g.Q; ++q) sh[q] += d[q] * sc[q];
+        }
+      }
+      std::fill(dxp, dxp + in_plane, T(0));
+      for (index_t h = 0; h < g.H; ++h) {
+        T* row = dxp + h * g.W;
+        const T* sh = share.data() + h * g.Q;
+        for (index_t q = 0; q < g.Q; ++q) {
+          const T v = sh[q];
+          for (index_t w = cols.lo[q]; w < cols.hi[q]; ++w) row[w] += v;
+        }
       }
     }
   }

@@ -232,6 +232,113 @@ double conv_flops(const ConvGeom& g) { return 2.0 * g.N * g.K * g.crs() * g.P * 
 
 }  // namespace
 
+namespace {
+
+// The im2col matrix of one image as rows of `width` (>= P*Q) values, built by copies that
+// are the same for every image: listed once (source offset in the image, destination in
+// the buffer, length). Padding positions are never written, so a zeroed buffer keeps them.
+struct ColCopy {
+  index_t src, dst, len;
+};
+
+std::vector<ColCopy> im2col_plan(const ConvGeom& g, const std::vector<ColIndex>& idx,
+                                 index_t width) {
+  std::vector<ColCopy> plan;
+  plan.reserve(static_cast<size_t>(g.crs()) * g.P);
+  for (index_t j = 0; j < g.crs(); ++j) {
+    const ColIndex& ci = idx[j];
+    const index_t w0 = -g.pw + ci.ds;  // input column of output column 0
+    const index_t lo = w0 >= 0 ? 0 : ceil_div(-w0, g.sw);
+    const index_t hi = std::min<index_t>(g.Q, w0 >= g.W ? 0 : ceil_div(g.W - w0, g.sw));
+    for (index_t p = 0; p < g.P && lo < hi; ++p) {
+      const index_t h = p * g.sh - g.ph + ci.dr;
+      if (h < 0 || h >= g.H) continue;
+      plan.push_back({(ci.c * g.H + h) * g.W + w0 + lo * g.sw, j * width + p * g.Q + lo, hi - lo});
+    }
+  }
+  return plan;
+}
+
+template <typename T>
+void im2col_run(const std::vector<ColCopy>& plan, const T* image, index_t sw, T* col) {
+  if (sw == 1) {
+    for (const ColCopy& cp : plan) {
+      const T* src = image + cp.src;
+      T* dst = col + cp.dst;
+#pragma omp simd
+      for (index_t e = 0; e < cp.len; ++e) dst[e] = src[e];
+    }
+  } else {
+    for (const ColCopy& cp : plan)
+      for (index_t e = 0; e < cp.len; ++e) col[cp.dst + e] = image[cp.src + e * sw];
+  }
+}
+
+// Forward pass for layers with few filters: per image, im2col into a cached buffer, then a
+// register-tiled product that broadcasts the filters and streams the column rows as they
+// are (no packing). Tile: BK filters x NV vectors of output pixels.
+template <typename T, int BK, int NV>
+void conv2d_forward_direct(const ConvGeom& g, const T* x, const T* w, const T* b, T* y,
+                           const std::vector<ColIndex>& idx, int team) {
+  using V = typename Vec<T>::type;
+  constexpr int L = kVecBytes / int(sizeof(T));
+  constexpr int NB = NV * L;
+  const index_t plane = g.P * g.Q, width = round_up(plane, NB), crs = g.crs();
+  const index_t kp = round_up(g.K, BK);
+  std::vector<T> wp(static_cast<size_t>(kp) * crs, T(0));  // filters padded to the tile
+  std::copy(w, w + g.K * crs, wp.begin());
+  const std::vector<ColCopy> plan = im2col_plan(g, idx, width);
+#pragma omp parallel num_threads(team)
+  {
+    FlushToZero ftz_worker;
+    static thread_local Scratch<T> col_buf;
+    col_buf.resize(crs * width);
+    T* col = col_buf.data();
+    std::fill(col, col + crs * width, T(0));
+#pragma omp for schedule(static)
+    for (index_t n = 0; n < g.N; ++n) {
+      im2col_run(plan, x + n * g.C * g.H * g.W, g.sw, col);
+      T* yn = y + n * g.K * plane;
+      for (index_t kb = 0; kb < kp; kb += BK)
+        for (index_t d = 0; d < width; d += NB) {
+          V acc[BK][NV];
+#pragma GCC unroll 8
+          for (int i = 0; i < BK; ++i)
+#pragma GCC unroll 4
+            for (int j = 0; j < NV; ++j) acc[i][j] = V{};
+          const T* wk = wp.data() + kb * crs;
+          for (index_t c = 0; c < crs; ++c) {
+            V bv[NV];
+#pragma GCC unroll 4
+            for (int j = 0; j < NV; ++j)
+              bv[j] = *reinterpret_cast<const V*>(col + c * width + d + j * L);
+#pragma GCC unroll 8
+            for (int i = 0; i < BK; ++i) {
+              const V a = wk[i * crs + c] - V{};
+#pragma GCC unroll 4
+              for (int j = 0; j < NV; ++j) acc[i][j] += a * bv[j];
+            }
+          }
+          const index_t cols = std::min<index_t>(NB, plane - d);
+          for (int i = 0; i < BK && kb + i < g.K; ++i) {
+            alignas(64) T row[NB];
+            std::memcpy(row, acc[i], sizeof(row));
+            const T bias = b ? b[kb + i] : T(0);
+            T* out = yn + (kb + i) * plane + d;
+            for (index_t e = 0; e < cols; ++e) out[e] = row[e] + bias;
+          }
+        }
+    }
+  }
+}
+
+// Few filters and a column matrix that stays in cache: the direct path pays.
+bool direct_forward_fits(const ConvGeom& g, std::size_t elem) {
+  return g.K < 32 && g.crs() * round_up(g.P * g.Q, 64) * elem <= (std::size_t(1) << 20);
+}
+
+}  // namespace
+
 // x (N,C,H,W), w (K,C,R,S), b (K) or null -> y (N,K,P,Q)
 template <typename T>
 void conv2d_forward(const ConvGeom& g, const T* x, const T* w, const T* b, T* y) {
@@ -241,6 +348,21 @@ void conv2d_forward(const ConvGeom& g, const T* x, const T* w, const T* b, T* y)
   const int threads = threads_for(conv_flops(g), 1 << 18);
   constexpr index_t NR = TileGeneral<T>::NR;
   const bool dense = 4 * (round_up(plane, NR) - plane) > round_up(plane, NR);  // >25% padding
+  if (direct_forward_fits(g, sizeof(T))) {
+    // The tile that wastes least on padding filters and pixels.
+    constexpr int L = kVecBytes / int(sizeof(T));
+    auto used = [&](index_t bk, index_t nb) {
+      return double(g.K) / round_up(g.K, bk) * double(plane) / round_up(plane, nb);
+    };
+    const double u83 = used(8, 3 * L), u64 = used(6, 4 * L), u82 = used(8, 2 * L);
+    if (u64 > u83 && u64 >= u82)
+      conv2d_forward_direct<T, 6, 4>(g, x, w, b, y, idx, threads);
+    else if (u82 > u83)
+      conv2d_forward_direct<T, 8, 2>(g, x, w, b, y, idx, threads);
+    else
+      conv2d_forward_direct<T, 8, 3>(g, x, w, b, y, idx, threads);
+    return;
+  }
   if (!dense) {
     gemm_auto<T>(g.K, g.crs(), T(1), DenseA<T>{w, g.crs(), false},
                  Im2colB<T>{x, &g, idx.data(), g.K * plane, false}, T(0), y, plane, threads);
@@ -306,7 +428,12 @@ void conv2d_backward_data(const ConvGeom& g, const T* dy, const T* w, T* dx) {
   FlushToZero ftz;
   // Both ways do the same multiply-adds; the flipped convolution gathers K*R*S values per
   // input pixel, col2im scatters C*R*S per output pixel, so the fewer channels win.
-  if (g.sh == 1 && g.sw == 1 && g.K <= g.C) return conv2d_backward_data_stride1(g, dy, w, dx);
+  // With few input channels the flipped convolution has few filters and takes the direct
+  // forward path, which beats col2im as well.
+  const ConvGeom flipped{g.N, g.K, g.P, g.Q, g.C, g.R, g.S, g.H, g.W, 1, 1, 0, 0, g.dh, g.dw};
+  if (g.sh == 1 && g.sw == 1 && (g.K <= g.C || (g.C >= 4 && direct_forward_fits(flipped,
+                                                                               sizeof(T)))))
+    return conv2d_backward_data_stride1(g, dy, w, dx);
   // Otherwise: dcol = W^T dy over a range of (image, output pixel) columns into a buffer of
   // at most ~1 MiB (col2im then reads it back from cache), images in parallel.
   const std::vector<ColIndex> idx = col_index(g);
@@ -356,6 +483,89 @@ void conv2d_backward_data(const ConvGeom& g, const T* dy, const T* w, T* dx) {
   }
 }
 
+namespace {
+
+// Weight gradient for layers with few filters (LeNet-sized): dW = sum_n dY_n col_n^T where
+// both factors are read along the pixels, as dot products of contiguous rows. This skips
+// the GEMM's transposing packs, which dominate when K is small. Each thread keeps vector
+// partial sums for its images; lanes and threads are added up once at the end.
+template <typename T>
+void conv2d_backward_weight_dots(const ConvGeom& g, const T* dy, const T* x, T* dw,
+                                 const std::vector<ColIndex>& idx, int team) {
+  using V = typename Vec<T>::type;
+  constexpr int L = kVecBytes / int(sizeof(T));
+  constexpr int BK = 4, BJ = 6;  // 24 accumulators, 4 dy rows and one col row live
+  const index_t plane = g.P * g.Q, width = round_up(plane, L);
+  const index_t crs = g.crs(), kp = round_up(g.K, BK), jp = round_up(crs, BJ);
+  const index_t part_size = kp * jp * L;
+  Scratch<T> parts(static_cast<size_t>(team) * part_size);
+  const std::vector<ColCopy> plan = im2col_plan(g, idx, width);
+#pragma omp parallel num_threads(team)
+  {
+    FlushToZero ftz_worker;
+    int t = 0;
+#ifdef _OPENMP
+    t = omp_get_thread_num();
+#endif
+    T* part = parts.data() + t * part_size;
+    std::fill(part, part + part_size, T(0));
+    static thread_local Scratch<T> col_buf, dy_buf;
+    col_buf.resize(jp * width);
+    dy_buf.resize(kp * width);
+    T* col = col_buf.data();
+    T* dyb = dy_buf.data();
+    // Padding rows and pixel tails stay zero: they add nothing to the dot products.
+    std::fill(col, col + jp * width, T(0));
+    std::fill(dyb, dyb + kp * width, T(0));
+    for (index_t n = g.N * t / team; n < g.N * (t + 1) / team; ++n) {
+      im2col_run(plan, x + n * g.C * g.H * g.W, g.sw, col);
+      for (index_t k = 0; k < g.K; ++k)
+        std::memcpy(dyb + k * width, dy + (n * g.K + k) * plane, sizeof(T) * plane);
+      for (index_t kb = 0; kb < kp; kb += BK)
+        for (index_t jb = 0; jb < jp; jb += BJ) {
+          V acc[BK][BJ];
+          V* slot = reinterpret_cast<V*>(part + (kb * jp + jb * BK) * L);
+#pragma GCC unroll 4
+          for (int i = 0; i < BK; ++i)
+#pragma GCC unroll 6
+            for (int j = 0; j < BJ; ++j) acc[i][j] = slot[i * BJ + j];
+          for (index_t d = 0; d < width; d += L) {
+            V a[BK];
+#pragma GCC unroll 4
+            for (int i = 0; i < BK; ++i)
+              a[i] = *reinterpret_cast<const V*>(dyb + (kb + i) * width + d);
+#pragma GCC unroll 6
+            for (int j = 0; j < BJ; ++j) {
+              const V b = *reinterpret_cast<const V*>(col + (jb + j) * width + d);
+#pragma GCC unroll 4
+              for (int i = 0; i < BK; ++i) acc[i][j] += a[i] * b;
+            }
+          }
+#pragma GCC unroll 4
+          for (int i = 0; i < BK; ++i)
+#pragma GCC unroll 6
+            for (int j = 0; j < BJ; ++j) slot[i * BJ + j] = acc[i][j];
+        }
+    }
+  }
+  // Lanes and threads summed in double: the partial sums can be long.
+  for (index_t kb = 0; kb < kp; kb += BK)
+    for (index_t jb = 0; jb < jp; jb += BJ)
+      for (int i = 0; i < BK; ++i)
+        for (int j = 0; j < BJ; ++j) {
+          const index_t k = kb + i, c = jb + j;
+          if (k >= g.K || c >= crs) continue;
+          double total = 0.0;
+          for (int th = 0; th < team; ++th) {
+            const T* v = parts.data() + th * part_size + (kb * jp + jb * BK) * L + (i * BJ + j) * L;
+            for (int l = 0; l < L; ++l) total += v[l];
+          }
+          dw[k * crs + c] = static_cast<T>(total);
+        }
+}
+
+}  // namespace
+
 // dy (N,K,P,Q), x (N,C,H,W) -> dw (K,C,R,S)
 template <typename T>
 void conv2d_backward_weight(const ConvGeom& g, const T* dy, const T* x, T* dw) {
@@ -364,6 +574,7 @@ void conv2d_backward_weight(const ConvGeom& g, const T* dy, const T* x, T* dw) {
   const index_t in_size = g.C * g.H * g.W, out_plane = g.P * g.Q;
   const index_t crs = g.crs(), w_size = g.K * crs;
   const int team = threads_for(conv_flops(g), 1 << 18);
+  if (g.K < 32 && g.crs() <= 1024) return conv2d_backward_weight_dots(g, dy, x, dw, idx, team);
   // A GEMM over images [n0, n1): the reduction runs over (image, pixel).
   auto run = [&](index_t n0, index_t n1, T* target, int threads) {
     ConvGeom part = g;

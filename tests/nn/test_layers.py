@@ -148,3 +148,55 @@ def test_module_bookkeeping():
         m.load_state_dict({"0.weight": np.zeros((9, 9)), "0.bias": np.zeros(3)})
     with pytest.raises(ValueError, match="BatchNorm2d"):
         nn.BatchNorm2d(3)(cn.randn(2, 4, 5, 5))
+
+
+SINGLE = [
+    ("Linear", lambda m: m.Linear(7, 5), (4, 7)),
+    ("Linear-nobias", lambda m: m.Linear(7, 5, bias=False), (3, 2, 7)),
+    ("Conv2d", lambda m: m.Conv2d(3, 4, (3, 2), stride=(2, 1), padding=1), (2, 3, 9, 8)),
+    ("Conv2d-dil", lambda m: m.Conv2d(2, 3, 3, padding=2, dilation=2, bias=False), (1, 2, 7, 7)),
+    ("MaxPool2d", lambda m: m.MaxPool2d(3, 2, 1), (2, 3, 9, 9)),
+    ("AvgPool2d", lambda m: m.AvgPool2d(2), (2, 3, 8, 6)),
+    ("AvgPool2d-nopad", lambda m: m.AvgPool2d(3, 2, 1, count_include_pad=False), (2, 3, 7, 7)),
+    ("BatchNorm1d", lambda m: m.BatchNorm1d(6), (8, 6)),
+    ("BatchNorm2d", lambda m: m.BatchNorm2d(3), (4, 3, 5, 5)),
+    ("ReLU", lambda m: m.ReLU(), (4, 9)),
+    ("LeakyReLU", lambda m: m.LeakyReLU(0.2), (4, 9)),
+    ("ELU", lambda m: m.ELU(0.5), (4, 9)),
+    ("SELU", lambda m: m.SELU(), (4, 9)),
+    ("Sigmoid", lambda m: m.Sigmoid(), (4, 9)),
+    ("Tanh", lambda m: m.Tanh(), (4, 9)),
+    ("Softmax", lambda m: m.Softmax(dim=1), (4, 9)),
+    ("LogSoftmax", lambda m: m.LogSoftmax(dim=-1), (4, 9)),
+    ("Flatten", lambda m: m.Flatten(), (2, 3, 4)),
+    ("Dropout-eval", lambda m: m.Dropout(0.5), (4, 9)),
+    ("AlphaDropout-eval", lambda m: m.AlphaDropout(0.5), (4, 9)),
+]
+
+
+@pytest.mark.parametrize("name,make,shape", SINGLE, ids=[s[0] for s in SINGLE])
+@pytest.mark.parametrize("train", [True, False])
+def test_each_module_matches_torch(name, make, shape, train, dtype, rng):
+    if "Dropout" in name and train:
+        pytest.skip("random masks differ by design; dropout is tested statistically")
+    cn.manual_seed(0)
+    ours = make(cn.nn)
+    ours.to(dtype=dtype)
+    theirs = make(torch.nn)
+    theirs.load_state_dict({k: torch.tensor(v) for k, v in ours.state_dict().items()})
+    x = rng.standard_normal(shape)
+    if "MaxPool" in name:
+        x = rng.permutation(x.size).reshape(shape) / 7.0  # no ties
+    if next(iter(ours.parameters()), None) is None:
+        ours.train(train)
+        theirs.train(train)
+        xo = cn.tensor(x.astype(dtype), requires_grad=True)
+        xt = torch.tensor(x.astype(dtype).astype(np.float64), requires_grad=True)
+        y, yt = ours(xo), theirs(xt)
+        assert_close(y.numpy(), yt.detach().numpy(), dtype, "forward")
+        dy = rng.standard_normal(y.shape)
+        y.backward(cn.tensor(dy.astype(dtype)))
+        yt.backward(torch.tensor(dy))
+        assert_close(xo.grad.numpy(), xt.grad.numpy(), dtype, "input grad")
+        return
+    compare(ours, theirs, x, dtype, train)

@@ -9,26 +9,28 @@ from __future__ import annotations
 
 import os
 
-from . import kernels
+from . import (  # noqa: E402
+    functional,  # noqa: E402,I001  (attaches the Tensor operators)
+    kernels,
+    nn,
+    optim,
+)
 from ._threads import get_num_threads, set_num_threads
 from .autograd import enable_grad, is_grad_enabled, no_grad
 from .creation import arange, full, ones, ones_like, rand, randn, zeros, zeros_like
+from .functional import cat, stack, where  # noqa: E402
 from .kernels import backends
 from .random import manual_seed
 from .serialization import load, save
 from .tensor import Tensor, tensor
-
-from . import functional  # noqa: E402,I001  (attaches the Tensor operators)
-from . import nn, optim  # noqa: E402
-from .functional import cat, stack, where  # noqa: E402
 
 __version__ = "0.1.0"
 
 __all__ = [
     "Tensor", "tensor", "zeros", "ones", "full", "rand", "randn", "arange", "zeros_like",
     "ones_like", "cat", "stack", "where", "no_grad", "enable_grad", "is_grad_enabled",
-    "manual_seed", "save", "load", "functional", "kernels", "backends", "get_num_threads", "set_num_threads",
-    "__version__",
+    "manual_seed", "save", "load", "functional", "nn", "optim", "kernels", "backends",
+    "get_num_threads", "set_num_threads", "__version__",
 ]
 
 if "CONVNET_NUM_THREADS" in os.environ:

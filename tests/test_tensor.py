@@ -35,7 +35,8 @@ def test_scalar_operands_keep_dtype(rng):
 
 
 UNARY = [
-    ("exp", lambda t: t.exp()), ("log", lambda t: t.abs().log()), ("sqrt", lambda t: t.abs().sqrt()),
+    ("exp", lambda t: t.exp()), ("log", lambda t: t.abs().log()),
+    ("sqrt", lambda t: t.abs().sqrt()),
     ("abs", lambda t: t.abs()), ("neg", lambda t: -t), ("clip", lambda t: t.clip(-0.5, 0.7)),
     ("sum", lambda t: t.sum()), ("sum_dim", lambda t: t.sum(1)), ("mean", lambda t: t.mean()),
     ("mean_keep", lambda t: t.mean((0, 2), keepdim=True)), ("var", lambda t: t.var(1)),

@@ -190,7 +190,8 @@ def _xp_activation(x, kind, alpha):
     if kind in ("relu", "leaky_relu"):
         return xp.where(x > 0, x, x * x.dtype.type(a))
     if kind in ("elu", "selu"):
-        return x.dtype.type(scale) * xp.where(x > 0, x, x.dtype.type(a) * xp.expm1(xp.minimum(x, 0)))
+        neg = x.dtype.type(a) * xp.expm1(xp.minimum(x, 0))
+        return x.dtype.type(scale) * xp.where(x > 0, x, neg)
     if kind == "tanh":
         return xp.tanh(x)
     e = xp.exp(-xp.abs(x))

@@ -153,7 +153,7 @@ class Module:
         """Move (in place) every parameter and buffer to ``device`` and/or ``dtype``."""
         for m in self.modules():
             for store in (m._parameters, m._buffers):
-                for name, t in store.items():
+                for t in store.values():
                     if t is None:
                         continue
                     moved = t.detach().to(device, dtype)

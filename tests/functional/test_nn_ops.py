@@ -6,7 +6,7 @@ import pytest
 
 import convnet as cn
 import convnet.functional as F
-from tests.helpers import check_op, torch_or_skip
+from tests.helpers import check_op
 
 torch = pytest.importorskip("torch", reason="PyTorch (the oracle) is not installed")
 TF = torch.nn.functional

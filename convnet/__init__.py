@@ -9,16 +9,11 @@ from __future__ import annotations
 
 import os
 
-from . import (  # noqa: E402
-    functional,  # noqa: E402,I001  (attaches the Tensor operators)
-    kernels,
-    nn,
-    optim,
-)
+from . import functional, kernels, nn, optim  # importing functional attaches Tensor's operators
 from ._threads import get_num_threads, set_num_threads
 from .autograd import enable_grad, is_grad_enabled, no_grad
 from .creation import arange, full, ones, ones_like, rand, randn, zeros, zeros_like
-from .functional import cat, stack, where  # noqa: E402
+from .functional import cat, stack, where
 from .kernels import backends
 from .random import manual_seed
 from .serialization import load, save

@@ -125,8 +125,17 @@ def _checks() -> list[tuple[str, Check, object]]:
                                                   return_indices=True)
             return [y.numpy(), i.numpy()]
 
+        def max_bwd(rng, dt, shape=shape, y_shape=y_shape, args=args):
+            dy = rng.standard_normal(y_shape).astype(dt)
+            # indices of a real forward pass, so they are valid window positions
+            x = rng.permutation(int(np.prod(shape))).reshape(shape).astype(dt)
+            idx = np.empty(y_shape, np.int64)
+            ref.max_pool2d_forward(x, np.empty(y_shape), idx, *args)
+            return (dy, idx), [np.empty(shape, dt)], ()
+
         out += [
             (label, Check("max_pool2d_forward", max_fwd, torch_max), None),
+            (label, Check("max_pool2d_backward", max_bwd), None),
             (label, Check("avg_pool2d_forward", avg_fwd), None),
             (label, Check("avg_pool2d_backward", avg_bwd), None),
         ]
@@ -149,9 +158,16 @@ def _checks() -> list[tuple[str, Check, object]]:
             outs = [np.empty_like(x), np.empty(c, dt), np.empty(c, dt)]
             return (dy, x, w, mean, invstd), outs, ()
 
+        def bn_inf(rng, dt, n=n, c=c, length=length):
+            x = rng.standard_normal((n, c, length)).astype(dt)
+            w, b = rng.standard_normal(c).astype(dt), rng.standard_normal(c).astype(dt)
+            rm, rv = rng.standard_normal(c).astype(dt), rng.uniform(0.5, 2, c).astype(dt)
+            return (x, w, b, rm, rv), [np.empty_like(x)], (1e-5,)
+
         label = f"x{shape}".replace(" ", "")
         out += [
             (label, Check("batch_norm_forward_training", bn_fwd), None),
+            (label, Check("batch_norm_forward_inference", bn_inf), None),
             (label, Check("batch_norm_backward", bn_bwd), None),
         ]
     for kind, args in (("tanh", ()), ("sigmoid", ()), ("leaky_relu", (0.1,)),
@@ -199,7 +215,7 @@ def run(backends: list[str] | None = None, seed: int = 0) -> tuple[list[dict], b
         for dt in (np.float32, np.float64):
             rng = np.random.default_rng(seed)
             inputs, outs, args = check.make(rng, dt)
-            inputs64 = tuple(a.astype(np.float64) for a in inputs)
+            inputs64 = tuple(a.astype(np.float64) if a.dtype.kind == "f" else a for a in inputs)
             expected = [np.empty(o.shape, np.float64 if o.dtype != np.int64 else np.int64)
                         for o in outs]
             getattr(ref, check.kernel)(*inputs64, *expected, *args)

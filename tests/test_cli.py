@@ -1,0 +1,54 @@
+import pytest
+
+from convnet import cli, verify
+
+
+def test_info_lists_backends(capsys):
+    assert cli.main(["info"]) == 0
+    out = capsys.readouterr().out
+    for name in ("native", "numba", "cuda", "threads", "numpy"):
+        assert name in out
+
+
+def test_verify_passes_on_available_backends(capsys):
+    assert cli.main(["verify"]) == 0
+    out = capsys.readouterr().out
+    assert "all kernels agree" in out and "FAIL" not in out
+    assert "conv2d_backward_weight" in out and "batch_norm_backward" in out
+
+
+def test_verify_reports_a_broken_kernel(monkeypatch, capsys):
+    """A kernel that returns wrong values makes verify fail, naming it."""
+    from convnet.kernels import _registry
+
+    native = _registry.get("native") or _registry.get("numba")
+    name = "native" if _registry.get("native") else "numba"
+
+    class Broken:
+        def __getattr__(self, attr):
+            fn = getattr(native, attr)
+            if attr != "avg_pool2d_forward":
+                return fn
+
+            def wrong(x, y, *args):
+                fn(x, y, *args)
+                y *= 1.01
+
+            return wrong
+
+    monkeypatch.setitem(_registry._modules, name, Broken())
+    rows, ok = verify.run([name])
+    assert not ok
+    bad = {r["kernel"] for r in rows if not r["ok"]}
+    assert bad == {"avg_pool2d_forward"}
+
+
+def test_bench_quick_table(capsys):
+    pytest.importorskip("torch")
+    from convnet import bench
+
+    backend = bench.available_cpu_backends()[0]
+    assert cli.main(["bench", "--only", "bn", "--quick", "--min-time", "0.01",
+                     "--backend", backend]) == 0
+    out = capsys.readouterr().out
+    assert "bn train fwd+bwd" in out and f"x {backend}" in out

@@ -44,10 +44,7 @@ void channel_sums(index_t N, index_t C, index_t L, const T* shift, double* s1, d
   std::vector<double> part(static_cast<size_t>(team) * 2 * C, 0.0);
 #pragma omp parallel num_threads(team)
   {
-    int t = 0;
-#ifdef _OPENMP
-    t = omp_get_thread_num();
-#endif
+    const int t = thread_id();
     double* p1 = part.data() + static_cast<size_t>(t) * 2 * C;
     double* p2 = p1 + C;
 #pragma omp for schedule(static)

@@ -503,10 +503,7 @@ void conv2d_backward_weight_dots(const ConvGeom& g, const T* dy, const T* x, T* 
 #pragma omp parallel num_threads(team)
   {
     FlushToZero ftz_worker;
-    int t = 0;
-#ifdef _OPENMP
-    t = omp_get_thread_num();
-#endif
+    const int t = thread_id();
     T* part = parts.data() + t * part_size;
     std::fill(part, part + part_size, T(0));
     static thread_local Scratch<T> col_buf, dy_buf;
@@ -592,10 +589,7 @@ void conv2d_backward_weight(const ConvGeom& g, const T* dy, const T* x, T* dw) {
 #pragma omp parallel num_threads(team)
   {
     FlushToZero ftz_worker;
-    int t = 0;
-#ifdef _OPENMP
-    t = omp_get_thread_num();
-#endif
+    const int t = thread_id();
     T* target = t == 0 ? dw : partial.data() + (t - 1) * w_size;
     run(g.N * t / team, g.N * (t + 1) / team, target, 1);
 #pragma omp barrier

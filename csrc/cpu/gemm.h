@@ -233,11 +233,7 @@ void gemm_packed(index_t M, index_t K, T alpha, const PackA& pa, const PackB& pb
 #pragma omp parallel num_threads(team) if (team > 1)
   {
     FlushToZero ftz;
-    int t = 0, size = 1;
-#ifdef _OPENMP
-    t = omp_get_thread_num();
-    size = omp_get_num_threads();
-#endif
+    const int t = thread_id(), size = team_size();
     const index_t parts = split_columns ? n_panels : m_panels;
     const index_t lo = parts * t / size, hi = parts * (t + 1) / size;
     const index_t j_begin = split_columns ? lo : 0, j_end = split_columns ? hi : n_panels;

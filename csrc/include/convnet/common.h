@@ -59,6 +59,24 @@ class Scratch {
   std::size_t cap_ = 0;
 };
 
+// This thread's index in the enclosing OpenMP team (0 outside one or without OpenMP).
+inline int thread_id() {
+#ifdef _OPENMP
+  return omp_get_thread_num();
+#else
+  return 0;
+#endif
+}
+
+// Size of the enclosing OpenMP team (1 outside one or without OpenMP).
+inline int team_size() {
+#ifdef _OPENMP
+  return omp_get_num_threads();
+#else
+  return 1;
+#endif
+}
+
 // Number of threads to use for `work` units of roughly `grain` cost each.
 inline int threads_for(double work, double min_work_per_thread = 32768.0) {
   int nt = get_num_threads();

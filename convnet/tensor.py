@@ -11,12 +11,10 @@ import numbers
 import numpy as np
 
 from . import autograd
+from .kernels._checks import is_cupy as _is_cupy
 
 _FLOATS = (np.dtype(np.float16), np.dtype(np.float32), np.dtype(np.float64))
 
-
-def _is_cupy(a) -> bool:
-    return type(a).__module__.startswith("cupy")
 
 
 def _cupy():

@@ -11,15 +11,9 @@ import operator
 import numpy as np
 
 from ..autograd import Function
-from ..tensor import Tensor, _is_cupy, _to_array, as_tensor
-
-
-def xp_of(a):
-    if _is_cupy(a):
-        import cupy
-
-        return cupy
-    return np
+from ..kernels._checks import is_cupy as _is_cupy
+from ..kernels._checks import xp_of
+from ..tensor import Tensor, _to_array, as_tensor
 
 
 def unbroadcast(grad, shape):

@@ -29,7 +29,7 @@ def float_array(name: str, a, dtype=None):
     if dtype is not None and a.dtype != dtype:
         raise TypeError(f"{name}: dtype {a.dtype} differs from the other inputs' {dtype}")
     if not a.flags.c_contiguous:
-        xp = _xp(a)
+        xp = xp_of(a)
         a = xp.ascontiguousarray(a)
     return a
 
@@ -39,16 +39,13 @@ def ndim(name: str, a, n: int, what: str):
         raise ValueError(f"{name}: expected a {n}-D array {what}, got shape {tuple(a.shape)}")
 
 
-def _xp(a):
+def xp_of(a):
+    """The array module (NumPy or CuPy) of ``a``."""
     if is_cupy(a):
         import cupy
 
         return cupy
     return np
-
-
-def xp_of(a):
-    return _xp(a)
 
 
 def same_device(**arrays) -> None:
@@ -57,16 +54,6 @@ def same_device(**arrays) -> None:
     if len(set(kinds.values())) > 1:
         desc = ", ".join(f"{k} on {v}" for k, v in kinds.items())
         raise ValueError(f"arrays are on different devices: {desc}")
-
-
-def positive_int(name: str, v) -> int:
-    try:
-        i = operator.index(v)
-    except TypeError:
-        raise TypeError(f"{name}: expected an int, got {type(v).__name__} {v!r}") from None
-    if i < 1:
-        raise ValueError(f"{name}: must be >= 1, got {i}")
-    return i
 
 
 def pair(name: str, v, positive: bool = True) -> tuple[int, int]:

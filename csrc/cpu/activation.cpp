@@ -124,10 +124,16 @@ inline void block2(const float* a, const float* b, float* y, index_t i, index_t 
   std::memcpy(y + i, ty, sizeof(float) * len);
 }
 
+// f captures by value and each thread runs its own copy: a scalar read through the shared
+// closure is a load through a pointer the stores may alias, which stops GCC vectorising.
 template <typename T, typename F>
-void map_scalar(index_t n, F&& f) {
-#pragma omp parallel for simd schedule(static) num_threads(ew_threads(n))
-  for (index_t i = 0; i < n; ++i) f(i);
+void map_scalar(index_t n, const F& f) {
+#pragma omp parallel num_threads(ew_threads(n))
+  {
+    const F local = f;
+#pragma omp for simd schedule(static)
+    for (index_t i = 0; i < n; ++i) local(i);
+  }
 }
 
 }  // namespace
@@ -138,14 +144,14 @@ void tanh_forward(index_t n, const T* x, T* y) {
   if constexpr (std::is_same_v<T, float>) {
     map_f32(n, [&](index_t i, index_t len) { block1(x, y, i, len, vtanh); });
   } else {
-    map_scalar<T>(n, [&](index_t i) { y[i] = std::tanh(x[i]); });
+    map_scalar<T>(n, [=](index_t i) { y[i] = std::tanh(x[i]); });
   }
 }
 
 // dy, y (n) -> dx (n) = dy * (1 - y^2)
 template <typename T>
 void tanh_backward(index_t n, const T* dy, const T* y, T* dx) {
-  map_scalar<T>(n, [&](index_t i) { dx[i] = dy[i] * (T(1) - y[i] * y[i]); });
+  map_scalar<T>(n, [=](index_t i) { dx[i] = dy[i] * (T(1) - y[i] * y[i]); });
 }
 
 // x (n) -> y (n)
@@ -154,7 +160,7 @@ void sigmoid_forward(index_t n, const T* x, T* y) {
   if constexpr (std::is_same_v<T, float>) {
     map_f32(n, [&](index_t i, index_t len) { block1(x, y, i, len, vsigmoid); });
   } else {
-    map_scalar<T>(n, [&](index_t i) {
+    map_scalar<T>(n, [=](index_t i) {
       const T e = std::exp(-std::fabs(x[i]));
       y[i] = x[i] >= 0 ? T(1) / (T(1) + e) : e / (T(1) + e);
     });
@@ -164,19 +170,25 @@ void sigmoid_forward(index_t n, const T* x, T* y) {
 // dy, y (n) -> dx (n) = dy * y * (1 - y)
 template <typename T>
 void sigmoid_backward(index_t n, const T* dy, const T* y, T* dx) {
-  map_scalar<T>(n, [&](index_t i) { dx[i] = dy[i] * y[i] * (T(1) - y[i]); });
+  map_scalar<T>(n, [=](index_t i) { dx[i] = dy[i] * y[i] * (T(1) - y[i]); });
 }
 
 // x (n) -> y (n) = x > 0 ? x : slope * x   (ReLU when slope = 0)
 template <typename T>
 void leaky_relu_forward(index_t n, const T* x, T* y, T slope) {
-  map_scalar<T>(n, [&](index_t i) { y[i] = x[i] > T(0) ? x[i] : slope * x[i]; });
+  map_scalar<T>(n, [=](index_t i) {
+    const T v = x[i];  // one load, then a select: vectorises where a branch would not
+    y[i] = v > T(0) ? v : slope * v;
+  });
 }
 
 // dy, x (n) -> dx (n) = x > 0 ? dy : slope * dy
 template <typename T>
 void leaky_relu_backward(index_t n, const T* dy, const T* x, T* dx, T slope) {
-  map_scalar<T>(n, [&](index_t i) { dx[i] = x[i] > T(0) ? dy[i] : slope * dy[i]; });
+  map_scalar<T>(n, [=](index_t i) {
+    const T g = dy[i];
+    dx[i] = x[i] > T(0) ? g : slope * g;
+  });
 }
 
 // x (n) -> y (n) = scale * (x > 0 ? x : alpha * (e^x - 1))   (SELU: its alpha and scale)
@@ -192,7 +204,7 @@ void elu_forward(index_t n, const T* x, T* y, T alpha, T scale) {
       });
     });
   } else {
-    map_scalar<T>(n, [&](index_t i) {
+    map_scalar<T>(n, [=](index_t i) {
       y[i] = scale * (x[i] > T(0) ? x[i] : alpha * std::expm1(x[i]));
     });
   }
@@ -210,7 +222,7 @@ void elu_backward(index_t n, const T* dy, const T* x, T* dx, T alpha, T scale) {
       });
     });
   } else {
-    map_scalar<T>(n, [&](index_t i) {
+    map_scalar<T>(n, [=](index_t i) {
       dx[i] = dy[i] * scale * (x[i] > T(0) ? T(1) : alpha * std::exp(x[i]));
     });
   }

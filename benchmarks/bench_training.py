@@ -17,8 +17,8 @@ import time
 import numpy as np
 
 
-def lenet_convnet(cn):
-    nn = cn.nn
+def lenet(nn):
+    """LeNet-5 from either ``convnet.nn`` or ``torch.nn`` (the same names)."""
     return nn.Sequential(
         nn.Conv2d(1, 6, 5, padding=2), nn.Tanh(), nn.AvgPool2d(2),
         nn.Conv2d(6, 16, 5), nn.Tanh(), nn.AvgPool2d(2),
@@ -26,17 +26,8 @@ def lenet_convnet(cn):
         nn.Linear(120, 84), nn.Tanh(), nn.Linear(84, 10))
 
 
-def lenet_torch(torch):
-    nn = torch.nn
-    return nn.Sequential(
-        nn.Conv2d(1, 6, 5, padding=2), nn.Tanh(), nn.AvgPool2d(2),
-        nn.Conv2d(6, 16, 5), nn.Tanh(), nn.AvgPool2d(2),
-        nn.Conv2d(16, 120, 5), nn.Tanh(), nn.Flatten(),
-        nn.Linear(120, 84), nn.Tanh(), nn.Linear(84, 10))
-
-
-def mlp(nn, flatten):
-    return nn.Sequential(flatten(), nn.Linear(784, 256), nn.ReLU(), nn.Linear(256, 128),
+def mlp(nn):
+    return nn.Sequential(nn.Flatten(), nn.Linear(784, 256), nn.ReLU(), nn.Linear(256, 128),
                          nn.ReLU(), nn.Linear(128, 10))
 
 
@@ -95,8 +86,8 @@ def main(argv=None):
         return step
 
     for name, ours, theirs in [
-        ("MLP 784-256-128-10 step", mlp(cn.nn, cn.nn.Flatten), mlp(torch.nn, torch.nn.Flatten)),
-        ("LeNet-5 step", lenet_convnet(cn), lenet_torch(torch)),
+        ("MLP 784-256-128-10 step", mlp(cn.nn), mlp(torch.nn)),
+        ("LeNet-5 step", lenet(cn.nn), lenet(torch.nn)),
     ]:
         rounds = [(median_time(step_convnet(ours), args.steps),
                    median_time(step_torch(theirs), args.steps)) for _ in range(3)]

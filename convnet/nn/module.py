@@ -257,67 +257,54 @@ class Module:
         return sum(p.numel() for p in self.parameters() if p.requires_grad or not trainable_only)
 
 
-class Sequential(Module):
+class _ModuleSequence(Module):
+    """Sub-modules kept in order under the keys "0", "1", ...: indexing, len, iteration."""
+
+    def append(self, module):
+        self.add_module(str(len(self._modules)), module)
+        return self
+
+    def __getitem__(self, idx):
+        mods = list(self._modules.values())
+        return type(self)(*mods[idx]) if isinstance(idx, slice) else mods[idx]
+
+    def __setitem__(self, idx, module):
+        key = list(self._modules.keys())[idx]
+        self._modules[key] = module
+
+    def __len__(self):
+        return len(self._modules)
+
+    def __iter__(self):
+        return iter(self._modules.values())
+
+
+class Sequential(_ModuleSequence):
     def __init__(self, *modules):
         super().__init__()
         if len(modules) == 1 and isinstance(modules[0], OrderedDict):
             for name, m in modules[0].items():
                 self.add_module(name, m)
         else:
-            for i, m in enumerate(modules):
-                self.add_module(str(i), m)
+            for m in modules:
+                self.append(m)
 
     def forward(self, x):
         for m in self._modules.values():
             x = m(x)
         return x
 
-    def __getitem__(self, idx):
-        mods = list(self._modules.values())
-        if isinstance(idx, slice):
-            return Sequential(*mods[idx])
-        return mods[idx]
 
-    def __setitem__(self, idx, module):
-        key = list(self._modules.keys())[idx]
-        self._modules[key] = module
-
-    def __len__(self):
-        return len(self._modules)
-
-    def __iter__(self):
-        return iter(self._modules.values())
-
-    def append(self, module):
-        self.add_module(str(len(self._modules)), module)
-        return self
-
-
-class ModuleList(Module):
+class ModuleList(_ModuleSequence):
     def __init__(self, modules=()):
         super().__init__()
-        for m in modules:
-            self.append(m)
-
-    def append(self, module):
-        self.add_module(str(len(self._modules)), module)
-        return self
-
-    def extend(self, modules):
-        for m in modules:
-            self.append(m)
-        return self
+        self.extend(modules)
 
     def __getitem__(self, idx):
         mods = list(self._modules.values())
         return ModuleList(mods[idx]) if isinstance(idx, slice) else mods[idx]
 
-    def __setitem__(self, idx, module):
-        key = list(self._modules.keys())[idx]
-        self._modules[key] = module
-
-    def __len__(self):
-        return len(self._modules)
-
-    def __iter__(self):
-        return iter(self._modules.values())
+    def extend(self, modules):
+        for m in modules:
+            self.append(m)
+        return self

@@ -47,7 +47,7 @@ BN_SHAPES = [(4, 3, 5, 5), (16, 7)]
 GEMM_SHAPES = [(1, 1, 1), (17, 33, 65), (130, 70, 300)]
 
 
-def _checks() -> list[tuple[str, Check, object]]:
+def _checks() -> list[tuple[str, Check]]:
     out = []
     for m, n, k in GEMM_SHAPES:
         for ta, tb in ((False, False), (True, True)):
@@ -56,7 +56,7 @@ def _checks() -> list[tuple[str, Check, object]]:
                 b = rng.standard_normal((n, k) if tb else (k, n)).astype(dt)
                 return (a, b), [np.empty((m, n), dt)], (1.0, 0.0, ta, tb)
 
-            out.append((f"{m}x{n}x{k} T{int(ta)}{int(tb)}", Check("gemm", make), None))
+            out.append((f"{m}x{n}x{k} T{int(ta)}{int(tb)}", Check("gemm", make)))
     for geo in CONV_GEOMETRIES:
         x_shape, w_shape, stride, padding, dilation = geo
         y_shape, args, pads = _conv_setup(*geo)
@@ -94,10 +94,10 @@ def _checks() -> list[tuple[str, Check, object]]:
             return [torch.nn.functional.conv2d(xp, w, b, stride, 0, dilation).numpy()]
 
         out += [
-            (label, Check("conv2d_forward", fwd, torch_fwd), None),
-            (label, Check("conv2d_backward_data", bwd_data), None),
-            (label, Check("conv2d_backward_weight", bwd_weight), None),
-            (label, Check("conv2d_backward_bias", bwd_bias), None),
+            (label, Check("conv2d_forward", fwd, torch_fwd)),
+            (label, Check("conv2d_backward_data", bwd_data)),
+            (label, Check("conv2d_backward_weight", bwd_weight)),
+            (label, Check("conv2d_backward_bias", bwd_bias)),
         ]
     for shape, k, s, p in POOL_GEOMETRIES:
         y_shape = (*shape[:2], *ck.conv_output_hw(shape[2:], (k, k), (s, s), (p,) * 4, (1, 1),
@@ -134,10 +134,10 @@ def _checks() -> list[tuple[str, Check, object]]:
             return (dy, idx), [np.empty(shape, dt)], ()
 
         out += [
-            (label, Check("max_pool2d_forward", max_fwd, torch_max), None),
-            (label, Check("max_pool2d_backward", max_bwd), None),
-            (label, Check("avg_pool2d_forward", avg_fwd), None),
-            (label, Check("avg_pool2d_backward", avg_bwd), None),
+            (label, Check("max_pool2d_forward", max_fwd, torch_max)),
+            (label, Check("max_pool2d_backward", max_bwd)),
+            (label, Check("avg_pool2d_forward", avg_fwd)),
+            (label, Check("avg_pool2d_backward", avg_bwd)),
         ]
     for shape in BN_SHAPES:
         n, c = shape[:2]
@@ -166,9 +166,9 @@ def _checks() -> list[tuple[str, Check, object]]:
 
         label = f"x{shape}".replace(" ", "")
         out += [
-            (label, Check("batch_norm_forward_training", bn_fwd), None),
-            (label, Check("batch_norm_forward_inference", bn_inf), None),
-            (label, Check("batch_norm_backward", bn_bwd), None),
+            (label, Check("batch_norm_forward_training", bn_fwd)),
+            (label, Check("batch_norm_forward_inference", bn_inf)),
+            (label, Check("batch_norm_backward", bn_bwd)),
         ]
     for kind, args in (("tanh", ()), ("sigmoid", ()), ("leaky_relu", (0.1,)),
                        ("elu", (1.0, 1.0))):
@@ -181,8 +181,8 @@ def _checks() -> list[tuple[str, Check, object]]:
             saved = rng.uniform(-1, 1, (3, 37, 5)).astype(dt)
             return (dy, saved), [np.empty_like(dy)], args
 
-        out += [("x(3,37,5)", Check(f"{kind}_forward", act_fwd), None),
-                ("x(3,37,5)", Check(f"{kind}_backward", act_bwd), None)]
+        out += [("x(3,37,5)", Check(f"{kind}_forward", act_fwd)),
+                ("x(3,37,5)", Check(f"{kind}_backward", act_bwd))]
     return out
 
 
@@ -211,7 +211,7 @@ def run(backends: list[str] | None = None, seed: int = 0) -> tuple[list[dict], b
     if backends is None:
         backends = [b for b in ("native", "numba", "cuda") if _registry.get(b) is not None]
     worst: dict[tuple[str, str, str], dict] = {}
-    for label, check, _ in _checks():
+    for label, check in _checks():
         for dt in (np.float32, np.float64):
             rng = np.random.default_rng(seed)
             inputs, outs, args = check.make(rng, dt)

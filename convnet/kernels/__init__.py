@@ -380,8 +380,8 @@ def _activation_params(kind, alpha):
         return SELU_ALPHA, SELU_SCALE
     if kind == "relu":
         return 0.0, 1.0
-    return (0.01 if alpha is None else float(alpha)) if kind == "leaky_relu" else \
-        (1.0 if alpha is None else float(alpha)), 1.0
+    default = {"leaky_relu": 0.01, "elu": 1.0}.get(kind)
+    return (default if alpha is None else float(alpha)), 1.0
 
 
 def activation_forward(x, kind, alpha=None, *, backend=None):

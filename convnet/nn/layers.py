@@ -157,27 +157,25 @@ class BatchNorm2d(_BatchNorm):
 
 
 class Dropout(Module):
+    """Zeroes elements with probability p in training and rescales the rest by 1/(1-p)."""
+
+    _fn = staticmethod(F.dropout)
+
     def __init__(self, p: float = 0.5):
         super().__init__()
         self.p = p
 
     def forward(self, x):
-        return F.dropout(x, self.p, self.training)
+        return self._fn(x, self.p, self.training)
 
     def extra_repr(self):
         return f"p={self.p}"
 
 
-class AlphaDropout(Module):
-    def __init__(self, p: float = 0.5):
-        super().__init__()
-        self.p = p
+class AlphaDropout(Dropout):
+    """Dropout that keeps the mean and variance of SELU activations."""
 
-    def forward(self, x):
-        return F.alpha_dropout(x, self.p, self.training)
-
-    def extra_repr(self):
-        return f"p={self.p}"
+    _fn = staticmethod(F.alpha_dropout)
 
 
 class Flatten(Module):

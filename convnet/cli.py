@@ -166,6 +166,49 @@ def cmd_train(args) -> int:
     return 0
 
 
+def cmd_tune(args) -> int:
+    import convnet as cn
+    from convnet import train as T
+    from convnet import tune
+
+    try:
+        from convnet.data import fashion_mnist_loaders
+    except ImportError as exc:
+        return _fail(f"cannot import the data package ({exc})")
+    if args.threads:
+        cn.set_num_threads(args.threads)
+    loaders: dict[int, tuple] = {}
+
+    def objective(params: dict) -> float:
+        batch = int(params.get("batch_size", args.batch_size))
+        if batch not in loaders:
+            loaders[batch] = fashion_mnist_loaders(root=args.data, batch_size=batch,
+                                                   val_fraction=args.val_fraction,
+                                                   seed=args.seed, limit=args.limit)
+        train_loader, val_loader, _, _ = loaders[batch]
+        cn.manual_seed(args.seed)
+        model = tune.mlp(width=int(params.get("width", 256)),
+                         depth=int(params.get("depth", 2)),
+                         dropout=float(params.get("dropout", 0.0)))
+        opt_args = argparse.Namespace(optimizer=params.get("optimizer", "adam"),
+                                      lr=float(params.get("lr", 1e-3)), weight_decay=0.0,
+                                      momentum=0.9, nesterov=False)
+        history = T.fit(model, train_loader, val_loader, epochs=args.epochs,
+                        optimizer=_make_optimizer(opt_args, model.parameters()),
+                        progress=False, log=lambda s: None)
+        return max(history["val_accuracy"])
+
+    if args.method == "grid":
+        results = tune.grid_search(objective, tune.DEFAULT_GRID)
+    else:
+        results = tune.random_search(objective, tune.DEFAULT_SPACE, args.trials, seed=args.seed)
+    print(tune.format_results(results))
+    best = tune.save_best(results, args.output)
+    print(f"best: {best['params']} (validation accuracy {best['score']:.4f}), saved to "
+          f"{args.output}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="convnet", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -208,6 +251,20 @@ def build_parser() -> argparse.ArgumentParser:
                    help="LeNet-5's pooling (the course's is average)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("tune", help="grid or random search of an MLP's hyperparameters "
+                       "(learning rate, batch size, width, optimizer, dropout)")
+    p.add_argument("--method", choices=["random", "grid"], default="random")
+    p.add_argument("--trials", type=int, default=8, help="random search: configurations")
+    p.add_argument("--epochs", type=int, default=2, help="epochs per trial")
+    p.add_argument("--batch-size", type=int, default=128, help="when not searched")
+    p.add_argument("--limit", type=int, default=10000, help="training images per trial")
+    p.add_argument("--val-fraction", type=float, default=0.2)
+    p.add_argument("--data", metavar="DIR", default=None)
+    p.add_argument("--threads", type=int, default=None)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--output", default="best_config.json", help="where the best goes")
+    p.set_defaults(func=cmd_tune)
 
     p = sub.add_parser("info", help="versions, backends (and why one is missing), threads, SIMD")
     p.set_defaults(func=cmd_info)

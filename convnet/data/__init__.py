@@ -1,9 +1,12 @@
-"""Data: the IDX reader and batch-wise augmentation transforms."""
+"""Data: the IDX reader, datasets, a prefetching DataLoader and batch-wise augmentation
+transforms."""
 
 from __future__ import annotations
 
 from . import transforms
+from .dataset import ArrayDataset, Dataset, Subset, random_split, train_val_split
 from .idx import read_idx, write_idx
+from .loader import DataLoader
 from .transforms import (
     Compose,
     GaussianNoise,
@@ -15,6 +18,7 @@ from .transforms import (
 )
 
 __all__ = [
-    "read_idx", "write_idx", "transforms", "Compose", "Normalize", "RandomShift",
+    "read_idx", "write_idx", "Dataset", "ArrayDataset", "Subset", "random_split",
+    "train_val_split", "DataLoader", "transforms", "Compose", "Normalize", "RandomShift",
     "RandomCrop", "RandomHorizontalFlip", "RandomRotation", "GaussianNoise",
 ]

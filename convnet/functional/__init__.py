@@ -1,5 +1,6 @@
 """Differentiable ops (PyTorch's ``torch.nn.functional`` names and argument orders)."""
 
+from ._extra import adaptive_avg_pool2d, local_response_norm, pad
 from ._nn import (
     alpha_dropout,
     avg_pool2d,
@@ -26,8 +27,8 @@ from ._nn import (
 from ._ops import cat, stack, where
 
 __all__ = [
-    "alpha_dropout", "avg_pool2d", "batch_norm", "binary_cross_entropy",
+    "adaptive_avg_pool2d", "alpha_dropout", "avg_pool2d", "batch_norm", "binary_cross_entropy",
     "binary_cross_entropy_with_logits", "cat", "conv2d", "cross_entropy", "dropout", "elu",
-    "l1_loss", "leaky_relu", "linear", "log_softmax", "max_pool2d", "mse_loss", "nll_loss",
-    "relu", "selu", "sigmoid", "softmax", "stack", "tanh", "where",
+    "l1_loss", "leaky_relu", "linear", "local_response_norm", "log_softmax", "max_pool2d",
+    "mse_loss", "nll_loss", "pad", "relu", "selu", "sigmoid", "softmax", "stack", "tanh", "where",
 ]

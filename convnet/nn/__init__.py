@@ -1,6 +1,7 @@
 """Layers and models: PyTorch's ``torch.nn`` names."""
 
 from . import init, utils
+from .extra import AdaptiveAvgPool2d, LocalResponseNorm
 from .layers import (
     ELU,
     SELU,
@@ -27,5 +28,5 @@ __all__ = [
     "Module", "ModuleList", "Parameter", "Sequential", "Linear", "Conv2d", "MaxPool2d",
     "AvgPool2d", "BatchNorm1d", "BatchNorm2d", "Dropout", "AlphaDropout", "Flatten", "Identity",
     "ReLU", "LeakyReLU", "ELU", "SELU", "Sigmoid", "Tanh", "Softmax", "LogSoftmax", "init",
-    "utils",
+    "utils", "AdaptiveAvgPool2d", "LocalResponseNorm",
 ]

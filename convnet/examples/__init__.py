@@ -1,0 +1,1 @@
+"""Runnable examples of the course's ideas: ``python -m convnet.examples.NAME``."""

@@ -8,7 +8,7 @@ from __future__ import annotations
 from .alexnet import AlexNet, alexnet
 from .googlenet import BasicConv2d, GoogLeNet, Inception, googlenet
 from .lenet import LeNet5, lenet5
-from .resnet import BasicBlock, Bottleneck, ResNet, resnet18, resnet34, resnet50
+from .resnet import BasicBlock, Bottleneck, ResNet, resnet18, resnet20, resnet34, resnet50
 from .vgg import (
     VGG,
     vgg11,
@@ -35,6 +35,7 @@ MODELS = {
     "vgg19_bn": vgg19_bn,
     "googlenet": googlenet,
     "resnet18": resnet18,
+    "resnet20": resnet20,
     "resnet34": resnet34,
     "resnet50": resnet50,
 }
@@ -53,5 +54,5 @@ __all__ = [
     "MODELS", "get_model", "LeNet5", "lenet5", "AlexNet", "alexnet", "VGG", "vgg11", "vgg13",
     "vgg16", "vgg19", "vgg11_bn", "vgg13_bn", "vgg16_bn", "vgg19_bn", "BasicConv2d",
     "Inception", "GoogLeNet", "googlenet", "BasicBlock", "Bottleneck", "ResNet", "resnet18",
-    "resnet34", "resnet50",
+    "resnet20", "resnet34", "resnet50",
 ]

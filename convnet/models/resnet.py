@@ -76,22 +76,24 @@ class ResNet(nn.Module):
     """
 
     def __init__(self, block, layers, num_classes: int = 1000, in_channels: int = 3,
-                 small_input: bool = False):
+                 small_input: bool = False, widths=(64, 128, 256, 512)):
         super().__init__()
-        self.inplanes = 64
+        if len(widths) != len(layers):
+            raise ValueError(f"widths: one per stage ({len(layers)}), got {widths}")
+        self.inplanes = widths[0]
         if small_input:
-            self.conv1 = nn.Conv2d(in_channels, 64, 3, stride=1, padding=1, bias=False)
+            self.conv1 = nn.Conv2d(in_channels, widths[0], 3, stride=1, padding=1, bias=False)
         else:
-            self.conv1 = nn.Conv2d(in_channels, 64, 7, stride=2, padding=3, bias=False)
-        self.bn1 = nn.BatchNorm2d(64)
+            self.conv1 = nn.Conv2d(in_channels, widths[0], 7, stride=2, padding=3, bias=False)
+        self.bn1 = nn.BatchNorm2d(widths[0])
         self.relu = nn.ReLU()
         self.maxpool = nn.Identity() if small_input else nn.MaxPool2d(3, 2, 1)
-        self.layer1 = self._make_layer(block, 64, layers[0])
-        self.layer2 = self._make_layer(block, 128, layers[1], stride=2)
-        self.layer3 = self._make_layer(block, 256, layers[2], stride=2)
-        self.layer4 = self._make_layer(block, 512, layers[3], stride=2)
+        self.stages = len(layers)
+        for i, (width, blocks) in enumerate(zip(widths, layers)):
+            setattr(self, f"layer{i + 1}",
+                    self._make_layer(block, width, blocks, stride=1 if i == 0 else 2))
         self.avgpool = nn.AdaptiveAvgPool2d((1, 1))
-        self.fc = nn.Linear(512 * block.expansion, num_classes)
+        self.fc = nn.Linear(widths[-1] * block.expansion, num_classes)
         for m in self.modules():
             if isinstance(m, nn.Conv2d):
                 nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
@@ -108,7 +110,8 @@ class ResNet(nn.Module):
 
     def forward(self, x):
         x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
-        x = self.layer4(self.layer3(self.layer2(self.layer1(x))))
+        for i in range(1, self.stages + 1):
+            x = getattr(self, f"layer{i}")(x)
         return self.fc(self.avgpool(x).flatten(1))
 
 
@@ -125,3 +128,11 @@ def resnet34(num_classes=1000, in_channels=3, small_input=False) -> ResNet:
 def resnet50(num_classes=1000, in_channels=3, small_input=False) -> ResNet:
     """ResNet-50: Bottlenecks [3, 4, 6, 3]."""
     return ResNet(Bottleneck, [3, 4, 6, 3], num_classes, in_channels, small_input)
+
+
+def resnet20(num_classes=10, in_channels=3, small_input=True, width=16) -> ResNet:
+    """The small ResNet of He et al. for 32x32 images (and 28x28 Fashion-MNIST): a 3x3 stem,
+    three stages of three BasicBlocks with ``width``, 2x and 4x channels (16, 32, 64 by
+    default), projection shortcuts where the shape changes, global pooling, ``fc``."""
+    return ResNet(BasicBlock, [3, 3, 3], num_classes, in_channels, small_input,
+                  widths=(width, 2 * width, 4 * width))

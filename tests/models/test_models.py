@@ -323,3 +323,20 @@ def test_forward_backward_other_vggs(name, monkeypatch):
     monkeypatch.setattr(nn.init, "uniform_", fill)
     monkeypatch.setattr(nn.init, "normal_", fill)
     forward_backward(M.get_model(name, num_classes=10), (2, 3, 32, 32))
+
+
+def test_resnet20_is_the_small_cifar_resnet():
+    m = M.resnet20(num_classes=10, in_channels=1)
+    # He et al.'s ResNet-20 has 0.27M parameters (3x3 stem, 16/32/64 channels, projection
+    # shortcuts with batch norm here, so a little above the option-A count)
+    assert 0.26e6 < m.num_parameters() < 0.28e6
+    assert [n for n, _ in m.named_children()][:6] == ["conv1", "bn1", "relu", "maxpool",
+                                                       "layer1", "layer2"]
+    assert not hasattr(m, "layer4")
+    x = cn.randn(2, 1, 28, 28, requires_grad=True)
+    out = m(x)
+    assert out.shape == (2, 10)
+    out.sum().backward()
+    assert all(p.grad is not None and np.isfinite(p.grad.numpy()).all() for p in m.parameters())
+    with pytest.raises(ValueError, match="widths"):
+        M.ResNet(M.BasicBlock, [1, 1], widths=(8, 16, 32))

@@ -29,11 +29,23 @@ def cmd_info(args) -> int:
     print(f"threads {cn.get_num_threads()}")
     native = cn.kernels._registry.get("native")
     print(f"cpu SIMD level (native build) {native.simd_level() if native else '-'}")
+    print(f"devices: cpu ({os.cpu_count()} cores visible)" + _cuda_devices())
     print("backends:")
     for name, info in cn.backends().items():
         state = "available  " if info["available"] else "unavailable"
         print(f"  {name:<7} {state} {info['detail']}")
     return 0
+
+
+def _cuda_devices() -> str:
+    try:
+        import cupy
+
+        names = [cupy.cuda.runtime.getDeviceProperties(i)["name"].decode()
+                 for i in range(cupy.cuda.runtime.getDeviceCount())]
+    except Exception:  # no CuPy, no driver or no device: only the CPU to list
+        return ""
+    return "".join(f", cuda:{i} ({n})" for i, n in enumerate(names))
 
 
 def cmd_verify(args) -> int:

@@ -12,10 +12,10 @@ from __future__ import annotations
 import json
 import numbers
 import os
-import tempfile
 
 import numpy as np
 
+from ._io import atomic_write_bytes
 from .tensor import Tensor
 
 _META_KEY = "convnet.structure"
@@ -69,19 +69,7 @@ def save(obj, path) -> None:
     arrays: dict[str, np.ndarray] = {}
     structure = _encode(obj, arrays)
     blob = st_save(arrays, metadata={_META_KEY: json.dumps(structure)})
-    path = os.fspath(path)
-    folder = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".safetensors", dir=folder)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(blob)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    atomic_write_bytes(path, blob)
 
 
 def load(path):

@@ -14,12 +14,13 @@ from __future__ import annotations
 import itertools
 import json
 import math
-import os
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
+
+from ._io import atomic_write_bytes
 
 
 @dataclass(frozen=True)
@@ -128,10 +129,7 @@ def save_best(results: list[dict], path) -> dict:
     """Write the best configuration and its score as JSON (atomically); return it."""
     best = {"params": results[0]["params"], "score": results[0]["score"],
             "trials": len(results)}
-    tmp = f"{os.fspath(path)}.tmp"
-    with open(tmp, "w") as f:
-        json.dump(best, f, indent=1, default=str)
-    os.replace(tmp, path)
+    atomic_write_bytes(path, json.dumps(best, indent=1, default=str).encode())
     return best
 
 

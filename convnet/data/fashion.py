@@ -19,13 +19,13 @@ from __future__ import annotations
 import gzip
 import hashlib
 import os
-import tempfile
 import urllib.error
 import urllib.request
 import warnings
 
 import numpy as np
 
+from .._io import atomic_write_bytes
 from .dataset import ArrayDataset, stratified_indices, train_val_split
 from .idx import read_idx
 from .loader import DataLoader
@@ -167,15 +167,7 @@ def download_fashion_mnist(root=None, base_url: str | None = None, force: bool =
             raise ValueError(f"download_fashion_mnist: {url}: MD5 checksum mismatch (got "
                              f"{_md5(data)}, expected {expected}; {len(data)} bytes); the "
                              f"file was not saved")
-        fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{name}.", suffix=".part")
-        try:
-            with os.fdopen(fd, "wb") as fh:
-                fh.write(data)
-            os.replace(tmp, dest)
-        except BaseException:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
-            raise
+        atomic_write_bytes(dest, data)
     return folder
 
 

@@ -11,10 +11,11 @@ from __future__ import annotations
 
 import gzip
 import os
-import tempfile
 import zlib
 
 import numpy as np
+
+from .._io import atomic_write_bytes
 
 __all__ = ["read_idx", "write_idx", "IDX_DTYPES"]
 
@@ -109,13 +110,4 @@ def write_idx(path, array, compress: bool | None = None) -> None:
         compress = path.endswith(".gz")
     if compress:
         payload = gzip.compress(payload, mtime=0)
-    folder = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix=".idx")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(payload)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    atomic_write_bytes(path, payload)

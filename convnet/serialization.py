@@ -29,7 +29,8 @@ def _encode(obj, arrays: dict):
     if isinstance(obj, np.ndarray):
         key = f"t{len(arrays)}"
         arrays[key] = np.ascontiguousarray(obj)
-        return {"__array__": key}
+        # safetensors stores a 0-d array as shape (1,); the node remembers it was a scalar
+        return {"__array__": key, "0d": True} if obj.ndim == 0 else {"__array__": key}
     if isinstance(obj, np.generic):
         return obj.item()
     if obj is None or isinstance(obj, (bool, str, numbers.Number)):
@@ -46,7 +47,8 @@ def _encode(obj, arrays: dict):
 def _decode(node, arrays: dict):
     if isinstance(node, dict):
         if "__array__" in node:
-            return arrays[node["__array__"]]
+            array = arrays[node["__array__"]]
+            return array.reshape(()) if node.get("0d") else array
         if "__dict__" in node:
             return {_hashable(_decode(k, arrays)): _decode(v, arrays) for k, v in node["__dict__"]}
         if "__list__" in node:

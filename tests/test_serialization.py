@@ -31,6 +31,25 @@ def test_model_round_trip(tmp_path):
         np.testing.assert_array_equal(a, b, err_msg=k)
 
 
+@pytest.mark.parametrize("trained", [False, True])
+def test_zero_dim_arrays_keep_their_shape(tmp_path, trained):
+    # an untrained BatchNorm's num_batches_tracked is a 0-d array; it must not come back (1,)
+    m = cn.nn.BatchNorm2d(2)
+    if trained:
+        m(cn.randn(3, 2, 4, 4))
+    assert m.num_batches_tracked.data.shape == ()
+    assert int(m.num_batches_tracked.data) == int(trained)
+    cn.save({"bn": m.state_dict(), "scalar": np.float32(2.5), "zero_d": np.array(7)},
+            tmp_path / "m.safetensors")
+    back = cn.load(tmp_path / "m.safetensors")
+    assert back["zero_d"].shape == () and int(back["zero_d"]) == 7
+    assert back["scalar"] == 2.5
+    assert back["bn"]["num_batches_tracked"].shape == ()
+    fresh = cn.nn.BatchNorm2d(2)
+    fresh.load_state_dict(back["bn"])
+    assert int(fresh.num_batches_tracked.data) == int(trained)
+
+
 def test_plain_safetensors_file_loads_as_flat_dict(tmp_path):
     from safetensors.numpy import save_file
 

@@ -134,7 +134,7 @@ class _BatchNorm(Module):
                              f"{self.num_features} channels, got shape {x.shape}")
         use_batch = self.training or not self.track_running_stats
         if self.training and self.track_running_stats:
-            self.num_batches_tracked.data = self.num_batches_tracked.data + 1
+            self.num_batches_tracked.data[...] += 1  # in place: stays a 0-d array
         rm = self.running_mean if self.track_running_stats else None
         rv = self.running_var if self.track_running_stats else None
         return F.batch_norm(x, rm, rv, self.weight, self.bias, use_batch, self.momentum,

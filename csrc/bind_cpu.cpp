@@ -367,6 +367,122 @@ void bind_all(py::module_& m) {
         arg("scale"), "dx = dy * scale * (1 if x > 0 else alpha * exp(x)).");
 }
 
+// ---- recurrent cells (rnn.cpp)
+
+template <typename T>
+void lstm_cell_forward(Arr<T> gates, Arr<T> c_prev, Arr<T> h, Arr<T> c, Arr<T> act) {
+  need(c_prev, "c_prev", 2);
+  const index_t B = c_prev.shape(0), H = c_prev.shape(1);
+  need_shape(gates, "gates", {B, 4 * H});
+  need_shape(h, "h", {B, H});
+  need_shape(c, "c", {B, H});
+  need_shape(act, "act", {B, 4 * H});
+  const T *pg = gates.data(), *pc = c_prev.data();
+  T *ph = h.mutable_data(), *pcn = c.mutable_data(), *pa = act.mutable_data();
+  py::gil_scoped_release nogil;
+  convnet::lstm_cell_forward<T>(B, H, pg, pc, ph, pcn, pa);
+}
+
+template <typename T>
+void lstm_cell_backward(Arr<T> act, Arr<T> c_prev, Arr<T> c, Arr<T> dh, Arr<T> dc,
+                        Arr<T> dgates, Arr<T> dc_prev, Arr<T> db, bool accumulate) {
+  need(c_prev, "c_prev", 2);
+  const index_t B = c_prev.shape(0), H = c_prev.shape(1);
+  need_shape(act, "act", {B, 4 * H});
+  for (auto* a : {&c, &dh, &dc, &dc_prev}) need_shape(*a, "c/dh/dc/dc_prev", {B, H});
+  need_shape(dgates, "dgates", {B, 4 * H});
+  need_shape(db, "db", {4 * H});
+  const T *pa = act.data(), *pcp = c_prev.data(), *pc = c.data(), *pdh = dh.data(),
+          *pdc = dc.data();
+  T *pdg = dgates.mutable_data(), *pdcp = dc_prev.mutable_data(), *pdb = db.mutable_data();
+  py::gil_scoped_release nogil;
+  convnet::lstm_cell_backward<T>(B, H, pa, pcp, pc, pdh, pdc, pdg, pdcp, pdb, accumulate);
+}
+
+template <typename T>
+void gru_cell_forward(Arr<T> gx, Arr<T> gh, Arr<T> b_hh, Arr<T> h_prev, Arr<T> h, Arr<T> act) {
+  need(h_prev, "h_prev", 2);
+  const index_t B = h_prev.shape(0), H = h_prev.shape(1);
+  need_shape(gx, "gx", {B, 3 * H});
+  need_shape(gh, "gh", {B, 3 * H});
+  need_shape(b_hh, "b_hh", {3 * H});
+  need_shape(h, "h", {B, H});
+  need_shape(act, "act", {B, 4 * H});
+  const T *px = gx.data(), *pgh = gh.data(), *pb = b_hh.data(), *php = h_prev.data();
+  T *ph = h.mutable_data(), *pa = act.mutable_data();
+  py::gil_scoped_release nogil;
+  convnet::gru_cell_forward<T>(B, H, px, pgh, pb, php, ph, pa);
+}
+
+template <typename T>
+void gru_cell_backward(Arr<T> act, Arr<T> h_prev, Arr<T> dh, Arr<T> dgx, Arr<T> dgh,
+                       Arr<T> dh_prev, Arr<T> dbx, Arr<T> dbh, bool accumulate) {
+  need(h_prev, "h_prev", 2);
+  const index_t B = h_prev.shape(0), H = h_prev.shape(1);
+  need_shape(act, "act", {B, 4 * H});
+  need_shape(dh, "dh", {B, H});
+  need_shape(dgx, "dgx", {B, 3 * H});
+  need_shape(dgh, "dgh", {B, 3 * H});
+  need_shape(dh_prev, "dh_prev", {B, H});
+  need_shape(dbx, "dbx", {3 * H});
+  need_shape(dbh, "dbh", {3 * H});
+  const T *pa = act.data(), *php = h_prev.data(), *pdh = dh.data();
+  T *pdx = dgx.mutable_data(), *pdgh = dgh.mutable_data(), *pdhp = dh_prev.mutable_data(),
+    *pbx = dbx.mutable_data(), *pbh = dbh.mutable_data();
+  py::gil_scoped_release nogil;
+  convnet::gru_cell_backward<T>(B, H, pa, php, pdh, pdx, pdgh, pdhp, pbx, pbh, accumulate);
+}
+
+template <typename T>
+void rnn_cell_forward(Arr<T> pre, Arr<T> h, bool relu) {
+  need(pre, "pre", 2);
+  need_shape(h, "h", {pre.shape(0), pre.shape(1)});
+  const T* pp = pre.data();
+  T* ph = h.mutable_data();
+  py::gil_scoped_release nogil;
+  convnet::rnn_cell_forward<T>(pre.shape(0), pre.shape(1), pp, ph, relu);
+}
+
+template <typename T>
+void rnn_cell_backward(Arr<T> h, Arr<T> dh, Arr<T> dpre, Arr<T> db, bool relu, bool accumulate) {
+  need(h, "h", 2);
+  const index_t B = h.shape(0), H = h.shape(1);
+  need_shape(dh, "dh", {B, H});
+  need_shape(dpre, "dpre", {B, H});
+  need_shape(db, "db", {H});
+  const T *ph = h.data(), *pdh = dh.data();
+  T *pd = dpre.mutable_data(), *pdb = db.mutable_data();
+  py::gil_scoped_release nogil;
+  convnet::rnn_cell_backward<T>(B, H, ph, pdh, pd, pdb, relu, accumulate);
+}
+
+template <typename T>
+void bind_rnn(py::module_& m) {
+  using py::arg;
+  auto arr = [](const char* name) { return py::arg(name).noconvert(); };
+  m.def("lstm_cell_forward", &lstm_cell_forward<T>, arr("gates"), arr("c_prev"), arr("h"),
+        arr("c"), arr("act"),
+        "gates (B,4H) pre-activations i,f,g,o, c_prev (B,H) -> h, c (B,H), act (B,4H) "
+        "activated gates (act may be gates).");
+  m.def("lstm_cell_backward", &lstm_cell_backward<T>, arr("act"), arr("c_prev"), arr("c"),
+        arr("dh"), arr("dc"), arr("dgates"), arr("dc_prev"), arr("db"), arg("accumulate"),
+        "act (B,4H), c_prev, c, dh, dc (B,H) -> dgates (B,4H), dc_prev (B,H), db (4H) column "
+        "sums of dgates (added to when accumulate).");
+  m.def("gru_cell_forward", &gru_cell_forward<T>, arr("gx"), arr("gh"), arr("b_hh"),
+        arr("h_prev"), arr("h"), arr("act"),
+        "gx = x W_ih^T + b_ih, gh = h_prev W_hh^T (B,3H), b_hh (3H), h_prev (B,H) -> h (B,H), "
+        "act (B,4H) = r, z, n, W_hn h + b_hn.");
+  m.def("gru_cell_backward", &gru_cell_backward<T>, arr("act"), arr("h_prev"), arr("dh"),
+        arr("dgx"), arr("dgh"), arr("dh_prev"), arr("dbx"), arr("dbh"), arg("accumulate"),
+        "act (B,4H), h_prev, dh (B,H) -> dgx, dgh (B,3H), dh_prev = dh*z (B,H), dbx, dbh (3H) "
+        "(dh_prev, dbx, dbh added to when accumulate).");
+  m.def("rnn_cell_forward", &rnn_cell_forward<T>, arr("pre"), arr("h"), arg("relu"),
+        "pre (B,H) -> h = tanh(pre) or relu(pre) (h may be pre).");
+  m.def("rnn_cell_backward", &rnn_cell_backward<T>, arr("h"), arr("dh"), arr("dpre"), arr("db"),
+        arg("relu"), arg("accumulate"),
+        "h, dh (B,H) -> dpre (B,H), db (H) column sums (added to when accumulate).");
+}
+
 }  // namespace
 
 PYBIND11_MODULE(_C, m) {
@@ -375,6 +491,8 @@ PYBIND11_MODULE(_C, m) {
   // one whose dtypes match exactly.
   bind_all<double>(m);
   bind_all<float>(m);
+  bind_rnn<double>(m);
+  bind_rnn<float>(m);
   m.def("get_num_threads", &convnet::get_num_threads);
   m.def("set_num_threads", &convnet::set_num_threads, py::arg("n"));
   m.def("has_openmp", &convnet::has_openmp);

@@ -419,3 +419,103 @@ def elu_forward(x, y, alpha, scale):
 def elu_backward(dy, x, dx, alpha, scale):
     x64 = _f64(x)
     dx[...] = _f64(dy) * scale * np.where(x64 > 0, 1.0, alpha * np.exp(np.minimum(x64, 0)))
+
+
+# ---------------------------------------------------------------------- recurrent cells
+# Gate order as PyTorch's: LSTM i, f, g, o; GRU r, z, n with n = tanh(x_n + r * (W_hn h +
+# b_hn)). The *_ref helpers allocate and return float64 results; the backend-level
+# functions below them write into preallocated outputs.
+
+
+def _sigmoid64(x):
+    return 1 / (1 + np.exp(-x))
+
+
+def lstm_cell_forward_ref(gates, c_prev):
+    """gates (B, 4H) pre-activations, c_prev (B, H) -> (h, c, act (B, 4H) activated)."""
+    gates, c_prev = _f64(gates), _f64(c_prev)
+    i, f, g, o = np.split(gates, 4, axis=1)
+    i, f, g, o = _sigmoid64(i), _sigmoid64(f), np.tanh(g), _sigmoid64(o)
+    c = f * c_prev + i * g
+    h = o * np.tanh(c)
+    return h, c, np.concatenate([i, f, g, o], axis=1)
+
+
+def lstm_cell_backward_ref(act, c_prev, c, dh, dc):
+    """-> (dgates (B, 4H) w.r.t. the pre-activations, dc_prev (B, H), db (4H,))."""
+    act, c_prev, c, dh, dc = map(_f64, (act, c_prev, c, dh, dc))
+    i, f, g, o = np.split(act, 4, axis=1)
+    tc = np.tanh(c)
+    dct = dc + dh * o * (1 - tc**2)
+    dgates = np.concatenate([dct * g * i * (1 - i), dct * c_prev * f * (1 - f),
+                             dct * i * (1 - g**2), dh * tc * o * (1 - o)], axis=1)
+    return dgates, dct * f, dgates.sum(axis=0)
+
+
+def gru_cell_forward_ref(gx, gh, b_hh, h_prev):
+    """gx = x W_ih^T + b_ih, gh = h_prev W_hh^T (B, 3H), b_hh (3H,) -> (h, act (B, 4H) =
+    r, z, n, hn = W_hn h + b_hn)."""
+    gx, gh, b_hh, h_prev = map(_f64, (gx, gh, b_hh, h_prev))
+    xr, xz, xn = np.split(gx, 3, axis=1)
+    hr, hz, hn = np.split(gh + b_hh, 3, axis=1)
+    r, z = _sigmoid64(xr + hr), _sigmoid64(xz + hz)
+    n = np.tanh(xn + r * hn)
+    h = (1 - z) * n + z * h_prev
+    return h, np.concatenate([r, z, n, hn], axis=1)
+
+
+def gru_cell_backward_ref(act, h_prev, dh):
+    """-> (dgx, dgh (B, 3H), dh_prev (B, H) the direct path dh * z, dbx, dbh (3H,))."""
+    act, h_prev, dh = map(_f64, (act, h_prev, dh))
+    r, z, n, hn = np.split(act, 4, axis=1)
+    dn = dh * (1 - z) * (1 - n**2)
+    dz = dh * (h_prev - n) * z * (1 - z)
+    dr = dn * hn * r * (1 - r)
+    dgx = np.concatenate([dr, dz, dn], axis=1)
+    dgh = np.concatenate([dr, dz, dn * r], axis=1)
+    return dgx, dgh, dh * z, dgx.sum(axis=0), dgh.sum(axis=0)
+
+
+def rnn_cell_forward_ref(pre, relu=False):
+    pre = _f64(pre)
+    return np.maximum(pre, 0) if relu else np.tanh(pre)
+
+
+def rnn_cell_backward_ref(h, dh, relu=False):
+    """h the cell's output -> (dpre, db)."""
+    h, dh = _f64(h), _f64(dh)
+    d = np.where(h > 0, dh, 0.0) if relu else dh * (1 - h**2)
+    return d, d.sum(axis=0)
+
+
+def lstm_cell_forward(gates, c_prev, h, c, act):
+    h[...], c[...], act[...] = lstm_cell_forward_ref(gates, c_prev)
+
+
+def lstm_cell_backward(act, c_prev, c, dh, dc, dgates, dc_prev, db, accumulate):
+    g, dcp, s = lstm_cell_backward_ref(act, c_prev, c, dh, dc)
+    dgates[...], dc_prev[...] = g, dcp
+    db[...] = db + s if accumulate else s
+
+
+def gru_cell_forward(gx, gh, b_hh, h_prev, h, act):
+    h[...], act[...] = gru_cell_forward_ref(gx, gh, b_hh, h_prev)
+
+
+def gru_cell_backward(act, h_prev, dh, dgx, dgh, dh_prev, dbx, dbh, accumulate):
+    gx, gh, direct, sx, sh = gru_cell_backward_ref(act, h_prev, dh)
+    dgx[...], dgh[...] = gx, gh
+    if accumulate:
+        dh_prev[...], dbx[...], dbh[...] = dh_prev + direct, dbx + sx, dbh + sh
+    else:
+        dh_prev[...], dbx[...], dbh[...] = direct, sx, sh
+
+
+def rnn_cell_forward(pre, h, relu):
+    h[...] = rnn_cell_forward_ref(pre, relu)
+
+
+def rnn_cell_backward(h, dh, dpre, db, relu, accumulate):
+    d, s = rnn_cell_backward_ref(h, dh, relu)
+    dpre[...] = d
+    db[...] = db + s if accumulate else s

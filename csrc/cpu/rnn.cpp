@@ -1,0 +1,333 @@
+// Fused element-wise cells of the recurrent layers (LSTM, GRU, plain tanh/ReLU RNN).
+//
+// A recurrent layer spends its time in two places: the GEMMs (the input projection of all
+// steps at once, and h_{t-1} @ W_hh^T per step), which run on the packed GEMM, and the cell,
+// which is here: every gate's activation, the state update and, in backward, every gate's
+// gradient in one pass over the (B, G*H) gate matrix of one time step. Each kernel keeps
+// what its backward needs (the activated gates) so that backward recomputes nothing but
+// tanh(c).
+//
+// Gate order is PyTorch's: LSTM i, f, g, o; GRU r, z, n with n = tanh(x_n + r * (W_hn h +
+// b_hn)). float32 runs at SIMD width with the same Cephes-style exp as activation.cpp;
+// float64 keeps the C library's functions (it serves gradient checks, not speed).
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <type_traits>
+
+#include "gemm.h"  // Vec<T>, kVecBytes
+
+namespace convnet {
+
+namespace {
+
+using VF = Vec<float>::type;
+constexpr int kLanesF = kVecBytes / int(sizeof(float));
+typedef int VI __attribute__((vector_size(kVecBytes)));
+
+inline VF splat(float v) { return v - VF{}; }
+
+// The vector exp/tanh/sigmoid of activation.cpp (kept local to this file so that the two
+// kernels can evolve separately; same polynomials, same accuracy, about 1 ulp).
+inline VF vexp(VF x) {
+  const VF hi = splat(88.3762626647949f), lo = splat(-87.3365447504f);
+  const auto underflow = x < lo;
+  x = x > hi ? hi : x;
+  x = x < lo ? lo : x;
+  VF fx = x * splat(1.44269504088896341f);
+  fx = fx + (fx >= splat(0.f) ? splat(0.5f) : splat(-0.5f));
+  VI n = __builtin_convertvector(fx, VI);
+  VF nf = __builtin_convertvector(n, VF);
+  VF r = x - nf * splat(0.693359375f) - nf * splat(-2.12194440e-4f);
+  VF p = splat(1.9875691500e-4f);
+  p = p * r + splat(1.3981999507e-3f);
+  p = p * r + splat(8.3334519073e-3f);
+  p = p * r + splat(4.1665795894e-2f);
+  p = p * r + splat(1.6666665459e-1f);
+  p = p * r + splat(5.0000001201e-1f);
+  p = p * r * r + r + splat(1.f);
+  VI bits = (n + 127) << 23;
+  VF scale;
+  std::memcpy(&scale, &bits, sizeof(VF));
+  return underflow ? VF{} : p * scale;
+}
+
+inline VF vtanh(VF x) {
+  const VF a = x < splat(0.f) ? -x : x;
+  const VF z = x * x;
+  VF p = splat(-5.70498872745e-3f);
+  p = p * z + splat(2.06390887954e-2f);
+  p = p * z + splat(-5.37397155531e-2f);
+  p = p * z + splat(1.33314422036e-1f);
+  p = p * z + splat(-3.33332819422e-1f);
+  const VF small = p * z * x + x;
+  VF big = splat(1.f) - splat(2.f) / (vexp(a + a) + splat(1.f));
+  big = x < splat(0.f) ? -big : big;
+  VF out = a < splat(0.625f) ? small : big;
+  return x != x ? x : out;
+}
+
+inline VF vsigmoid(VF x) {
+  const VF a = x < splat(0.f) ? -x : x;
+  const VF e = vexp(-a);
+  const VF inv = splat(1.f) / (splat(1.f) + e);
+  VF out = x >= splat(0.f) ? inv : e * inv;
+  return x != x ? x : out;
+}
+
+// One lane group of the hidden axis: a SIMD vector of floats, or a single double. The
+// same cell code below runs on both.
+template <typename T>
+struct Lanes;
+
+template <>
+struct Lanes<float> {
+  using V = VF;
+  static constexpr int L = kLanesF;
+  static V load(const float* p, int len) {
+    V v = VF{};
+    std::memcpy(&v, p, sizeof(float) * len);
+    return v;
+  }
+  static void store(float* p, V v, int len) { std::memcpy(p, &v, sizeof(float) * len); }
+  static V sig(V x) { return vsigmoid(x); }
+  static V tnh(V x) { return vtanh(x); }
+  static V one() { return splat(1.f); }
+  static V zero() { return VF{}; }
+  static V relu(V x) { return x > VF{} ? x : VF{}; }
+  static V relu_grad(V g, V y) { return y > VF{} ? g : VF{}; }
+};
+
+template <>
+struct Lanes<double> {
+  using V = double;
+  static constexpr int L = 1;
+  static V load(const double* p, int) { return *p; }
+  static void store(double* p, V v, int) { *p = v; }
+  static V sig(V x) {
+    const double e = std::exp(-std::fabs(x));
+    return x >= 0 ? 1.0 / (1.0 + e) : e / (1.0 + e);
+  }
+  static V tnh(V x) { return std::tanh(x); }
+  static V one() { return 1.0; }
+  static V zero() { return 0.0; }
+  static V relu(V x) { return x > 0 ? x : 0.0; }
+  static V relu_grad(V g, V y) { return y > 0 ? g : 0.0; }
+};
+
+// Runs body(j0, len) over the hidden axis [0, H) in lane groups, the groups split into
+// contiguous column ranges, one per thread. A thread owns its columns for every row, so
+// column sums (the bias gradients) need no reduction across threads.
+template <typename T, typename F>
+void over_columns(index_t B, index_t H, double cost_per_value, F&& body) {
+  constexpr int L = Lanes<T>::L;
+  const index_t groups = ceil_div(H, L);
+  const int nt = static_cast<int>(
+      std::min<index_t>(threads_for(double(B) * H * cost_per_value, 1 << 17), groups));
+#pragma omp parallel num_threads(nt) if (nt > 1)
+  {
+    FlushToZero ftz;
+    const int t = thread_id(), size = team_size();
+    const index_t lo = groups * t / size, hi = groups * (t + 1) / size;
+    for (index_t gidx = lo; gidx < hi; ++gidx) {
+      const index_t j0 = gidx * L;
+      body(j0, static_cast<int>(std::min<index_t>(L, H - j0)));
+    }
+  }
+}
+
+}  // namespace
+
+// gates (B,4H) pre-activations i,f,g,o; c_prev (B,H) -> h, c (B,H), act (B,4H) activated
+// (act may be gates itself: each value is read before it is overwritten)
+template <typename T>
+void lstm_cell_forward(index_t B, index_t H, const T* gates, const T* c_prev, T* h, T* c,
+                       T* act) {
+  using S = Lanes<T>;
+  using V = typename S::V;
+  over_columns<T>(B, H, 40.0, [=](index_t j0, int len) {
+    for (index_t b = 0; b < B; ++b) {
+      const T* gr = gates + b * 4 * H + j0;
+      T* ar = act + b * 4 * H + j0;
+      const V i = S::sig(S::load(gr, len));
+      const V f = S::sig(S::load(gr + H, len));
+      const V g = S::tnh(S::load(gr + 2 * H, len));
+      const V o = S::sig(S::load(gr + 3 * H, len));
+      const V cn = f * S::load(c_prev + b * H + j0, len) + i * g;
+      S::store(c + b * H + j0, cn, len);
+      S::store(h + b * H + j0, o * S::tnh(cn), len);
+      S::store(ar, i, len);
+      S::store(ar + H, f, len);
+      S::store(ar + 2 * H, g, len);
+      S::store(ar + 3 * H, o, len);
+    }
+  });
+}
+
+// act (B,4H), c_prev, c, dh (B,H), dc (B,H): gradient reaching c_t from step t+1 ->
+// dgates (B,4H) w.r.t. the pre-activations, dc_prev (B,H) (may be dc itself), db (4H): the
+// column sums of dgates, added to db when accumulate, else written
+template <typename T>
+void lstm_cell_backward(index_t B, index_t H, const T* act, const T* c_prev, const T* c,
+                        const T* dh, const T* dc, T* dgates, T* dc_prev, T* db,
+                        bool accumulate) {
+  using S = Lanes<T>;
+  using V = typename S::V;
+  over_columns<T>(B, H, 40.0, [=](index_t j0, int len) {
+    V si = S::zero(), sf = S::zero(), sg = S::zero(), so = S::zero();
+    const V one = S::one();
+    for (index_t b = 0; b < B; ++b) {
+      const T* ar = act + b * 4 * H + j0;
+      T* dr = dgates + b * 4 * H + j0;
+      const index_t k = b * H + j0;
+      const V i = S::load(ar, len), f = S::load(ar + H, len), g = S::load(ar + 2 * H, len),
+              o = S::load(ar + 3 * H, len);
+      const V tc = S::tnh(S::load(c + k, len));
+      const V gh = S::load(dh + k, len);
+      const V dct = S::load(dc + k, len) + gh * o * (one - tc * tc);
+      const V di = dct * g * i * (one - i);
+      const V df = dct * S::load(c_prev + k, len) * f * (one - f);
+      const V dg = dct * i * (one - g * g);
+      const V d_o = gh * tc * o * (one - o);
+      S::store(dc_prev + k, dct * f, len);
+      S::store(dr, di, len);
+      S::store(dr + H, df, len);
+      S::store(dr + 2 * H, dg, len);
+      S::store(dr + 3 * H, d_o, len);
+      si += di;
+      sf += df;
+      sg += dg;
+      so += d_o;
+    }
+    const V sums[4] = {si, sf, sg, so};
+    for (int q = 0; q < 4; ++q) {
+      T* out = db + q * H + j0;
+      S::store(out, accumulate ? S::load(out, len) + sums[q] : sums[q], len);
+    }
+  });
+}
+
+// gx (B,3H) = x W_ih^T + b_ih, gh (B,3H) = h_prev W_hh^T (no bias), b_hh (3H), h_prev (B,H)
+// -> h (B,H), act (B,4H): r, z, n and hn = gh_n + b_hn (what backward needs)
+template <typename T>
+void gru_cell_forward(index_t B, index_t H, const T* gx, const T* gh, const T* b_hh,
+                      const T* h_prev, T* h, T* act) {
+  using S = Lanes<T>;
+  using V = typename S::V;
+  over_columns<T>(B, H, 30.0, [=](index_t j0, int len) {
+    const V br = S::load(b_hh + j0, len), bz = S::load(b_hh + H + j0, len),
+            bn = S::load(b_hh + 2 * H + j0, len);
+    for (index_t b = 0; b < B; ++b) {
+      const T* xr = gx + b * 3 * H + j0;
+      const T* hr = gh + b * 3 * H + j0;
+      T* ar = act + b * 4 * H + j0;
+      const V r = S::sig(S::load(xr, len) + S::load(hr, len) + br);
+      const V z = S::sig(S::load(xr + H, len) + S::load(hr + H, len) + bz);
+      const V hn = S::load(hr + 2 * H, len) + bn;
+      const V n = S::tnh(S::load(xr + 2 * H, len) + r * hn);
+      const V hp = S::load(h_prev + b * H + j0, len);
+      S::store(h + b * H + j0, n + z * (hp - n), len);
+      S::store(ar, r, len);
+      S::store(ar + H, z, len);
+      S::store(ar + 2 * H, n, len);
+      S::store(ar + 3 * H, hn, len);
+    }
+  });
+}
+
+// act (B,4H) from gru_cell_forward, h_prev, dh (B,H) -> dgx (B,3H) w.r.t. gx, dgh (B,3H)
+// w.r.t. gh + b_hh, dh_prev (B,H) = dh * z (the direct path; W_hh's part is a GEMM),
+// dbx, dbh (3H) column sums of dgx, dgh. With accumulate, dh_prev, dbx and dbh are added to.
+template <typename T>
+void gru_cell_backward(index_t B, index_t H, const T* act, const T* h_prev, const T* dh,
+                       T* dgx, T* dgh, T* dh_prev, T* dbx, T* dbh, bool accumulate) {
+  using S = Lanes<T>;
+  using V = typename S::V;
+  over_columns<T>(B, H, 30.0, [=](index_t j0, int len) {
+    V sr = S::zero(), sz = S::zero(), sn = S::zero(), shn = S::zero();
+    const V one = S::one();
+    for (index_t b = 0; b < B; ++b) {
+      const T* ar = act + b * 4 * H + j0;
+      const index_t k = b * H + j0;
+      const V r = S::load(ar, len), z = S::load(ar + H, len), n = S::load(ar + 2 * H, len),
+              hn = S::load(ar + 3 * H, len);
+      const V g = S::load(dh + k, len);
+      const V hp = S::load(h_prev + k, len);
+      const V dn = g * (one - z) * (one - n * n);
+      const V dz = g * (hp - n) * z * (one - z);
+      const V dr = dn * hn * r * (one - r);
+      const V dhn = dn * r;
+      T* xo = dgx + b * 3 * H + j0;
+      T* ho = dgh + b * 3 * H + j0;
+      S::store(xo, dr, len);
+      S::store(xo + H, dz, len);
+      S::store(xo + 2 * H, dn, len);
+      S::store(ho, dr, len);
+      S::store(ho + H, dz, len);
+      S::store(ho + 2 * H, dhn, len);
+      const V direct = g * z;
+      S::store(dh_prev + k, accumulate ? S::load(dh_prev + k, len) + direct : direct, len);
+      sr += dr;
+      sz += dz;
+      sn += dn;
+      shn += dhn;
+    }
+    const V xs[3] = {sr, sz, sn}, hs[3] = {sr, sz, shn};
+    for (int q = 0; q < 3; ++q) {
+      T* ox = dbx + q * H + j0;
+      T* oh = dbh + q * H + j0;
+      S::store(ox, accumulate ? S::load(ox, len) + xs[q] : xs[q], len);
+      S::store(oh, accumulate ? S::load(oh, len) + hs[q] : hs[q], len);
+    }
+  });
+}
+
+// pre (B,H) = x W_ih^T + b_ih + h_prev W_hh^T + b_hh -> h (B,H) = tanh(pre) or relu(pre)
+// (h may be pre itself)
+template <typename T>
+void rnn_cell_forward(index_t B, index_t H, const T* pre, T* h, bool relu) {
+  using S = Lanes<T>;
+  over_columns<T>(B, H, 10.0, [=](index_t j0, int len) {
+    for (index_t b = 0; b < B; ++b) {
+      const index_t k = b * H + j0;
+      const auto v = S::load(pre + k, len);
+      S::store(h + k, relu ? S::relu(v) : S::tnh(v), len);
+    }
+  });
+}
+
+// h (B,H) the cell's output, dh (B,H) -> dpre (B,H), db (H) column sums of dpre (added to
+// when accumulate)
+template <typename T>
+void rnn_cell_backward(index_t B, index_t H, const T* h, const T* dh, T* dpre, T* db, bool relu,
+                       bool accumulate) {
+  using S = Lanes<T>;
+  using V = typename S::V;
+  over_columns<T>(B, H, 4.0, [=](index_t j0, int len) {
+    V s = S::zero();
+    for (index_t b = 0; b < B; ++b) {
+      const index_t k = b * H + j0;
+      const V y = S::load(h + k, len), g = S::load(dh + k, len);
+      const V d = relu ? S::relu_grad(g, y) : g * (S::one() - y * y);
+      S::store(dpre + k, d, len);
+      s += d;
+    }
+    S::store(db + j0, accumulate ? S::load(db + j0, len) + s : s, len);
+  });
+}
+
+#define INSTANTIATE(T)                                                                        \
+  template void lstm_cell_forward<T>(index_t, index_t, const T*, const T*, T*, T*, T*);       \
+  template void lstm_cell_backward<T>(index_t, index_t, const T*, const T*, const T*,         \
+                                      const T*, const T*, T*, T*, T*, bool);                  \
+  template void gru_cell_forward<T>(index_t, index_t, const T*, const T*, const T*, const T*, \
+                                    T*, T*);                                                  \
+  template void gru_cell_backward<T>(index_t, index_t, const T*, const T*, const T*, T*, T*,  \
+                                     T*, T*, T*, bool);                                       \
+  template void rnn_cell_forward<T>(index_t, index_t, const T*, T*, bool);                    \
+  template void rnn_cell_backward<T>(index_t, index_t, const T*, const T*, T*, T*, bool, bool);
+INSTANTIATE(float)
+INSTANTIATE(double)
+#undef INSTANTIATE
+
+}  // namespace convnet

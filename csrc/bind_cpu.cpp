@@ -483,6 +483,89 @@ void bind_rnn(py::module_& m) {
         "h, dh (B,H) -> dpre (B,H), db (H) column sums (added to when accumulate).");
 }
 
+template <typename T>
+T* optional_buffer(const py::object& o, const char* name, std::initializer_list<index_t> shape,
+                   bool required) {
+  if (o.is_none()) {
+    if (required) throw py::value_error(std::string(name) + ": required for this mode");
+    return nullptr;
+  }
+  auto a = o.cast<Arr<T>>();
+  need_shape(a, name, shape);
+  return a.mutable_data();
+}
+
+int rnn_gates(int mode) {
+  if (mode < 0 || mode > 3) throw py::value_error("mode: expected 0 (lstm) .. 3 (rnn_relu)");
+  static const int gates[4] = {4, 3, 1, 1};
+  return gates[mode];
+}
+
+template <typename T>
+void rnn_recurrence_forward(int mode, Arr<T> xproj, Arr<T> w_hh, Arr<T> b_hh, Arr<T> hbuf,
+                            py::object cbuf, py::object act, bool reverse) {
+  const int G = rnn_gates(mode);
+  need(hbuf, "hbuf", 3);
+  const index_t Tn = hbuf.shape(0) - 1, B = hbuf.shape(1), H = hbuf.shape(2);
+  if (Tn < 1) throw py::value_error("hbuf: needs T+1 >= 2 slots");
+  need_shape(xproj, "xproj", {Tn, B, G * H});
+  need_shape(w_hh, "w_hh", {G * H, H});
+  need_shape(b_hh, "b_hh", {G * H});
+  T* pc = optional_buffer<T>(cbuf, "cbuf", {Tn + 1, B, H}, mode == 0);
+  T* pa = optional_buffer<T>(act, "act", {Tn, B, 4 * H}, mode == 1);
+  T* px = xproj.mutable_data();
+  const T *pw = w_hh.data(), *pb = b_hh.data();
+  T* ph = hbuf.mutable_data();
+  const int nt = convnet::threads_for(double(B) * G * H * H, 1 << 18);
+  py::gil_scoped_release nogil;
+  convnet::rnn_recurrence_forward<T>(mode, Tn, B, H, px, pw, pb, ph, pc, pa, reverse, nt);
+}
+
+template <typename T>
+void rnn_recurrence_backward(int mode, Arr<T> w_hh, Arr<T> hbuf, py::object cbuf, py::object act,
+                             Arr<T> dH, py::object dc, Arr<T> dgx, Arr<T> dgh, Arr<T> dbx,
+                             Arr<T> dbh, bool reverse) {
+  const int G = rnn_gates(mode);
+  need(hbuf, "hbuf", 3);
+  const index_t Tn = hbuf.shape(0) - 1, B = hbuf.shape(1), H = hbuf.shape(2);
+  if (Tn < 1) throw py::value_error("hbuf: needs T+1 >= 2 slots");
+  need_shape(w_hh, "w_hh", {G * H, H});
+  need_shape(dH, "dH", {Tn + 1, B, H});
+  need_shape(dgx, "dgx", {Tn, B, G * H});
+  need_shape(dgh, "dgh", {Tn, B, G * H});
+  need_shape(dbx, "dbx", {G * H});
+  need_shape(dbh, "dbh", {G * H});
+  if (mode == 1 && dgx.data() == dgh.data())
+    throw py::value_error("dgh: the GRU needs separate dgx and dgh arrays");
+  const T* pc = optional_buffer<T>(cbuf, "cbuf", {Tn + 1, B, H}, mode == 0);
+  const index_t act_width = mode == 1 ? 4 * H : G * H;
+  const T* pa = optional_buffer<T>(act, "act", {Tn, B, act_width}, mode <= 1);
+  T* pdc = optional_buffer<T>(dc, "dc", {B, H}, mode == 0);
+  const T *pw = w_hh.data(), *ph = hbuf.data();
+  T *pdH = dH.mutable_data(), *pgx = dgx.mutable_data(), *pgh = dgh.mutable_data(),
+    *pbx = dbx.mutable_data(), *pbh = dbh.mutable_data();
+  const int nt = convnet::threads_for(double(B) * G * H * H, 1 << 18);
+  py::gil_scoped_release nogil;
+  convnet::rnn_recurrence_backward<T>(mode, Tn, B, H, pw, ph, pc, pa, pdH, pdc, pgx, pgh, pbx,
+                                      pbh, reverse, nt);
+}
+
+template <typename T>
+void bind_rnn_sequence(py::module_& m) {
+  using py::arg;
+  auto arr = [](const char* name) { return py::arg(name).noconvert(); };
+  m.def("rnn_recurrence_forward", &rnn_recurrence_forward<T>, arg("mode"), arr("xproj"),
+        arr("w_hh"), arr("b_hh"), arr("hbuf"), arg("cbuf"), arg("act"), arg("reverse"),
+        "The recurrence of one layer direction over a sequence (mode 0 lstm, 1 gru, 2 "
+        "rnn_tanh, 3 rnn_relu): xproj (T,B,G*H) consumed, w_hh (G*H,H), b_hh (G*H, used by "
+        "the GRU), hbuf (T+1,B,H) with h0 in place -> states; cbuf (LSTM), act (GRU).");
+  m.def("rnn_recurrence_backward", &rnn_recurrence_backward<T>, arg("mode"), arr("w_hh"),
+        arr("hbuf"), arg("cbuf"), arg("act"), arr("dH"), arg("dc"), arr("dgx"), arr("dgh"),
+        arr("dbx"), arr("dbh"), arg("reverse"),
+        "Backpropagation through time for rnn_recurrence_forward: dH (T+1,B,H) and dc (B,H) "
+        "in/out -> dgx, dgh (T,B,G*H), dbx, dbh (G*H).");
+}
+
 }  // namespace
 
 PYBIND11_MODULE(_C, m) {
@@ -493,6 +576,8 @@ PYBIND11_MODULE(_C, m) {
   bind_all<float>(m);
   bind_rnn<double>(m);
   bind_rnn<float>(m);
+  bind_rnn_sequence<double>(m);
+  bind_rnn_sequence<float>(m);
   m.def("get_num_threads", &convnet::get_num_threads);
   m.def("set_num_threads", &convnet::set_num_threads, py::arg("n"));
   m.def("has_openmp", &convnet::has_openmp);

@@ -644,6 +644,10 @@ def rnn_recurrence_forward(mode, xproj, w_hh, h0, c0=None, b_hh=None, reverse=Fa
         b_hh = xp.zeros(3 * h, dt) if b_hh is None else ck.float_array("b_hh", b_hh, dt)
         if tuple(b_hh.shape) != (3 * h,):
             raise ValueError(f"b_hh: expected shape ({3 * h},), got {tuple(b_hh.shape)}")
+    elif b_hh is not None:
+        raise ValueError(f"b_hh: only the GRU takes it apart; for {mode} add it to xproj")
+    else:
+        b_hh = xp.zeros(g * h, dt)
     if hbuf is None:
         hbuf = xp.empty((t_len + 1, b, h), dt)
     elif (tuple(hbuf.shape) != (t_len + 1, b, h) or hbuf.dtype != dt
@@ -651,36 +655,18 @@ def rnn_recurrence_forward(mode, xproj, w_hh, h0, c0=None, b_hh=None, reverse=Fa
         raise ValueError(f"hbuf: expected a C-contiguous {dt} array of shape "
                          f"{(t_len + 1, b, h)}, got {hbuf.dtype} {tuple(hbuf.shape)}")
     impl = _rnn_impl(backend, xproj=xproj, w_hh=w_hh, h0=h0)
-    order = range(t_len - 1, -1, -1) if reverse else range(t_len)
-    off_out, off_prev = (0, 1) if reverse else (1, 0)
     first = t_len if reverse else 0
     hbuf[first] = h0
     cbuf = act = None
-    gemm_ = impl.gemm
     if mode == "lstm":
         cbuf = xp.empty((t_len + 1, b, h), dt)
         cbuf[first] = c0
-        cell = impl.lstm_cell_forward
-        for t in order:
-            gates = xproj[t]
-            gemm_(hbuf[t + off_prev], w_hh, gates, 1.0, 1.0, False, True)
-            cell(gates, cbuf[t + off_prev], hbuf[t + off_out], cbuf[t + off_out], gates)
-        act = xproj
     elif mode == "gru":
         act = xp.empty((t_len, b, 4 * h), dt)
-        gh = xp.empty((b, 3 * h), dt)
-        cell = impl.gru_cell_forward
-        for t in order:
-            prev = hbuf[t + off_prev]
-            gemm_(prev, w_hh, gh, 1.0, 0.0, False, True)
-            cell(xproj[t], gh, b_hh, prev, hbuf[t + off_out], act[t])
-    else:
-        relu = mode == "rnn_relu"
-        cell = impl.rnn_cell_forward
-        for t in order:
-            pre = xproj[t]
-            gemm_(hbuf[t + off_prev], w_hh, pre, 1.0, 1.0, False, True)
-            cell(pre, hbuf[t + off_out], relu)
+    impl.rnn_recurrence_forward(RNN_MODES.index(mode), xproj, w_hh, b_hh, hbuf, cbuf, act,
+                                bool(reverse))
+    if mode == "lstm":
+        act = xproj
     return Recurrence(mode, bool(reverse), hbuf, cbuf, act)
 
 
@@ -722,32 +708,11 @@ def rnn_recurrence_backward(rec, w_hh, dh_out=None, dh_n=None, dc_n=None, *, bac
         dH[last_slot] += dh_n
     dgx = xp.empty((t_len, b, g * h), dt)
     dgh = xp.empty_like(dgx) if mode == "gru" else dgx
-    dbx = xp.zeros(g * h, dt)
-    dbh = xp.zeros(g * h, dt) if mode == "gru" else dbx
-    order = range(t_len) if rec.reverse else range(t_len - 1, -1, -1)
-    off_out, off_prev = (0, 1) if rec.reverse else (1, 0)
-    gemm_ = impl.gemm
+    dbx = xp.empty(g * h, dt)
+    dbh = xp.empty(g * h, dt) if mode == "gru" else dbx
     dc0 = None
     if mode == "lstm":
-        dc = xp.zeros((b, h), dt) if dc_n is None else xp.array(dc_n, dtype=dt, order="C")
-        cbuf, act = rec.cbuf, rec.act
-        cell = impl.lstm_cell_backward
-        for t in order:
-            cell(act[t], cbuf[t + off_prev], cbuf[t + off_out], dH[t + off_out], dc, dgx[t],
-                 dc, dbx, True)
-            gemm_(dgx[t], w_hh, dH[t + off_prev], 1.0, 1.0, False, False)
-        dc0 = dc
-    elif mode == "gru":
-        act = rec.act
-        cell = impl.gru_cell_backward
-        for t in order:
-            prev = t + off_prev
-            cell(act[t], hbuf[prev], dH[t + off_out], dgx[t], dgh[t], dH[prev], dbx, dbh, True)
-            gemm_(dgh[t], w_hh, dH[prev], 1.0, 1.0, False, False)
-    else:
-        relu = mode == "rnn_relu"
-        cell = impl.rnn_cell_backward
-        for t in order:
-            cell(hbuf[t + off_out], dH[t + off_out], dgx[t], dbx, relu, True)
-            gemm_(dgx[t], w_hh, dH[t + off_prev], 1.0, 1.0, False, False)
+        dc0 = xp.zeros((b, h), dt) if dc_n is None else xp.array(dc_n, dtype=dt, order="C")
+    impl.rnn_recurrence_backward(RNN_MODES.index(mode), w_hh, hbuf, rec.cbuf, rec.act, dH, dc0,
+                                 dgx, dgh, dbx, dbh, rec.reverse)
     return dgx, dgh, dH[h0_slot], dc0, dbx, dbh

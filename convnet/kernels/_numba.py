@@ -1418,3 +1418,27 @@ def rnn_cell_forward(pre, h, relu):
 def rnn_cell_backward(h, dh, dpre, db, relu, accumulate):
     """h, dh (B, H) -> dpre (B, H), db (H) column sums."""
     _rnn_bwd(h, dh, dpre, db, bool(relu), bool(accumulate))
+
+
+__all__ += ["rnn_recurrence_forward", "rnn_recurrence_backward"]
+
+
+def rnn_recurrence_forward(mode, xproj, w_hh, b_hh, hbuf, cbuf, act, reverse):
+    """The recurrence over a sequence: per step a GEMM and a fused cell kernel (the loop is
+    ``reference.recurrence_forward_loop`` over this backend's kernels)."""
+    import sys
+
+    from .reference import recurrence_forward_loop
+
+    recurrence_forward_loop(sys.modules[__name__], mode, xproj, w_hh, b_hh, hbuf, cbuf, act,
+                            reverse)
+
+
+def rnn_recurrence_backward(mode, w_hh, hbuf, cbuf, act, dH, dc, dgx, dgh, dbx, dbh, reverse):
+    """Backpropagation through time for :func:`rnn_recurrence_forward`."""
+    import sys
+
+    from .reference import recurrence_backward_loop
+
+    recurrence_backward_loop(sys.modules[__name__], mode, w_hh, hbuf, cbuf, act, dH, dc, dgx,
+                             dgh, dbx, dbh, reverse)

@@ -116,4 +116,16 @@ template <typename T>
 void rnn_cell_backward(index_t B, index_t H, const T* h, const T* dh, T* dpre, T* db, bool relu,
                        bool accumulate);
 
+// Whole-sequence recurrence (mode 0 lstm, 1 gru, 2 rnn_tanh, 3 rnn_relu; G = 4, 3, 1, 1):
+// xproj (T,B,G*H) in/out, w_hh (G*H,H), b_hh (3H) GRU, hbuf/cbuf (T+1,B,H), act (T,B,4H) GRU
+template <typename T>
+void rnn_recurrence_forward(int mode, index_t Tn, index_t B, index_t H, T* xproj, const T* w_hh,
+                            const T* b_hh, T* hbuf, T* cbuf, T* act, bool reverse, int nthreads);
+// w_hh, hbuf, cbuf, act as above, dH (T+1,B,H) in/out, dc (B,H) in/out -> dgx, dgh (T,B,G*H),
+// dbx, dbh (G*H)
+template <typename T>
+void rnn_recurrence_backward(int mode, index_t Tn, index_t B, index_t H, const T* w_hh,
+                             const T* hbuf, const T* cbuf, const T* act, T* dH, T* dc, T* dgx,
+                             T* dgh, T* dbx, T* dbh, bool reverse, int nthreads);
+
 }  // namespace convnet

@@ -84,12 +84,22 @@ template <>
 struct Lanes<float> {
   using V = VF;
   static constexpr int L = kLanesF;
+  // A constant-size memcpy is one unaligned vector move; the variable-size one (a call to
+  // memcpy) only serves the tail of the hidden axis.
   static V load(const float* p, int len) {
     V v = VF{};
-    std::memcpy(&v, p, sizeof(float) * len);
+    if (len == L)
+      std::memcpy(&v, p, sizeof(V));
+    else
+      std::memcpy(&v, p, sizeof(float) * len);
     return v;
   }
-  static void store(float* p, V v, int len) { std::memcpy(p, &v, sizeof(float) * len); }
+  static void store(float* p, V v, int len) {
+    if (len == L)
+      std::memcpy(p, &v, sizeof(V));
+    else
+      std::memcpy(p, &v, sizeof(float) * len);
+  }
   static V sig(V x) { return vsigmoid(x); }
   static V tnh(V x) { return vtanh(x); }
   static V one() { return splat(1.f); }
@@ -329,5 +339,161 @@ void rnn_cell_backward(index_t B, index_t H, const T* h, const T* dh, T* dpre, T
 INSTANTIATE(float)
 INSTANTIATE(double)
 #undef INSTANTIATE
+
+// ---------------------------------------------------------------------------------------
+// The recurrence over a whole sequence. Every step multiplies a new (B, H) state by the same
+// W_hh, so W_hh is packed for the GEMM micro-kernel once per sequence instead of once per
+// step (packing a (H, 4H) operand costs about as much as a third of the step's product at
+// batch 64); each step packs only the small state matrix.
+
+namespace {
+
+// op(B) (K,N) packed once: KC-deep chunks, each chunk NR-column panels of kc x NR values.
+template <typename T, typename Sh>
+class PackedB {
+ public:
+  PackedB(const T* b, index_t ldb, bool trans, index_t K, index_t N)
+      : K_(K), N_(N), panels_(ceil_div(N, Sh::NR)) {
+    buf_.resize(std::max<index_t>(1, K * panels_ * Sh::NR));
+    DenseB<T> src{b, ldb, trans, N};
+    const index_t chunks = ceil_div(K, kKC);
+    // Chunks are independent: pack them in parallel (the transposed gather is the slow part).
+#pragma omp parallel for schedule(static) num_threads(threads_for(double(K) * N, 1 << 16))
+    for (index_t q = 0; q < chunks; ++q) {
+      const index_t k0 = q * kKC, kc = std::min<index_t>(kKC, K - k0);
+      for (index_t jp = 0; jp < panels_; ++jp) src.template pack<Sh::NR>(k0, kc, jp, panel(k0, kc, jp));
+    }
+  }
+  T* panel(index_t k0, index_t kc, index_t jp) { return buf_.data() + k0 * panels_ * Sh::NR + jp * kc * Sh::NR; }
+  index_t K() const { return K_; }
+  index_t N() const { return N_; }
+  index_t panels() const { return panels_; }
+
+ private:
+  index_t K_, N_, panels_;
+  Scratch<T> buf_;
+};
+
+// C (M,N) = A (M,K) @ op(B) + beta * C with op(B) prepacked; A row-major, C row-major (ldc N).
+// Threads own contiguous ranges of column panels and each packs the (small) A itself.
+template <typename T, typename Sh>
+void gemm_prepacked(index_t M, const T* a, index_t lda, PackedB<T, Sh>& pb, T beta, T* c,
+                    int nthreads) {
+  constexpr int MR = Sh::MR, NR = Sh::NR;
+  const index_t K = pb.K(), N = pb.N(), panels = pb.panels();
+  const index_t m_panels = ceil_div(M, MR);
+  const int team = static_cast<int>(std::max<index_t>(1, std::min<index_t>(nthreads, panels)));
+#pragma omp parallel num_threads(team) if (team > 1)
+  {
+    FlushToZero ftz;
+    const int t = thread_id(), size = team_size();
+    const index_t lo = panels * t / size, hi = panels * (t + 1) / size;
+    static thread_local Scratch<T> a_buf;
+    a_buf.resize(m_panels * MR * std::min<index_t>(kKC, K));
+    DenseA<T> pa{a, lda, false};
+    for (index_t k0 = 0; k0 < K; k0 += kKC) {
+      const index_t kc = std::min<index_t>(kKC, K - k0);
+      const T beta_eff = k0 == 0 ? beta : T(1);
+      for (index_t ip = 0; ip < m_panels; ++ip) {
+        const int rows = static_cast<int>(std::min<index_t>(MR, M - ip * MR));
+        pa.template pack<MR>(ip * MR, rows, k0, kc, a_buf.data() + ip * MR * kc);
+      }
+      for (index_t jp = lo; jp < hi; ++jp) {
+        const int nr = static_cast<int>(std::min<index_t>(NR, N - jp * NR));
+        const T* bp = pb.panel(k0, kc, jp);
+        for (index_t ip = 0; ip < m_panels; ++ip) {
+          const int mr = static_cast<int>(std::min<index_t>(MR, M - ip * MR));
+          micro_kernel<T, Sh>(kc, a_buf.data() + ip * MR * kc, bp, c + ip * MR * N + jp * NR, N,
+                              T(1), beta_eff, mr, nr);
+        }
+      }
+    }
+  }
+}
+
+constexpr int kGates[4] = {4, 3, 1, 1};  // lstm, gru, rnn_tanh, rnn_relu
+
+}  // namespace
+
+// xproj (T,B,G*H) in: input projections (+ biases but GRU's b_hh); out: consumed (LSTM: the
+// activated gates). w_hh (G*H,H); b_hh (3H) GRU only; hbuf (T+1,B,H) with h0 at slot 0 (T
+// when reverse) -> the states; cbuf (T+1,B,H) LSTM, c0 likewise; act (T,B,4H) GRU.
+template <typename T>
+void rnn_recurrence_forward(int mode, index_t Tn, index_t B, index_t H, T* xproj, const T* w_hh,
+                            const T* b_hh, T* hbuf, T* cbuf, T* act, bool reverse, int nthreads) {
+  using Sh = TileGeneral<T>;
+  FlushToZero ftz;
+  const index_t GH = kGates[mode] * H, BH = B * H;
+  PackedB<T, Sh> wt(w_hh, H, true, H, GH);  // op(B) = W_hh^T (H, G*H)
+  const index_t off_out = reverse ? 0 : 1, off_prev = reverse ? 1 : 0;
+  Scratch<T> gh_buf;
+  if (mode == 1) gh_buf.resize(B * GH);
+  for (index_t s = 0; s < Tn; ++s) {
+    const index_t t = reverse ? Tn - 1 - s : s;
+    T* gates = xproj + t * B * GH;
+    const T* h_prev = hbuf + (t + off_prev) * BH;
+    T* h_out = hbuf + (t + off_out) * BH;
+    if (mode == 0) {
+      gemm_prepacked<T, Sh>(B, h_prev, H, wt, T(1), gates, nthreads);
+      lstm_cell_forward<T>(B, H, gates, cbuf + (t + off_prev) * BH, h_out,
+                           cbuf + (t + off_out) * BH, gates);
+    } else if (mode == 1) {
+      gemm_prepacked<T, Sh>(B, h_prev, H, wt, T(0), gh_buf.data(), nthreads);
+      gru_cell_forward<T>(B, H, gates, gh_buf.data(), b_hh, h_prev, h_out, act + t * B * 4 * H);
+    } else {
+      gemm_prepacked<T, Sh>(B, h_prev, H, wt, T(1), gates, nthreads);
+      rnn_cell_forward<T>(B, H, gates, h_out, mode == 3);
+    }
+  }
+}
+
+// Backpropagation through time for rnn_recurrence_forward's buffers. dH (T+1,B,H) in: the
+// gradients of the outputs in hbuf's slots (and of h_n added in its slot, the h0 slot zero);
+// out: overwritten, dh0 in the h0 slot. dc (B,H) LSTM: in dc_n, out dc0. -> dgx (T,B,G*H)
+// gradients of the input projections, dgh (T,B,G*H) of the hidden ones (may be dgx itself
+// but for the GRU), dbx, dbh (G*H) their sums over steps and batch (may alias).
+template <typename T>
+void rnn_recurrence_backward(int mode, index_t Tn, index_t B, index_t H, const T* w_hh,
+                             const T* hbuf, const T* cbuf, const T* act, T* dH, T* dc, T* dgx,
+                             T* dgh, T* dbx, T* dbh, bool reverse, int nthreads) {
+  using Sh = TileGeneral<T>;
+  FlushToZero ftz;
+  const index_t GH = kGates[mode] * H, BH = B * H;
+  PackedB<T, Sh> w(w_hh, H, false, GH, H);  // op(B) = W_hh (G*H, H)
+  const index_t off_out = reverse ? 0 : 1, off_prev = reverse ? 1 : 0;
+  std::fill(dbx, dbx + GH, T(0));
+  std::fill(dbh, dbh + GH, T(0));
+  const bool acc = true;  // the bias sums run over all steps; dH's slots hold output grads
+  for (index_t s = 0; s < Tn; ++s) {
+    const index_t t = reverse ? s : Tn - 1 - s;
+    T* dprev = dH + (t + off_prev) * BH;
+    const T* dh = dH + (t + off_out) * BH;
+    T* dg = dgx + t * B * GH;
+    if (mode == 0) {
+      lstm_cell_backward<T>(B, H, act + t * B * GH, cbuf + (t + off_prev) * BH,
+                            cbuf + (t + off_out) * BH, dh, dc, dg, dc, dbx, acc);
+      gemm_prepacked<T, Sh>(B, dg, GH, w, T(1), dprev, nthreads);
+    } else if (mode == 1) {
+      T* dgh_t = dgh + t * B * GH;
+      // dprev already holds the output gradient of its step: the z path adds to it
+      gru_cell_backward<T>(B, H, act + t * B * 4 * H, hbuf + (t + off_prev) * BH, dh, dg, dgh_t,
+                           dprev, dbx, dbh, acc);
+      gemm_prepacked<T, Sh>(B, dgh_t, GH, w, T(1), dprev, nthreads);
+    } else {
+      rnn_cell_backward<T>(B, H, hbuf + (t + off_out) * BH, dh, dg, dbx, mode == 3, acc);
+      gemm_prepacked<T, Sh>(B, dg, GH, w, T(1), dprev, nthreads);
+    }
+  }
+}
+
+#define INSTANTIATE_SEQ(T)                                                                   \
+  template void rnn_recurrence_forward<T>(int, index_t, index_t, index_t, T*, const T*,      \
+                                          const T*, T*, T*, T*, bool, int);                  \
+  template void rnn_recurrence_backward<T>(int, index_t, index_t, index_t, const T*,        \
+                                           const T*, const T*, const T*, T*, T*, T*, T*, T*, \
+                                           T*, bool, int);
+INSTANTIATE_SEQ(float)
+INSTANTIATE_SEQ(double)
+#undef INSTANTIATE_SEQ
 
 }  // namespace convnet

@@ -370,17 +370,20 @@ void bind_all(py::module_& m) {
 // ---- recurrent cells (rnn.cpp)
 
 template <typename T>
-void lstm_cell_forward(Arr<T> gates, Arr<T> c_prev, Arr<T> h, Arr<T> c, Arr<T> act) {
+void lstm_cell_forward(Arr<T> gates, Arr<T> bias, Arr<T> c_prev, Arr<T> h, Arr<T> c,
+                       Arr<T> act) {
   need(c_prev, "c_prev", 2);
   const index_t B = c_prev.shape(0), H = c_prev.shape(1);
   need_shape(gates, "gates", {B, 4 * H});
+  need_shape(bias, "bias", {4 * H});
+  const T* pbias = bias.data();
   need_shape(h, "h", {B, H});
   need_shape(c, "c", {B, H});
   need_shape(act, "act", {B, 4 * H});
   const T *pg = gates.data(), *pc = c_prev.data();
   T *ph = h.mutable_data(), *pcn = c.mutable_data(), *pa = act.mutable_data();
   py::gil_scoped_release nogil;
-  convnet::lstm_cell_forward<T>(B, H, pg, pc, ph, pcn, pa);
+  convnet::lstm_cell_forward<T>(B, H, pg, pbias, pc, ph, pcn, pa);
 }
 
 template <typename T>
@@ -400,18 +403,21 @@ void lstm_cell_backward(Arr<T> act, Arr<T> c_prev, Arr<T> c, Arr<T> dh, Arr<T> d
 }
 
 template <typename T>
-void gru_cell_forward(Arr<T> gx, Arr<T> gh, Arr<T> b_hh, Arr<T> h_prev, Arr<T> h, Arr<T> act) {
+void gru_cell_forward(Arr<T> gx, Arr<T> gh, Arr<T> b_ih, Arr<T> b_hh, Arr<T> h_prev, Arr<T> h,
+                      Arr<T> act) {
   need(h_prev, "h_prev", 2);
   const index_t B = h_prev.shape(0), H = h_prev.shape(1);
   need_shape(gx, "gx", {B, 3 * H});
   need_shape(gh, "gh", {B, 3 * H});
+  need_shape(b_ih, "b_ih", {3 * H});
   need_shape(b_hh, "b_hh", {3 * H});
   need_shape(h, "h", {B, H});
   need_shape(act, "act", {B, 4 * H});
-  const T *px = gx.data(), *pgh = gh.data(), *pb = b_hh.data(), *php = h_prev.data();
+  const T *px = gx.data(), *pgh = gh.data(), *pb = b_hh.data(), *php = h_prev.data(),
+          *pbi = b_ih.data();
   T *ph = h.mutable_data(), *pa = act.mutable_data();
   py::gil_scoped_release nogil;
-  convnet::gru_cell_forward<T>(B, H, px, pgh, pb, php, ph, pa);
+  convnet::gru_cell_forward<T>(B, H, px, pgh, pbi, pb, php, ph, pa);
 }
 
 template <typename T>
@@ -434,13 +440,14 @@ void gru_cell_backward(Arr<T> act, Arr<T> h_prev, Arr<T> dh, Arr<T> dgx, Arr<T> 
 }
 
 template <typename T>
-void rnn_cell_forward(Arr<T> pre, Arr<T> h, bool relu) {
+void rnn_cell_forward(Arr<T> pre, Arr<T> bias, Arr<T> h, bool relu) {
   need(pre, "pre", 2);
   need_shape(h, "h", {pre.shape(0), pre.shape(1)});
-  const T* pp = pre.data();
+  need_shape(bias, "bias", {pre.shape(1)});
+  const T *pp = pre.data(), *pbias = bias.data();
   T* ph = h.mutable_data();
   py::gil_scoped_release nogil;
-  convnet::rnn_cell_forward<T>(pre.shape(0), pre.shape(1), pp, ph, relu);
+  convnet::rnn_cell_forward<T>(pre.shape(0), pre.shape(1), pp, pbias, ph, relu);
 }
 
 template <typename T>
@@ -460,24 +467,24 @@ template <typename T>
 void bind_rnn(py::module_& m) {
   using py::arg;
   auto arr = [](const char* name) { return py::arg(name).noconvert(); };
-  m.def("lstm_cell_forward", &lstm_cell_forward<T>, arr("gates"), arr("c_prev"), arr("h"),
-        arr("c"), arr("act"),
-        "gates (B,4H) pre-activations i,f,g,o, c_prev (B,H) -> h, c (B,H), act (B,4H) "
-        "activated gates (act may be gates).");
+  m.def("lstm_cell_forward", &lstm_cell_forward<T>, arr("gates"), arr("bias"), arr("c_prev"),
+        arr("h"), arr("c"), arr("act"),
+        "gates (B,4H) pre-activations i,f,g,o less bias (4H), c_prev (B,H) -> h, c (B,H), act "
+        "(B,4H) activated gates (act may be gates).");
   m.def("lstm_cell_backward", &lstm_cell_backward<T>, arr("act"), arr("c_prev"), arr("c"),
         arr("dh"), arr("dc"), arr("dgates"), arr("dc_prev"), arr("db"), arg("accumulate"),
         "act (B,4H), c_prev, c, dh, dc (B,H) -> dgates (B,4H), dc_prev (B,H), db (4H) column "
         "sums of dgates (added to when accumulate).");
-  m.def("gru_cell_forward", &gru_cell_forward<T>, arr("gx"), arr("gh"), arr("b_hh"),
-        arr("h_prev"), arr("h"), arr("act"),
-        "gx = x W_ih^T + b_ih, gh = h_prev W_hh^T (B,3H), b_hh (3H), h_prev (B,H) -> h (B,H), "
+  m.def("gru_cell_forward", &gru_cell_forward<T>, arr("gx"), arr("gh"), arr("b_ih"),
+        arr("b_hh"), arr("h_prev"), arr("h"), arr("act"),
+        "gx = x W_ih^T, gh = h_prev W_hh^T (B,3H), b_ih, b_hh (3H), h_prev (B,H) -> h (B,H), "
         "act (B,4H) = r, z, n, W_hn h + b_hn.");
   m.def("gru_cell_backward", &gru_cell_backward<T>, arr("act"), arr("h_prev"), arr("dh"),
         arr("dgx"), arr("dgh"), arr("dh_prev"), arr("dbx"), arr("dbh"), arg("accumulate"),
         "act (B,4H), h_prev, dh (B,H) -> dgx, dgh (B,3H), dh_prev = dh*z (B,H), dbx, dbh (3H) "
         "(dh_prev, dbx, dbh added to when accumulate).");
-  m.def("rnn_cell_forward", &rnn_cell_forward<T>, arr("pre"), arr("h"), arg("relu"),
-        "pre (B,H) -> h = tanh(pre) or relu(pre) (h may be pre).");
+  m.def("rnn_cell_forward", &rnn_cell_forward<T>, arr("pre"), arr("bias"), arr("h"),
+        arg("relu"), "pre (B,H), bias (H) -> h = tanh or relu of pre + bias (h may be pre).");
   m.def("rnn_cell_backward", &rnn_cell_backward<T>, arr("h"), arr("dh"), arr("dpre"), arr("db"),
         arg("relu"), arg("accumulate"),
         "h, dh (B,H) -> dpre (B,H), db (H) column sums (added to when accumulate).");
@@ -502,7 +509,8 @@ int rnn_gates(int mode) {
 }
 
 template <typename T>
-void rnn_recurrence_forward(int mode, Arr<T> xproj, Arr<T> w_hh, Arr<T> b_hh, Arr<T> hbuf,
+void rnn_recurrence_forward(int mode, Arr<T> xproj, Arr<T> w_hh, Arr<T> b_ih, Arr<T> b_hh,
+                            Arr<T> hbuf,
                             py::object cbuf, py::object act, bool reverse) {
   const int G = rnn_gates(mode);
   need(hbuf, "hbuf", 3);
@@ -510,15 +518,16 @@ void rnn_recurrence_forward(int mode, Arr<T> xproj, Arr<T> w_hh, Arr<T> b_hh, Ar
   if (Tn < 1) throw py::value_error("hbuf: needs T+1 >= 2 slots");
   need_shape(xproj, "xproj", {Tn, B, G * H});
   need_shape(w_hh, "w_hh", {G * H, H});
+  need_shape(b_ih, "b_ih", {G * H});
   need_shape(b_hh, "b_hh", {G * H});
   T* pc = optional_buffer<T>(cbuf, "cbuf", {Tn + 1, B, H}, mode == 0);
   T* pa = optional_buffer<T>(act, "act", {Tn, B, 4 * H}, mode == 1);
   T* px = xproj.mutable_data();
-  const T *pw = w_hh.data(), *pb = b_hh.data();
+  const T *pw = w_hh.data(), *pb = b_hh.data(), *pbi = b_ih.data();
   T* ph = hbuf.mutable_data();
   const int nt = convnet::threads_for(double(B) * G * H * H, 1 << 18);
   py::gil_scoped_release nogil;
-  convnet::rnn_recurrence_forward<T>(mode, Tn, B, H, px, pw, pb, ph, pc, pa, reverse, nt);
+  convnet::rnn_recurrence_forward<T>(mode, Tn, B, H, px, pw, pbi, pb, ph, pc, pa, reverse, nt);
 }
 
 template <typename T>
@@ -555,10 +564,11 @@ void bind_rnn_sequence(py::module_& m) {
   using py::arg;
   auto arr = [](const char* name) { return py::arg(name).noconvert(); };
   m.def("rnn_recurrence_forward", &rnn_recurrence_forward<T>, arg("mode"), arr("xproj"),
-        arr("w_hh"), arr("b_hh"), arr("hbuf"), arg("cbuf"), arg("act"), arg("reverse"),
+        arr("w_hh"), arr("b_ih"), arr("b_hh"), arr("hbuf"), arg("cbuf"), arg("act"),
+        arg("reverse"),
         "The recurrence of one layer direction over a sequence (mode 0 lstm, 1 gru, 2 "
-        "rnn_tanh, 3 rnn_relu): xproj (T,B,G*H) consumed, w_hh (G*H,H), b_hh (G*H, used by "
-        "the GRU), hbuf (T+1,B,H) with h0 in place -> states; cbuf (LSTM), act (GRU).");
+        "rnn_tanh, 3 rnn_relu): xproj (T,B,G*H) = x W_ih^T consumed, w_hh (G*H,H), b_ih, "
+        "b_hh (G*H), hbuf (T+1,B,H) with h0 in place -> states; cbuf (LSTM), act (GRU).");
   m.def("rnn_recurrence_backward", &rnn_recurrence_backward<T>, arg("mode"), arr("w_hh"),
         arr("hbuf"), arg("cbuf"), arg("act"), arr("dH"), arg("dc"), arr("dgx"), arr("dgh"),
         arr("dbx"), arr("dbh"), arg("reverse"),

@@ -467,17 +467,27 @@ def _state(name, a, dtype=None):
     return a
 
 
-def lstm_cell_forward(gates, c_prev, *, backend=None):
-    """One LSTM step: gates (B, 4H) pre-activations (x W_ih^T + b_ih + h W_hh^T + b_hh, in
-    the order i, f, g, o), c_prev (B, H) -> (h, c, act): h, c (B, H) and the activated gates
-    act (B, 4H), which :func:`lstm_cell_backward` needs."""
+def _bias(name, v, n, dtype, xp):
+    if v is None:
+        return xp.zeros(n, dtype)
+    v = ck.float_array(name, v, dtype)
+    if tuple(v.shape) != (n,):
+        raise ValueError(f"{name}: expected shape ({n},), got {tuple(v.shape)}")
+    return v
+
+
+def lstm_cell_forward(gates, c_prev, bias=None, *, backend=None):
+    """One LSTM step: gates (B, 4H) pre-activations (x W_ih^T + h W_hh^T, in the order i, f,
+    g, o), c_prev (B, H), bias (4H,) = b_ih + b_hh or None -> (h, c, act): h, c (B, H) and
+    the activated gates act (B, 4H), which :func:`lstm_cell_backward` needs."""
     c_prev = _state("c_prev", c_prev)
     b, h = c_prev.shape
     gates = _matrix("gates", gates, c_prev.dtype, b, 4 * h, "(batch, 4 * hidden)")
-    impl = _rnn_impl(backend, gates=gates, c_prev=c_prev)
     xp = ck.xp_of(c_prev)
+    bias = _bias("bias", bias, 4 * h, c_prev.dtype, xp)
+    impl = _rnn_impl(backend, gates=gates, c_prev=c_prev, bias=bias)
     out_h, out_c, act = xp.empty_like(c_prev), xp.empty_like(c_prev), xp.empty_like(gates)
-    impl.lstm_cell_forward(gates, c_prev, out_h, out_c, act)
+    impl.lstm_cell_forward(gates, bias, c_prev, out_h, out_c, act)
     return out_h, out_c, act
 
 
@@ -499,25 +509,21 @@ def lstm_cell_backward(act, c_prev, c, dh, dc=None, *, backend=None):
     return dgates, dc_prev, db
 
 
-def gru_cell_forward(gx, gh, h_prev, b_hh=None, *, backend=None):
-    """One GRU step: gx = x W_ih^T + b_ih and gh = h_prev W_hh^T (B, 3H, order r, z, n),
-    h_prev (B, H), b_hh (3H,) or None -> (h (B, H), act (B, 4H) = r, z, n, W_hn h + b_hn).
-    b_hh is separate because r multiplies the n part of the hidden projection with its bias."""
+def gru_cell_forward(gx, gh, h_prev, b_ih=None, b_hh=None, *, backend=None):
+    """One GRU step: gx = x W_ih^T and gh = h_prev W_hh^T (B, 3H, order r, z, n), h_prev
+    (B, H), b_ih, b_hh (3H,) or None -> (h (B, H), act (B, 4H) = r, z, n, W_hn h + b_hn).
+    The biases are separate because r multiplies the n part of W_hh h + b_hh."""
     h_prev = _state("h_prev", h_prev)
     b, h = h_prev.shape
     dt = h_prev.dtype
     gx = _matrix("gx", gx, dt, b, 3 * h, "(batch, 3 * hidden)")
     gh = _matrix("gh", gh, dt, b, 3 * h, "(batch, 3 * hidden)")
     xp = ck.xp_of(h_prev)
-    if b_hh is None:
-        b_hh = xp.zeros(3 * h, dt)
-    else:
-        b_hh = ck.float_array("b_hh", b_hh, dt)
-        if tuple(b_hh.shape) != (3 * h,):
-            raise ValueError(f"b_hh: expected shape ({3 * h},), got {tuple(b_hh.shape)}")
-    impl = _rnn_impl(backend, gx=gx, gh=gh, b_hh=b_hh, h_prev=h_prev)
+    b_ih = _bias("b_ih", b_ih, 3 * h, dt, xp)
+    b_hh = _bias("b_hh", b_hh, 3 * h, dt, xp)
+    impl = _rnn_impl(backend, gx=gx, gh=gh, b_ih=b_ih, b_hh=b_hh, h_prev=h_prev)
     out, act = xp.empty_like(h_prev), xp.empty((b, 4 * h), dt)
-    impl.gru_cell_forward(gx, gh, b_hh, h_prev, out, act)
+    impl.gru_cell_forward(gx, gh, b_ih, b_hh, h_prev, out, act)
     return out, act
 
 
@@ -543,14 +549,16 @@ def _relu_flag(nonlinearity):
     return nonlinearity == "relu"
 
 
-def rnn_cell_forward(pre, nonlinearity="tanh", *, backend=None):
-    """One plain RNN step: pre (B, H) = x W_ih^T + b_ih + h W_hh^T + b_hh -> h = tanh(pre)
-    or relu(pre)."""
+def rnn_cell_forward(pre, nonlinearity="tanh", bias=None, *, backend=None):
+    """One plain RNN step: pre (B, H) = x W_ih^T + h W_hh^T, bias (H,) = b_ih + b_hh or
+    None -> h = tanh(pre + bias) or relu(pre + bias)."""
     relu = _relu_flag(nonlinearity)
     pre = _state("pre", pre)
-    impl = _rnn_impl(backend, pre=pre)
-    out = ck.xp_of(pre).empty_like(pre)
-    impl.rnn_cell_forward(pre, out, relu)
+    xp = ck.xp_of(pre)
+    bias = _bias("bias", bias, pre.shape[1], pre.dtype, xp)
+    impl = _rnn_impl(backend, pre=pre, bias=bias)
+    out = xp.empty_like(pre)
+    impl.rnn_cell_forward(pre, bias, out, relu)
     return out
 
 
@@ -608,15 +616,15 @@ def _check_mode(mode):
     return RNN_GATES[mode]
 
 
-def rnn_recurrence_forward(mode, xproj, w_hh, h0, c0=None, b_hh=None, reverse=False, *,
-                           hbuf=None, backend=None):
+def rnn_recurrence_forward(mode, xproj, w_hh, h0, c0=None, b_ih=None, b_hh=None,
+                           reverse=False, *, hbuf=None, backend=None):
     """Run one direction of a recurrent layer over a whole sequence.
 
     mode: "lstm", "gru", "rnn_tanh" or "rnn_relu" (G = 4, 3, 1, 1 gates).
-    xproj (T, B, G*H): the input projections x_t W_ih^T + b_ih of every step, computed
-    beforehand as one GEMM; for LSTM and RNN b_hh is folded in there too, for GRU it is
-    passed as ``b_hh`` (3H,) because r multiplies the n part of W_hh h + b_hh. xproj is
-    consumed: it is overwritten (LSTM: with the activated gates, which backward keeps).
+    xproj (T, B, G*H): the input projections x_t W_ih^T of every step, computed beforehand
+    as one GEMM, without bias: the cell kernels add b_ih and b_hh (G*H,) (None = zeros),
+    which spares the big GEMM a pass over its output. xproj is consumed: it is overwritten
+    (LSTM: with the activated gates, which backward keeps).
     w_hh (G*H, H); h0 (B, H); c0 (B, H) for the LSTM. reverse runs t = T-1 .. 0.
     hbuf: optional C-contiguous (T+1, B, H) array to hold the states (e.g. part of a
     preallocated output). Each step is one GEMM accumulating h_{t-1} W_hh^T onto the
@@ -640,14 +648,8 @@ def rnn_recurrence_forward(mode, xproj, w_hh, h0, c0=None, b_hh=None, reverse=Fa
         if c0 is None:
             raise ValueError("c0: the LSTM needs an initial cell state")
         c0 = _matrix("c0", c0, dt, b, h, "(batch, hidden)")
-    if mode == "gru":
-        b_hh = xp.zeros(3 * h, dt) if b_hh is None else ck.float_array("b_hh", b_hh, dt)
-        if tuple(b_hh.shape) != (3 * h,):
-            raise ValueError(f"b_hh: expected shape ({3 * h},), got {tuple(b_hh.shape)}")
-    elif b_hh is not None:
-        raise ValueError(f"b_hh: only the GRU takes it apart; for {mode} add it to xproj")
-    else:
-        b_hh = xp.zeros(g * h, dt)
+    b_ih = _bias("b_ih", b_ih, g * h, dt, xp)
+    b_hh = _bias("b_hh", b_hh, g * h, dt, xp)
     if hbuf is None:
         hbuf = xp.empty((t_len + 1, b, h), dt)
     elif (tuple(hbuf.shape) != (t_len + 1, b, h) or hbuf.dtype != dt
@@ -663,8 +665,8 @@ def rnn_recurrence_forward(mode, xproj, w_hh, h0, c0=None, b_hh=None, reverse=Fa
         cbuf[first] = c0
     elif mode == "gru":
         act = xp.empty((t_len, b, 4 * h), dt)
-    impl.rnn_recurrence_forward(RNN_MODES.index(mode), xproj, w_hh, b_hh, hbuf, cbuf, act,
-                                bool(reverse))
+    impl.rnn_recurrence_forward(RNN_MODES.index(mode), xproj, w_hh, b_ih, b_hh, hbuf, cbuf,
+                                act, bool(reverse))
     if mode == "lstm":
         act = xproj
     return Recurrence(mode, bool(reverse), hbuf, cbuf, act)

@@ -1248,17 +1248,17 @@ def _sigmoid1(v):
 
 
 @_parallel
-def _lstm_fwd(gates, c_prev, h, c, act):
+def _lstm_fwd(gates, bias, c_prev, h, c, act):
     nb, hid = c_prev.shape
     for blk in prange((hid + _RNN_BLOCK - 1) // _RNN_BLOCK):
         j0 = blk * _RNN_BLOCK
         j1 = min(hid, j0 + _RNN_BLOCK)
         for b in range(nb):
             for j in range(j0, j1):
-                i = _sigmoid1(gates[b, j])
-                f = _sigmoid1(gates[b, hid + j])
-                g = math.tanh(gates[b, 2 * hid + j])
-                o = _sigmoid1(gates[b, 3 * hid + j])
+                i = _sigmoid1(gates[b, j] + bias[j])
+                f = _sigmoid1(gates[b, hid + j] + bias[hid + j])
+                g = math.tanh(gates[b, 2 * hid + j] + bias[2 * hid + j])
+                o = _sigmoid1(gates[b, 3 * hid + j] + bias[3 * hid + j])
                 cn = f * c_prev[b, j] + i * g
                 c[b, j] = cn
                 h[b, j] = o * math.tanh(cn)
@@ -1303,17 +1303,17 @@ def _lstm_bwd(act, c_prev, c, dh, dc, dgates, dc_prev, db, accumulate):
 
 
 @_parallel
-def _gru_fwd(gx, gh, b_hh, h_prev, h, act):
+def _gru_fwd(gx, gh, b_ih, b_hh, h_prev, h, act):
     nb, hid = h_prev.shape
     for blk in prange((hid + _RNN_BLOCK - 1) // _RNN_BLOCK):
         j0 = blk * _RNN_BLOCK
         j1 = min(hid, j0 + _RNN_BLOCK)
         for b in range(nb):
             for j in range(j0, j1):
-                r = _sigmoid1(gx[b, j] + gh[b, j] + b_hh[j])
-                z = _sigmoid1(gx[b, hid + j] + gh[b, hid + j] + b_hh[hid + j])
+                r = _sigmoid1(gx[b, j] + b_ih[j] + gh[b, j] + b_hh[j])
+                z = _sigmoid1(gx[b, hid + j] + b_ih[hid + j] + gh[b, hid + j] + b_hh[hid + j])
                 hn = gh[b, 2 * hid + j] + b_hh[2 * hid + j]
-                n = math.tanh(gx[b, 2 * hid + j] + r * hn)
+                n = math.tanh(gx[b, 2 * hid + j] + b_ih[2 * hid + j] + r * hn)
                 h[b, j] = n + z * (h_prev[b, j] - n)
                 act[b, j] = r
                 act[b, hid + j] = z
@@ -1361,11 +1361,11 @@ def _gru_bwd(act, h_prev, dh, dgx, dgh, dh_prev, dbx, dbh, accumulate):
 
 
 @_parallel
-def _rnn_fwd(pre, h, relu):
+def _rnn_fwd(pre, bias, h, relu):
     nb, hid = pre.shape
     for b in prange(nb):
         for j in range(hid):
-            v = pre[b, j]
+            v = pre[b, j] + bias[j]
             h[b, j] = (v if v > 0 else 0) if relu else math.tanh(v)
 
 
@@ -1389,10 +1389,10 @@ def _rnn_bwd(h, dh, dpre, db, relu, accumulate):
                 db[j] += d
 
 
-def lstm_cell_forward(gates, c_prev, h, c, act):
-    """gates (B, 4H) pre-activations i, f, g, o; c_prev (B, H) -> h, c (B, H), act (B, 4H)
-    activated (act may be gates)."""
-    _lstm_fwd(gates, c_prev, h, c, act)
+def lstm_cell_forward(gates, bias, c_prev, h, c, act):
+    """gates (B, 4H) pre-activations i, f, g, o less bias (4H); c_prev (B, H) -> h, c (B, H),
+    act (B, 4H) activated (act may be gates)."""
+    _lstm_fwd(gates, bias, c_prev, h, c, act)
 
 
 def lstm_cell_backward(act, c_prev, c, dh, dc, dgates, dc_prev, db, accumulate):
@@ -1400,9 +1400,10 @@ def lstm_cell_backward(act, c_prev, c, dh, dc, dgates, dc_prev, db, accumulate):
     _lstm_bwd(act, c_prev, c, dh, dc, dgates, dc_prev, db, bool(accumulate))
 
 
-def gru_cell_forward(gx, gh, b_hh, h_prev, h, act):
-    """gx, gh (B, 3H), b_hh (3H), h_prev (B, H) -> h (B, H), act (B, 4H) = r, z, n, hn."""
-    _gru_fwd(gx, gh, b_hh, h_prev, h, act)
+def gru_cell_forward(gx, gh, b_ih, b_hh, h_prev, h, act):
+    """gx, gh (B, 3H), b_ih, b_hh (3H), h_prev (B, H) -> h (B, H), act (B, 4H) = r, z, n,
+    hn."""
+    _gru_fwd(gx, gh, b_ih, b_hh, h_prev, h, act)
 
 
 def gru_cell_backward(act, h_prev, dh, dgx, dgh, dh_prev, dbx, dbh, accumulate):
@@ -1410,9 +1411,9 @@ def gru_cell_backward(act, h_prev, dh, dgx, dgh, dh_prev, dbx, dbh, accumulate):
     _gru_bwd(act, h_prev, dh, dgx, dgh, dh_prev, dbx, dbh, bool(accumulate))
 
 
-def rnn_cell_forward(pre, h, relu):
-    """pre (B, H) -> h = tanh(pre) or relu(pre) (h may be pre)."""
-    _rnn_fwd(pre, h, bool(relu))
+def rnn_cell_forward(pre, bias, h, relu):
+    """pre (B, H), bias (H) -> h = tanh or relu of pre + bias (h may be pre)."""
+    _rnn_fwd(pre, bias, h, bool(relu))
 
 
 def rnn_cell_backward(h, dh, dpre, db, relu, accumulate):
@@ -1423,15 +1424,15 @@ def rnn_cell_backward(h, dh, dpre, db, relu, accumulate):
 __all__ += ["rnn_recurrence_forward", "rnn_recurrence_backward"]
 
 
-def rnn_recurrence_forward(mode, xproj, w_hh, b_hh, hbuf, cbuf, act, reverse):
+def rnn_recurrence_forward(mode, xproj, w_hh, b_ih, b_hh, hbuf, cbuf, act, reverse):
     """The recurrence over a sequence: per step a GEMM and a fused cell kernel (the loop is
     ``reference.recurrence_forward_loop`` over this backend's kernels)."""
     import sys
 
     from .reference import recurrence_forward_loop
 
-    recurrence_forward_loop(sys.modules[__name__], mode, xproj, w_hh, b_hh, hbuf, cbuf, act,
-                            reverse)
+    recurrence_forward_loop(sys.modules[__name__], mode, xproj, w_hh, b_ih, b_hh, hbuf, cbuf,
+                            act, reverse)
 
 
 def rnn_recurrence_backward(mode, w_hh, hbuf, cbuf, act, dH, dc, dgx, dgh, dbx, dbh, reverse):

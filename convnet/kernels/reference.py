@@ -431,9 +431,12 @@ def _sigmoid64(x):
     return 1 / (1 + np.exp(-x))
 
 
-def lstm_cell_forward_ref(gates, c_prev):
-    """gates (B, 4H) pre-activations, c_prev (B, H) -> (h, c, act (B, 4H) activated)."""
+def lstm_cell_forward_ref(gates, c_prev, bias=None):
+    """gates (B, 4H) pre-activations (less ``bias`` (4H), if given), c_prev (B, H) ->
+    (h, c, act (B, 4H) activated)."""
     gates, c_prev = _f64(gates), _f64(c_prev)
+    if bias is not None:
+        gates = gates + _f64(bias)
     i, f, g, o = np.split(gates, 4, axis=1)
     i, f, g, o = _sigmoid64(i), _sigmoid64(f), np.tanh(g), _sigmoid64(o)
     c = f * c_prev + i * g
@@ -452,10 +455,11 @@ def lstm_cell_backward_ref(act, c_prev, c, dh, dc):
     return dgates, dct * f, dgates.sum(axis=0)
 
 
-def gru_cell_forward_ref(gx, gh, b_hh, h_prev):
-    """gx = x W_ih^T + b_ih, gh = h_prev W_hh^T (B, 3H), b_hh (3H,) -> (h, act (B, 4H) =
+def gru_cell_forward_ref(gx, gh, b_ih, b_hh, h_prev):
+    """gx = x W_ih^T, gh = h_prev W_hh^T (B, 3H), b_ih, b_hh (3H,) -> (h, act (B, 4H) =
     r, z, n, hn = W_hn h + b_hn)."""
-    gx, gh, b_hh, h_prev = map(_f64, (gx, gh, b_hh, h_prev))
+    gx, gh, b_ih, b_hh, h_prev = map(_f64, (gx, gh, b_ih, b_hh, h_prev))
+    gx = gx + b_ih
     xr, xz, xn = np.split(gx, 3, axis=1)
     hr, hz, hn = np.split(gh + b_hh, 3, axis=1)
     r, z = _sigmoid64(xr + hr), _sigmoid64(xz + hz)
@@ -476,8 +480,8 @@ def gru_cell_backward_ref(act, h_prev, dh):
     return dgx, dgh, dh * z, dgx.sum(axis=0), dgh.sum(axis=0)
 
 
-def rnn_cell_forward_ref(pre, relu=False):
-    pre = _f64(pre)
+def rnn_cell_forward_ref(pre, relu=False, bias=None):
+    pre = _f64(pre) + (0.0 if bias is None else _f64(bias))
     return np.maximum(pre, 0) if relu else np.tanh(pre)
 
 
@@ -488,8 +492,8 @@ def rnn_cell_backward_ref(h, dh, relu=False):
     return d, d.sum(axis=0)
 
 
-def lstm_cell_forward(gates, c_prev, h, c, act):
-    h[...], c[...], act[...] = lstm_cell_forward_ref(gates, c_prev)
+def lstm_cell_forward(gates, bias, c_prev, h, c, act):
+    h[...], c[...], act[...] = lstm_cell_forward_ref(gates, c_prev, bias)
 
 
 def lstm_cell_backward(act, c_prev, c, dh, dc, dgates, dc_prev, db, accumulate):
@@ -498,8 +502,8 @@ def lstm_cell_backward(act, c_prev, c, dh, dc, dgates, dc_prev, db, accumulate):
     db[...] = db + s if accumulate else s
 
 
-def gru_cell_forward(gx, gh, b_hh, h_prev, h, act):
-    h[...], act[...] = gru_cell_forward_ref(gx, gh, b_hh, h_prev)
+def gru_cell_forward(gx, gh, b_ih, b_hh, h_prev, h, act):
+    h[...], act[...] = gru_cell_forward_ref(gx, gh, b_ih, b_hh, h_prev)
 
 
 def gru_cell_backward(act, h_prev, dh, dgx, dgh, dh_prev, dbx, dbh, accumulate):
@@ -511,8 +515,8 @@ def gru_cell_backward(act, h_prev, dh, dgx, dgh, dh_prev, dbx, dbh, accumulate):
         dh_prev[...], dbx[...], dbh[...] = direct, sx, sh
 
 
-def rnn_cell_forward(pre, h, relu):
-    h[...] = rnn_cell_forward_ref(pre, relu)
+def rnn_cell_forward(pre, bias, h, relu):
+    h[...] = rnn_cell_forward_ref(pre, relu, bias)
 
 
 def rnn_cell_backward(h, dh, dpre, db, relu, accumulate):
@@ -528,8 +532,9 @@ def rnn_cell_backward(h, dh, dpre, db, relu, accumulate):
 # cbuf (T+1, B, H) hold the states in time order with the initial one at slot 0 (slot T
 # when reverse).
 
-def recurrence_forward_loop(ops, mode, xproj, w_hh, b_hh, hbuf, cbuf, act, reverse):
+def recurrence_forward_loop(ops, mode, xproj, w_hh, b_ih, b_hh, hbuf, cbuf, act, reverse):
     t_len = xproj.shape[0]
+    bias = b_ih + b_hh
     order = range(t_len - 1, -1, -1) if reverse else range(t_len)
     off_out, off_prev = (0, 1) if reverse else (1, 0)
     gh = np.empty(xproj.shape[1:], xproj.dtype) if mode == 1 else None
@@ -537,14 +542,14 @@ def recurrence_forward_loop(ops, mode, xproj, w_hh, b_hh, hbuf, cbuf, act, rever
         prev = hbuf[t + off_prev]
         if mode == 0:
             ops.gemm(prev, w_hh, xproj[t], 1.0, 1.0, False, True)
-            ops.lstm_cell_forward(xproj[t], cbuf[t + off_prev], hbuf[t + off_out],
+            ops.lstm_cell_forward(xproj[t], bias, cbuf[t + off_prev], hbuf[t + off_out],
                                   cbuf[t + off_out], xproj[t])
         elif mode == 1:
             ops.gemm(prev, w_hh, gh, 1.0, 0.0, False, True)
-            ops.gru_cell_forward(xproj[t], gh, b_hh, prev, hbuf[t + off_out], act[t])
+            ops.gru_cell_forward(xproj[t], gh, b_ih, b_hh, prev, hbuf[t + off_out], act[t])
         else:
             ops.gemm(prev, w_hh, xproj[t], 1.0, 1.0, False, True)
-            ops.rnn_cell_forward(xproj[t], hbuf[t + off_out], mode == 3)
+            ops.rnn_cell_forward(xproj[t], bias, hbuf[t + off_out], mode == 3)
 
 
 def recurrence_backward_loop(ops, mode, w_hh, hbuf, cbuf, act, dH, dc, dgx, dgh, dbx, dbh,
@@ -569,13 +574,14 @@ def recurrence_backward_loop(ops, mode, w_hh, hbuf, cbuf, act, dH, dc, dgx, dgh,
             ops.gemm(dgx[t], w_hh, dprev, 1.0, 1.0, False, False)
 
 
-def rnn_recurrence_forward(mode, xproj, w_hh, b_hh, hbuf, cbuf, act, reverse):
-    """xproj (T, B, G*H) consumed, w_hh (G*H, H), b_hh (G*H) (GRU), hbuf (T+1, B, H) with the
-    initial state in place -> the states; cbuf (T+1, B, H) LSTM; act (T, B, 4H) GRU."""
+def rnn_recurrence_forward(mode, xproj, w_hh, b_ih, b_hh, hbuf, cbuf, act, reverse):
+    """xproj (T, B, G*H) = x W_ih^T consumed, w_hh (G*H, H), b_ih, b_hh (G*H), hbuf
+    (T+1, B, H) with the initial state in place -> the states; cbuf (T+1, B, H) LSTM; act
+    (T, B, 4H) GRU."""
     import sys
 
-    recurrence_forward_loop(sys.modules[__name__], mode, xproj, w_hh, b_hh, hbuf, cbuf, act,
-                            reverse)
+    recurrence_forward_loop(sys.modules[__name__], mode, xproj, w_hh, b_ih, b_hh, hbuf, cbuf,
+                            act, reverse)
 
 
 def rnn_recurrence_backward(mode, w_hh, hbuf, cbuf, act, dH, dc, dgx, dgh, dbx, dbh, reverse):

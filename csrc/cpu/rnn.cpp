@@ -148,21 +148,25 @@ void over_columns(index_t B, index_t H, double cost_per_value, F&& body) {
 
 }  // namespace
 
-// gates (B,4H) pre-activations i,f,g,o; c_prev (B,H) -> h, c (B,H), act (B,4H) activated
-// (act may be gates itself: each value is read before it is overwritten)
+// gates (B,4H) pre-activations i,f,g,o without the bias, bias (4H) = b_ih + b_hh; c_prev
+// (B,H) -> h, c (B,H), act (B,4H) activated (act may be gates itself: each value is read
+// before it is overwritten). The bias is added here, not by the projection GEMM, which then
+// neither fills nor rereads its output.
 template <typename T>
-void lstm_cell_forward(index_t B, index_t H, const T* gates, const T* c_prev, T* h, T* c,
-                       T* act) {
+void lstm_cell_forward(index_t B, index_t H, const T* gates, const T* bias, const T* c_prev, T* h,
+                       T* c, T* act) {
   using S = Lanes<T>;
   using V = typename S::V;
   over_columns<T>(B, H, 40.0, [=](index_t j0, int len) {
+    const V bi = S::load(bias + j0, len), bf = S::load(bias + H + j0, len),
+            bg = S::load(bias + 2 * H + j0, len), bo = S::load(bias + 3 * H + j0, len);
     for (index_t b = 0; b < B; ++b) {
       const T* gr = gates + b * 4 * H + j0;
       T* ar = act + b * 4 * H + j0;
-      const V i = S::sig(S::load(gr, len));
-      const V f = S::sig(S::load(gr + H, len));
-      const V g = S::tnh(S::load(gr + 2 * H, len));
-      const V o = S::sig(S::load(gr + 3 * H, len));
+      const V i = S::sig(S::load(gr, len) + bi);
+      const V f = S::sig(S::load(gr + H, len) + bf);
+      const V g = S::tnh(S::load(gr + 2 * H, len) + bg);
+      const V o = S::sig(S::load(gr + 3 * H, len) + bo);
       const V cn = f * S::load(c_prev + b * H + j0, len) + i * g;
       S::store(c + b * H + j0, cn, len);
       S::store(h + b * H + j0, o * S::tnh(cn), len);
@@ -217,16 +221,17 @@ void lstm_cell_backward(index_t B, index_t H, const T* act, const T* c_prev, con
   });
 }
 
-// gx (B,3H) = x W_ih^T + b_ih, gh (B,3H) = h_prev W_hh^T (no bias), b_hh (3H), h_prev (B,H)
+// gx (B,3H) = x W_ih^T, gh (B,3H) = h_prev W_hh^T (no biases), b_ih, b_hh (3H), h_prev (B,H)
 // -> h (B,H), act (B,4H): r, z, n and hn = gh_n + b_hn (what backward needs)
 template <typename T>
-void gru_cell_forward(index_t B, index_t H, const T* gx, const T* gh, const T* b_hh,
-                      const T* h_prev, T* h, T* act) {
+void gru_cell_forward(index_t B, index_t H, const T* gx, const T* gh, const T* b_ih,
+                      const T* b_hh, const T* h_prev, T* h, T* act) {
   using S = Lanes<T>;
   using V = typename S::V;
   over_columns<T>(B, H, 30.0, [=](index_t j0, int len) {
-    const V br = S::load(b_hh + j0, len), bz = S::load(b_hh + H + j0, len),
-            bn = S::load(b_hh + 2 * H + j0, len);
+    const V br = S::load(b_ih + j0, len) + S::load(b_hh + j0, len),
+            bz = S::load(b_ih + H + j0, len) + S::load(b_hh + H + j0, len),
+            bxn = S::load(b_ih + 2 * H + j0, len), bn = S::load(b_hh + 2 * H + j0, len);
     for (index_t b = 0; b < B; ++b) {
       const T* xr = gx + b * 3 * H + j0;
       const T* hr = gh + b * 3 * H + j0;
@@ -234,7 +239,7 @@ void gru_cell_forward(index_t B, index_t H, const T* gx, const T* gh, const T* b
       const V r = S::sig(S::load(xr, len) + S::load(hr, len) + br);
       const V z = S::sig(S::load(xr + H, len) + S::load(hr + H, len) + bz);
       const V hn = S::load(hr + 2 * H, len) + bn;
-      const V n = S::tnh(S::load(xr + 2 * H, len) + r * hn);
+      const V n = S::tnh(S::load(xr + 2 * H, len) + bxn + r * hn);
       const V hp = S::load(h_prev + b * H + j0, len);
       S::store(h + b * H + j0, n + z * (hp - n), len);
       S::store(ar, r, len);
@@ -292,15 +297,16 @@ void gru_cell_backward(index_t B, index_t H, const T* act, const T* h_prev, cons
   });
 }
 
-// pre (B,H) = x W_ih^T + b_ih + h_prev W_hh^T + b_hh -> h (B,H) = tanh(pre) or relu(pre)
-// (h may be pre itself)
+// pre (B,H) = x W_ih^T + h_prev W_hh^T, bias (H) = b_ih + b_hh -> h (B,H) = tanh(pre + bias)
+// or relu(pre + bias) (h may be pre itself)
 template <typename T>
-void rnn_cell_forward(index_t B, index_t H, const T* pre, T* h, bool relu) {
+void rnn_cell_forward(index_t B, index_t H, const T* pre, const T* bias, T* h, bool relu) {
   using S = Lanes<T>;
   over_columns<T>(B, H, 10.0, [=](index_t j0, int len) {
+    const auto bv = S::load(bias + j0, len);
     for (index_t b = 0; b < B; ++b) {
       const index_t k = b * H + j0;
-      const auto v = S::load(pre + k, len);
+      const auto v = S::load(pre + k, len) + bv;
       S::store(h + k, relu ? S::relu(v) : S::tnh(v), len);
     }
   });
@@ -327,14 +333,15 @@ void rnn_cell_backward(index_t B, index_t H, const T* h, const T* dh, T* dpre, T
 }
 
 #define INSTANTIATE(T)                                                                        \
-  template void lstm_cell_forward<T>(index_t, index_t, const T*, const T*, T*, T*, T*);       \
+  template void lstm_cell_forward<T>(index_t, index_t, const T*, const T*, const T*, T*, T*,  \
+                                     T*);                                                     \
   template void lstm_cell_backward<T>(index_t, index_t, const T*, const T*, const T*,         \
                                       const T*, const T*, T*, T*, T*, bool);                  \
   template void gru_cell_forward<T>(index_t, index_t, const T*, const T*, const T*, const T*, \
-                                    T*, T*);                                                  \
+                                    const T*, T*, T*);                                        \
   template void gru_cell_backward<T>(index_t, index_t, const T*, const T*, const T*, T*, T*,  \
                                      T*, T*, T*, bool);                                       \
-  template void rnn_cell_forward<T>(index_t, index_t, const T*, T*, bool);                    \
+  template void rnn_cell_forward<T>(index_t, index_t, const T*, const T*, T*, bool);          \
   template void rnn_cell_backward<T>(index_t, index_t, const T*, const T*, T*, T*, bool, bool);
 INSTANTIATE(float)
 INSTANTIATE(double)
@@ -415,15 +422,18 @@ constexpr int kGates[4] = {4, 3, 1, 1};  // lstm, gru, rnn_tanh, rnn_relu
 
 }  // namespace
 
-// xproj (T,B,G*H) in: input projections (+ biases but GRU's b_hh); out: consumed (LSTM: the
-// activated gates). w_hh (G*H,H); b_hh (3H) GRU only; hbuf (T+1,B,H) with h0 at slot 0 (T
+// xproj (T,B,G*H) in: input projections x W_ih^T (no bias); out: consumed (LSTM: the
+// activated gates). w_hh (G*H,H); b_ih, b_hh (G*H); hbuf (T+1,B,H) with h0 at slot 0 (T
 // when reverse) -> the states; cbuf (T+1,B,H) LSTM, c0 likewise; act (T,B,4H) GRU.
 template <typename T>
 void rnn_recurrence_forward(int mode, index_t Tn, index_t B, index_t H, T* xproj, const T* w_hh,
-                            const T* b_hh, T* hbuf, T* cbuf, T* act, bool reverse, int nthreads) {
+                            const T* b_ih, const T* b_hh, T* hbuf, T* cbuf, T* act, bool reverse,
+                            int nthreads) {
   using Sh = TileGeneral<T>;
   FlushToZero ftz;
   const index_t GH = kGates[mode] * H, BH = B * H;
+  Scratch<T> bias(GH);  // LSTM and RNN: the two biases act as one
+  for (index_t j = 0; j < GH; ++j) bias.data()[j] = b_ih[j] + b_hh[j];
   PackedB<T, Sh> wt(w_hh, H, true, H, GH);  // op(B) = W_hh^T (H, G*H)
   const index_t off_out = reverse ? 0 : 1, off_prev = reverse ? 1 : 0;
   Scratch<T> gh_buf;
@@ -435,14 +445,15 @@ void rnn_recurrence_forward(int mode, index_t Tn, index_t B, index_t H, T* xproj
     T* h_out = hbuf + (t + off_out) * BH;
     if (mode == 0) {
       gemm_prepacked<T, Sh>(B, h_prev, H, wt, T(1), gates, nthreads);
-      lstm_cell_forward<T>(B, H, gates, cbuf + (t + off_prev) * BH, h_out,
+      lstm_cell_forward<T>(B, H, gates, bias.data(), cbuf + (t + off_prev) * BH, h_out,
                            cbuf + (t + off_out) * BH, gates);
     } else if (mode == 1) {
       gemm_prepacked<T, Sh>(B, h_prev, H, wt, T(0), gh_buf.data(), nthreads);
-      gru_cell_forward<T>(B, H, gates, gh_buf.data(), b_hh, h_prev, h_out, act + t * B * 4 * H);
+      gru_cell_forward<T>(B, H, gates, gh_buf.data(), b_ih, b_hh, h_prev, h_out,
+                          act + t * B * 4 * H);
     } else {
       gemm_prepacked<T, Sh>(B, h_prev, H, wt, T(1), gates, nthreads);
-      rnn_cell_forward<T>(B, H, gates, h_out, mode == 3);
+      rnn_cell_forward<T>(B, H, gates, bias.data(), h_out, mode == 3);
     }
   }
 }
@@ -488,7 +499,7 @@ void rnn_recurrence_backward(int mode, index_t Tn, index_t B, index_t H, const T
 
 #define INSTANTIATE_SEQ(T)                                                                   \
   template void rnn_recurrence_forward<T>(int, index_t, index_t, index_t, T*, const T*,      \
-                                          const T*, T*, T*, T*, bool, int);                  \
+                                          const T*, const T*, T*, T*, T*, bool, int);        \
   template void rnn_recurrence_backward<T>(int, index_t, index_t, index_t, const T*,        \
                                            const T*, const T*, const T*, T*, T*, T*, T*, T*, \
                                            T*, bool, int);

@@ -425,12 +425,22 @@ constexpr int kGates[4] = {4, 3, 1, 1};  // lstm, gru, rnn_tanh, rnn_relu
 // xproj (T,B,G*H) in: input projections x W_ih^T (no bias); out: consumed (LSTM: the
 // activated gates). w_hh (G*H,H); b_ih, b_hh (G*H); hbuf (T+1,B,H) with h0 at slot 0 (T
 // when reverse) -> the states; cbuf (T+1,B,H) LSTM, c0 likewise; act (T,B,4H) GRU.
+namespace {
+
+// The register tile that wastes least on an (M, N) product: padded area over real area.
 template <typename T>
-void rnn_recurrence_forward(int mode, index_t Tn, index_t B, index_t H, T* xproj, const T* w_hh,
-                            const T* b_ih, const T* b_hh, T* hbuf, T* cbuf, T* act, bool reverse,
-                            int nthreads) {
-  using Sh = TileGeneral<T>;
-  FlushToZero ftz;
+bool short_tile_wastes_less(index_t M, index_t N) {
+  using G = TileGeneral<T>;
+  using S = TileShort<T>;
+  const double g = double(round_up(M, G::MR)) * round_up(N, G::NR);
+  const double sh = double(round_up(M, S::MR)) * round_up(N, S::NR);
+  return sh < 0.97 * g;
+}
+
+template <typename T, typename Sh>
+void recurrence_forward(int mode, index_t Tn, index_t B, index_t H, T* xproj, const T* w_hh,
+                        const T* b_ih, const T* b_hh, T* hbuf, T* cbuf, T* act, bool reverse,
+                        int nthreads) {
   const index_t GH = kGates[mode] * H, BH = B * H;
   Scratch<T> bias(GH);  // LSTM and RNN: the two biases act as one
   for (index_t j = 0; j < GH; ++j) bias.data()[j] = b_ih[j] + b_hh[j];
@@ -463,12 +473,10 @@ void rnn_recurrence_forward(int mode, index_t Tn, index_t B, index_t H, T* xproj
 // out: overwritten, dh0 in the h0 slot. dc (B,H) LSTM: in dc_n, out dc0. -> dgx (T,B,G*H)
 // gradients of the input projections, dgh (T,B,G*H) of the hidden ones (may be dgx itself
 // but for the GRU), dbx, dbh (G*H) their sums over steps and batch (may alias).
-template <typename T>
-void rnn_recurrence_backward(int mode, index_t Tn, index_t B, index_t H, const T* w_hh,
-                             const T* hbuf, const T* cbuf, const T* act, T* dH, T* dc, T* dgx,
-                             T* dgh, T* dbx, T* dbh, bool reverse, int nthreads) {
-  using Sh = TileGeneral<T>;
-  FlushToZero ftz;
+template <typename T, typename Sh>
+void recurrence_backward(int mode, index_t Tn, index_t B, index_t H, const T* w_hh,
+                         const T* hbuf, const T* cbuf, const T* act, T* dH, T* dc, T* dgx, T* dgh,
+                         T* dbx, T* dbh, bool reverse, int nthreads) {
   const index_t GH = kGates[mode] * H, BH = B * H;
   PackedB<T, Sh> w(w_hh, H, false, GH, H);  // op(B) = W_hh (G*H, H)
   const index_t off_out = reverse ? 0 : 1, off_prev = reverse ? 1 : 0;
@@ -495,6 +503,34 @@ void rnn_recurrence_backward(int mode, index_t Tn, index_t B, index_t H, const T
       gemm_prepacked<T, Sh>(B, dg, GH, w, T(1), dprev, nthreads);
     }
   }
+}
+
+}  // namespace
+
+template <typename T>
+void rnn_recurrence_forward(int mode, index_t Tn, index_t B, index_t H, T* xproj, const T* w_hh,
+                            const T* b_ih, const T* b_hh, T* hbuf, T* cbuf, T* act, bool reverse,
+                            int nthreads) {
+  FlushToZero ftz;
+  if (short_tile_wastes_less<T>(B, kGates[mode] * H))
+    recurrence_forward<T, TileShort<T>>(mode, Tn, B, H, xproj, w_hh, b_ih, b_hh, hbuf, cbuf, act,
+                                        reverse, nthreads);
+  else
+    recurrence_forward<T, TileGeneral<T>>(mode, Tn, B, H, xproj, w_hh, b_ih, b_hh, hbuf, cbuf,
+                                          act, reverse, nthreads);
+}
+
+template <typename T>
+void rnn_recurrence_backward(int mode, index_t Tn, index_t B, index_t H, const T* w_hh,
+                             const T* hbuf, const T* cbuf, const T* act, T* dH, T* dc, T* dgx,
+                             T* dgh, T* dbx, T* dbh, bool reverse, int nthreads) {
+  FlushToZero ftz;
+  if (short_tile_wastes_less<T>(B, H))
+    recurrence_backward<T, TileShort<T>>(mode, Tn, B, H, w_hh, hbuf, cbuf, act, dH, dc, dgx, dgh,
+                                         dbx, dbh, reverse, nthreads);
+  else
+    recurrence_backward<T, TileGeneral<T>>(mode, Tn, B, H, w_hh, hbuf, cbuf, act, dH, dc, dgx,
+                                           dgh, dbx, dbh, reverse, nthreads);
 }
 
 #define INSTANTIATE_SEQ(T)                                                                   \

@@ -1,6 +1,7 @@
 """nn.RNN/LSTM/GRU and their cells against torch.nn (weights copied through state dicts):
-outputs, final states and every gradient; float64 finite differences through time; truncated
-BPTT; vanishing and exploding gradients; bad input."""
+outputs, final states and every gradient; truncated BPTT; vanishing and exploding gradients;
+bad input. (The float64 finite-difference checks through time are in
+tests/functional/test_rnn.py.)"""
 
 import math
 
@@ -9,7 +10,7 @@ import pytest
 
 import convnet as cn
 import convnet.functional as F
-from tests.helpers import assert_close, check_op, torch_or_skip
+from tests.helpers import assert_close, torch_or_skip
 
 KINDS = ["LSTM", "GRU", "RNN_TANH", "RNN_RELU"]
 # (seq, batch, input, hidden, layers, bidirectional, batch_first, initial state)
@@ -169,44 +170,6 @@ def test_cells_unbatched(rng):
             out_t, out_c = out_t[1], out_c[1]
         assert out_c.shape == (4,)
         assert_close(out_c.numpy(), out_t.detach().numpy(), np.float64, cell)
-
-
-def _torch_functional(torch, mode):
-    return {"lstm": torch.lstm, "gru": torch.gru, "rnn_tanh": torch.rnn_tanh,
-            "rnn_relu": torch.rnn_relu}[mode]
-
-
-@pytest.mark.parametrize("mode", ["lstm", "gru", "rnn_tanh", "rnn_relu"])
-def test_gradcheck_through_time_float64(mode, rng):
-    """Every input of a bidirectional layer (sequence, initial states, all eight weight
-    arrays) against torch and against float64 central finite differences, over 5 steps."""
-    torch = torch_or_skip()
-    g = cn.kernels.RNN_GATES[mode]
-    t_len, b, i, h = 5, 2, 3, 4
-    lstm = mode == "lstm"
-    arrays = [rng.standard_normal((t_len, b, i)), rng.standard_normal((2, b, h))]
-    if lstm:
-        arrays.append(rng.standard_normal((2, b, h)))
-    for _ in range(2):
-        arrays += [rng.standard_normal((g * h, i)) * 0.5, rng.standard_normal((g * h, h)) * 0.5,
-                   rng.standard_normal(g * h) * 0.5, rng.standard_normal(g * h) * 0.5]
-    if mode == "rnn_relu":
-        arrays[0] = arrays[0] + 0.3  # keep pre-activations away from the kink at 0
-    n_state = 2 if lstm else 1
-
-    def ours(x, *rest):
-        states, w = rest[:n_state], rest[n_state:]
-        out, h_n, c_n = F.recurrent_layer(x, [tuple(w[:4]), tuple(w[4:])], mode, *states)
-        parts = [out.reshape(-1), h_n.reshape(-1)] + ([c_n.reshape(-1)] if lstm else [])
-        return F.cat(parts)
-
-    def theirs(x, *rest):
-        states, w = rest[:n_state], list(rest[n_state:])
-        hx = tuple(states) if lstm else states[0]
-        res = _torch_functional(torch, mode)(x, hx, w, True, 1, 0.0, False, True, False)
-        return torch.cat([r.reshape(-1) for r in res])
-
-    check_op(ours, theirs, arrays, np.float64, rng=rng)
 
 
 @pytest.mark.parametrize("kind", ["LSTM", "GRU"])

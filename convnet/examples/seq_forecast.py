@@ -29,6 +29,7 @@ import convnet as cn
 from convnet import nn
 from convnet.autograd import no_grad
 from convnet.data.sequences import mackey_glass
+from convnet.optim.lr_scheduler import CosineAnnealingLR
 
 from ._seq import (
     Timer,
@@ -130,6 +131,9 @@ def run(length=3000, noise=0.02, test_fraction=0.2, window=100, hidden=64, layer
     cn.manual_seed(seed)
     model = Forecaster(hidden, layers)
     optimizer = cn.optim.Adam(model.parameters(), lr=lr)
+    # The learning rate decays to 0 (cosine) so that the last epochs settle instead of
+    # jumping about, which Adam at a constant rate does on these regression losses.
+    schedule = CosineAnnealingLR(optimizer, T_max=max(epochs, 1))
     rng = np.random.default_rng(seed)
 
     def step_loss(idx):
@@ -148,6 +152,7 @@ def run(length=3000, noise=0.02, test_fraction=0.2, window=100, hidden=64, layer
     for epoch in range(epochs):
         loss = train_epoch(model, optimizer, step_loss, batches(len(windows), batch_size, rng),
                            progress=progress, desc=f"epoch {epoch + 1}/{epochs}")
+        schedule.step()
         _, mse = test_mse()
         history.append({"train_loss": loss, "test_mse": mse})
         log(f"epoch {epoch + 1}/{epochs}  train MSE {loss:.4f}  held-out MSE {mse:.4f}")

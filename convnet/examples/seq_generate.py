@@ -23,6 +23,7 @@ import convnet as cn
 from convnet import nn
 from convnet.autograd import no_grad
 from convnet.data.sequences import waveforms
+from convnet.optim.lr_scheduler import CosineAnnealingLR
 
 from ._seq import (
     Timer,
@@ -81,6 +82,9 @@ def run(n_train=4000, n_test=500, length=50, hidden=64, layers=1, epochs=15, bat
     cn.manual_seed(seed)
     model = Generator(length, hidden=hidden, layers=layers)
     optimizer = cn.optim.Adam(model.parameters(), lr=lr)
+    # The learning rate decays to 0 (cosine) so that the last epochs settle instead of
+    # jumping about, which Adam at a constant rate does on these regression losses.
+    schedule = CosineAnnealingLR(optimizer, T_max=max(epochs, 1))
 
     def step_loss(idx):
         return cn.functional.mse_loss(model(cn.tensor(x_train[idx])), cn.tensor(y_train[idx]))
@@ -97,6 +101,7 @@ def run(n_train=4000, n_test=500, length=50, hidden=64, layers=1, epochs=15, bat
     for epoch in range(epochs):
         loss = train_epoch(model, optimizer, step_loss, batches(n_train, batch_size, rng),
                            progress=progress, desc=f"epoch {epoch + 1}/{epochs}")
+        schedule.step()
         mse = float(np.mean((predict(x_test) - y_test) ** 2))
         history.append({"train_loss": loss, "test_mse": mse})
         log(f"epoch {epoch + 1}/{epochs}  train MSE {loss:.5f}  held-out MSE {mse:.5f}")

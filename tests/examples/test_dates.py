@@ -12,6 +12,14 @@ from convnet.data.sequences import DATE_FORMATS, human_date
 from convnet.examples import dates
 
 
+@pytest.fixture(autouse=True)
+def _keep_thread_count():
+    # The runs below pass --threads 1 (fast on a busy machine); the count is global.
+    n = cn.get_num_threads()
+    yield
+    cn.set_num_threads(n)
+
+
 def test_vocab_covers_every_style_and_pads_on_the_left():
     vocab = dates.Vocab()
     day = dt.date(2023, 9, 27)  # a Wednesday in September: the longest names
@@ -63,7 +71,7 @@ def test_dates_example_learns(tmp_path):
     report = tmp_path / "d.json"
     out = dates.main(["--hidden", "48", "--epochs", "2", "--steps-per-epoch", "60",
                       "--batch-size", "32", "--lr", "1e-2", "--test", "100", "--no-progress",
-                      "--report", str(report)])
+                      "--threads", "1", "--report", str(report)])
     loss = [h["train_loss"] for h in out["history"]]
     # ln(11) = 2.40 is a uniform guess; the fixed '-' and the century digits alone take
     # the loss well below it.

@@ -9,7 +9,13 @@ import pytest
 import convnet as cn
 from convnet.examples import seq_classify, seq_forecast, seq_generate
 
-QUIET = {"progress": False, "log": lambda s: None}
+
+@pytest.fixture(autouse=True)
+def _keep_thread_count():
+    # The runs below pass --threads 1 (fast on a busy machine); the count is global.
+    n = cn.get_num_threads()
+    yield
+    cn.set_num_threads(n)
 
 
 # ---- forecasting: the baselines' arithmetic ----
@@ -49,8 +55,8 @@ def test_choose_ar_order_prefers_enough_lags():
 def test_forecast_example_learns_and_beats_the_naive_baseline(tmp_path):
     report, plot = tmp_path / "f.json", tmp_path / "f.png"
     out = seq_forecast.main(["--length", "700", "--window", "30", "--hidden", "24",
-                             "--epochs", "3", "--no-progress", "--report", str(report),
-                             "--plot", str(plot)])
+                             "--epochs", "3", "--no-progress", "--threads", "1",
+                             "--report", str(report), "--plot", str(plot)])
     h = out["history"]
     assert h[-1]["train_loss"] < 0.5 * h[0]["train_loss"]
     assert out["lstm_mse"] < 0.5 * out["naive_mse"]
@@ -74,7 +80,8 @@ def test_generate_example_fits_held_out_waveforms(tmp_path):
     report, plot = tmp_path / "g.json", tmp_path / "g.png"
     out = seq_generate.main(["--train", "600", "--test", "100", "--length", "30",
                              "--hidden", "32", "--epochs", "4", "--lr", "1e-2",
-                             "--no-progress", "--report", str(report), "--plot", str(plot)])
+                             "--no-progress", "--threads", "1", "--report", str(report),
+                             "--plot", str(plot)])
     assert out["test_mse"] < 0.6 * out["baseline_mse"]
     assert json.loads(report.read_text())["test_mse"] == pytest.approx(out["test_mse"])
     assert plot.stat().st_size > 1000
@@ -96,7 +103,7 @@ def test_classify_example_learns(tmp_path):
     report = tmp_path / "c.json"
     out = seq_classify.main(["--limit", "768", "--test-limit", "500", "--hidden", "32",
                              "--batch-size", "64", "--epochs", "2", "--lr", "1e-2",
-                             "--no-progress", "--report", str(report)])
+                             "--no-progress", "--threads", "1", "--report", str(report)])
     loss = out["history"]["loss"]
     assert loss[1] < 0.85 * loss[0]
     assert out["test_accuracy"] > 0.35  # chance is 0.1

@@ -9,7 +9,12 @@ nonlinear enough that a linear model of the past values predicts it poorly. The 
 ``1 - --test-fraction`` of it trains; the held-out tail tests. The model reads windows of
 ``--window`` values and predicts, at every step, the next value (an LSTM and a dense layer
 applied to every output); at test time it reads the whole series, so each forecast uses
-all the past, as the baselines do. Two baselines, on the same held-out targets:
+all the past, as the baselines do. With ``--tbptt K`` it trains instead by truncated
+backpropagation through time: the training part is cut into ``--batch-size`` contiguous
+streams read side by side in consecutive chunks of K steps, the LSTM's state carried from
+one chunk to the next but cut from the graph (``convnet.nn.utils.detach_state``), so that
+gradients flow back at most K steps while the state remembers further. Two baselines, on
+the same held-out targets:
 
 - naive: the next value is the last one seen;
 - linear autoregression AR(k): least squares on the last k values and a constant, k chosen
@@ -29,6 +34,7 @@ import convnet as cn
 from convnet import nn
 from convnet.autograd import no_grad
 from convnet.data.sequences import mackey_glass
+from convnet.nn.utils import detach_state
 from convnet.optim.lr_scheduler import CosineAnnealingLR
 
 from ._seq import (
@@ -95,10 +101,14 @@ class Forecaster(nn.Module):
                            dropout=dropout if layers > 1 else 0.0)
         self.head = nn.Linear(hidden, 1)
 
-    def forward(self, x):
+    def forward(self, x, state=None):
+        return self.step(x, state)[0]
+
+    def step(self, x, state=None):
+        """Predictions and the LSTM's final (h, c), from the initial ``state`` if given."""
         b, t = x.shape
-        out, _ = self.rnn(x.reshape(b, t, 1))
-        return self.head(out.reshape(b * t, out.shape[2])).reshape(b, t)
+        out, state = self.rnn(x.reshape(b, t, 1), state)
+        return self.head(out.reshape(b * t, out.shape[2])).reshape(b, t), state
 
 
 def make_series(length=3000, noise=0.02, seed=0) -> np.ndarray:
@@ -107,7 +117,8 @@ def make_series(length=3000, noise=0.02, seed=0) -> np.ndarray:
 
 
 def run(length=3000, noise=0.02, test_fraction=0.2, window=100, hidden=64, layers=1,
-        epochs=5, batch_size=32, lr=3e-3, seed=0, progress=True, log=print) -> dict:
+        epochs=5, batch_size=32, lr=3e-3, seed=0, tbptt=None, dropout=0.2, progress=True,
+        log=print) -> dict:
     raw = make_series(length, noise, seed)
     n_train = int(round(length * (1 - test_fraction)))
     if not window + 1 < n_train < length:
@@ -129,7 +140,7 @@ def run(length=3000, noise=0.02, test_fraction=0.2, window=100, hidden=64, layer
 
     windows = np.lib.stride_tricks.sliding_window_view(train, window + 1)
     cn.manual_seed(seed)
-    model = Forecaster(hidden, layers)
+    model = Forecaster(hidden, layers, dropout)
     optimizer = cn.optim.Adam(model.parameters(), lr=lr)
     # The learning rate decays to 0 (cosine) so that the last epochs settle instead of
     # jumping about, which Adam at a constant rate does on these regression losses.
@@ -141,6 +152,22 @@ def run(length=3000, noise=0.02, test_fraction=0.2, window=100, hidden=64, layer
         pred = model(cn.tensor(w[:, :-1]))
         return cn.functional.mse_loss(pred, cn.tensor(w[:, 1:]))
 
+    if tbptt is not None:
+        if not 1 <= tbptt < n_train // batch_size:
+            raise ValueError(f"tbptt: need 1 <= tbptt < {n_train // batch_size} (the length "
+                             f"of each of the {batch_size} streams), got {tbptt}")
+        span = n_train // batch_size
+        streams = train[:span * batch_size].reshape(batch_size, span).astype(np.float32)
+        chunks = [np.arange(i, min(i + tbptt, span - 1)) for i in range(0, span - 1, tbptt)]
+        carried = [None]
+
+        def step_loss(idx):  # noqa: F811 (the truncated-BPTT variant)
+            if idx[0] == 0:
+                carried[0] = None  # a new pass over the streams starts from a zero state
+            pred, state = model.step(cn.tensor(streams[:, idx]), carried[0])
+            carried[0] = detach_state(state)
+            return cn.functional.mse_loss(pred, cn.tensor(streams[:, idx + 1]))
+
     def test_mse():
         model.eval()
         with no_grad():
@@ -150,8 +177,9 @@ def run(length=3000, noise=0.02, test_fraction=0.2, window=100, hidden=64, layer
     timer = Timer()
     history = []
     for epoch in range(epochs):
-        loss = train_epoch(model, optimizer, step_loss, batches(len(windows), batch_size, rng),
-                           progress=progress, desc=f"epoch {epoch + 1}/{epochs}")
+        order = chunks if tbptt else batches(len(windows), batch_size, rng)
+        loss = train_epoch(model, optimizer, step_loss, order, progress=progress,
+                           desc=f"epoch {epoch + 1}/{epochs}")
         schedule.step()
         _, mse = test_mse()
         history.append({"train_loss": loss, "test_mse": mse})
@@ -163,7 +191,8 @@ def run(length=3000, noise=0.02, test_fraction=0.2, window=100, hidden=64, layer
         f"with the LSTM; {seconds:.0f}s of training)")
     return {"example": "seq_forecast", "series": "mackey_glass", "length": length,
             "noise": noise, "train_values": n_train, "test_values": length - n_train,
-            "window": window, "hidden": hidden, "layers": layers, "epochs": epochs,
+            "window": None if tbptt else window, "tbptt": tbptt, "hidden": hidden,
+            "layers": layers, "epochs": epochs,
             "lstm_mse": lstm_mse, "ar_order": k, "ar_mse": ar_mse, "naive_mse": naive_mse,
             "ar_validation_mse": val_scores, "beats_baselines": lstm_mse < min(ar_mse, naive_mse),
             "train_seconds": seconds, "history": history,
@@ -201,7 +230,11 @@ def main(argv=None):
     parser.add_argument("--test-fraction", type=float, default=0.2)
     parser.add_argument("--window", type=int, default=100, help="training window length")
     parser.add_argument("--hidden", type=int, default=64)
-    parser.add_argument("--layers", type=int, default=1)
+    parser.add_argument("--layers", type=int, default=1, help="stacked LSTM layers")
+    parser.add_argument("--dropout", type=float, default=0.2,
+                        help="dropout between stacked layers (with --layers >= 2)")
+    parser.add_argument("--tbptt", type=int, default=None, metavar="K",
+                        help="train by truncated BPTT over contiguous streams, K steps a chunk")
     parser.add_argument("--epochs", type=int, default=5)
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--lr", type=float, default=3e-3)
@@ -210,8 +243,8 @@ def main(argv=None):
     args = parser.parse_args(argv)
     apply_threads(args)
     out = run(args.length, args.noise, args.test_fraction, args.window, args.hidden,
-              args.layers, args.epochs, args.batch_size, args.lr, args.seed,
-              progress=not args.no_progress)
+              args.layers, args.epochs, args.batch_size, args.lr, args.seed, args.tbptt,
+              args.dropout, progress=not args.no_progress)
     if args.report:
         write_report(args.report, {k: v for k, v in out.items() if not k.startswith("_")})
     if args.plot:

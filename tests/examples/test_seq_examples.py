@@ -66,6 +66,16 @@ def test_forecast_example_learns_and_beats_the_naive_baseline(tmp_path):
     assert plot.stat().st_size > 1000
 
 
+def test_forecast_by_truncated_bptt_learns():
+    out = seq_forecast.run(length=700, hidden=24, epochs=8, batch_size=4, tbptt=15, lr=1e-2,
+                           progress=False, log=lambda s: None)
+    h = out["history"]
+    assert out["tbptt"] == 15 and h[-1]["train_loss"] < 0.5 * h[0]["train_loss"]
+    assert out["lstm_mse"] < 0.5 * out["naive_mse"]
+    with pytest.raises(ValueError, match="tbptt"):
+        seq_forecast.run(length=700, batch_size=4, tbptt=500, progress=False)
+
+
 # ---- vector to sequence ----
 
 def test_generator_encoding_and_shapes():

@@ -360,14 +360,14 @@ template <typename T, typename Sh>
 class PackedB {
  public:
   PackedB(const T* b, index_t ldb, bool trans, index_t K, index_t N)
-      : K_(K), N_(N), panels_(ceil_div(N, Sh::NR)) {
+      : K_(K), N_(N), panels_(ceil_div(N, Sh::NR)), kc_(K <= 2 * kKC ? K : kKC) {
     buf_.resize(std::max<index_t>(1, K * panels_ * Sh::NR));
     DenseB<T> src{b, ldb, trans, N};
-    const index_t chunks = ceil_div(K, kKC);
+    const index_t chunks = ceil_div(K, kc_);
     // Chunks are independent: pack them in parallel (the transposed gather is the slow part).
 #pragma omp parallel for schedule(static) num_threads(threads_for(double(K) * N, 1 << 16))
     for (index_t q = 0; q < chunks; ++q) {
-      const index_t k0 = q * kKC, kc = std::min<index_t>(kKC, K - k0);
+      const index_t k0 = q * kc_, kc = std::min<index_t>(kc_, K - k0);
       for (index_t jp = 0; jp < panels_; ++jp) src.template pack<Sh::NR>(k0, kc, jp, panel(k0, kc, jp));
     }
   }
@@ -375,9 +375,11 @@ class PackedB {
   index_t K() const { return K_; }
   index_t N() const { return N_; }
   index_t panels() const { return panels_; }
+  // Depth of a chunk: up to 2*KC in one piece, so that each C tile is stored once per step.
+  index_t kc() const { return kc_; }
 
  private:
-  index_t K_, N_, panels_;
+  index_t K_, N_, panels_, kc_;
   Scratch<T> buf_;
 };
 
@@ -396,10 +398,11 @@ void gemm_prepacked(index_t M, const T* a, index_t lda, PackedB<T, Sh>& pb, T be
     const int t = thread_id(), size = team_size();
     const index_t lo = panels * t / size, hi = panels * (t + 1) / size;
     static thread_local Scratch<T> a_buf;
-    a_buf.resize(m_panels * MR * std::min<index_t>(kKC, K));
+    const index_t kc_max = pb.kc();
+    a_buf.resize(m_panels * MR * kc_max);
     DenseA<T> pa{a, lda, false};
-    for (index_t k0 = 0; k0 < K; k0 += kKC) {
-      const index_t kc = std::min<index_t>(kKC, K - k0);
+    for (index_t k0 = 0; k0 < K; k0 += kc_max) {
+      const index_t kc = std::min<index_t>(kc_max, K - k0);
       const T beta_eff = k0 == 0 ? beta : T(1);
       for (index_t ip = 0; ip < m_panels; ++ip) {
         const int rows = static_cast<int>(std::min<index_t>(MR, M - ip * MR));

@@ -1,6 +1,6 @@
 """Encoder-decoder: translate human-written dates into ISO format.
 
-    python -m convnet.examples.dates [--epochs 6] [--layers 2 --dropout 0.2]
+    python -m convnet.examples.dates [--layers 2 --dropout 0.2] [--translate "Sep 3 1999" ...]
 
 "April 22, 2019", "22/04/2019", "Apr 22 2019", "Monday, April 22, 2019", "the 22nd of
 April, 2019", ... -> "2019-04-22" (the styles: :data:`convnet.data.sequences.DATE_FORMATS`),
@@ -144,7 +144,8 @@ def translate(model, vocab, texts, batch=500) -> list[str]:
 
 
 def run(hidden=128, layers=1, dropout=0.2, epochs=6, steps_per_epoch=500, batch_size=64,
-        lr=3e-3, n_test=2000, seed=0, samples=12, progress=True, log=print) -> dict:
+        lr=3e-3, n_test=2000, seed=0, samples=12, translate_texts=(), progress=True,
+        log=print) -> dict:
     vocab = Vocab()
     train_dates, test_dates = split_dates(n_test, seed)
     rng = np.random.default_rng(seed)
@@ -193,11 +194,18 @@ def run(hidden=128, layers=1, dropout=0.2, epochs=6, steps_per_epoch=500, batch_
     if errors:
         log(f"{len(errors)} errors, e.g. " + "; ".join(f"{a!r} -> {p} (not {t})"
                                                       for a, p, t in errors[:5]))
+    translations = {}
+    if translate_texts:
+        translations = dict(zip(translate_texts, translate(model, vocab, list(translate_texts))))
+        log("your dates:")
+        for text, iso in translations.items():
+            log(f"  {text:<32} -> {iso}")
     return {"example": "dates", "hidden": hidden, "layers": layers,
             "dropout": dropout if layers > 1 else 0.0, "epochs": epochs,
             "steps": epochs * steps_per_epoch, "batch_size": batch_size,
             "train_dates": len(train_dates), "test_dates": len(test_dates),
             "test_exact_match": acc, "train_seconds": seconds, "history": history,
+            "translations": translations,
             "errors": [{"input": a, "output": p, "expected": t} for a, p, t in errors[:50]]}
 
 
@@ -212,12 +220,15 @@ def main(argv=None):
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--lr", type=float, default=3e-3)
     parser.add_argument("--test", type=int, default=2000, help="held-out dates")
+    parser.add_argument("--translate", nargs="+", default=(), metavar="TEXT",
+                        help="dates of yours to translate after training")
     add_common_arguments(parser)
     parser.add_argument("--plot", metavar="FILE.png", help="loss and accuracy per epoch")
     args = parser.parse_args(argv)
     apply_threads(args)
     out = run(args.hidden, args.layers, args.dropout, args.epochs, args.steps_per_epoch,
-              args.batch_size, args.lr, args.test, args.seed, progress=not args.no_progress)
+              args.batch_size, args.lr, args.test, args.seed,
+              translate_texts=args.translate, progress=not args.no_progress)
     if args.report:
         write_report(args.report, out)
     if args.plot:

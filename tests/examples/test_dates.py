@@ -71,10 +71,13 @@ def test_dates_example_learns(tmp_path):
     report = tmp_path / "d.json"
     out = dates.main(["--hidden", "48", "--epochs", "2", "--steps-per-epoch", "60",
                       "--batch-size", "32", "--lr", "1e-2", "--test", "100", "--no-progress",
-                      "--threads", "1", "--report", str(report)])
+                      "--threads", "1", "--report", str(report),
+                      "--translate", "April 22, 2019", "1.1.2000"])
     loss = [h["train_loss"] for h in out["history"]]
     # ln(11) = 2.40 is a uniform guess; the fixed '-' and the century digits alone take
     # the loss well below it.
     assert loss[1] < 0.75 * loss[0] and loss[1] < 1.6
     saved = json.loads(report.read_text())
     assert saved["test_dates"] == 100 and 0.0 <= saved["test_exact_match"] <= 1.0
+    assert sorted(saved["translations"]) == ["1.1.2000", "April 22, 2019"]
+    assert all(len(v) == 10 for v in saved["translations"].values())

@@ -33,8 +33,10 @@ class _Part(Function):
 
     def backward(self, g):
         shape, dtype, lo, hi = self.saved
-        out = xp_of(g).zeros(shape, dtype=dtype)
+        out = xp_of(g).empty(shape, dtype=dtype)
+        out[:lo] = 0
         out[lo:hi] = g.reshape(-1)
+        out[hi:] = 0
         return out
 
 
@@ -103,9 +105,16 @@ class RecurrentLayer(Function):
         wgrads = []
         for d, (w, rec) in enumerate(zip(weights, records, strict=True)):
             w_ih, w_hh = w[0], w[1]
-            dh_out = dout[:, :, d * h:(d + 1) * h] if directions > 1 else dout
+            if directions == 1 and g.flags.writeable and g.flags.c_contiguous:
+                # g is this node's own fresh array, and for one direction its front is laid
+                # out as the recurrence's state buffer: BPTT runs in it, without a copy
+                work = g[:b * h + n_out].reshape(t_len + 1, b, h)
+                dh_out = None
+            else:
+                work = None
+                dh_out = dout[:, :, d * h:(d + 1) * h] if directions > 1 else dout
             dgx, dgh, dh0_d, dc0_d, dbx, dbh = K.rnn_recurrence_backward(
-                rec, w_hh, dh_out, dhn[d], None if dcn is None else dcn[d])
+                rec, w_hh, dh_out, dhn[d], None if dcn is None else dcn[d], dH=work)
             if dh0 is not None:
                 dh0[d] = dh0_d
             if dc0 is not None:

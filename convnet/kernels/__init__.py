@@ -672,7 +672,8 @@ def rnn_recurrence_forward(mode, xproj, w_hh, h0, c0=None, b_ih=None, b_hh=None,
     return Recurrence(mode, bool(reverse), hbuf, cbuf, act)
 
 
-def rnn_recurrence_backward(rec, w_hh, dh_out=None, dh_n=None, dc_n=None, *, backend=None):
+def rnn_recurrence_backward(rec, w_hh, dh_out=None, dh_n=None, dc_n=None, *, dH=None,
+                            backend=None):
     """Backpropagation through time for :func:`rnn_recurrence_forward`.
 
     rec: its :class:`Recurrence`; w_hh (G*H, H); dh_out (T, B, H): the gradient of the
@@ -682,6 +683,10 @@ def rnn_recurrence_backward(rec, w_hh, dh_out=None, dh_n=None, dc_n=None, *, bac
     dgh (T, B, G*H) that of the hidden projections (dgh^T @ rec.previous is dW_hh; the same
     array as dgx except for the GRU), dh0, dc0 (B, H) (dc0 None but for the LSTM), dbx,
     dbh (G*H,) the gradients of b_ih and b_hh.
+
+    dH: instead of dh_out, a C-contiguous (T+1, B, H) array laid out as ``rec.hbuf`` that
+    already holds the output gradients in the output slots; it is used as the work buffer
+    and overwritten (this spares a copy when the caller owns such an array).
     """
     mode = rec.mode
     g = _check_mode(mode)
@@ -694,10 +699,17 @@ def rnn_recurrence_backward(rec, w_hh, dh_out=None, dh_n=None, dc_n=None, *, bac
     out_slots, prev_slots = rec._slots()
     h0_slot = t_len if rec.reverse else 0
     last_slot = 0 if rec.reverse else t_len
-    dH = xp.empty((t_len + 1, b, h), dt)
-    if dh_out is None:
-        dH[out_slots] = 0
+    if dH is not None:
+        if dh_out is not None:
+            raise ValueError("dH: give the output gradients either as dh_out or in dH")
+        if (tuple(dH.shape) != (t_len + 1, b, h) or dH.dtype != dt
+                or not dH.flags.c_contiguous or not dH.flags.writeable):
+            raise ValueError(f"dH: expected a writable C-contiguous {dt} array of shape "
+                             f"{(t_len + 1, b, h)}, got {dH.dtype} {tuple(dH.shape)}")
     else:
+        dH = xp.empty((t_len + 1, b, h), dt)
+        dH[out_slots] = 0
+    if dh_out is not None:
         if tuple(dh_out.shape) != (t_len, b, h):
             raise ValueError(f"dh_out: expected shape {(t_len, b, h)}, got "
                              f"{tuple(dh_out.shape)}")

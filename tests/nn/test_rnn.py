@@ -365,3 +365,26 @@ def test_bad_input_names_the_argument():
         cn.nn.GRU(3, 4, 2, dropout=1.5)
     with pytest.raises(ValueError, match="k"):
         next(cn.nn.utils.tbptt_chunks(x, k=0))
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_frozen_weights_or_input_without_grad(kind, rng):
+    """Only what needs a gradient gets one: a frozen layer still passes gradients to its
+    input, and a layer fed data without grad still trains."""
+    torch = torch_or_skip()
+    tm, cm = copied_pair(kind, np.float64, 3, 4, 2, bidirectional=True)
+    x = rng.standard_normal((5, 2, 3))
+    cm.requires_grad_(False)
+    xc, xt = cn.tensor(x, requires_grad=True), torch.tensor(x, requires_grad=True)
+    cm(xc)[0].sum().backward()
+    tm(xt)[0].sum().backward()
+    assert all(p.grad is None for p in cm.parameters())
+    assert_close(xc.grad.numpy(), xt.grad.numpy(), np.float64, "d input")
+    cm.requires_grad_(True)
+    out, _ = cm(cn.tensor(x))
+    out.sum().backward()
+    theirs = dict(tm.named_parameters())
+    for name, p in cm.named_parameters():
+        assert_close(p.grad.numpy(), theirs[name].grad.numpy(), np.float64, name)
+    with cn.no_grad():
+        assert not cm(cn.tensor(x))[0].requires_grad

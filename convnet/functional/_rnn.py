@@ -16,12 +16,22 @@ Gate order and parameter shapes are PyTorch's (``weight_ih`` (G*H, I), ``weight_
 
 from __future__ import annotations
 
+import numpy as np
+
 from .. import kernels as K
 from ..autograd import Function
 from ..tensor import Tensor
 from ._ops import xp_of
 
 MODES = K.RNN_MODES
+
+
+def _matmul(a, b, trans_a=False, trans_b=False):
+    """op(a) @ op(b): the project's GEMM kernel on the CPU, the array library's (cuBLAS)
+    on CuPy arrays, as F.linear does."""
+    if xp_of(a) is np:
+        return K.gemm(a, b, trans_a=trans_a, trans_b=trans_b)
+    return (a.T if trans_a else a) @ (b.T if trans_b else b)
 
 
 class _Part(Function):
@@ -71,7 +81,7 @@ class RecurrentLayer(Function):
         for d, w in enumerate(weights):
             w_ih, w_hh = w[0], w[1]
             # the biases are added by the cell kernels, not by this GEMM
-            xproj = K.gemm(x2, w_ih, trans_b=True)
+            xproj = _matmul(x2, w_ih, trans_b=True)
             b_ih, b_hh = (w[2], w[3]) if has_bias else (None, None)
             hbuf = packed[:b * h + n_out].reshape(t_len + 1, b, h) if directions == 1 else None
             rec = K.rnn_recurrence_forward(
@@ -122,18 +132,18 @@ class RecurrentLayer(Function):
             dgx2 = dgx.reshape(t_len * b, -1)
             if need[0]:
                 if dx2 is None:
-                    dx2 = K.gemm(dgx2, w_ih)
+                    dx2 = _matmul(dgx2, w_ih)
                 else:
-                    K.gemm(dgx2, w_ih, dx2, beta=1.0)
+                    dx2 += _matmul(dgx2, w_ih)
             base = first_w + d * per
             # The weight gradients as their transposes, x^T @ dgates: the wide gate axis then
             # runs along the GEMM's columns, which suits its register tile (about 15-40%
             # faster than dgates^T @ x for 64 inputs); the transposed copy is small.
-            dw_ih = K.gemm(x2, dgx2, trans_a=True).T.copy() if need[base] else None
+            dw_ih = _matmul(x2, dgx2, trans_a=True).T.copy() if need[base] else None
             dw_hh = None
             if need[base + 1]:
                 prev = rec.previous.reshape(t_len * b, h)
-                dw_hh = K.gemm(prev, dgh.reshape(t_len * b, -1), trans_a=True).T.copy()
+                dw_hh = _matmul(prev, dgh.reshape(t_len * b, -1), trans_a=True).T.copy()
             wgrads += [dw_ih, dw_hh]
             if has_bias:
                 wgrads += [dbx.copy() if need[base + 2] else None,

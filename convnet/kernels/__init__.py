@@ -446,10 +446,11 @@ RNN_GATES = {"lstm": 4, "gru": 3, "rnn_tanh": 1, "rnn_relu": 1}
 def _rnn_impl(backend, **arrays):
     impl = _pick(backend, **arrays)
     if not hasattr(impl, "lstm_cell_forward"):
-        raise NotImplementedError(
-            "backend: the recurrent-cell kernels are not implemented on the 'cuda' backend "
-            "yet; run the recurrent layers on the CPU"
-        )
+        # no compiled recurrent kernels on this backend (CUDA until csrc/cuda mirrors
+        # rnn.cpp): the same kernels in CuPy array code
+        from . import _rnn_xp
+
+        return _rnn_xp
     return impl
 
 

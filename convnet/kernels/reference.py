@@ -537,7 +537,7 @@ def recurrence_forward_loop(ops, mode, xproj, w_hh, b_ih, b_hh, hbuf, cbuf, act,
     bias = b_ih + b_hh
     order = range(t_len - 1, -1, -1) if reverse else range(t_len)
     off_out, off_prev = (0, 1) if reverse else (1, 0)
-    gh = np.empty(xproj.shape[1:], xproj.dtype) if mode == 1 else None
+    gh = xproj[0].copy() if mode == 1 else None  # scratch on xproj's device (NumPy or CuPy)
     for t in order:
         prev = hbuf[t + off_prev]
         if mode == 0:

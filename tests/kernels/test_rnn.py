@@ -287,3 +287,30 @@ def test_array_code_fallback_matches_native(rng, dtype):
         for a, e in zip(runs[1], runs[0], strict=True):
             assert a.dtype == dtype
             assert_close(a, e, dtype, mode, scale=4.0 * t_len)
+
+
+def test_recurrence_same_result_on_one_and_two_threads(rng):
+    """The threads split the hidden columns (cells) and the GEMM's column panels, so no two
+    threads write one value: one thread and two give the same numbers."""
+    if not cn.backends()["native"]["available"]:
+        pytest.skip("native backend unavailable")
+    before = cn.get_num_threads()
+    t_len, b, h = 7, 64, 130
+    try:
+        for mode in K.RNN_MODES:
+            g = K.RNN_GATES[mode]
+            xproj = randn(rng, (t_len, b, g * h), np.float32)
+            w_hh = randn(rng, (g * h, h), np.float32, 0.1)
+            h0, c0 = randn(rng, (b, h), np.float32), randn(rng, (b, h), np.float32)
+            dout = randn(rng, (t_len, b, h), np.float32)
+            results = []
+            for threads in (1, 2):
+                cn.set_num_threads(threads)
+                rec = K.rnn_recurrence_forward(mode, xproj.copy(), w_hh, h0,
+                                               c0 if mode == "lstm" else None, backend="native")
+                back = K.rnn_recurrence_backward(rec, w_hh, dout, backend="native")
+                results.append([rec.hbuf] + [a for a in back if a is not None])
+            for a, e in zip(*results, strict=True):
+                assert_close(a, e, np.float32, f"{mode}: 2 threads vs 1")
+    finally:
+        cn.set_num_threads(before)

@@ -183,6 +183,80 @@ def _checks() -> list[tuple[str, Check]]:
 
         out += [("x(3,37,5)", Check(f"{kind}_forward", act_fwd)),
                 ("x(3,37,5)", Check(f"{kind}_backward", act_bwd))]
+    out += _rnn_checks()
+    return out
+
+
+RNN_CELL_SHAPES = [(1, 1), (5, 7), (64, 37)]
+
+
+def _rnn_checks() -> list[tuple[str, Check]]:
+    """The recurrent-cell kernels (one time step over a batch of B, hidden size H)."""
+    out = []
+    for b, h in RNN_CELL_SHAPES:
+        label = f"B{b}H{h}"
+
+        def lstm_fwd(rng, dt, b=b, h=h):
+            ins = (rng.standard_normal((b, 4 * h)) * 2, rng.standard_normal(4 * h),
+                   rng.standard_normal((b, h)))
+            return tuple(a.astype(dt) for a in ins), [np.empty((b, h), dt), np.empty((b, h), dt),
+                                                      np.empty((b, 4 * h), dt)], ()
+
+        def lstm_torch(ins):
+            # torch's own LSTM cell with W_ih = I and W_hh = 0 sees the gates as its input
+            torch = _torch()
+            if torch is None:
+                return None
+            gates, bias, c_prev = (torch.from_numpy(a) for a in ins)
+            n = gates.shape[1]
+            eye, zeros = torch.eye(n, dtype=gates.dtype), torch.zeros(n, n // 4, dtype=gates.dtype)
+            h1, c1 = torch.lstm_cell(gates, (torch.zeros_like(c_prev), c_prev), eye, zeros, bias,
+                                     torch.zeros_like(bias))
+            i, f, g, o = (gates + bias).chunk(4, 1)
+            act = torch.cat([i.sigmoid(), f.sigmoid(), g.tanh(), o.sigmoid()], 1)
+            return [h1.numpy(), c1.numpy(), act.numpy()]
+
+        def lstm_bwd(rng, dt, b=b, h=h):
+            act = rng.uniform(0.05, 0.95, (b, 4 * h))
+            act[:, 2 * h:3 * h] = rng.uniform(-0.95, 0.95, (b, h))
+            ins = (act,) + tuple(rng.standard_normal((b, h)) for _ in range(4))
+            outs = [np.empty((b, 4 * h), dt), np.empty((b, h), dt), np.empty(4 * h, dt)]
+            return tuple(a.astype(dt) for a in ins), outs, (False,)
+
+        def gru_fwd(rng, dt, b=b, h=h):
+            ins = (rng.standard_normal((b, 3 * h)) * 2, rng.standard_normal((b, 3 * h)) * 2,
+                   rng.standard_normal(3 * h), rng.standard_normal(3 * h),
+                   rng.standard_normal((b, h)))
+            return tuple(a.astype(dt) for a in ins), [np.empty((b, h), dt),
+                                                      np.empty((b, 4 * h), dt)], ()
+
+        def gru_bwd(rng, dt, b=b, h=h):
+            act = rng.uniform(0.05, 0.95, (b, 4 * h))
+            act[:, 2 * h:3 * h] = rng.uniform(-0.95, 0.95, (b, h))
+            act[:, 3 * h:] = rng.standard_normal((b, h))
+            ins = (act, rng.standard_normal((b, h)), rng.standard_normal((b, h)))
+            outs = [np.empty((b, 3 * h), dt), np.empty((b, 3 * h), dt), np.empty((b, h), dt),
+                    np.empty(3 * h, dt), np.empty(3 * h, dt)]
+            return tuple(a.astype(dt) for a in ins), outs, (False,)
+
+        out += [(label, Check("lstm_cell_forward", lstm_fwd, lstm_torch)),
+                (label, Check("lstm_cell_backward", lstm_bwd)),
+                (label, Check("gru_cell_forward", gru_fwd)),
+                (label, Check("gru_cell_backward", gru_bwd))]
+        for relu in (False, True):
+            def rnn_fwd(rng, dt, b=b, h=h, relu=relu):
+                ins = (rng.standard_normal((b, h)) * 2, rng.standard_normal(h))
+                return tuple(a.astype(dt) for a in ins), [np.empty((b, h), dt)], (relu,)
+
+            def rnn_bwd(rng, dt, b=b, h=h, relu=relu):
+                y = rng.uniform(-0.95, 0.95, (b, h))
+                ins = (np.maximum(y, 0) if relu else y, rng.standard_normal((b, h)))
+                return (tuple(a.astype(dt) for a in ins),
+                        [np.empty((b, h), dt), np.empty(h, dt)], (relu, False))
+
+            name = f"{label}{'relu' if relu else 'tanh'}"
+            out += [(name, Check("rnn_cell_forward", rnn_fwd)),
+                    (name, Check("rnn_cell_backward", rnn_bwd))]
     return out
 
 

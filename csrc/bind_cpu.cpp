@@ -367,6 +367,215 @@ void bind_all(py::module_& m) {
         arg("scale"), "dx = dy * scale * (1 if x > 0 else alpha * exp(x)).");
 }
 
+// ---- recurrent cells (rnn.cpp)
+
+template <typename T>
+void lstm_cell_forward(Arr<T> gates, Arr<T> bias, Arr<T> c_prev, Arr<T> h, Arr<T> c,
+                       Arr<T> act) {
+  need(c_prev, "c_prev", 2);
+  const index_t B = c_prev.shape(0), H = c_prev.shape(1);
+  need_shape(gates, "gates", {B, 4 * H});
+  need_shape(bias, "bias", {4 * H});
+  const T* pbias = bias.data();
+  need_shape(h, "h", {B, H});
+  need_shape(c, "c", {B, H});
+  need_shape(act, "act", {B, 4 * H});
+  const T *pg = gates.data(), *pc = c_prev.data();
+  T *ph = h.mutable_data(), *pcn = c.mutable_data(), *pa = act.mutable_data();
+  py::gil_scoped_release nogil;
+  convnet::lstm_cell_forward<T>(B, H, pg, pbias, pc, ph, pcn, pa);
+}
+
+template <typename T>
+void lstm_cell_backward(Arr<T> act, Arr<T> c_prev, Arr<T> c, Arr<T> dh, Arr<T> dc,
+                        Arr<T> dgates, Arr<T> dc_prev, Arr<T> db, bool accumulate) {
+  need(c_prev, "c_prev", 2);
+  const index_t B = c_prev.shape(0), H = c_prev.shape(1);
+  need_shape(act, "act", {B, 4 * H});
+  for (auto* a : {&c, &dh, &dc, &dc_prev}) need_shape(*a, "c/dh/dc/dc_prev", {B, H});
+  need_shape(dgates, "dgates", {B, 4 * H});
+  need_shape(db, "db", {4 * H});
+  const T *pa = act.data(), *pcp = c_prev.data(), *pc = c.data(), *pdh = dh.data(),
+          *pdc = dc.data();
+  T *pdg = dgates.mutable_data(), *pdcp = dc_prev.mutable_data(), *pdb = db.mutable_data();
+  py::gil_scoped_release nogil;
+  convnet::lstm_cell_backward<T>(B, H, pa, pcp, pc, pdh, pdc, pdg, pdcp, pdb, accumulate);
+}
+
+template <typename T>
+void gru_cell_forward(Arr<T> gx, Arr<T> gh, Arr<T> b_ih, Arr<T> b_hh, Arr<T> h_prev, Arr<T> h,
+                      Arr<T> act) {
+  need(h_prev, "h_prev", 2);
+  const index_t B = h_prev.shape(0), H = h_prev.shape(1);
+  need_shape(gx, "gx", {B, 3 * H});
+  need_shape(gh, "gh", {B, 3 * H});
+  need_shape(b_ih, "b_ih", {3 * H});
+  need_shape(b_hh, "b_hh", {3 * H});
+  need_shape(h, "h", {B, H});
+  need_shape(act, "act", {B, 4 * H});
+  const T *px = gx.data(), *pgh = gh.data(), *pb = b_hh.data(), *php = h_prev.data(),
+          *pbi = b_ih.data();
+  T *ph = h.mutable_data(), *pa = act.mutable_data();
+  py::gil_scoped_release nogil;
+  convnet::gru_cell_forward<T>(B, H, px, pgh, pbi, pb, php, ph, pa);
+}
+
+template <typename T>
+void gru_cell_backward(Arr<T> act, Arr<T> h_prev, Arr<T> dh, Arr<T> dgx, Arr<T> dgh,
+                       Arr<T> dh_prev, Arr<T> dbx, Arr<T> dbh, bool accumulate) {
+  need(h_prev, "h_prev", 2);
+  const index_t B = h_prev.shape(0), H = h_prev.shape(1);
+  need_shape(act, "act", {B, 4 * H});
+  need_shape(dh, "dh", {B, H});
+  need_shape(dgx, "dgx", {B, 3 * H});
+  need_shape(dgh, "dgh", {B, 3 * H});
+  need_shape(dh_prev, "dh_prev", {B, H});
+  need_shape(dbx, "dbx", {3 * H});
+  need_shape(dbh, "dbh", {3 * H});
+  const T *pa = act.data(), *php = h_prev.data(), *pdh = dh.data();
+  T *pdx = dgx.mutable_data(), *pdgh = dgh.mutable_data(), *pdhp = dh_prev.mutable_data(),
+    *pbx = dbx.mutable_data(), *pbh = dbh.mutable_data();
+  py::gil_scoped_release nogil;
+  convnet::gru_cell_backward<T>(B, H, pa, php, pdh, pdx, pdgh, pdhp, pbx, pbh, accumulate);
+}
+
+template <typename T>
+void rnn_cell_forward(Arr<T> pre, Arr<T> bias, Arr<T> h, bool relu) {
+  need(pre, "pre", 2);
+  need_shape(h, "h", {pre.shape(0), pre.shape(1)});
+  need_shape(bias, "bias", {pre.shape(1)});
+  const T *pp = pre.data(), *pbias = bias.data();
+  T* ph = h.mutable_data();
+  py::gil_scoped_release nogil;
+  convnet::rnn_cell_forward<T>(pre.shape(0), pre.shape(1), pp, pbias, ph, relu);
+}
+
+template <typename T>
+void rnn_cell_backward(Arr<T> h, Arr<T> dh, Arr<T> dpre, Arr<T> db, bool relu, bool accumulate) {
+  need(h, "h", 2);
+  const index_t B = h.shape(0), H = h.shape(1);
+  need_shape(dh, "dh", {B, H});
+  need_shape(dpre, "dpre", {B, H});
+  need_shape(db, "db", {H});
+  const T *ph = h.data(), *pdh = dh.data();
+  T *pd = dpre.mutable_data(), *pdb = db.mutable_data();
+  py::gil_scoped_release nogil;
+  convnet::rnn_cell_backward<T>(B, H, ph, pdh, pd, pdb, relu, accumulate);
+}
+
+template <typename T>
+void bind_rnn(py::module_& m) {
+  using py::arg;
+  auto arr = [](const char* name) { return py::arg(name).noconvert(); };
+  m.def("lstm_cell_forward", &lstm_cell_forward<T>, arr("gates"), arr("bias"), arr("c_prev"),
+        arr("h"), arr("c"), arr("act"),
+        "gates (B,4H) pre-activations i,f,g,o less bias (4H), c_prev (B,H) -> h, c (B,H), act "
+        "(B,4H) activated gates (act may be gates).");
+  m.def("lstm_cell_backward", &lstm_cell_backward<T>, arr("act"), arr("c_prev"), arr("c"),
+        arr("dh"), arr("dc"), arr("dgates"), arr("dc_prev"), arr("db"), arg("accumulate"),
+        "act (B,4H), c_prev, c, dh, dc (B,H) -> dgates (B,4H), dc_prev (B,H), db (4H) column "
+        "sums of dgates (added to when accumulate).");
+  m.def("gru_cell_forward", &gru_cell_forward<T>, arr("gx"), arr("gh"), arr("b_ih"),
+        arr("b_hh"), arr("h_prev"), arr("h"), arr("act"),
+        "gx = x W_ih^T, gh = h_prev W_hh^T (B,3H), b_ih, b_hh (3H), h_prev (B,H) -> h (B,H), "
+        "act (B,4H) = r, z, n, W_hn h + b_hn.");
+  m.def("gru_cell_backward", &gru_cell_backward<T>, arr("act"), arr("h_prev"), arr("dh"),
+        arr("dgx"), arr("dgh"), arr("dh_prev"), arr("dbx"), arr("dbh"), arg("accumulate"),
+        "act (B,4H), h_prev, dh (B,H) -> dgx, dgh (B,3H), dh_prev = dh*z (B,H), dbx, dbh (3H) "
+        "(dh_prev, dbx, dbh added to when accumulate).");
+  m.def("rnn_cell_forward", &rnn_cell_forward<T>, arr("pre"), arr("bias"), arr("h"),
+        arg("relu"), "pre (B,H), bias (H) -> h = tanh or relu of pre + bias (h may be pre).");
+  m.def("rnn_cell_backward", &rnn_cell_backward<T>, arr("h"), arr("dh"), arr("dpre"), arr("db"),
+        arg("relu"), arg("accumulate"),
+        "h, dh (B,H) -> dpre (B,H), db (H) column sums (added to when accumulate).");
+}
+
+template <typename T>
+T* optional_buffer(const py::object& o, const char* name, std::initializer_list<index_t> shape,
+                   bool required) {
+  if (o.is_none()) {
+    if (required) throw py::value_error(std::string(name) + ": required for this mode");
+    return nullptr;
+  }
+  auto a = o.cast<Arr<T>>();
+  need_shape(a, name, shape);
+  return a.mutable_data();
+}
+
+int rnn_gates(int mode) {
+  if (mode < 0 || mode > 3) throw py::value_error("mode: expected 0 (lstm) .. 3 (rnn_relu)");
+  static const int gates[4] = {4, 3, 1, 1};
+  return gates[mode];
+}
+
+template <typename T>
+void rnn_recurrence_forward(int mode, Arr<T> xproj, Arr<T> w_hh, Arr<T> b_ih, Arr<T> b_hh,
+                            Arr<T> hbuf,
+                            py::object cbuf, py::object act, bool reverse) {
+  const int G = rnn_gates(mode);
+  need(hbuf, "hbuf", 3);
+  const index_t Tn = hbuf.shape(0) - 1, B = hbuf.shape(1), H = hbuf.shape(2);
+  if (Tn < 1) throw py::value_error("hbuf: needs T+1 >= 2 slots");
+  need_shape(xproj, "xproj", {Tn, B, G * H});
+  need_shape(w_hh, "w_hh", {G * H, H});
+  need_shape(b_ih, "b_ih", {G * H});
+  need_shape(b_hh, "b_hh", {G * H});
+  T* pc = optional_buffer<T>(cbuf, "cbuf", {Tn + 1, B, H}, mode == 0);
+  T* pa = optional_buffer<T>(act, "act", {Tn, B, 4 * H}, mode == 1);
+  T* px = xproj.mutable_data();
+  const T *pw = w_hh.data(), *pb = b_hh.data(), *pbi = b_ih.data();
+  T* ph = hbuf.mutable_data();
+  const int nt = convnet::threads_for(double(B) * G * H * H, 1 << 18);
+  py::gil_scoped_release nogil;
+  convnet::rnn_recurrence_forward<T>(mode, Tn, B, H, px, pw, pbi, pb, ph, pc, pa, reverse, nt);
+}
+
+template <typename T>
+void rnn_recurrence_backward(int mode, Arr<T> w_hh, Arr<T> hbuf, py::object cbuf, py::object act,
+                             Arr<T> dH, py::object dc, Arr<T> dgx, Arr<T> dgh, Arr<T> dbx,
+                             Arr<T> dbh, bool reverse) {
+  const int G = rnn_gates(mode);
+  need(hbuf, "hbuf", 3);
+  const index_t Tn = hbuf.shape(0) - 1, B = hbuf.shape(1), H = hbuf.shape(2);
+  if (Tn < 1) throw py::value_error("hbuf: needs T+1 >= 2 slots");
+  need_shape(w_hh, "w_hh", {G * H, H});
+  need_shape(dH, "dH", {Tn + 1, B, H});
+  need_shape(dgx, "dgx", {Tn, B, G * H});
+  need_shape(dgh, "dgh", {Tn, B, G * H});
+  need_shape(dbx, "dbx", {G * H});
+  need_shape(dbh, "dbh", {G * H});
+  if (mode == 1 && dgx.data() == dgh.data())
+    throw py::value_error("dgh: the GRU needs separate dgx and dgh arrays");
+  const T* pc = optional_buffer<T>(cbuf, "cbuf", {Tn + 1, B, H}, mode == 0);
+  const index_t act_width = mode == 1 ? 4 * H : G * H;
+  const T* pa = optional_buffer<T>(act, "act", {Tn, B, act_width}, mode <= 1);
+  T* pdc = optional_buffer<T>(dc, "dc", {B, H}, mode == 0);
+  const T *pw = w_hh.data(), *ph = hbuf.data();
+  T *pdH = dH.mutable_data(), *pgx = dgx.mutable_data(), *pgh = dgh.mutable_data(),
+    *pbx = dbx.mutable_data(), *pbh = dbh.mutable_data();
+  const int nt = convnet::threads_for(double(B) * G * H * H, 1 << 18);
+  py::gil_scoped_release nogil;
+  convnet::rnn_recurrence_backward<T>(mode, Tn, B, H, pw, ph, pc, pa, pdH, pdc, pgx, pgh, pbx,
+                                      pbh, reverse, nt);
+}
+
+template <typename T>
+void bind_rnn_sequence(py::module_& m) {
+  using py::arg;
+  auto arr = [](const char* name) { return py::arg(name).noconvert(); };
+  m.def("rnn_recurrence_forward", &rnn_recurrence_forward<T>, arg("mode"), arr("xproj"),
+        arr("w_hh"), arr("b_ih"), arr("b_hh"), arr("hbuf"), arg("cbuf"), arg("act"),
+        arg("reverse"),
+        "The recurrence of one layer direction over a sequence (mode 0 lstm, 1 gru, 2 "
+        "rnn_tanh, 3 rnn_relu): xproj (T,B,G*H) = x W_ih^T consumed, w_hh (G*H,H), b_ih, "
+        "b_hh (G*H), hbuf (T+1,B,H) with h0 in place -> states; cbuf (LSTM), act (GRU).");
+  m.def("rnn_recurrence_backward", &rnn_recurrence_backward<T>, arg("mode"), arr("w_hh"),
+        arr("hbuf"), arg("cbuf"), arg("act"), arr("dH"), arg("dc"), arr("dgx"), arr("dgh"),
+        arr("dbx"), arr("dbh"), arg("reverse"),
+        "Backpropagation through time for rnn_recurrence_forward: dH (T+1,B,H) and dc (B,H) "
+        "in/out -> dgx, dgh (T,B,G*H), dbx, dbh (G*H).");
+}
+
 }  // namespace
 
 PYBIND11_MODULE(_C, m) {
@@ -375,6 +584,10 @@ PYBIND11_MODULE(_C, m) {
   // one whose dtypes match exactly.
   bind_all<double>(m);
   bind_all<float>(m);
+  bind_rnn<double>(m);
+  bind_rnn<float>(m);
+  bind_rnn_sequence<double>(m);
+  bind_rnn_sequence<float>(m);
   m.def("get_num_threads", &convnet::get_num_threads);
   m.def("set_num_threads", &convnet::set_num_threads, py::arg("n"));
   m.def("has_openmp", &convnet::has_openmp);

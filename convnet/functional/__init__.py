@@ -32,3 +32,8 @@ __all__ = [
     "l1_loss", "leaky_relu", "linear", "local_response_norm", "log_softmax", "max_pool2d",
     "mse_loss", "nll_loss", "pad", "relu", "selu", "sigmoid", "softmax", "stack", "tanh", "where",
 ]
+
+# recurrent layers and cells
+from ._rnn import gru_cell, lstm_cell, recurrent_layer, rnn_relu_cell, rnn_tanh_cell  # noqa: E402
+
+__all__ += ["gru_cell", "lstm_cell", "recurrent_layer", "rnn_relu_cell", "rnn_tanh_cell"]

@@ -1227,3 +1227,219 @@ def elu_backward(dy, x, dx, alpha, scale):
     """dx = dy * scale * (1 if x > 0 else alpha * exp(x))."""
     _elu_bwd(dy.reshape(-1), x.reshape(-1), dx.reshape(-1), dy.dtype.type(alpha),
              dy.dtype.type(scale))
+
+
+# --------------------------------------------------------------------------------------
+# recurrent cells (rnn.cpp's twins): one time step over a batch, gate order as PyTorch's.
+# Parallel over blocks of hidden columns, every row inside a block, so that the bias
+# gradients (column sums) belong to one thread each and the inner loop runs along rows.
+# --------------------------------------------------------------------------------------
+
+__all__ += ["lstm_cell_forward", "lstm_cell_backward", "gru_cell_forward", "gru_cell_backward",
+            "rnn_cell_forward", "rnn_cell_backward"]
+
+_RNN_BLOCK = 32
+
+
+@_serial
+def _sigmoid1(v):
+    e = math.exp(-abs(v))
+    return 1 / (1 + e) if v >= 0 else e / (1 + e)
+
+
+@_parallel
+def _lstm_fwd(gates, bias, c_prev, h, c, act):
+    nb, hid = c_prev.shape
+    for blk in prange((hid + _RNN_BLOCK - 1) // _RNN_BLOCK):
+        j0 = blk * _RNN_BLOCK
+        j1 = min(hid, j0 + _RNN_BLOCK)
+        for b in range(nb):
+            for j in range(j0, j1):
+                i = _sigmoid1(gates[b, j] + bias[j])
+                f = _sigmoid1(gates[b, hid + j] + bias[hid + j])
+                g = math.tanh(gates[b, 2 * hid + j] + bias[2 * hid + j])
+                o = _sigmoid1(gates[b, 3 * hid + j] + bias[3 * hid + j])
+                cn = f * c_prev[b, j] + i * g
+                c[b, j] = cn
+                h[b, j] = o * math.tanh(cn)
+                act[b, j] = i
+                act[b, hid + j] = f
+                act[b, 2 * hid + j] = g
+                act[b, 3 * hid + j] = o
+
+
+@_parallel
+def _lstm_bwd(act, c_prev, c, dh, dc, dgates, dc_prev, db, accumulate):
+    nb, hid = c_prev.shape
+    for blk in prange((hid + _RNN_BLOCK - 1) // _RNN_BLOCK):
+        j0 = blk * _RNN_BLOCK
+        j1 = min(hid, j0 + _RNN_BLOCK)
+        if not accumulate:
+            for q in range(4):
+                for j in range(j0, j1):
+                    db[q * hid + j] = 0
+        for b in range(nb):
+            for j in range(j0, j1):
+                i = act[b, j]
+                f = act[b, hid + j]
+                g = act[b, 2 * hid + j]
+                o = act[b, 3 * hid + j]
+                tc = math.tanh(c[b, j])
+                gh = dh[b, j]
+                dct = dc[b, j] + gh * o * (1 - tc * tc)
+                di = dct * g * i * (1 - i)
+                df = dct * c_prev[b, j] * f * (1 - f)
+                dg = dct * i * (1 - g * g)
+                do = gh * tc * o * (1 - o)
+                dc_prev[b, j] = dct * f
+                dgates[b, j] = di
+                dgates[b, hid + j] = df
+                dgates[b, 2 * hid + j] = dg
+                dgates[b, 3 * hid + j] = do
+                db[j] += di
+                db[hid + j] += df
+                db[2 * hid + j] += dg
+                db[3 * hid + j] += do
+
+
+@_parallel
+def _gru_fwd(gx, gh, b_ih, b_hh, h_prev, h, act):
+    nb, hid = h_prev.shape
+    for blk in prange((hid + _RNN_BLOCK - 1) // _RNN_BLOCK):
+        j0 = blk * _RNN_BLOCK
+        j1 = min(hid, j0 + _RNN_BLOCK)
+        for b in range(nb):
+            for j in range(j0, j1):
+                r = _sigmoid1(gx[b, j] + b_ih[j] + gh[b, j] + b_hh[j])
+                z = _sigmoid1(gx[b, hid + j] + b_ih[hid + j] + gh[b, hid + j] + b_hh[hid + j])
+                hn = gh[b, 2 * hid + j] + b_hh[2 * hid + j]
+                n = math.tanh(gx[b, 2 * hid + j] + b_ih[2 * hid + j] + r * hn)
+                h[b, j] = n + z * (h_prev[b, j] - n)
+                act[b, j] = r
+                act[b, hid + j] = z
+                act[b, 2 * hid + j] = n
+                act[b, 3 * hid + j] = hn
+
+
+@_parallel
+def _gru_bwd(act, h_prev, dh, dgx, dgh, dh_prev, dbx, dbh, accumulate):
+    nb, hid = h_prev.shape
+    for blk in prange((hid + _RNN_BLOCK - 1) // _RNN_BLOCK):
+        j0 = blk * _RNN_BLOCK
+        j1 = min(hid, j0 + _RNN_BLOCK)
+        if not accumulate:
+            for q in range(3):
+                for j in range(j0, j1):
+                    dbx[q * hid + j] = 0
+                    dbh[q * hid + j] = 0
+        for b in range(nb):
+            for j in range(j0, j1):
+                r = act[b, j]
+                z = act[b, hid + j]
+                n = act[b, 2 * hid + j]
+                hn = act[b, 3 * hid + j]
+                g = dh[b, j]
+                dn = g * (1 - z) * (1 - n * n)
+                dz = g * (h_prev[b, j] - n) * z * (1 - z)
+                dr = dn * hn * r * (1 - r)
+                dgx[b, j] = dr
+                dgx[b, hid + j] = dz
+                dgx[b, 2 * hid + j] = dn
+                dgh[b, j] = dr
+                dgh[b, hid + j] = dz
+                dgh[b, 2 * hid + j] = dn * r
+                if accumulate:
+                    dh_prev[b, j] += g * z
+                else:
+                    dh_prev[b, j] = g * z
+                dbx[j] += dr
+                dbx[hid + j] += dz
+                dbx[2 * hid + j] += dn
+                dbh[j] += dr
+                dbh[hid + j] += dz
+                dbh[2 * hid + j] += dn * r
+
+
+@_parallel
+def _rnn_fwd(pre, bias, h, relu):
+    nb, hid = pre.shape
+    for b in prange(nb):
+        for j in range(hid):
+            v = pre[b, j] + bias[j]
+            h[b, j] = (v if v > 0 else 0) if relu else math.tanh(v)
+
+
+@_parallel
+def _rnn_bwd(h, dh, dpre, db, relu, accumulate):
+    nb, hid = h.shape
+    for blk in prange((hid + _RNN_BLOCK - 1) // _RNN_BLOCK):
+        j0 = blk * _RNN_BLOCK
+        j1 = min(hid, j0 + _RNN_BLOCK)
+        if not accumulate:
+            for j in range(j0, j1):
+                db[j] = 0
+        for b in range(nb):
+            for j in range(j0, j1):
+                y = h[b, j]
+                if relu:
+                    d = dh[b, j] if y > 0 else dh[b, j] * 0
+                else:
+                    d = dh[b, j] * (1 - y * y)
+                dpre[b, j] = d
+                db[j] += d
+
+
+def lstm_cell_forward(gates, bias, c_prev, h, c, act):
+    """gates (B, 4H) pre-activations i, f, g, o less bias (4H); c_prev (B, H) -> h, c (B, H),
+    act (B, 4H) activated (act may be gates)."""
+    _lstm_fwd(gates, bias, c_prev, h, c, act)
+
+
+def lstm_cell_backward(act, c_prev, c, dh, dc, dgates, dc_prev, db, accumulate):
+    """-> dgates (B, 4H), dc_prev (B, H) (may be dc), db (4H) column sums of dgates."""
+    _lstm_bwd(act, c_prev, c, dh, dc, dgates, dc_prev, db, bool(accumulate))
+
+
+def gru_cell_forward(gx, gh, b_ih, b_hh, h_prev, h, act):
+    """gx, gh (B, 3H), b_ih, b_hh (3H), h_prev (B, H) -> h (B, H), act (B, 4H) = r, z, n,
+    hn."""
+    _gru_fwd(gx, gh, b_ih, b_hh, h_prev, h, act)
+
+
+def gru_cell_backward(act, h_prev, dh, dgx, dgh, dh_prev, dbx, dbh, accumulate):
+    """-> dgx, dgh (B, 3H), dh_prev (B, H) = dh * z, dbx, dbh (3H)."""
+    _gru_bwd(act, h_prev, dh, dgx, dgh, dh_prev, dbx, dbh, bool(accumulate))
+
+
+def rnn_cell_forward(pre, bias, h, relu):
+    """pre (B, H), bias (H) -> h = tanh or relu of pre + bias (h may be pre)."""
+    _rnn_fwd(pre, bias, h, bool(relu))
+
+
+def rnn_cell_backward(h, dh, dpre, db, relu, accumulate):
+    """h, dh (B, H) -> dpre (B, H), db (H) column sums."""
+    _rnn_bwd(h, dh, dpre, db, bool(relu), bool(accumulate))
+
+
+__all__ += ["rnn_recurrence_forward", "rnn_recurrence_backward"]
+
+
+def rnn_recurrence_forward(mode, xproj, w_hh, b_ih, b_hh, hbuf, cbuf, act, reverse):
+    """The recurrence over a sequence: per step a GEMM and a fused cell kernel (the loop is
+    ``reference.recurrence_forward_loop`` over this backend's kernels)."""
+    import sys
+
+    from .reference import recurrence_forward_loop
+
+    recurrence_forward_loop(sys.modules[__name__], mode, xproj, w_hh, b_ih, b_hh, hbuf, cbuf,
+                            act, reverse)
+
+
+def rnn_recurrence_backward(mode, w_hh, hbuf, cbuf, act, dH, dc, dgx, dgh, dbx, dbh, reverse):
+    """Backpropagation through time for :func:`rnn_recurrence_forward`."""
+    import sys
+
+    from .reference import recurrence_backward_loop
+
+    recurrence_backward_loop(sys.modules[__name__], mode, w_hh, hbuf, cbuf, act, dH, dc, dgx,
+                             dgh, dbx, dbh, reverse)

@@ -419,3 +419,174 @@ def elu_forward(x, y, alpha, scale):
 def elu_backward(dy, x, dx, alpha, scale):
     x64 = _f64(x)
     dx[...] = _f64(dy) * scale * np.where(x64 > 0, 1.0, alpha * np.exp(np.minimum(x64, 0)))
+
+
+# ---------------------------------------------------------------------- recurrent cells
+# Gate order as PyTorch's: LSTM i, f, g, o; GRU r, z, n with n = tanh(x_n + r * (W_hn h +
+# b_hn)). The *_ref helpers allocate and return float64 results; the backend-level
+# functions below them write into preallocated outputs.
+
+
+def _sigmoid64(x):
+    return 1 / (1 + np.exp(-x))
+
+
+def lstm_cell_forward_ref(gates, c_prev, bias=None):
+    """gates (B, 4H) pre-activations (less ``bias`` (4H), if given), c_prev (B, H) ->
+    (h, c, act (B, 4H) activated)."""
+    gates, c_prev = _f64(gates), _f64(c_prev)
+    if bias is not None:
+        gates = gates + _f64(bias)
+    i, f, g, o = np.split(gates, 4, axis=1)
+    i, f, g, o = _sigmoid64(i), _sigmoid64(f), np.tanh(g), _sigmoid64(o)
+    c = f * c_prev + i * g
+    h = o * np.tanh(c)
+    return h, c, np.concatenate([i, f, g, o], axis=1)
+
+
+def lstm_cell_backward_ref(act, c_prev, c, dh, dc):
+    """-> (dgates (B, 4H) w.r.t. the pre-activations, dc_prev (B, H), db (4H,))."""
+    act, c_prev, c, dh, dc = map(_f64, (act, c_prev, c, dh, dc))
+    i, f, g, o = np.split(act, 4, axis=1)
+    tc = np.tanh(c)
+    dct = dc + dh * o * (1 - tc**2)
+    dgates = np.concatenate([dct * g * i * (1 - i), dct * c_prev * f * (1 - f),
+                             dct * i * (1 - g**2), dh * tc * o * (1 - o)], axis=1)
+    return dgates, dct * f, dgates.sum(axis=0)
+
+
+def gru_cell_forward_ref(gx, gh, b_ih, b_hh, h_prev):
+    """gx = x W_ih^T, gh = h_prev W_hh^T (B, 3H), b_ih, b_hh (3H,) -> (h, act (B, 4H) =
+    r, z, n, hn = W_hn h + b_hn)."""
+    gx, gh, b_ih, b_hh, h_prev = map(_f64, (gx, gh, b_ih, b_hh, h_prev))
+    gx = gx + b_ih
+    xr, xz, xn = np.split(gx, 3, axis=1)
+    hr, hz, hn = np.split(gh + b_hh, 3, axis=1)
+    r, z = _sigmoid64(xr + hr), _sigmoid64(xz + hz)
+    n = np.tanh(xn + r * hn)
+    h = (1 - z) * n + z * h_prev
+    return h, np.concatenate([r, z, n, hn], axis=1)
+
+
+def gru_cell_backward_ref(act, h_prev, dh):
+    """-> (dgx, dgh (B, 3H), dh_prev (B, H) the direct path dh * z, dbx, dbh (3H,))."""
+    act, h_prev, dh = map(_f64, (act, h_prev, dh))
+    r, z, n, hn = np.split(act, 4, axis=1)
+    dn = dh * (1 - z) * (1 - n**2)
+    dz = dh * (h_prev - n) * z * (1 - z)
+    dr = dn * hn * r * (1 - r)
+    dgx = np.concatenate([dr, dz, dn], axis=1)
+    dgh = np.concatenate([dr, dz, dn * r], axis=1)
+    return dgx, dgh, dh * z, dgx.sum(axis=0), dgh.sum(axis=0)
+
+
+def rnn_cell_forward_ref(pre, relu=False, bias=None):
+    pre = _f64(pre) + (0.0 if bias is None else _f64(bias))
+    return np.maximum(pre, 0) if relu else np.tanh(pre)
+
+
+def rnn_cell_backward_ref(h, dh, relu=False):
+    """h the cell's output -> (dpre, db)."""
+    h, dh = _f64(h), _f64(dh)
+    d = np.where(h > 0, dh, 0.0) if relu else dh * (1 - h**2)
+    return d, d.sum(axis=0)
+
+
+def lstm_cell_forward(gates, bias, c_prev, h, c, act):
+    h[...], c[...], act[...] = lstm_cell_forward_ref(gates, c_prev, bias)
+
+
+def lstm_cell_backward(act, c_prev, c, dh, dc, dgates, dc_prev, db, accumulate):
+    g, dcp, s = lstm_cell_backward_ref(act, c_prev, c, dh, dc)
+    dgates[...], dc_prev[...] = g, dcp
+    db[...] = db + s if accumulate else s
+
+
+def gru_cell_forward(gx, gh, b_ih, b_hh, h_prev, h, act):
+    h[...], act[...] = gru_cell_forward_ref(gx, gh, b_ih, b_hh, h_prev)
+
+
+def gru_cell_backward(act, h_prev, dh, dgx, dgh, dh_prev, dbx, dbh, accumulate):
+    gx, gh, direct, sx, sh = gru_cell_backward_ref(act, h_prev, dh)
+    dgx[...], dgh[...] = gx, gh
+    if accumulate:
+        dh_prev[...], dbx[...], dbh[...] = dh_prev + direct, dbx + sx, dbh + sh
+    else:
+        dh_prev[...], dbx[...], dbh[...] = direct, sx, sh
+
+
+def rnn_cell_forward(pre, bias, h, relu):
+    h[...] = rnn_cell_forward_ref(pre, relu, bias)
+
+
+def rnn_cell_backward(h, dh, dpre, db, relu, accumulate):
+    d, s = rnn_cell_backward_ref(h, dh, relu)
+    dpre[...] = d
+    db[...] = db + s if accumulate else s
+
+
+# The recurrence of one layer direction over a sequence, as a loop of per-step GEMMs and
+# cell kernels taken from ``ops`` (this module, or the Numba backend, whose own
+# rnn_recurrence_* are this loop over its kernels). mode: 0 lstm, 1 gru, 2 rnn_tanh,
+# 3 rnn_relu. Buffers and conventions as the C++ rnn_recurrence_forward/backward: hbuf and
+# cbuf (T+1, B, H) hold the states in time order with the initial one at slot 0 (slot T
+# when reverse).
+
+def recurrence_forward_loop(ops, mode, xproj, w_hh, b_ih, b_hh, hbuf, cbuf, act, reverse):
+    t_len = xproj.shape[0]
+    bias = b_ih + b_hh
+    order = range(t_len - 1, -1, -1) if reverse else range(t_len)
+    off_out, off_prev = (0, 1) if reverse else (1, 0)
+    gh = xproj[0].copy() if mode == 1 else None  # scratch on xproj's device (NumPy or CuPy)
+    for t in order:
+        prev = hbuf[t + off_prev]
+        if mode == 0:
+            ops.gemm(prev, w_hh, xproj[t], 1.0, 1.0, False, True)
+            ops.lstm_cell_forward(xproj[t], bias, cbuf[t + off_prev], hbuf[t + off_out],
+                                  cbuf[t + off_out], xproj[t])
+        elif mode == 1:
+            ops.gemm(prev, w_hh, gh, 1.0, 0.0, False, True)
+            ops.gru_cell_forward(xproj[t], gh, b_ih, b_hh, prev, hbuf[t + off_out], act[t])
+        else:
+            ops.gemm(prev, w_hh, xproj[t], 1.0, 1.0, False, True)
+            ops.rnn_cell_forward(xproj[t], bias, hbuf[t + off_out], mode == 3)
+
+
+def recurrence_backward_loop(ops, mode, w_hh, hbuf, cbuf, act, dH, dc, dgx, dgh, dbx, dbh,
+                             reverse):
+    t_len = hbuf.shape[0] - 1
+    order = range(t_len) if reverse else range(t_len - 1, -1, -1)
+    off_out, off_prev = (0, 1) if reverse else (1, 0)
+    dbx[...] = 0
+    dbh[...] = 0
+    for t in order:
+        dprev, dh = dH[t + off_prev], dH[t + off_out]
+        if mode == 0:
+            ops.lstm_cell_backward(act[t], cbuf[t + off_prev], cbuf[t + off_out], dh, dc, dgx[t],
+                                   dc, dbx, True)
+            ops.gemm(dgx[t], w_hh, dprev, 1.0, 1.0, False, False)
+        elif mode == 1:
+            ops.gru_cell_backward(act[t], hbuf[t + off_prev], dh, dgx[t], dgh[t], dprev, dbx, dbh,
+                                  True)
+            ops.gemm(dgh[t], w_hh, dprev, 1.0, 1.0, False, False)
+        else:
+            ops.rnn_cell_backward(hbuf[t + off_out], dh, dgx[t], dbx, mode == 3, True)
+            ops.gemm(dgx[t], w_hh, dprev, 1.0, 1.0, False, False)
+
+
+def rnn_recurrence_forward(mode, xproj, w_hh, b_ih, b_hh, hbuf, cbuf, act, reverse):
+    """xproj (T, B, G*H) = x W_ih^T consumed, w_hh (G*H, H), b_ih, b_hh (G*H), hbuf
+    (T+1, B, H) with the initial state in place -> the states; cbuf (T+1, B, H) LSTM; act
+    (T, B, 4H) GRU."""
+    import sys
+
+    recurrence_forward_loop(sys.modules[__name__], mode, xproj, w_hh, b_ih, b_hh, hbuf, cbuf,
+                            act, reverse)
+
+
+def rnn_recurrence_backward(mode, w_hh, hbuf, cbuf, act, dH, dc, dgx, dgh, dbx, dbh, reverse):
+    """dH (T+1, B, H), dc (B, H) in/out -> dgx, dgh (T, B, G*H), dbx, dbh (G*H)."""
+    import sys
+
+    recurrence_backward_loop(sys.modules[__name__], mode, w_hh, hbuf, cbuf, act, dH, dc, dgx,
+                             dgh, dbx, dbh, reverse)

@@ -30,3 +30,8 @@ __all__ = [
     "ReLU", "LeakyReLU", "ELU", "SELU", "Sigmoid", "Tanh", "Softmax", "LogSoftmax", "init",
     "utils", "AdaptiveAvgPool2d", "LocalResponseNorm",
 ]
+
+# recurrent layers and cells
+from .rnn import GRU, LSTM, RNN, GRUCell, LSTMCell, RNNCell  # noqa: E402
+
+__all__ += ["RNN", "LSTM", "GRU", "RNNCell", "LSTMCell", "GRUCell"]

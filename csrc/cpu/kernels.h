@@ -90,4 +90,44 @@ void elu_forward(index_t n, const T* x, T* y, T alpha, T scale);
 template <typename T>
 void elu_backward(index_t n, const T* dy, const T* x, T* dx, T alpha, T scale);
 
+// Recurrent cells (rnn.cpp), one time step over a batch; gate order as PyTorch's.
+// gates (B,4H) pre-activations i,f,g,o less the bias (4H); c_prev (B,H) -> h, c (B,H),
+// act (B,4H) (may alias gates)
+template <typename T>
+void lstm_cell_forward(index_t B, index_t H, const T* gates, const T* bias, const T* c_prev, T* h,
+                       T* c, T* act);
+// act (B,4H), c_prev, c, dh, dc (B,H) -> dgates (B,4H), dc_prev (B,H) (may alias dc), db (4H)
+template <typename T>
+void lstm_cell_backward(index_t B, index_t H, const T* act, const T* c_prev, const T* c,
+                        const T* dh, const T* dc, T* dgates, T* dc_prev, T* db,
+                        bool accumulate);
+// gx, gh (B,3H), b_ih, b_hh (3H), h_prev (B,H) -> h (B,H), act (B,4H): r, z, n, W_hn h + b_hn
+template <typename T>
+void gru_cell_forward(index_t B, index_t H, const T* gx, const T* gh, const T* b_ih,
+                      const T* b_hh, const T* h_prev, T* h, T* act);
+// act (B,4H), h_prev, dh (B,H) -> dgx, dgh (B,3H), dh_prev (B,H), dbx, dbh (3H)
+template <typename T>
+void gru_cell_backward(index_t B, index_t H, const T* act, const T* h_prev, const T* dh,
+                       T* dgx, T* dgh, T* dh_prev, T* dbx, T* dbh, bool accumulate);
+// pre (B,H), bias (H) -> h (B,H) = tanh or relu of pre + bias (may alias pre)
+template <typename T>
+void rnn_cell_forward(index_t B, index_t H, const T* pre, const T* bias, T* h, bool relu);
+// h, dh (B,H) -> dpre (B,H), db (H)
+template <typename T>
+void rnn_cell_backward(index_t B, index_t H, const T* h, const T* dh, T* dpre, T* db, bool relu,
+                       bool accumulate);
+
+// Whole-sequence recurrence (mode 0 lstm, 1 gru, 2 rnn_tanh, 3 rnn_relu; G = 4, 3, 1, 1):
+// xproj (T,B,G*H) in/out, w_hh (G*H,H), b_ih, b_hh (G*H), hbuf/cbuf (T+1,B,H), act (T,B,4H) GRU
+template <typename T>
+void rnn_recurrence_forward(int mode, index_t Tn, index_t B, index_t H, T* xproj, const T* w_hh,
+                            const T* b_ih, const T* b_hh, T* hbuf, T* cbuf, T* act, bool reverse,
+                            int nthreads);
+// w_hh, hbuf, cbuf, act as above, dH (T+1,B,H) in/out, dc (B,H) in/out -> dgx, dgh (T,B,G*H),
+// dbx, dbh (G*H)
+template <typename T>
+void rnn_recurrence_backward(int mode, index_t Tn, index_t B, index_t H, const T* w_hh,
+                             const T* hbuf, const T* cbuf, const T* act, T* dH, T* dc, T* dgx,
+                             T* dgh, T* dbx, T* dbh, bool reverse, int nthreads);
+
 }  // namespace convnet

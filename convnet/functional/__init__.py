@@ -32,3 +32,8 @@ __all__ = [
     "l1_loss", "leaky_relu", "linear", "local_response_norm", "log_softmax", "max_pool2d",
     "mse_loss", "nll_loss", "pad", "relu", "selu", "sigmoid", "softmax", "stack", "tanh", "where",
 ]
+
+# Decoders and generators: transposed convolution, interpolation, embedding.
+from ._upsample import conv_transpose2d  # noqa: E402
+
+__all__ += ["conv_transpose2d"]

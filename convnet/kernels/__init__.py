@@ -41,6 +41,14 @@ __all__ = [
     "activation_backward",
 ]
 
+# Transposed convolution (on the convolution kernels) and upsampling.
+__all__ += [
+    "conv_transpose2d_output_shape",
+    "conv_transpose2d_forward",
+    "conv_transpose2d_backward_data",
+    "conv_transpose2d_backward_weight",
+]
+
 
 def _pick(backend, **arrays):
     """The backend module for these arrays: the single place where devices are dispatched."""
@@ -417,3 +425,116 @@ def activation_backward(dy, saved, kind, alpha=None, *, backend=None):
     else:
         getattr(impl, f"{kind}_backward")(dy, saved, dx)
     return dx
+
+
+# --------------------------------------------------------------------------- transposed conv
+#
+# A transposed convolution is the convolution's data gradient used as a forward pass, so
+# it runs on the same three kernels with the roles swapped (which is also how the CUDA
+# backend gets it, when its module has the conv2d kernels): for x (N, Cin, H, W) and
+# w (Cin, Cout, R, S), viewing w as the filters of a convolution Cout -> Cin,
+#   forward        y  = conv2d_backward_data(dy=x, w)            (N, Cout, Ho, Wo)
+#   data gradient  dx = conv2d_forward(x=dy, w)                  (N, Cin, H, W)
+#   weight grad.   dw = conv2d_backward_weight(dy=x, x=dy)       (Cin, Cout, R, S)
+# The kernels read the convolution's output size (here H, W) from the arrays, so
+# output_padding needs no special case: it only makes the "input" Ho x Wo larger.
+
+
+def _convt_geometry(x_shape, w_shape, stride, padding, output_padding, dilation):
+    n, c, h, w = x_shape
+    cw, k, r, s = w_shape
+    if cw != c:
+        raise ValueError(
+            f"w: has {cw} input channels (shape {tuple(w_shape)}, laid out (Cin, Cout, R, S)) "
+            f"but x has {c} (shape {tuple(x_shape)})"
+        )
+    if isinstance(padding, str):
+        raise ValueError(f"padding: a transposed convolution takes an int or a pair, "
+                         f"got {padding!r}")
+    sh, sw = ck.pair("stride", stride)
+    dh, dw = ck.pair("dilation", dilation)
+    ph, pw = ck.pair("padding", padding, positive=False)
+    oph, opw = ck.pair("output_padding", output_padding, positive=False)
+    for o, st, d in ((oph, sh, dh), (opw, sw, dw)):
+        if o >= st and o >= d:
+            raise ValueError(
+                f"output_padding: must be smaller than the stride or the dilation, got "
+                f"output_padding {(oph, opw)} with stride {(sh, sw)}, dilation {(dh, dw)}"
+            )
+    ho = (h - 1) * sh - 2 * ph + dh * (r - 1) + oph + 1
+    wo = (w - 1) * sw - 2 * pw + dw * (s - 1) + opw + 1
+    if ho < 1 or wo < 1:
+        raise ValueError(
+            f"padding: the output would be {ho}x{wo} for input {h}x{w}, kernel {r}x{s}, "
+            f"stride {(sh, sw)}, padding {(ph, pw)}, dilation {(dh, dw)}"
+        )
+    return (n, k, ho, wo), (sh, sw, ph, pw, dh, dw)
+
+
+def conv_transpose2d_output_shape(x_shape, w_shape, stride=1, padding=0, output_padding=0,
+                                  dilation=1):
+    """(N, Cout, Ho, Wo) with Ho = (H-1)*sh - 2*ph + dh*(R-1) + oph + 1 (PyTorch's rule)."""
+    x_shape = ck.shape4("x_shape", x_shape)
+    w_shape = ck.shape4("w_shape", w_shape)
+    return _convt_geometry(x_shape, w_shape, stride, padding, output_padding, dilation)[0]
+
+
+def conv_transpose2d_forward(x, w, b=None, stride=1, padding=0, output_padding=0, dilation=1,
+                             *, backend=None):
+    """Transposed convolution (PyTorch's ``conv_transpose2d``, groups=1): every input pixel
+    scatters ``w[c]`` times its value into the output.
+
+    x (N, Cin, H, W), w (Cin, Cout, R, S), b (Cout,) or None -> y (N, Cout, Ho, Wo).
+    """
+    x = ck.float_array("x", x)
+    ck.ndim("x", x, 4, "(N, Cin, H, W)")
+    w = ck.float_array("w", w, x.dtype)
+    ck.ndim("w", w, 4, "(Cin, Cout, R, S)")
+    if b is not None:
+        b = ck.float_array("b", b, x.dtype)
+        if b.shape != (w.shape[1],):
+            raise ValueError(f"b: expected shape ({w.shape[1]},) for {w.shape[1]} output "
+                             f"channels, got {tuple(b.shape)}")
+    y_shape, args = _convt_geometry(x.shape, w.shape, stride, padding, output_padding, dilation)
+    impl = _pick(backend, x=x, w=w, b=b)
+    y = ck.xp_of(x).empty(y_shape, dtype=x.dtype)
+    impl.conv2d_backward_data(x, w, y, *args)
+    if b is not None:
+        y += b.reshape(1, -1, 1, 1)
+    return y
+
+
+def conv_transpose2d_backward_data(dy, w, x_shape, stride=1, padding=0, output_padding=0,
+                                   dilation=1, *, backend=None):
+    """Gradient of the transposed convolution with respect to its input: the convolution
+    of dy with the same filters.
+
+    dy (N, Cout, Ho, Wo), w (Cin, Cout, R, S), x_shape (N, Cin, H, W) -> dx (N, Cin, H, W).
+    """
+    w = ck.float_array("w", w)
+    ck.ndim("w", w, 4, "(Cin, Cout, R, S)")
+    x_shape = ck.shape4("x_shape", x_shape)
+    y_shape, args = _convt_geometry(x_shape, w.shape, stride, padding, output_padding, dilation)
+    dy = _check_dy(dy, y_shape, w.dtype)
+    impl = _pick(backend, dy=dy, w=w)
+    dx = ck.xp_of(w).empty(x_shape, dtype=w.dtype)
+    impl.conv2d_forward(dy, w, None, dx, *args)
+    return dx
+
+
+def conv_transpose2d_backward_weight(dy, x, w_shape, stride=1, padding=0, output_padding=0,
+                                     dilation=1, *, backend=None):
+    """Gradient of the transposed convolution with respect to its filters (summed over
+    the batch).
+
+    dy (N, Cout, Ho, Wo), x (N, Cin, H, W), w_shape (Cin, Cout, R, S) -> dw (Cin, Cout, R, S).
+    """
+    x = ck.float_array("x", x)
+    ck.ndim("x", x, 4, "(N, Cin, H, W)")
+    w_shape = ck.shape4("w_shape", w_shape)
+    y_shape, args = _convt_geometry(x.shape, w_shape, stride, padding, output_padding, dilation)
+    dy = _check_dy(dy, y_shape, x.dtype)
+    impl = _pick(backend, dy=dy, x=x)
+    dw = ck.xp_of(x).empty(w_shape, dtype=x.dtype)
+    impl.conv2d_backward_weight(x, dy, dw, *args)
+    return dw

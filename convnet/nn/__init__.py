@@ -30,3 +30,8 @@ __all__ = [
     "ReLU", "LeakyReLU", "ELU", "SELU", "Sigmoid", "Tanh", "Softmax", "LogSoftmax", "init",
     "utils", "AdaptiveAvgPool2d", "LocalResponseNorm",
 ]
+
+# Decoders and generators.
+from .upsample import ConvTranspose2d  # noqa: E402
+
+__all__ += ["ConvTranspose2d"]

@@ -1,0 +1,49 @@
+"""ConvTranspose2d and Upsample modules against torch.nn with the same weights."""
+
+import numpy as np
+import pytest
+
+import convnet as cn
+from tests.nn.test_layers import compare
+
+torch = pytest.importorskip("torch", reason="PyTorch (the oracle) is not installed")
+nn = cn.nn
+
+
+@pytest.mark.parametrize("args,kwargs", [
+    ((3, 5, 4), {"stride": 2, "padding": 1}),
+    ((4, 2, 3), {"stride": 2, "padding": 1, "output_padding": 1}),
+    ((2, 3, (3, 2)), {"stride": (3, 1), "padding": (1, 0), "dilation": (1, 2), "bias": False}),
+])
+def test_conv_transpose2d_matches_torch(args, kwargs, dtype, rng):
+    cn.manual_seed(0)
+    ours, theirs = nn.ConvTranspose2d(*args, **kwargs), torch.nn.ConvTranspose2d(*args, **kwargs)
+    assert list(ours.state_dict()) == list(theirs.state_dict())
+    for k, v in theirs.state_dict().items():
+        assert tuple(ours.state_dict()[k].shape) == tuple(v.shape), k
+    ours.to(dtype=dtype)
+    theirs.load_state_dict({k: torch.tensor(v) for k, v in ours.state_dict().items()})
+    compare(ours, theirs, rng.standard_normal((2, args[0], 5, 6)), dtype)
+
+
+def test_conv_transpose2d_init_bounds_follow_torch():
+    """PyTorch's kaiming_uniform(a=sqrt(5)) reads the fan-in off dim 1 (out_channels):
+    weights and bias within 1/sqrt(out_channels * kH * kW), filling that range."""
+    cn.manual_seed(0)
+    m = nn.ConvTranspose2d(64, 8, 4)
+    bound = 1 / np.sqrt(8 * 16)
+    for p in (m.weight.numpy(), m.bias.numpy()):
+        assert np.abs(p).max() <= bound
+    assert np.abs(m.weight.numpy()).max() > 0.95 * bound
+
+
+def test_generator_stack_shapes():
+    g = nn.Sequential(nn.ConvTranspose2d(16, 8, 7), nn.BatchNorm2d(8), nn.ReLU(),
+                      nn.ConvTranspose2d(8, 4, 4, 2, 1), nn.LeakyReLU(0.2),
+                      nn.ConvTranspose2d(4, 1, 4, 2, 1), nn.Tanh())
+    z = cn.tensor(np.random.default_rng(0).standard_normal((3, 16, 1, 1)).astype(np.float32),
+                  requires_grad=True)
+    y = g(z)
+    assert y.shape == (3, 1, 28, 28)
+    y.sum().backward()
+    assert z.grad.shape == z.shape and np.isfinite(z.grad.numpy()).all()

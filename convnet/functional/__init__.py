@@ -34,6 +34,6 @@ __all__ = [
 ]
 
 # Decoders and generators: transposed convolution, interpolation, embedding.
-from ._upsample import conv_transpose2d  # noqa: E402
+from ._upsample import conv_transpose2d, interpolate  # noqa: E402
 
-__all__ += ["conv_transpose2d"]
+__all__ += ["conv_transpose2d", "interpolate"]

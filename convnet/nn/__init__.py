@@ -32,6 +32,11 @@ __all__ = [
 ]
 
 # Decoders and generators.
-from .upsample import ConvTranspose2d  # noqa: E402
+from .upsample import (  # noqa: E402
+    ConvTranspose2d,
+    Upsample,
+    UpsamplingBilinear2d,
+    UpsamplingNearest2d,
+)
 
-__all__ += ["ConvTranspose2d"]
+__all__ += ["ConvTranspose2d", "Upsample", "UpsamplingBilinear2d", "UpsamplingNearest2d"]

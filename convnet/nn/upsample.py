@@ -8,6 +8,7 @@ import math
 import numpy as np
 
 from .. import functional as F
+from ..functional._upsample import INTERPOLATE_MODES
 from . import init
 from .layers import _pair
 from .module import Module, Parameter
@@ -57,3 +58,44 @@ class ConvTranspose2d(Module):
                    if self.output_padding != (0, 0) else "")
                 + (f", dilation={self.dilation}" if self.dilation != (1, 1) else "")
                 + ("" if self.bias is not None else ", bias=False"))
+
+
+class Upsample(Module):
+    """Resize feature maps by ``scale_factor`` or to ``size``; ``mode`` 'nearest' or
+    'bilinear' (PyTorch's ``nn.Upsample``; see :func:`convnet.functional.interpolate`)."""
+
+    def __init__(self, size=None, scale_factor=None, mode="nearest", align_corners=None,
+                 recompute_scale_factor=None):
+        super().__init__()
+        if mode not in INTERPOLATE_MODES:
+            raise ValueError(f"mode: expected one of {INTERPOLATE_MODES}, got {mode!r}")
+        if (size is None) == (scale_factor is None):
+            raise ValueError("size, scale_factor: give exactly one of them")
+        if mode == "nearest" and align_corners is not None:
+            raise ValueError("align_corners: only the bilinear mode takes it")
+        self.size, self.mode, self.align_corners = size, mode, align_corners
+        self.scale_factor = (float(scale_factor) if isinstance(scale_factor, (int, float))
+                             else scale_factor)
+        self.recompute_scale_factor = recompute_scale_factor
+
+    def forward(self, x):
+        return F.interpolate(x, self.size, self.scale_factor, self.mode, self.align_corners,
+                             self.recompute_scale_factor)
+
+    def extra_repr(self):
+        what = f"size={self.size}" if self.size is not None else \
+            f"scale_factor={self.scale_factor}"
+        return f"{what}, mode={self.mode!r}" + (
+            f", align_corners={self.align_corners}" if self.align_corners is not None else "")
+
+
+class UpsamplingNearest2d(Upsample):
+    def __init__(self, size=None, scale_factor=None):
+        super().__init__(size, scale_factor, "nearest")
+
+
+class UpsamplingBilinear2d(Upsample):
+    """Bilinear with ``align_corners=True``, as PyTorch's (deprecated there) layer."""
+
+    def __init__(self, size=None, scale_factor=None):
+        super().__init__(size, scale_factor, "bilinear", align_corners=True)

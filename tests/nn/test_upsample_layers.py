@@ -47,3 +47,36 @@ def test_generator_stack_shapes():
     assert y.shape == (3, 1, 28, 28)
     y.sum().backward()
     assert z.grad.shape == z.shape and np.isfinite(z.grad.numpy()).all()
+
+
+@pytest.mark.parametrize("kwargs", [{"scale_factor": 2}, {"size": (9, 7), "mode": "bilinear"},
+                                    {"scale_factor": 1.5, "mode": "bilinear",
+                                     "align_corners": True}])
+def test_upsample_matches_torch(kwargs, dtype, rng):
+    ours, theirs = nn.Upsample(**kwargs), torch.nn.Upsample(**kwargs)
+    x = rng.standard_normal((2, 3, 4, 5))
+    xo = cn.tensor(x.astype(dtype), requires_grad=True)
+    xt = torch.tensor(x.astype(dtype).astype(np.float64), requires_grad=True)
+    y, yt = ours(xo), theirs(xt)
+    np.testing.assert_allclose(y.numpy(), yt.detach().numpy(), rtol=1e-5, atol=1e-6)
+    y.sum().backward()
+    yt.sum().backward()
+    np.testing.assert_allclose(xo.grad.numpy(), xt.grad.numpy(), rtol=1e-5, atol=1e-5)
+    assert repr(ours).startswith("Upsample(")
+
+
+def test_upsampling_aliases(rng):
+    x = rng.standard_normal((1, 2, 3, 3))
+    for ours, theirs in ((nn.UpsamplingNearest2d(scale_factor=2),
+                          torch.nn.UpsamplingNearest2d(scale_factor=2)),
+                         (nn.UpsamplingBilinear2d(size=(5, 8)),
+                          torch.nn.UpsamplingBilinear2d(size=(5, 8)))):
+        np.testing.assert_allclose(ours(cn.tensor(x)).numpy(), theirs(torch.tensor(x)).numpy(),
+                                   rtol=1e-12, atol=1e-12)
+
+
+def test_upsample_bad_arguments():
+    with pytest.raises(ValueError, match="exactly one"):
+        nn.Upsample()
+    with pytest.raises(ValueError, match="mode"):
+        nn.Upsample(scale_factor=2, mode="trilinear")

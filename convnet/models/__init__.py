@@ -56,3 +56,15 @@ __all__ = [
     "Inception", "GoogLeNet", "googlenet", "BasicBlock", "Bottleneck", "ResNet", "resnet18",
     "resnet20", "resnet34", "resnet50",
 ]
+
+# Autoencoders (unsupervised; not classifiers, so not in MODELS).
+from .autoencoder import (  # noqa: E402
+    ConvAutoencoder,
+    DenoisingAutoencoder,
+    DenseAutoencoder,
+    TiedLinear,
+    VariationalAutoencoder,
+)
+
+__all__ += ["DenseAutoencoder", "ConvAutoencoder", "DenoisingAutoencoder",
+            "VariationalAutoencoder", "TiedLinear"]

@@ -1,6 +1,6 @@
 """Autoencoders on Fashion-MNIST: stacked dense, tied weights, convolutional, denoising.
 
-    python -m convnet.examples.autoencoder --kind dense|tied|conv|denoising [--epochs 5]
+    python -m convnet.examples.autoencoder --kind dense|tied|conv|denoising [--epochs 10]
         [--batch-size 128] [--codings 32] [--noise gaussian|dropout] [--data DIR]
         [--device cpu|cuda] [--report FILE.json] [--out FILE.png]
 
@@ -276,7 +276,7 @@ def write_report(path, result):
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--kind", choices=KINDS, default="conv")
-    add_common_arguments(parser, epochs=5, batch_size=128)
+    add_common_arguments(parser, epochs=10, batch_size=128)
     parser.add_argument("--codings", type=int, default=32)
     parser.add_argument("--noise", choices=["gaussian", "dropout"], default="gaussian")
     parser.add_argument("--noise-std", type=float, default=0.3)

@@ -40,7 +40,7 @@ def vae_loss(model, x):
     return model.loss(x)
 
 
-def test_elbo(model, test_loader, device="cpu"):
+def evaluate_elbo(model, test_loader, device="cpu"):
     """(ELBO, reconstruction term, KL term) in nats per image over a loader. The ELBO is
     estimated with one sample of z per image, as in training (train mode for the sampling,
     no graph, no parameter change)."""
@@ -113,7 +113,7 @@ def run(epochs=10, batch_size=128, lr=1e-3, latent=2, data=None, device="cpu",
     test_loader = loader(xte, yte, 500)
 
     def metrics(m):
-        elbo, recon, kl = test_elbo(m, test_loader, device)
+        elbo, recon, kl = evaluate_elbo(m, test_loader, device)
         return {"test_elbo": elbo, "test_reconstruction": recon, "test_kl": kl}
 
     t0 = time.perf_counter()
@@ -121,7 +121,7 @@ def run(epochs=10, batch_size=128, lr=1e-3, latent=2, data=None, device="cpu",
                     loss_fn=vae_loss, lr=lr, device=device, progress=progress, log=log,
                     evaluate_fn=metrics, name="vae")
     elbo, recon, kl = (history["test_elbo"][-1], history["test_reconstruction"][-1],
-                       history["test_kl"][-1]) if epochs else test_elbo(model, test_loader,
+                       history["test_kl"][-1]) if epochs else evaluate_elbo(model, test_loader,
                                                                           device)
     result = {"model": "vae", "latent": latent, "epochs": epochs, "batch_size": batch_size,
               "parameters": sum(p.numel() for p in model.parameters()),

@@ -37,3 +37,6 @@ __all__ = [
 from ._upsample import conv_transpose2d, interpolate  # noqa: E402
 
 __all__ += ["conv_transpose2d", "interpolate"]
+from ._embedding import embedding  # noqa: E402
+
+__all__ += ["embedding"]

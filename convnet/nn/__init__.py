@@ -40,3 +40,6 @@ from .upsample import (  # noqa: E402
 )
 
 __all__ += ["ConvTranspose2d", "Upsample", "UpsamplingBilinear2d", "UpsamplingNearest2d"]
+from .embedding import Embedding  # noqa: E402
+
+__all__ += ["Embedding"]

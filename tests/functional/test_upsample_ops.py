@@ -85,3 +85,10 @@ def test_interpolate_bad_arguments(rng):
         F.interpolate(cn.tensor(np.zeros((2, 3, 4), np.float32)), size=4)
     with pytest.raises(ValueError, match="at least 1x1"):
         F.interpolate(x, scale_factor=0.1)
+
+
+def test_embedding(dtype, rng):
+    idx = np.array([[1, 4, 4], [0, 1, 3]])
+    w = rng.standard_normal((5, 6))
+    check_op(lambda i, t: F.embedding(i, t), lambda i, t: TF.embedding(i, t), [idx, w], dtype,
+             needs_grad=[False, True])

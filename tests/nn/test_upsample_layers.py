@@ -80,3 +80,30 @@ def test_upsample_bad_arguments():
         nn.Upsample()
     with pytest.raises(ValueError, match="mode"):
         nn.Upsample(scale_factor=2, mode="trilinear")
+
+
+def test_embedding_matches_torch(rng):
+    cn.manual_seed(0)
+    ours = nn.Embedding(7, 5, padding_idx=2)
+    theirs = torch.nn.Embedding(7, 5, padding_idx=2).double()
+    assert np.all(ours.weight.numpy()[2] == 0)
+    theirs.load_state_dict({"weight": torch.tensor(ours.weight.numpy().astype(np.float64))})
+    idx = np.array([[0, 2, 6], [6, 6, 1]])  # repeated rows must accumulate
+    y = ours(cn.tensor(idx))
+    yt = theirs(torch.tensor(idx))
+    assert y.shape == (2, 3, 5)
+    np.testing.assert_allclose(y.numpy(), yt.detach().numpy(), rtol=1e-6)
+    dy = rng.standard_normal((2, 3, 5))
+    y.backward(cn.tensor(dy.astype(np.float32)))
+    yt.backward(torch.tensor(dy))
+    np.testing.assert_allclose(ours.weight.grad.numpy(), theirs.weight.grad.numpy(),
+                               rtol=1e-5, atol=1e-6)
+    assert np.all(ours.weight.grad.numpy()[2] == 0)
+
+
+def test_embedding_bad_indices():
+    e = nn.Embedding(4, 3)
+    with pytest.raises(ValueError, match="indices must be in"):
+        e(cn.tensor(np.array([0, 4])))
+    with pytest.raises(TypeError, match="integer"):
+        e(cn.tensor(np.array([0.0, 1.0], np.float32)))

@@ -581,13 +581,21 @@ def _upsample_input(name, a, what):
     return a
 
 
+def _upsample_kernel(impl, name):
+    fn = getattr(impl, name, None)
+    if fn is None:  # the CUDA module has no upsampling kernels yet
+        raise RuntimeError(f"backend {impl.__name__}: has no {name} kernel; run the "
+                           "upsampling on the CPU (NumPy arrays)")
+    return fn
+
+
 def _upsample_forward(kind, x, output_size, extra, scales, backend):
     x = _upsample_input("x", x, "(N, C, H, W)")
     p, q = ck.pair("output_size", output_size)
     sh, sw = _upsample_scales(scales)
-    impl = _pick(backend, x=x)
+    fn = _upsample_kernel(_pick(backend, x=x), f"upsample_{kind}2d_forward")
     y = ck.xp_of(x).empty((x.shape[0], x.shape[1], p, q), dtype=x.dtype)
-    getattr(impl, f"upsample_{kind}2d_forward")(x, y, *extra, sh, sw)
+    fn(x, y, *extra, sh, sw)
     return y
 
 
@@ -598,9 +606,9 @@ def _upsample_backward(kind, dy, x_shape, extra, scales, backend):
         raise ValueError(f"dy: batch/channels {tuple(dy.shape[:2])} differ from x_shape's "
                          f"{tuple(x_shape[:2])}")
     sh, sw = _upsample_scales(scales)
-    impl = _pick(backend, dy=dy)
+    fn = _upsample_kernel(_pick(backend, dy=dy), f"upsample_{kind}2d_backward")
     dx = ck.xp_of(dy).empty(x_shape, dtype=dy.dtype)
-    getattr(impl, f"upsample_{kind}2d_backward")(dy, dx, *extra, sh, sw)
+    fn(dy, dx, *extra, sh, sw)
     return dx
 
 

@@ -180,7 +180,7 @@ def train_gan(generator, discriminator, images, epochs: int = 5, batch_size: int
 # --------------------------------------------------------------------------- the example
 
 
-DEFAULTS = {"gan": {"epochs": 10, "batch_size": 64}, "dcgan": {"epochs": 3, "batch_size": 64}}
+DEFAULTS = {"gan": {"epochs": 5, "batch_size": 64}, "dcgan": {"epochs": 2, "batch_size": 64}}
 
 
 def _fmt(q):
@@ -253,11 +253,15 @@ def main(argv=None):
     parser.add_argument("--classifier", default=None,
                         help="quality classifier weights (trained and saved there if missing)")
     parser.add_argument("--latent-dim", type=int, default=64)
+    parser.add_argument("--threads", type=int, default=None,
+                        help="CPU threads for convnet's kernels (default: all cores)")
     args = parser.parse_args(argv)
     for name in ("epochs", "batch_size", "limit", "eval_samples", "latent_dim"):
         value = getattr(args, name)
         if value is not None and value < (0 if name == "epochs" else 1):
             parser.error(f"--{name.replace('_', '-')}: must be positive, got {value}")
+    if args.threads:
+        cn.set_num_threads(args.threads)
     out = run(args.model, args.epochs, args.batch_size, args.data, args.device,
               args.out or f"{args.model}_out", args.seed, args.limit, args.eval_samples,
               args.classifier, latent_dim=args.latent_dim)

@@ -68,3 +68,18 @@ from .autoencoder import (  # noqa: E402
 
 __all__ += ["DenseAutoencoder", "ConvAutoencoder", "DenoisingAutoencoder",
             "VariationalAutoencoder", "TiedLinear"]
+
+# GANs (generators and discriminators; not classifiers, so not in MODELS).
+from .gan import (  # noqa: E402
+    CycleGANGenerator,
+    DCGANDiscriminator,
+    DCGANGenerator,
+    DenseDiscriminator,
+    DenseGenerator,
+    InstanceNorm2d,
+    PatchDiscriminator,
+    gan_pair,
+)
+
+__all__ += ["DenseGenerator", "DenseDiscriminator", "DCGANGenerator", "DCGANDiscriminator",
+            "CycleGANGenerator", "PatchDiscriminator", "InstanceNorm2d", "gan_pair"]

@@ -103,6 +103,9 @@ def test_bad_input_is_a_value_error(module, bad):
 
 
 def test_gan_pair_names():
+    import convnet.models
+
+    assert convnet.models.gan_pair is gan_pair   # exported with the other models
     g, d = gan_pair("gan", latent_dim=5)
     assert isinstance(g, DenseGenerator) and isinstance(d, DenseDiscriminator)
     with pytest.raises(ValueError, match="model"):

@@ -51,9 +51,11 @@ class Reshape(nn.Module):
 
 
 class TiedLinear(nn.Module):
-    """The transpose of another Linear layer, ``y = x W^T^T + b = x W + b``, with a bias of
-    its own: the decoder half of a tied-weights autoencoder. ``source`` is not registered
-    as a sub-module, so its weight is counted (and saved) once, in the encoder."""
+    """The transpose of another Linear layer with a bias of its own: the source maps
+    in -> out with ``x W^T + b`` (W of shape (out, in)), this layer maps out -> in with
+    ``y W + c``; the decoder half of a tied-weights autoencoder. ``source`` is not
+    registered as a sub-module, so its weight is counted (and saved) once, in the encoder,
+    and both layers' gradients add up in it."""
 
     def __init__(self, source: nn.Linear, bias: bool = True):
         super().__init__()

@@ -200,6 +200,85 @@ def bn_cases(rng, torch) -> list[Case]:
     return out
 
 
+# Decoder layers: upsampling (its own kernels) and the transposed convolution (on the
+# convolution kernels with the roles swapped), forward + backward against PyTorch.
+UPSAMPLE_SHAPES = [("nearest x2 32x64x28x28", (32, 64, 28, 28), "nearest"),
+                   ("bilinear x2 32x64x28x28", (32, 64, 28, 28), "bilinear")]
+# name: x shape, w shape (Cin, Cout, R, S), stride, padding, output_padding
+CONV_TRANSPOSE_SHAPES = {
+    "DCGAN 64x128x7x7 -> 64@4x4/2": ((64, 128, 7, 7), (128, 64, 4, 4), 2, 1, 0),
+    "DCGAN 64x64x14x14 -> 1@4x4/2": ((64, 64, 14, 14), (64, 1, 4, 4), 2, 1, 0),
+    "AE 128x32x7x7 -> 16@3x3/2 op1": ((128, 32, 7, 7), (32, 16, 3, 3), 2, 1, 1),
+}
+
+
+def upsample_cases(rng, torch) -> list[Case]:
+    out = []
+    for name, shape, mode in UPSAMPLE_SHAPES:
+        x = rng.standard_normal(shape, dtype=np.float32)
+        size = (2 * shape[2], 2 * shape[3])
+        dy = rng.standard_normal((*shape[:2], *size), dtype=np.float32)
+        fwd = getattr(K, f"upsample_{mode}2d_forward")
+        bwd = getattr(K, f"upsample_{mode}2d_backward")
+
+        def ours(be, x=x, dy=dy, size=size, fwd=fwd, bwd=bwd):
+            def run():
+                fwd(x, size, backend=be)
+                bwd(dy, x.shape, backend=be)
+
+            return run
+
+        anchor = None
+        if torch is not None:
+            xt = torch.from_numpy(x).requires_grad_(True)
+            dyt = torch.from_numpy(dy)
+
+            def anchor(xt=xt, dyt=dyt, size=size, mode=mode):
+                def run():
+                    xt.grad = None
+                    torch.nn.functional.interpolate(xt, size=size, mode=mode).backward(dyt)
+
+                return run
+
+        out.append(Case("upsample fwd+bwd", name, 0.0, ours, anchor, "torch",
+                        {"bytes": 4 * (x.size * 2 + dy.size * 2)}))
+    return out
+
+
+def conv_transpose_cases(rng, torch) -> list[Case]:
+    out = []
+    for name, (x_shape, w_shape, s, p, op) in CONV_TRANSPOSE_SHAPES.items():
+        x = rng.standard_normal(x_shape, dtype=np.float32)
+        w = (rng.standard_normal(w_shape) / np.sqrt(np.prod(w_shape[1:]))).astype(np.float32)
+        y_shape = K.conv_transpose2d_output_shape(x_shape, w_shape, s, p, op)
+        dy = rng.standard_normal(y_shape, dtype=np.float32)
+        flops = 2.0 * np.prod(x_shape) * np.prod(w_shape[1:])
+
+        def ours(be, x=x, w=w, dy=dy, s=s, p=p, op=op):
+            def run():
+                K.conv_transpose2d_forward(x, w, None, s, p, op, backend=be)
+                K.conv_transpose2d_backward_data(dy, w, x.shape, s, p, op, backend=be)
+                K.conv_transpose2d_backward_weight(dy, x, w.shape, s, p, op, backend=be)
+
+            return run
+
+        anchor = None
+        if torch is not None:
+            xt = torch.from_numpy(x).requires_grad_(True)
+            wt = torch.from_numpy(w).requires_grad_(True)
+            dyt = torch.from_numpy(dy)
+
+            def anchor(xt=xt, wt=wt, dyt=dyt, s=s, p=p, op=op):
+                def run():
+                    xt.grad = wt.grad = None
+                    torch.nn.functional.conv_transpose2d(xt, wt, None, s, p, op).backward(dyt)
+
+                return run
+
+        out.append(Case("deconv fwd+bwd", name, 3 * flops, ours, anchor, "torch"))
+    return out
+
+
 def all_cases(quick: bool = False, groups: set[str] | None = None) -> list[Case]:
     rng = np.random.default_rng(0)
     torch = _torch()
@@ -210,6 +289,7 @@ def all_cases(quick: bool = False, groups: set[str] | None = None) -> list[Case]
         cases += conv_cases(name, spec, rng, torch)
     cases += pool_cases(rng, torch)
     cases += bn_cases(rng, torch)
+    cases += upsample_cases(rng, torch) + conv_transpose_cases(rng, torch)
     if groups:
         cases = [c for c in cases if c.group.split()[0] in groups]
     return cases

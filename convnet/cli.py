@@ -289,7 +289,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("bench", help="time the kernels against NumPy/PyTorch, print ratios")
     p.add_argument("--backend", action="append", choices=["native", "numba"],
                    help="only this backend (repeatable); default: all available")
-    p.add_argument("--only", action="append", choices=["gemm", "conv", "pool", "bn"],
+    p.add_argument("--only", action="append", choices=["gemm", "conv", "pool", "bn", "upsample",
+                                                   "deconv"],
                    help="only this group of kernels (repeatable)")
     p.add_argument("--quick", action="store_true", help="fewer and smaller shapes")
     p.add_argument("--min-time", type=float, default=0.6,

@@ -576,6 +576,74 @@ void bind_rnn_sequence(py::module_& m) {
         "in/out -> dgx, dgh (T,B,G*H), dbx, dbh (G*H).");
 }
 
+// ---- upsampling (csrc/cpu/upsample.cpp)
+
+template <typename T>
+convnet::UpsampleGeom upsample_geom(const Arr<T>& x, const Arr<T>& y) {
+  need(x, "x", 4);
+  need(y, "y", 4);
+  if (y.shape(0) != x.shape(0) || y.shape(1) != x.shape(1))
+    throw py::value_error("y: batch/channels differ from x's");
+  if (x.shape(2) < 1 || x.shape(3) < 1 || y.shape(2) < 1 || y.shape(3) < 1)
+    throw py::value_error("upsample: empty spatial size");
+  return {x.shape(0), x.shape(1), x.shape(2), x.shape(3), y.shape(2), y.shape(3)};
+}
+
+template <typename T>
+void upsample_nearest2d_forward(Arr<T> x, Arr<T> y, double scale_h, double scale_w) {
+  const auto g = upsample_geom(x, y);
+  const T* px = x.data();
+  T* py_ = y.mutable_data();
+  py::gil_scoped_release nogil;
+  convnet::upsample_nearest2d_forward<T>(g, px, py_, scale_h, scale_w);
+}
+
+template <typename T>
+void upsample_nearest2d_backward(Arr<T> dy, Arr<T> dx, double scale_h, double scale_w) {
+  const auto g = upsample_geom(dx, dy);
+  const T* pdy = dy.data();
+  T* pdx = dx.mutable_data();
+  py::gil_scoped_release nogil;
+  convnet::upsample_nearest2d_backward<T>(g, pdy, pdx, scale_h, scale_w);
+}
+
+template <typename T>
+void upsample_bilinear2d_forward(Arr<T> x, Arr<T> y, bool align_corners, double scale_h,
+                                 double scale_w) {
+  const auto g = upsample_geom(x, y);
+  const T* px = x.data();
+  T* py_ = y.mutable_data();
+  py::gil_scoped_release nogil;
+  convnet::upsample_bilinear2d_forward<T>(g, px, py_, align_corners, scale_h, scale_w);
+}
+
+template <typename T>
+void upsample_bilinear2d_backward(Arr<T> dy, Arr<T> dx, bool align_corners, double scale_h,
+                                  double scale_w) {
+  const auto g = upsample_geom(dx, dy);
+  const T* pdy = dy.data();
+  T* pdx = dx.mutable_data();
+  py::gil_scoped_release nogil;
+  convnet::upsample_bilinear2d_backward<T>(g, pdy, pdx, align_corners, scale_h, scale_w);
+}
+
+template <typename T>
+void bind_upsample(py::module_& m) {
+  using py::arg;
+  auto arr = [](const char* name) { return py::arg(name).noconvert(); };
+  m.def("upsample_nearest2d_forward", &upsample_nearest2d_forward<T>, arr("x"), arr("y"),
+        arg("scale_h"), arg("scale_w"),
+        "x (N,C,H,W) -> y (N,C,P,Q) in place; scale_h/w: the scale factors given, or <= 0.");
+  m.def("upsample_nearest2d_backward", &upsample_nearest2d_backward<T>, arr("dy"), arr("dx"),
+        arg("scale_h"), arg("scale_w"), "dy (N,C,P,Q) -> dx (N,C,H,W) in place.");
+  m.def("upsample_bilinear2d_forward", &upsample_bilinear2d_forward<T>, arr("x"), arr("y"),
+        arg("align_corners"), arg("scale_h"), arg("scale_w"),
+        "x (N,C,H,W) -> y (N,C,P,Q) in place (PyTorch's coordinates).");
+  m.def("upsample_bilinear2d_backward", &upsample_bilinear2d_backward<T>, arr("dy"), arr("dx"),
+        arg("align_corners"), arg("scale_h"), arg("scale_w"),
+        "dy (N,C,P,Q) -> dx (N,C,H,W) in place.");
+}
+
 }  // namespace
 
 PYBIND11_MODULE(_C, m) {
@@ -588,6 +656,8 @@ PYBIND11_MODULE(_C, m) {
   bind_rnn<float>(m);
   bind_rnn_sequence<double>(m);
   bind_rnn_sequence<float>(m);
+  bind_upsample<double>(m);
+  bind_upsample<float>(m);
   m.def("get_num_threads", &convnet::get_num_threads);
   m.def("set_num_threads", &convnet::set_num_threads, py::arg("n"));
   m.def("has_openmp", &convnet::has_openmp);

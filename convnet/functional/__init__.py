@@ -37,3 +37,11 @@ __all__ = [
 from ._rnn import gru_cell, lstm_cell, recurrent_layer, rnn_relu_cell, rnn_tanh_cell  # noqa: E402
 
 __all__ += ["gru_cell", "lstm_cell", "recurrent_layer", "rnn_relu_cell", "rnn_tanh_cell"]
+
+# Decoders and generators: transposed convolution, interpolation, embedding.
+from ._upsample import conv_transpose2d, interpolate  # noqa: E402
+
+__all__ += ["conv_transpose2d", "interpolate"]
+from ._embedding import embedding  # noqa: E402
+
+__all__ += ["embedding"]

@@ -41,6 +41,18 @@ __all__ = [
     "activation_backward",
 ]
 
+# Transposed convolution (on the convolution kernels) and upsampling.
+__all__ += [
+    "conv_transpose2d_output_shape",
+    "conv_transpose2d_forward",
+    "conv_transpose2d_backward_data",
+    "conv_transpose2d_backward_weight",
+    "upsample_nearest2d_forward",
+    "upsample_nearest2d_backward",
+    "upsample_bilinear2d_forward",
+    "upsample_bilinear2d_backward",
+]
+
 
 def _pick(backend, **arrays):
     """The backend module for these arrays: the single place where devices are dispatched."""
@@ -731,3 +743,214 @@ def rnn_recurrence_backward(rec, w_hh, dh_out=None, dh_n=None, dc_n=None, *, dH=
     impl.rnn_recurrence_backward(RNN_MODES.index(mode), w_hh, hbuf, rec.cbuf, rec.act, dH, dc0,
                                  dgx, dgh, dbx, dbh, rec.reverse)
     return dgx, dgh, dH[h0_slot], dc0, dbx, dbh
+
+# --------------------------------------------------------------------------- transposed conv
+#
+# A transposed convolution is the convolution's data gradient used as a forward pass, so
+# it runs on the same three kernels with the roles swapped (which is also how the CUDA
+# backend gets it, when its module has the conv2d kernels): for x (N, Cin, H, W) and
+# w (Cin, Cout, R, S), viewing w as the filters of a convolution Cout -> Cin,
+#   forward        y  = conv2d_backward_data(dy=x, w)            (N, Cout, Ho, Wo)
+#   data gradient  dx = conv2d_forward(x=dy, w)                  (N, Cin, H, W)
+#   weight grad.   dw = conv2d_backward_weight(dy=x, x=dy)       (Cin, Cout, R, S)
+# The kernels read the convolution's output size (here H, W) from the arrays, so
+# output_padding needs no special case: it only makes the "input" Ho x Wo larger.
+
+
+def _convt_geometry(x_shape, w_shape, stride, padding, output_padding, dilation):
+    n, c, h, w = x_shape
+    cw, k, r, s = w_shape
+    if cw != c:
+        raise ValueError(
+            f"w: has {cw} input channels (shape {tuple(w_shape)}, laid out (Cin, Cout, R, S)) "
+            f"but x has {c} (shape {tuple(x_shape)})"
+        )
+    if isinstance(padding, str):
+        raise ValueError(f"padding: a transposed convolution takes an int or a pair, "
+                         f"got {padding!r}")
+    sh, sw = ck.pair("stride", stride)
+    dh, dw = ck.pair("dilation", dilation)
+    ph, pw = ck.pair("padding", padding, positive=False)
+    oph, opw = ck.pair("output_padding", output_padding, positive=False)
+    for o, st, d in ((oph, sh, dh), (opw, sw, dw)):
+        if o >= st and o >= d:
+            raise ValueError(
+                f"output_padding: must be smaller than the stride or the dilation, got "
+                f"output_padding {(oph, opw)} with stride {(sh, sw)}, dilation {(dh, dw)}"
+            )
+    ho = (h - 1) * sh - 2 * ph + dh * (r - 1) + oph + 1
+    wo = (w - 1) * sw - 2 * pw + dw * (s - 1) + opw + 1
+    if ho < 1 or wo < 1:
+        raise ValueError(
+            f"padding: the output would be {ho}x{wo} for input {h}x{w}, kernel {r}x{s}, "
+            f"stride {(sh, sw)}, padding {(ph, pw)}, dilation {(dh, dw)}"
+        )
+    return (n, k, ho, wo), (sh, sw, ph, pw, dh, dw)
+
+
+def conv_transpose2d_output_shape(x_shape, w_shape, stride=1, padding=0, output_padding=0,
+                                  dilation=1):
+    """(N, Cout, Ho, Wo) with Ho = (H-1)*sh - 2*ph + dh*(R-1) + oph + 1 (PyTorch's rule)."""
+    x_shape = ck.shape4("x_shape", x_shape)
+    w_shape = ck.shape4("w_shape", w_shape)
+    return _convt_geometry(x_shape, w_shape, stride, padding, output_padding, dilation)[0]
+
+
+def conv_transpose2d_forward(x, w, b=None, stride=1, padding=0, output_padding=0, dilation=1,
+                             *, backend=None):
+    """Transposed convolution (PyTorch's ``conv_transpose2d``, groups=1): every input pixel
+    scatters ``w[c]`` times its value into the output.
+
+    x (N, Cin, H, W), w (Cin, Cout, R, S), b (Cout,) or None -> y (N, Cout, Ho, Wo).
+    """
+    x = ck.float_array("x", x)
+    ck.ndim("x", x, 4, "(N, Cin, H, W)")
+    w = ck.float_array("w", w, x.dtype)
+    ck.ndim("w", w, 4, "(Cin, Cout, R, S)")
+    if b is not None:
+        b = ck.float_array("b", b, x.dtype)
+        if b.shape != (w.shape[1],):
+            raise ValueError(f"b: expected shape ({w.shape[1]},) for {w.shape[1]} output "
+                             f"channels, got {tuple(b.shape)}")
+    y_shape, args = _convt_geometry(x.shape, w.shape, stride, padding, output_padding, dilation)
+    impl = _pick(backend, x=x, w=w, b=b)
+    y = ck.xp_of(x).empty(y_shape, dtype=x.dtype)
+    impl.conv2d_backward_data(x, w, y, *args)
+    if b is not None:
+        y += b.reshape(1, -1, 1, 1)
+    return y
+
+
+def conv_transpose2d_backward_data(dy, w, x_shape, stride=1, padding=0, output_padding=0,
+                                   dilation=1, *, backend=None):
+    """Gradient of the transposed convolution with respect to its input: the convolution
+    of dy with the same filters.
+
+    dy (N, Cout, Ho, Wo), w (Cin, Cout, R, S), x_shape (N, Cin, H, W) -> dx (N, Cin, H, W).
+    """
+    w = ck.float_array("w", w)
+    ck.ndim("w", w, 4, "(Cin, Cout, R, S)")
+    x_shape = ck.shape4("x_shape", x_shape)
+    y_shape, args = _convt_geometry(x_shape, w.shape, stride, padding, output_padding, dilation)
+    dy = _check_dy(dy, y_shape, w.dtype)
+    impl = _pick(backend, dy=dy, w=w)
+    dx = ck.xp_of(w).empty(x_shape, dtype=w.dtype)
+    impl.conv2d_forward(dy, w, None, dx, *args)
+    return dx
+
+
+def conv_transpose2d_backward_weight(dy, x, w_shape, stride=1, padding=0, output_padding=0,
+                                     dilation=1, *, backend=None):
+    """Gradient of the transposed convolution with respect to its filters (summed over
+    the batch).
+
+    dy (N, Cout, Ho, Wo), x (N, Cin, H, W), w_shape (Cin, Cout, R, S) -> dw (Cin, Cout, R, S).
+    """
+    x = ck.float_array("x", x)
+    ck.ndim("x", x, 4, "(N, Cin, H, W)")
+    w_shape = ck.shape4("w_shape", w_shape)
+    y_shape, args = _convt_geometry(x.shape, w_shape, stride, padding, output_padding, dilation)
+    dy = _check_dy(dy, y_shape, x.dtype)
+    impl = _pick(backend, dy=dy, x=x)
+    dw = ck.xp_of(x).empty(w_shape, dtype=x.dtype)
+    impl.conv2d_backward_weight(x, dy, dw, *args)
+    return dw
+
+
+# --------------------------------------------------------------------------- upsampling
+#
+# PyTorch's rules (``F.interpolate``): ``scales`` are the scale factors the user gave, which
+# PyTorch uses for the source coordinates (step 1/scale) instead of in/out when the output
+# size came from them; None means the size was given. Nearest: src = min(floor(dst * step),
+# in - 1). Bilinear, align_corners=False: src = max((dst + 0.5) * step - 0.5, 0);
+# align_corners=True: src = dst * (in - 1) / (out - 1).
+
+
+def _upsample_scales(scales):
+    if scales is None:
+        return 0.0, 0.0
+    if not (isinstance(scales, (tuple, list)) and len(scales) == 2):
+        raise ValueError(f"scales: expected None or a pair (scale_h, scale_w), got {scales!r}")
+    out = []
+    for v in scales:
+        if v is None:
+            out.append(0.0)
+            continue
+        try:
+            f = float(v)
+        except (TypeError, ValueError):
+            raise TypeError(f"scales: expected numbers, got {scales!r}") from None
+        if not (f > 0 and np.isfinite(f)):
+            raise ValueError(f"scales: must be positive and finite, got {scales!r}")
+        out.append(f)
+    return out[0], out[1]
+
+
+def _upsample_input(name, a, what):
+    a = ck.float_array(name, a)
+    ck.ndim(name, a, 4, what)
+    if min(a.shape) < 1:
+        raise ValueError(f"{name}: expected non-empty (N, C, H, W), got shape {tuple(a.shape)}")
+    return a
+
+
+def _upsample_kernel(impl, name):
+    fn = getattr(impl, name, None)
+    if fn is None:  # the CUDA module has no upsampling kernels yet
+        raise RuntimeError(f"backend {impl.__name__}: has no {name} kernel; run the "
+                           "upsampling on the CPU (NumPy arrays)")
+    return fn
+
+
+def _upsample_forward(kind, x, output_size, extra, scales, backend):
+    x = _upsample_input("x", x, "(N, C, H, W)")
+    p, q = ck.pair("output_size", output_size)
+    sh, sw = _upsample_scales(scales)
+    fn = _upsample_kernel(_pick(backend, x=x), f"upsample_{kind}2d_forward")
+    y = ck.xp_of(x).empty((x.shape[0], x.shape[1], p, q), dtype=x.dtype)
+    fn(x, y, *extra, sh, sw)
+    return y
+
+
+def _upsample_backward(kind, dy, x_shape, extra, scales, backend):
+    dy = _upsample_input("dy", dy, "(N, C, P, Q)")
+    x_shape = ck.shape4("x_shape", x_shape)
+    if tuple(dy.shape[:2]) != tuple(x_shape[:2]):
+        raise ValueError(f"dy: batch/channels {tuple(dy.shape[:2])} differ from x_shape's "
+                         f"{tuple(x_shape[:2])}")
+    sh, sw = _upsample_scales(scales)
+    fn = _upsample_kernel(_pick(backend, dy=dy), f"upsample_{kind}2d_backward")
+    dx = ck.xp_of(dy).empty(x_shape, dtype=dy.dtype)
+    fn(dy, dx, *extra, sh, sw)
+    return dx
+
+
+def upsample_nearest2d_forward(x, output_size, scales=None, *, backend=None):
+    """Nearest-neighbour upsampling (or downsampling) to ``output_size`` (P, Q).
+
+    x (N, C, H, W) -> y (N, C, P, Q). ``scales``: the scale factors (sh, sw) when the size
+    came from them (PyTorch then maps coordinates with them), else None.
+    """
+    return _upsample_forward("nearest", x, output_size, (), scales, backend)
+
+
+def upsample_nearest2d_backward(dy, x_shape, scales=None, *, backend=None):
+    """dy (N, C, P, Q) -> dx (N, C, H, W): each input pixel sums the outputs that copied it."""
+    return _upsample_backward("nearest", dy, x_shape, (), scales, backend)
+
+
+def upsample_bilinear2d_forward(x, output_size, align_corners=False, scales=None, *,
+                                backend=None):
+    """Bilinear interpolation to ``output_size`` (P, Q), PyTorch's coordinates.
+
+    x (N, C, H, W) -> y (N, C, P, Q).
+    """
+    return _upsample_forward("bilinear", x, output_size, (bool(align_corners),), scales,
+                             backend)
+
+
+def upsample_bilinear2d_backward(dy, x_shape, align_corners=False, scales=None, *,
+                                 backend=None):
+    """dy (N, C, P, Q) -> dx (N, C, H, W) for :func:`upsample_bilinear2d_forward`."""
+    return _upsample_backward("bilinear", dy, x_shape, (bool(align_corners),), scales,
+                              backend)

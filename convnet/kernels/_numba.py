@@ -1443,3 +1443,164 @@ def rnn_recurrence_backward(mode, w_hh, hbuf, cbuf, act, dH, dc, dgx, dgh, dbx, 
 
     recurrence_backward_loop(sys.modules[__name__], mode, w_hh, hbuf, cbuf, act, dH, dc, dgx,
                              dgh, dbx, dbh, reverse)
+
+# upsampling (nearest, bilinear) with PyTorch's coordinate rules (see csrc/cpu/upsample.cpp)
+# --------------------------------------------------------------------------------------
+
+__all__ += [
+    "upsample_nearest2d_forward",
+    "upsample_nearest2d_backward",
+    "upsample_bilinear2d_forward",
+    "upsample_bilinear2d_backward",
+]
+
+
+def _nearest_table(n_in, n_out, scale):
+    """Source index of every output position; float32 arithmetic as PyTorch's, whatever
+    the data type (out == in copies, out == 2*in halves exactly)."""
+    d = np.arange(n_out)
+    if n_out == n_in:
+        return d.astype(np.int64)
+    if n_out == 2 * n_in:
+        return (d >> 1).astype(np.int64)
+    step = np.float32(1.0 / scale) if scale > 0 else np.float32(n_in) / np.float32(n_out)
+    return np.minimum(np.floor(d.astype(np.float32) * step).astype(np.int64), n_in - 1)
+
+
+def _linear_table(n_in, n_out, align_corners, scale, dtype):
+    """(i0, i1, weight of i0, weight of i1) per output position, in the data's precision."""
+    t = np.dtype(dtype).type
+    d = np.arange(n_out).astype(dtype)
+    if n_out == n_in:
+        i = np.arange(n_out, dtype=np.int64)
+        return i, i.copy(), np.ones(n_out, dtype), np.zeros(n_out, dtype)
+    if align_corners:
+        step = t(n_in - 1) / t(n_out - 1) if n_out > 1 else t(0)
+        src = step * d
+    else:
+        step = t(1.0 / scale) if scale > 0 else t(n_in) / t(n_out)
+        src = np.maximum(step * (d + t(0.5)) - t(0.5), t(0))
+    i0 = np.minimum(np.floor(src).astype(np.int64), n_in - 1)
+    lam = np.clip(src - i0.astype(dtype), t(0), t(1)).astype(dtype)
+    i1 = i0 + (i0 < n_in - 1)
+    return i0, i1, (t(1) - lam).astype(dtype), lam
+
+
+@_parallel
+def _upsample_nearest_fwd(x3, y3, w_in, q_out, rows, cols):
+    """Per plane: y[p, q] = x[rows[p], cols[q]]; x3 (NC, H*W), y3 (NC, P*Q)."""
+    planes = x3.shape[0]
+    p_out = rows.shape[0]
+    for pl in prange(planes):
+        xp = x3[pl]
+        yp = y3[pl]
+        for p in range(p_out):
+            base = rows[p] * w_in
+            for q in range(q_out):
+                yp[p * q_out + q] = xp[base + cols[q]]
+
+
+@_parallel
+def _upsample_nearest_bwd(dy3, dx3, w_in, q_out, rows, cols):
+    """Per plane: dx = 0; dx[rows[p], cols[q]] += dy[p, q]."""
+    planes, hw = dx3.shape
+    p_out = rows.shape[0]
+    for pl in prange(planes):
+        dxp = dx3[pl]
+        dyp = dy3[pl]
+        for j in range(hw):
+            dxp[j] = 0.0
+        for p in range(p_out):
+            base = rows[p] * w_in
+            for q in range(q_out):
+                dxp[base + cols[q]] += dyp[p * q_out + q]
+
+
+@_parallel
+def _upsample_bilinear_fwd(x3, y3, w_in, q_out, r0, r1, rl0, rl1, c0, c1, cl0, cl1):
+    """Per plane: y[p, q] = sum of the four source pixels with their bilinear weights."""
+    planes = x3.shape[0]
+    p_out = r0.shape[0]
+    for pl in prange(planes):
+        xp = x3[pl]
+        yp = y3[pl]
+        for p in range(p_out):
+            a0 = r0[p] * w_in
+            a1 = r1[p] * w_in
+            h0 = rl0[p]
+            h1 = rl1[p]
+            for q in range(q_out):
+                b0 = c0[q]
+                b1 = c1[q]
+                w0 = cl0[q]
+                w1 = cl1[q]
+                yp[p * q_out + q] = (h0 * (w0 * xp[a0 + b0] + w1 * xp[a0 + b1])
+                                     + h1 * (w0 * xp[a1 + b0] + w1 * xp[a1 + b1]))
+
+
+@_parallel
+def _upsample_bilinear_bwd(dy3, dx3, w_in, q_out, r0, r1, rl0, rl1, c0, c1, cl0, cl1):
+    """Per plane: dx = 0, then each dy value adds to its four source pixels."""
+    planes, hw = dx3.shape
+    p_out = r0.shape[0]
+    for pl in prange(planes):
+        dxp = dx3[pl]
+        dyp = dy3[pl]
+        for j in range(hw):
+            dxp[j] = 0.0
+        for p in range(p_out):
+            a0 = r0[p] * w_in
+            a1 = r1[p] * w_in
+            h0 = rl0[p]
+            h1 = rl1[p]
+            for q in range(q_out):
+                b0 = c0[q]
+                b1 = c1[q]
+                d = dyp[p * q_out + q]
+                dxp[a0 + b0] += h0 * cl0[q] * d
+                dxp[a0 + b1] += h0 * cl1[q] * d
+                dxp[a1 + b0] += h1 * cl0[q] * d
+                dxp[a1 + b1] += h1 * cl1[q] * d
+
+
+def _planes(a):
+    n, c, h, w = a.shape
+    return a.reshape(n * c, h * w)
+
+
+def upsample_nearest2d_forward(x, y, scale_h, scale_w):
+    """x (N, C, H, W) -> y (N, C, P, Q), in place; scale_h/w: the scale factors given, or
+    <= 0 when the output size was (the step is then H/P, W/Q)."""
+    _, _, h, w_in = x.shape
+    p_out, q_out = y.shape[2], y.shape[3]
+    rows = _nearest_table(h, p_out, float(scale_h))
+    cols = _nearest_table(w_in, q_out, float(scale_w))
+    _upsample_nearest_fwd(_planes(x), _planes(y), int(w_in), int(q_out), rows, cols)
+
+
+def upsample_nearest2d_backward(dy, dx, scale_h, scale_w):
+    """dy (N, C, P, Q) -> dx (N, C, H, W), in place (zero-filled, then accumulated)."""
+    _, _, h, w_in = dx.shape
+    p_out, q_out = dy.shape[2], dy.shape[3]
+    rows = _nearest_table(h, p_out, float(scale_h))
+    cols = _nearest_table(w_in, q_out, float(scale_w))
+    _upsample_nearest_bwd(_planes(dy), _planes(dx), int(w_in), int(q_out), rows, cols)
+
+
+def _bilinear_tables(x_shape, y_shape, align_corners, scale_h, scale_w, dtype):
+    rows = _linear_table(x_shape[2], y_shape[2], bool(align_corners), float(scale_h), dtype)
+    cols = _linear_table(x_shape[3], y_shape[3], bool(align_corners), float(scale_w), dtype)
+    return (*rows, *cols)
+
+
+def upsample_bilinear2d_forward(x, y, align_corners, scale_h, scale_w):
+    """x (N, C, H, W) -> y (N, C, P, Q), in place."""
+    tables = _bilinear_tables(x.shape, y.shape, align_corners, scale_h, scale_w, x.dtype)
+    _upsample_bilinear_fwd(_planes(x), _planes(y), int(x.shape[3]), int(y.shape[3]), *tables)
+
+
+def upsample_bilinear2d_backward(dy, dx, align_corners, scale_h, scale_w):
+    """dy (N, C, P, Q) -> dx (N, C, H, W), in place (zero-filled, then accumulated)."""
+    tables = _bilinear_tables(dx.shape, dy.shape, align_corners, scale_h, scale_w, dy.dtype)
+    _upsample_bilinear_bwd(_planes(dy), _planes(dx), int(dx.shape[3]), int(dy.shape[3]),
+                           *tables)

@@ -590,3 +590,90 @@ def rnn_recurrence_backward(mode, w_hh, hbuf, cbuf, act, dH, dc, dgx, dgh, dbx, 
 
     recurrence_backward_loop(sys.modules[__name__], mode, w_hh, hbuf, cbuf, act, dH, dc, dgx,
                              dgh, dbx, dbh, reverse)
+
+# --------------------------------------------------------------------------------------
+# upsampling: y = A_h x A_w^T per plane, with A the (out, in) interpolation matrix of an axis
+# (backend-level: upsample_nearest2d_forward(x, y, scale_h, scale_w),
+# upsample_nearest2d_backward(dy, dx, scale_h, scale_w),
+# upsample_bilinear2d_forward(x, y, align_corners, scale_h, scale_w),
+# upsample_bilinear2d_backward(dy, dx, align_corners, scale_h, scale_w); scale <= 0 means
+# "the output size was given", the step is then in/out)
+# --------------------------------------------------------------------------------------
+
+
+def nearest_matrix(n_in, n_out, scale=0.0):
+    """A[d, src] = 1 with PyTorch's nearest rule: src = min(floor(d * step), in - 1), the
+    step 1/scale or in/out computed in float32 (as PyTorch does for every dtype)."""
+    a = np.zeros((n_out, n_in))
+    step = np.float32(1.0 / scale) if scale > 0 else np.float32(n_in) / np.float32(n_out)
+    for d in range(n_out):
+        if n_out == n_in:
+            src = d
+        elif n_out == 2 * n_in:
+            src = d // 2
+        else:
+            src = min(int(np.floor(np.float32(d) * step)), n_in - 1)
+        a[d, src] = 1.0
+    return a
+
+
+def bilinear_matrix(n_in, n_out, align_corners=False, scale=0.0):
+    """A[d, i0] = 1 - t, A[d, i1] = t for the source coordinate src = i0 + t (float64):
+    align_corners maps the corner pixels' centres onto each other, src = d (in-1)/(out-1);
+    otherwise pixel areas are aligned, src = (d + 0.5) step - 0.5, clamped at 0."""
+    a = np.zeros((n_out, n_in))
+    for d in range(n_out):
+        if n_out == n_in:
+            a[d, d] = 1.0
+            continue
+        if align_corners:
+            src = d * (n_in - 1) / (n_out - 1) if n_out > 1 else 0.0
+        else:
+            step = 1.0 / scale if scale > 0 else n_in / n_out
+            src = max((d + 0.5) * step - 0.5, 0.0)
+        i0 = min(int(np.floor(src)), n_in - 1)
+        t = min(max(src - i0, 0.0), 1.0)
+        a[d, i0] += 1.0 - t
+        a[d, min(i0 + 1, n_in - 1)] += t
+    return a
+
+
+def upsample_ref(x, out_hw, mode="nearest", align_corners=False, scales=(0.0, 0.0)):
+    """x (N, C, H, W) -> y (N, C, P, Q) in float64."""
+    x = _f64(x)
+    (p, q), (h, w) = out_hw, x.shape[2:]
+    if mode == "nearest":
+        ah, aw = nearest_matrix(h, p, scales[0]), nearest_matrix(w, q, scales[1])
+    else:
+        ah = bilinear_matrix(h, p, align_corners, scales[0])
+        aw = bilinear_matrix(w, q, align_corners, scales[1])
+    return np.einsum("ph,nchw,qw->ncpq", ah, x, aw)
+
+
+def upsample_backward_ref(dy, in_hw, mode="nearest", align_corners=False, scales=(0.0, 0.0)):
+    """dy (N, C, P, Q) -> dx (N, C, H, W) = A_h^T dy A_w in float64."""
+    dy = _f64(dy)
+    (h, w), (p, q) = in_hw, dy.shape[2:]
+    if mode == "nearest":
+        ah, aw = nearest_matrix(h, p, scales[0]), nearest_matrix(w, q, scales[1])
+    else:
+        ah = bilinear_matrix(h, p, align_corners, scales[0])
+        aw = bilinear_matrix(w, q, align_corners, scales[1])
+    return np.einsum("ph,ncpq,qw->nchw", ah, dy, aw)
+
+
+def upsample_nearest2d_forward(x, y, scale_h, scale_w):
+    y[...] = upsample_ref(x, y.shape[2:], "nearest", False, (scale_h, scale_w))
+
+
+def upsample_nearest2d_backward(dy, dx, scale_h, scale_w):
+    dx[...] = upsample_backward_ref(dy, dx.shape[2:], "nearest", False, (scale_h, scale_w))
+
+
+def upsample_bilinear2d_forward(x, y, align_corners, scale_h, scale_w):
+    y[...] = upsample_ref(x, y.shape[2:], "bilinear", align_corners, (scale_h, scale_w))
+
+
+def upsample_bilinear2d_backward(dy, dx, align_corners, scale_h, scale_w):
+    dx[...] = upsample_backward_ref(dy, dx.shape[2:], "bilinear", align_corners,
+                                    (scale_h, scale_w))

@@ -56,3 +56,30 @@ __all__ = [
     "Inception", "GoogLeNet", "googlenet", "BasicBlock", "Bottleneck", "ResNet", "resnet18",
     "resnet20", "resnet34", "resnet50",
 ]
+
+# Autoencoders (unsupervised; not classifiers, so not in MODELS).
+from .autoencoder import (  # noqa: E402
+    ConvAutoencoder,
+    DenoisingAutoencoder,
+    DenseAutoencoder,
+    TiedLinear,
+    VariationalAutoencoder,
+)
+
+__all__ += ["DenseAutoencoder", "ConvAutoencoder", "DenoisingAutoencoder",
+            "VariationalAutoencoder", "TiedLinear"]
+
+# GANs (generators and discriminators; not classifiers, so not in MODELS).
+from .gan import (  # noqa: E402
+    CycleGANGenerator,
+    DCGANDiscriminator,
+    DCGANGenerator,
+    DenseDiscriminator,
+    DenseGenerator,
+    InstanceNorm2d,
+    PatchDiscriminator,
+    gan_pair,
+)
+
+__all__ += ["DenseGenerator", "DenseDiscriminator", "DCGANGenerator", "DCGANDiscriminator",
+            "CycleGANGenerator", "PatchDiscriminator", "InstanceNorm2d", "gan_pair"]

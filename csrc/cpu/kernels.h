@@ -130,4 +130,29 @@ void rnn_recurrence_backward(int mode, index_t Tn, index_t B, index_t H, const T
                              const T* hbuf, const T* cbuf, const T* act, T* dH, T* dc, T* dgx,
                              T* dgh, T* dbx, T* dbh, bool reverse, int nthreads);
 
+// Upsampling (csrc/cpu/upsample.cpp) with PyTorch's coordinate rules. scale_h/scale_w are
+// the user's scale factors (> 0), or <= 0 when the output size was given (the source step
+// is then H/P, W/Q).
+struct UpsampleGeom {
+  index_t N, C, H, W;  // input
+  index_t P, Q;        // output
+};
+
+// x (N,C,H,W) -> y (N,C,P,Q)
+template <typename T>
+void upsample_nearest2d_forward(const UpsampleGeom& g, const T* x, T* y, double scale_h,
+                                double scale_w);
+// dy (N,C,P,Q) -> dx (N,C,H,W)
+template <typename T>
+void upsample_nearest2d_backward(const UpsampleGeom& g, const T* dy, T* dx, double scale_h,
+                                 double scale_w);
+// x (N,C,H,W) -> y (N,C,P,Q)
+template <typename T>
+void upsample_bilinear2d_forward(const UpsampleGeom& g, const T* x, T* y, bool align_corners,
+                                 double scale_h, double scale_w);
+// dy (N,C,P,Q) -> dx (N,C,H,W)
+template <typename T>
+void upsample_bilinear2d_backward(const UpsampleGeom& g, const T* dy, T* dx, bool align_corners,
+                                  double scale_h, double scale_w);
+
 }  // namespace convnet

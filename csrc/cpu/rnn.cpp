@@ -8,72 +8,20 @@
 // tanh(c).
 //
 // Gate order is PyTorch's: LSTM i, f, g, o; GRU r, z, n with n = tanh(x_n + r * (W_hn h +
-// b_hn)). float32 runs at SIMD width with the same Cephes-style exp as activation.cpp;
+// b_hn)). float32 runs at SIMD width with the Cephes-style exp of vec_math.h;
 // float64 keeps the C library's functions (it serves gradient checks, not speed).
 #include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <type_traits>
 
-#include "gemm.h"  // Vec<T>, kVecBytes
+#include "vec_math.h"
 
 namespace convnet {
 
 namespace {
 
-using VF = Vec<float>::type;
-constexpr int kLanesF = kVecBytes / int(sizeof(float));
-typedef int VI __attribute__((vector_size(kVecBytes)));
-
-inline VF splat(float v) { return v - VF{}; }
-
-// The vector exp/tanh/sigmoid of activation.cpp (kept local to this file so that the two
-// kernels can evolve separately; same polynomials, same accuracy, about 1 ulp).
-inline VF vexp(VF x) {
-  const VF hi = splat(88.3762626647949f), lo = splat(-87.3365447504f);
-  const auto underflow = x < lo;
-  x = x > hi ? hi : x;
-  x = x < lo ? lo : x;
-  VF fx = x * splat(1.44269504088896341f);
-  fx = fx + (fx >= splat(0.f) ? splat(0.5f) : splat(-0.5f));
-  VI n = __builtin_convertvector(fx, VI);
-  VF nf = __builtin_convertvector(n, VF);
-  VF r = x - nf * splat(0.693359375f) - nf * splat(-2.12194440e-4f);
-  VF p = splat(1.9875691500e-4f);
-  p = p * r + splat(1.3981999507e-3f);
-  p = p * r + splat(8.3334519073e-3f);
-  p = p * r + splat(4.1665795894e-2f);
-  p = p * r + splat(1.6666665459e-1f);
-  p = p * r + splat(5.0000001201e-1f);
-  p = p * r * r + r + splat(1.f);
-  VI bits = (n + 127) << 23;
-  VF scale;
-  std::memcpy(&scale, &bits, sizeof(VF));
-  return underflow ? VF{} : p * scale;
-}
-
-inline VF vtanh(VF x) {
-  const VF a = x < splat(0.f) ? -x : x;
-  const VF z = x * x;
-  VF p = splat(-5.70498872745e-3f);
-  p = p * z + splat(2.06390887954e-2f);
-  p = p * z + splat(-5.37397155531e-2f);
-  p = p * z + splat(1.33314422036e-1f);
-  p = p * z + splat(-3.33332819422e-1f);
-  const VF small = p * z * x + x;
-  VF big = splat(1.f) - splat(2.f) / (vexp(a + a) + splat(1.f));
-  big = x < splat(0.f) ? -big : big;
-  VF out = a < splat(0.625f) ? small : big;
-  return x != x ? x : out;
-}
-
-inline VF vsigmoid(VF x) {
-  const VF a = x < splat(0.f) ? -x : x;
-  const VF e = vexp(-a);
-  const VF inv = splat(1.f) / (splat(1.f) + e);
-  VF out = x >= splat(0.f) ? inv : e * inv;
-  return x != x ? x : out;
-}
+using namespace vecmath;
 
 // One lane group of the hidden axis: a SIMD vector of floats, or a single double. The
 // same cell code below runs on both.

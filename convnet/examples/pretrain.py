@@ -3,7 +3,9 @@
     python -m convnet.examples.pretrain [--ae-epochs 5] [--labelled 500] [--epochs 30]
         [--data DIR] [--device cpu|cuda] [--report FILE.json] [--plot FILE.png]
 
-1. Train a convolutional autoencoder on every training image, without labels.
+1. Train a convolutional autoencoder on every training image, without labels; by default
+   a denoising one (Gaussian noise of std 0.3 on its input), whose features transferred
+   better here than a plain autoencoder's (``--pretrain plain``).
 2. Put a classifier head (ReLU, dropout, a dense softmax layer) on its encoder and train it
    on only ``--labelled`` labelled images (a random subset), twice: with the encoder
    fine-tuned from the pretrained weights, and with the pretrained encoder frozen (only
@@ -31,7 +33,7 @@ from convnet.examples.autoencoder import (
     train,
     write_report,
 )
-from convnet.models.autoencoder import ConvAutoencoder
+from convnet.models.autoencoder import ConvAutoencoder, DenoisingAutoencoder
 from convnet.train import evaluate, fit
 
 VARIANTS = ("pretrained", "pretrained_frozen", "scratch")
@@ -53,7 +55,10 @@ def labelled_subset(labels, count, seed):
 
 
 def run(ae_epochs=5, labelled=500, epochs=30, batch_size=128, lr=1e-3, codings=64, data=None,
-        device="cpu", limit=None, seed=0, progress=True, log=print) -> dict:
+        device="cpu", limit=None, seed=0, progress=True, log=print, pretrain="denoising",
+        noise_std=0.3) -> dict:
+    if pretrain not in ("denoising", "plain"):
+        raise ValueError(f"pretrain: expected 'denoising' or 'plain', got {pretrain!r}")
     cn.manual_seed(seed)
     (xtr, ytr), (xte, yte), source = load_data(data, limit, seed)
     log(f"{source}: {len(xtr)} training images, {labelled} of them with labels; "
@@ -62,13 +67,15 @@ def run(ae_epochs=5, labelled=500, epochs=30, batch_size=128, lr=1e-3, codings=6
 
     t0 = time.perf_counter()
     ae = ConvAutoencoder(codings=codings)
+    trained = DenoisingAutoencoder(ae, std=noise_std) if pretrain == "denoising" else ae
     if device != "cpu":
-        ae.to(device)
-    train(ae, loader(xtr, ytr, batch_size, shuffle=True, seed=seed), ae_epochs, lr=lr,
-          device=device, progress=progress, log=log, name="autoencoder")
+        trained.to(device)
+    train(trained, loader(xtr, ytr, batch_size, shuffle=True, seed=seed), ae_epochs, lr=lr,
+          device=device, progress=progress, log=log, name=f"{pretrain} autoencoder")
     ae_mse = reconstruction_mse(ae, test_loader, device)
     ae_seconds = time.perf_counter() - t0
-    log(f"pretrained on {len(xtr)} unlabelled images: test reconstruction MSE {ae_mse:.5f} "
+    log(f"{pretrain} autoencoder pretrained on {len(xtr)} unlabelled images: test "
+        f"reconstruction MSE {ae_mse:.5f} "
         f"({ae_seconds:.0f}s)")
 
     pick = labelled_subset(ytr, labelled, seed)
@@ -101,6 +108,7 @@ def run(ae_epochs=5, labelled=500, epochs=30, batch_size=128, lr=1e-3, codings=6
     log(f"pretraining on unlabelled images: {gain * 100:+.1f} points of test accuracy "
         "over training from scratch")
     return {"labelled": labelled, "epochs": epochs, "ae_epochs": ae_epochs,
+            "pretrain": pretrain, "noise_std": noise_std if pretrain == "denoising" else None,
             "codings": codings, "train_images": len(xtr), "test_images": len(xte),
             "source": source, "device": device, "autoencoder_test_mse": ae_mse,
             "autoencoder_seconds": ae_seconds, **results,
@@ -132,12 +140,16 @@ def main(argv=None):
                         help="epochs of autoencoder pretraining on all training images")
     parser.add_argument("--labelled", type=int, default=500)
     parser.add_argument("--codings", type=int, default=64)
+    parser.add_argument("--pretrain", choices=["denoising", "plain"], default="denoising",
+                        help="the autoencoder pretrained on the unlabelled images")
+    parser.add_argument("--noise-std", type=float, default=0.3)
     parser.add_argument("--plot", "--out", dest="plot", metavar="FILE.png",
                         default="pretrain.png")
     args = parser.parse_args(argv)
     result = run(args.ae_epochs, args.labelled, args.epochs, args.batch_size, args.lr,
                  args.codings, args.data, args.device, args.limit, args.seed,
-                 progress=not args.no_progress)
+                 progress=not args.no_progress, pretrain=args.pretrain,
+                 noise_std=args.noise_std)
     if args.plot:
         plot(result, args.plot)
         result["plot"] = args.plot

@@ -68,13 +68,15 @@ def test_vae_latent_plot_projects_wider_codings(tmp_path):
     assert size(path) == (vae.LATENT_PLOT_PX, vae.LATENT_PLOT_PX)
 
 
-def test_pretrain_example(tmp_path, capsys):
+@pytest.mark.parametrize("kind", ["denoising", "plain"])
+def test_pretrain_example(kind, tmp_path, capsys):
     plot, report = tmp_path / "p.png", tmp_path / "p.json"
     assert pretrain.main(["--ae-epochs", "1", "--epochs", "2", "--labelled", "40", "--limit",
                           "300", "--codings", "16", "--no-progress", "--plot", str(plot),
-                          "--report", str(report)]) == 0
+                          "--report", str(report), "--pretrain", kind]) == 0
     assert size(plot) == (400, 600)
     result = json.loads(report.read_text())
+    assert result["pretrain"] == kind
     for name in pretrain.VARIANTS:
         assert 0 <= result[name]["test_accuracy"] <= 1
         assert len(result[name]["test_accuracy_per_epoch"]) == 2

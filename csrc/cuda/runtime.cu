@@ -2,6 +2,7 @@
 #include <mutex>
 #include <vector>
 
+#include "convnet/cuda_utils.cuh"
 #include "kernels.cuh"
 
 namespace convnet {

@@ -28,6 +28,9 @@ inline void check(cudaError_t err, const char* expr, const char* file, int line)
 // After every launch: a bad configuration shows up here, not at some later call.
 #define CUDA_CHECK_LAUNCH() ::convnet::cuda::check(cudaGetLastError(), "kernel launch", __FILE__, __LINE__)
 
+// The rest is device code, for nvcc only (bind_cuda.cpp, built by the host compiler,
+// needs just the checks above).
+#ifdef __CUDACC__
 namespace convnet {
 namespace cuda {
 
@@ -67,3 +70,4 @@ int sm_count();
 
 }  // namespace cuda
 }  // namespace convnet
+#endif  // __CUDACC__

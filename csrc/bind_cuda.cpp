@@ -37,6 +37,12 @@ T* ptr(ptr_t p, const char* name, index_t count) {
   return reinterpret_cast<T*>(p);
 }
 
+// Null pointers are refused before anything touches the device (checks run without a GPU).
+void need(std::initializer_list<std::pair<ptr_t, const char*>> ptrs) {
+  for (const auto& p : ptrs)
+    if (p.first == 0) throw py::value_error(std::string(p.second) + ": null device pointer");
+}
+
 cudaStream_t stream_of(ptr_t s) { return reinterpret_cast<cudaStream_t>(s); }
 
 // The CUDA runtime linked here keeps its own current device, separate from CuPy's.
@@ -90,7 +96,7 @@ PoolGeom pool_geom(const std::vector<index_t>& v) {
 // Runs f<float>() or f<double>() with the GIL released (the launchers only queue work).
 template <typename F>
 void on_dtype(const std::string& dtype, int device, F&& f) {
-  const DType d = dtype_of(dtype);
+  const DType d = dtype_of(dtype);  // every argument is checked before the device is touched
   use_device(device);
   py::gil_scoped_release nogil;
   if (d == DType::f32)
@@ -107,6 +113,9 @@ void gemm(const std::string& dtype, ptr_t a, ptr_t b, ptr_t c, index_t M, index_
   if (lda < (trans_a ? M : K) || ldb < (trans_b ? K : N) || ldc < N || lda < 1 || ldb < 1 ||
       ldc < 1)
     throw py::value_error("gemm: leading dimensions smaller than the rows they hold");
+  if (M * K > 0) need({{a, "a"}});
+  if (K * N > 0) need({{b, "b"}});
+  if (M * N > 0) need({{c, "c"}});
   on_dtype(dtype, device, [&](auto t) {
     using T = decltype(t);
     cu::gemm<T>(trans_a, trans_b, M, N, K, T(alpha), ptr<const T>(a, "a", M * K), lda,
@@ -118,6 +127,7 @@ void gemm(const std::string& dtype, ptr_t a, ptr_t b, ptr_t c, index_t M, index_
 void conv2d_forward(const std::string& dtype, ptr_t x, ptr_t w, ptr_t b, ptr_t y,
                     const std::vector<index_t>& geom, ptr_t table, ptr_t stream, int device) {
   const ConvGeom g = conv_geom(geom);
+  need({{x, "x"}, {w, "w"}, {y, "y"}, {table, "table"}});
   on_dtype(dtype, device, [&](auto t) {
     using T = decltype(t);
     cu::conv2d_forward<T>(g, ptr<const T>(x, "x", 1), ptr<const T>(w, "w", 1),
@@ -130,6 +140,7 @@ void conv2d_backward_data(const std::string& dtype, ptr_t dy, ptr_t w, ptr_t dx,
                           const std::vector<index_t>& geom, ptr_t table, ptr_t stream,
                           int device) {
   const ConvGeom g = conv_geom(geom);
+  need({{dy, "dy"}, {w, "w"}, {dx, "dx"}, {table, "table"}});
   on_dtype(dtype, device, [&](auto t) {
     using T = decltype(t);
     cu::conv2d_backward_data<T>(g, ptr<const T>(dy, "dy", 1), ptr<const T>(w, "w", 1),
@@ -142,6 +153,7 @@ void conv2d_backward_weight(const std::string& dtype, ptr_t dy, ptr_t x, ptr_t d
                             const std::vector<index_t>& geom, ptr_t table, ptr_t stream,
                             int device) {
   const ConvGeom g = conv_geom(geom);
+  need({{dy, "dy"}, {x, "x"}, {dw_out, "dw_out"}, {table, "table"}});
   on_dtype(dtype, device, [&](auto t) {
     using T = decltype(t);
     cu::conv2d_backward_weight<T>(g, ptr<const T>(dy, "dy", 1), ptr<const T>(x, "x", 1),
@@ -154,6 +166,7 @@ void conv2d_backward_bias(const std::string& dtype, ptr_t dy, ptr_t db, index_t 
                           index_t P, index_t Q, ptr_t stream, int device) {
   if (N < 1 || K < 1 || P < 1 || Q < 1) throw py::value_error("dy: every size must be >= 1");
   ConvGeom g{N, 0, 0, 0, K, 1, 1, P, Q, 1, 1, 0, 0, 1, 1};
+  need({{dy, "dy"}, {db, "db"}});
   on_dtype(dtype, device, [&](auto t) {
     using T = decltype(t);
     cu::conv2d_backward_bias<T>(g, ptr<const T>(dy, "dy", 1), ptr<T>(db, "db", 1),
@@ -164,6 +177,7 @@ void conv2d_backward_bias(const std::string& dtype, ptr_t dy, ptr_t db, index_t 
 void max_pool2d_forward(const std::string& dtype, ptr_t x, ptr_t y, ptr_t indices,
                         const std::vector<index_t>& geom, ptr_t stream, int device) {
   const PoolGeom g = pool_geom(geom);
+  need({{x, "x"}, {y, "y"}, {indices, "indices"}});
   on_dtype(dtype, device, [&](auto t) {
     using T = decltype(t);
     cu::max_pool2d_forward<T>(g, ptr<const T>(x, "x", 1), ptr<T>(y, "y", 1),
@@ -173,7 +187,14 @@ void max_pool2d_forward(const std::string& dtype, ptr_t x, ptr_t y, ptr_t indice
 
 void max_pool2d_backward(const std::string& dtype, ptr_t dy, ptr_t indices, ptr_t dx,
                          const std::vector<index_t>& geom, ptr_t stream, int device) {
-  const PoolGeom g = pool_geom(geom);
+  // Only the sizes matter here (the window is in the indices), as in the CPU binding.
+  if (geom.size() != 12)
+    throw py::value_error("geom: expected 12 ints (N,C,H,W,P,Q,kh,kw,sh,sw,ph,pw)");
+  const PoolGeom g{geom[0], geom[1], geom[2], geom[3], geom[4],  geom[5],
+                   geom[6], geom[7], geom[8], geom[9], geom[10], geom[11]};
+  if (g.N < 1 || g.C < 1 || g.H < 1 || g.W < 1 || g.P < 1 || g.Q < 1)
+    throw py::value_error("geom: every size must be >= 1");
+  need({{dy, "dy"}, {indices, "indices"}, {dx, "dx"}});
   on_dtype(dtype, device, [&](auto t) {
     using T = decltype(t);
     cu::max_pool2d_backward<T>(g, ptr<const T>(dy, "dy", 1),
@@ -186,6 +207,7 @@ void avg_pool2d_forward(const std::string& dtype, ptr_t x, ptr_t y,
                         const std::vector<index_t>& geom, bool count_include_pad, ptr_t stream,
                         int device) {
   const PoolGeom g = pool_geom(geom);
+  need({{x, "x"}, {y, "y"}});
   on_dtype(dtype, device, [&](auto t) {
     using T = decltype(t);
     cu::avg_pool2d_forward<T>(g, ptr<const T>(x, "x", 1), ptr<T>(y, "y", 1), count_include_pad,
@@ -197,6 +219,7 @@ void avg_pool2d_backward(const std::string& dtype, ptr_t dy, ptr_t dx,
                          const std::vector<index_t>& geom, bool count_include_pad, ptr_t stream,
                          int device) {
   const PoolGeom g = pool_geom(geom);
+  need({{dy, "dy"}, {dx, "dx"}});
   on_dtype(dtype, device, [&](auto t) {
     using T = decltype(t);
     cu::avg_pool2d_backward<T>(g, ptr<const T>(dy, "dy", 1), ptr<T>(dx, "dx", 1),
@@ -214,6 +237,8 @@ void batch_norm_forward_training(const std::string& dtype, ptr_t x, ptr_t weight
                                  index_t C, index_t L, double eps, ptr_t work, ptr_t stream,
                                  int device) {
   bn_sizes(N, C, L);
+  need({{x, "x"}, {weight, "weight"}, {bias, "bias"}, {y, "y"}, {mean, "mean"},
+        {var, "var"}, {invstd, "invstd"}, {work, "work"}});
   on_dtype(dtype, device, [&](auto t) {
     using T = decltype(t);
     cu::batch_norm_forward_training<T>(
@@ -229,6 +254,8 @@ void batch_norm_forward_inference(const std::string& dtype, ptr_t x, ptr_t weigh
                                   index_t C, index_t L, double eps, ptr_t work, ptr_t stream,
                                   int device) {
   bn_sizes(N, C, L);
+  need({{x, "x"}, {weight, "weight"}, {bias, "bias"}, {running_mean, "running_mean"},
+        {running_var, "running_var"}, {y, "y"}, {work, "work"}});
   on_dtype(dtype, device, [&](auto t) {
     using T = decltype(t);
     cu::batch_norm_forward_inference<T>(
@@ -243,6 +270,8 @@ void batch_norm_backward(const std::string& dtype, ptr_t dy, ptr_t x, ptr_t weig
                          ptr_t invstd, ptr_t dx, ptr_t dweight, ptr_t dbias, index_t N,
                          index_t C, index_t L, ptr_t work, ptr_t stream, int device) {
   bn_sizes(N, C, L);
+  need({{dy, "dy"}, {x, "x"}, {weight, "weight"}, {mean, "mean"}, {invstd, "invstd"},
+        {dx, "dx"}, {dweight, "dweight"}, {dbias, "dbias"}, {work, "work"}});
   on_dtype(dtype, device, [&](auto t) {
     using T = decltype(t);
     cu::batch_norm_backward<T>(N, C, L, ptr<const T>(dy, "dy", 1), ptr<const T>(x, "x", 1),
@@ -264,6 +293,7 @@ template <void (*F32)(index_t, const float*, float*, cudaStream_t),
           void (*F64)(index_t, const double*, double*, cudaStream_t)>
 void unary(const std::string& dtype, ptr_t x, ptr_t y, index_t n, ptr_t stream, int device) {
   nonneg({n}, "n");
+  if (n > 0) need({{x, "x"}, {y, "y"}});
   on_dtype(dtype, device, [&](auto t) {
     using T = decltype(t);
     if constexpr (sizeof(T) == 4)
@@ -278,6 +308,7 @@ template <void (*F32)(index_t, const float*, const float*, float*, cudaStream_t)
 void binary(const std::string& dtype, ptr_t dy, ptr_t saved, ptr_t dx, index_t n, ptr_t stream,
             int device) {
   nonneg({n}, "n");
+  if (n > 0) need({{dy, "dy"}, {saved, "saved"}, {dx, "dx"}});
   on_dtype(dtype, device, [&](auto t) {
     using T = decltype(t);
     if constexpr (sizeof(T) == 4)
@@ -292,6 +323,7 @@ void binary(const std::string& dtype, ptr_t dy, ptr_t saved, ptr_t dx, index_t n
 void leaky_relu_forward(const std::string& dtype, ptr_t x, ptr_t y, index_t n, double slope,
                         ptr_t stream, int device) {
   nonneg({n}, "n");
+  if (n > 0) need({{x, "x"}, {y, "y"}});
   on_dtype(dtype, device, [&](auto t) {
     using T = decltype(t);
     cu::leaky_relu_forward<T>(n, ptr<const T>(x, "x", n), ptr<T>(y, "y", n), T(slope),
@@ -302,6 +334,7 @@ void leaky_relu_forward(const std::string& dtype, ptr_t x, ptr_t y, index_t n, d
 void leaky_relu_backward(const std::string& dtype, ptr_t dy, ptr_t x, ptr_t dx, index_t n,
                          double slope, ptr_t stream, int device) {
   nonneg({n}, "n");
+  if (n > 0) need({{dy, "dy"}, {x, "x"}, {dx, "dx"}});
   on_dtype(dtype, device, [&](auto t) {
     using T = decltype(t);
     cu::leaky_relu_backward<T>(n, ptr<const T>(dy, "dy", n), ptr<const T>(x, "x", n),
@@ -312,6 +345,7 @@ void leaky_relu_backward(const std::string& dtype, ptr_t dy, ptr_t x, ptr_t dx, 
 void elu_forward(const std::string& dtype, ptr_t x, ptr_t y, index_t n, double alpha,
                  double scale, ptr_t stream, int device) {
   nonneg({n}, "n");
+  if (n > 0) need({{x, "x"}, {y, "y"}});
   on_dtype(dtype, device, [&](auto t) {
     using T = decltype(t);
     cu::elu_forward<T>(n, ptr<const T>(x, "x", n), ptr<T>(y, "y", n), T(alpha), T(scale),
@@ -322,6 +356,7 @@ void elu_forward(const std::string& dtype, ptr_t x, ptr_t y, index_t n, double a
 void elu_backward(const std::string& dtype, ptr_t dy, ptr_t x, ptr_t dx, index_t n,
                   double alpha, double scale, ptr_t stream, int device) {
   nonneg({n}, "n");
+  if (n > 0) need({{dy, "dy"}, {x, "x"}, {dx, "dx"}});
   on_dtype(dtype, device, [&](auto t) {
     using T = decltype(t);
     cu::elu_backward<T>(n, ptr<const T>(dy, "dy", n), ptr<const T>(x, "x", n),

@@ -32,11 +32,20 @@ import convnet as cn  # noqa: E402
 K = cn.kernels
 ROWS: list[dict] = []
 LOG: list[str] = []
+_OUT = {"file": None}
+_DEADLINE = {"t": float("inf")}
 
 
 def say(msg=""):
     print(msg, flush=True)
     LOG.append(msg)
+    if _OUT["file"] is not None:  # written as it goes: a run cut short keeps its lines
+        _OUT["file"].write(msg + "\n")
+        _OUT["file"].flush()
+
+
+def over_budget() -> bool:
+    return time.perf_counter() > _DEADLINE["t"]
 
 
 def row(kernel, shape, ms, rate, unit, ratio=None, anchor="", cpu_ms=None):
@@ -49,6 +58,9 @@ def stage(name):
     def wrap(fn):
         def run(*args, **kw):
             t0 = time.perf_counter()
+            if over_budget():
+                say(f"--- {name}: skipped, over the time budget")
+                return
             say(f"--- {name}")
             try:
                 fn(*args, **kw)
@@ -183,6 +195,9 @@ def gemm(ctx):
     sizes = GEMM_SIZES[:3] if ctx.quick else GEMM_SIZES
     for dtype, cases in ((np.float32, sizes), (np.float64, GEMM_SIZES_FP64)):
         for m, n, k in cases:
+            if over_budget():
+                say(f"gemm {m}x{n}x{k}: skipped, over the time budget")
+                continue
             _gemm_case(ctx, m, n, k, dtype)
 
 
@@ -234,6 +249,9 @@ CONV_SHAPES = [
 def conv2d(ctx):
     shapes = CONV_SHAPES[:5] if ctx.quick else CONV_SHAPES
     for case in shapes:
+        if over_budget():
+            say(f"conv {case[0]}: skipped, over the time budget")
+            continue
         try:
             _conv_case(ctx, *case)
         except Exception:
@@ -304,6 +322,9 @@ def _mem_row(ctx, kernel, shape, ms, nbytes, cpu=None):
 def pooling(ctx):
     cases = POOL_CASES[:2] if ctx.quick else POOL_CASES
     for case in cases:
+        if over_budget():
+            say(f"pool {case[0]}: skipped, over the time budget")
+            continue
         try:
             _pool_case(ctx, *case)
         except Exception:
@@ -351,6 +372,9 @@ def _pool_case(ctx, name, x_shape, kk, ss, pp):
 def batch_norm(ctx):
     cases = BN_CASES[:2] if ctx.quick else BN_CASES
     for case in cases:
+        if over_budget():
+            say(f"bn {case[0]}: skipped, over the time budget")
+            continue
         try:
             _bn_case(ctx, *case)
         except Exception:
@@ -436,7 +460,13 @@ def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="fewer shapes")
     ap.add_argument("--out", help="also write everything printed to this file")
+    ap.add_argument("--budget", type=float, default=300.0,
+                    help="seconds after which remaining cases are skipped (the table is "
+                    "always printed)")
     args = ap.parse_args(argv)
+    _DEADLINE["t"] = time.perf_counter() + args.budget
+    if args.out:
+        _OUT["file"] = open(args.out, "w")  # noqa: SIM115 (closed at the end of main)
     ctx = Ctx()
     ctx.quick = args.quick
     t0 = time.perf_counter()
@@ -446,9 +476,9 @@ def main(argv=None):
             fn(ctx)
     say(f"total {time.perf_counter() - t0:.0f} s")
     table()
-    if args.out:
-        with open(args.out, "w") as f:
-            f.write("\n".join(LOG) + "\n")
+    if _OUT["file"] is not None:
+        _OUT["file"].close()
+        _OUT["file"] = None
 
 
 if __name__ == "__main__":

@@ -54,7 +54,8 @@ struct Im2colCols {
     wb = q * d.sw - d.pw;
     off = n * d.CHW + index_t(hb) * d.W + wb;
   }
-  __device__ void load(index_t k0, index_t klim) {
+  template <typename Stage>  // registers only: the next stage is not written here
+  __device__ void load(index_t k0, index_t klim, Stage) {
 #pragma unroll
     for (int v = 0; v < REGS; ++v) {
       const index_t crs = k0 + orow + v * STEP;
@@ -119,7 +120,8 @@ struct FilterRows {
     valid = m0 + col < C;
     coff = (m0 + col) * RS;
   }
-  __device__ void load(index_t k0, index_t klim) {
+  template <typename Stage>  // registers only: the next stage is not written here
+  __device__ void load(index_t k0, index_t klim, Stage) {
 #pragma unroll
     for (int v = 0; v < REGS; ++v) {
       const index_t krs = k0 + orow + v * STEP;
@@ -159,7 +161,8 @@ struct GradCols {
     wp = w + d.pw;
     off = n * d.KPQ;
   }
-  __device__ void load(index_t k0, index_t klim) {
+  template <typename Stage>  // registers only: the next stage is not written here
+  __device__ void load(index_t k0, index_t klim, Stage) {
 #pragma unroll
     for (int v = 0; v < REGS; ++v) {
       const index_t krs = k0 + orow + v * STEP;
@@ -226,7 +229,8 @@ struct GradRows {
     col = tid % BK;
     orow = tid / BK;
   }
-  __device__ void load(index_t k0, index_t klim) {
+  template <typename Stage>  // registers only: the next stage is not written here
+  __device__ void load(index_t k0, index_t klim, Stage) {
     const index_t npq = k0 + col;
     const bool valid = npq < klim;
     const index_t n = valid ? npq / d.PQ : 0;
@@ -261,7 +265,8 @@ struct Im2colRows {
     col = tid % BK;
     orow = tid / BK;
   }
-  __device__ void load(index_t k0, index_t klim) {
+  template <typename Stage>  // registers only: the next stage is not written here
+  __device__ void load(index_t k0, index_t klim, Stage) {
     const index_t npq = k0 + col;
     const bool valid = npq < klim;
     const index_t n = valid ? npq / d.PQ : 0;

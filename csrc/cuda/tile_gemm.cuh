@@ -6,11 +6,15 @@
 // inner loop reads each thread's TM values of A and TN values of B as 128-bit vectors and
 // does TM*TN FMAs from registers. Double buffering: the next slice is fetched from global
 // memory into registers while the current one is multiplied, then written to the other
-// shared-memory stage, so one __syncthreads per step suffices.
+// shared-memory stage, so one __syncthreads per step suffices. Operands that need no
+// transpose on their way to shared memory (A^T, B) and are 16-byte aligned skip the
+// registers: cp.async copies them straight into the next stage while the FMAs run.
 //
-// A loader fills its registers for the slice starting at k0 (zero outside the matrix and
-// past `klim`), then stores them into a [BK][BX + PAD] shared tile. An epilogue receives
-// each thread's TM x TN accumulators with their global (row, column) origin.
+// A loader's load(k0, klim, next_stage) fetches the slice starting at k0 (zero outside the
+// matrix and past `klim`) into its registers, or issues cp.async copies into next_stage;
+// store(stage) writes the registers into a [BK][BX + PAD] shared tile (nothing for
+// cp.async). An epilogue receives each thread's TM x TN accumulators with their global
+// (row, column) origin.
 #pragma once
 
 #include "convnet/cuda_utils.cuh"
@@ -30,6 +34,28 @@ struct Vec16<double> {
   using type = double2;
   static constexpr int W = 2;
 };
+
+// 16-byte global -> shared copy that bypasses the registers (cp.async, sm_80+): the bytes
+// past src_bytes are zero-filled, so tiles at the matrix edge need no branch. Older
+// targets copy through registers.
+__device__ inline void cp_async16(void* smem, const void* gmem, int src_bytes) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+  const unsigned dst = static_cast<unsigned>(__cvta_generic_to_shared(smem));
+  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(dst), "l"(gmem),
+               "r"(src_bytes));
+#else
+  const char* src = static_cast<const char*>(gmem);
+  char* d = static_cast<char*>(smem);
+  for (int i = 0; i < 16; ++i) d[i] = i < src_bytes ? src[i] : char(0);
+#endif
+}
+
+// Waits for this thread's cp.async copies; a __syncthreads after it publishes them.
+__device__ inline void cp_async_wait_all() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+  asm volatile("cp.async.wait_all;\n" ::);
+#endif
+}
 
 template <typename T, int BM_, int BN_, int BK_, int TM_, int TN_, int MIN_BLOCKS_ = 1>
 struct TileCfg {
@@ -79,37 +105,42 @@ __global__ void __launch_bounds__(Cfg::THREADS, Cfg::MIN_BLOCKS)
 
   const index_t tiles = ke > kb ? ceil_div(ke - kb, BK) : 0;
   if (tiles > 0) {
-    la.load(kb, ke);
-    lb.load(kb, ke);
+    la.load(kb, ke, As[0]);
+    lb.load(kb, ke, Bs[0]);
     la.store(As[0]);
     lb.store(Bs[0]);
+    cp_async_wait_all();
     __syncthreads();
     for (index_t t = 0; t < tiles; ++t) {
       const int cur = int(t & 1);
       const bool more = t + 1 < tiles;
-      if (more) {  // global loads in flight while the FMAs below run
-        la.load(kb + (t + 1) * BK, ke);
-        lb.load(kb + (t + 1) * BK, ke);
+      if (more) {
+        // Global loads (or cp.async copies into the other stage, last read in step t-1
+        // before the barrier that ended it) in flight while the FMAs below run.
+        la.load(kb + (t + 1) * BK, ke, As[cur ^ 1]);
+        lb.load(kb + (t + 1) * BK, ke, Bs[cur ^ 1]);
       }
 #pragma unroll
       for (int k = 0; k < BK; ++k) {
-        T a[TM], b[TN];
+        V av[TM / VW], bv[TN / VW];  // vector-typed, so 16-byte aligned wherever they live
 #pragma unroll
-        for (int i = 0; i < TM; i += VW)
-          *reinterpret_cast<V*>(&a[i]) = *reinterpret_cast<const V*>(&As[cur][k][ty * TM + i]);
+        for (int i = 0; i < TM / VW; ++i)
+          av[i] = *reinterpret_cast<const V*>(&As[cur][k][ty * TM + i * VW]);
 #pragma unroll
-        for (int j = 0; j < TN; j += VW)
-          *reinterpret_cast<V*>(&b[j]) = *reinterpret_cast<const V*>(&Bs[cur][k][tx * TN + j]);
+        for (int j = 0; j < TN / VW; ++j)
+          bv[j] = *reinterpret_cast<const V*>(&Bs[cur][k][tx * TN + j * VW]);
+        const T* a = reinterpret_cast<const T*>(av);
+        const T* b = reinterpret_cast<const T*>(bv);
 #pragma unroll
         for (int i = 0; i < TM; ++i)
 #pragma unroll
           for (int j = 0; j < TN; ++j) acc[i][j] = fma(a[i], b[j], acc[i][j]);
       }
       if (more) {
-        // The other stage was last read in step t-1, before the barrier that ended it.
         la.store(As[cur ^ 1]);
         lb.store(Bs[cur ^ 1]);
       }
+      cp_async_wait_all();
       __syncthreads();
     }
   }
@@ -140,7 +171,11 @@ struct DenseLoader {
     x0 = x0_;
     tid = tid_;
   }
-  __device__ void load(index_t k0, index_t klim) {
+  // The aligned, untransposed case goes through cp.async.
+  __device__ bool async() const { return !CONTIG_K && vec; }
+
+  template <int W>
+  __device__ void load(index_t k0, index_t klim, T (*next)[W]) {
 #pragma unroll
     for (int v = 0; v < NV; ++v) {
       const int e = tid + v * THREADS;
@@ -148,7 +183,12 @@ struct DenseLoader {
       const index_t row = (CONTIG_K ? x0 : k0) + o, col = (CONTIG_K ? k0 : x0) + c;
       const index_t rlim = CONTIG_K ? xsize : klim, clim = CONTIG_K ? klim : xsize;
       T* d = reinterpret_cast<T*>(&r[v]);
-      if (vec && row < rlim && col + VW <= clim) {
+      if (async()) {
+        // Leading in-range elements only; the rest of the 16 bytes is zero-filled.
+        const index_t valid = row < rlim ? (clim - col < VW ? clim - col : VW) : 0;
+        const T* src = valid > 0 ? p + row * ld + col : p;
+        cp_async16(&next[o][c], src, valid > 0 ? int(valid) * int(sizeof(T)) : 0);
+      } else if (vec && row < rlim && col + VW <= clim) {
         r[v] = __ldg(reinterpret_cast<const V*>(p + row * ld + col));
       } else {
 #pragma unroll
@@ -159,6 +199,7 @@ struct DenseLoader {
   }
   template <int W>
   __device__ void store(T (*s)[W]) const {
+    if (async()) return;  // already on its way by cp.async
 #pragma unroll
     for (int v = 0; v < NV; ++v) {
       const int e = tid + v * THREADS;

@@ -100,9 +100,10 @@ def test_gemm_matches_cpu_and_cublas(cp, cu, m, n, k, trans_a, trans_b, dtype):
     cublas = cp.matmul(ag.T if trans_a else ag, bg.T if trans_b else bg) * 1.5
     assert_close(host(c), host(cublas), dtype, "vs cuBLAS", scale=2 * scale)
     # beta != 0 accumulates into c
+    expected = -0.5 * ref + 0.25 * c0.astype(np.float64)
     c = cp.asarray(c0)
     cu.gemm(ag, bg, c, -0.5, 0.25, trans_a, trans_b)
-    assert_close(host(c), -0.5 * ref + 0.25 * c0, dtype, "alpha*ab + beta*c", scale=scale)
+    assert_close(host(c), expected, dtype, "alpha*ab + beta*c", scale=scale)
 
 
 def test_gemm_public_api_returns_cupy(cp):

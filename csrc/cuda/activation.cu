@@ -24,7 +24,7 @@ __global__ void map_kernel(index_t n, F f) {
 template <typename F>
 void launch(index_t n, F f, cudaStream_t stream) {
   if (n <= 0) return;
-  map_kernel<<<grid_for(n, kThreads, 16 * index_t(sm_count())), kThreads, 0, stream>>>(n, f);
+  CONVNET_LAUNCH(grid_for(n, kThreads, 16 * index_t(sm_count())), kThreads, 0, stream, map_kernel)(n, f);
   CUDA_CHECK_LAUNCH();
 }
 

@@ -220,10 +220,10 @@ void launch_affine(const T* x, const double* coef, T* y, index_t N, index_t C, i
                    cudaStream_t stream) {
   const index_t total = N * C * L;
   if (vectorisable<T>(L, {x, y})) {
-    affine_kernel<T, true><<<stream_grid(total / (16 / sizeof(T))), kThreads, 0, stream>>>(
+    CONVNET_LAUNCH(stream_grid(total / (16 / sizeof(T))), kThreads, 0, stream, affine_kernel<T, true>)(
         x, coef, y, total, C, L);
   } else {
-    affine_kernel<T, false><<<stream_grid(total), kThreads, 0, stream>>>(x, coef, y, total, C,
+    CONVNET_LAUNCH(stream_grid(total), kThreads, 0, stream, affine_kernel<T, false>)(x, coef, y, total, C,
                                                                          L);
   }
   CUDA_CHECK_LAUNCH();
@@ -243,10 +243,10 @@ void batch_norm_forward_training(index_t N, index_t C, index_t L, const T* x, co
   if (C <= 0 || N * L <= 0) return;
   const index_t splits = splits_for(N, C, L);
   double* coef = work + 2 * C * splits;
-  partial_sums_kernel<T, 0><<<dim3(unsigned(C), unsigned(splits)), kReduceThreads, 0, stream>>>(
+  CONVNET_LAUNCH(dim3(unsigned(C), unsigned(splits)), kReduceThreads, 0, stream, partial_sums_kernel<T, 0>)(
       x, nullptr, nullptr, N, C, L, splits, work);
   CUDA_CHECK_LAUNCH();
-  forward_coefficients_kernel<T><<<channel_blocks(C), kThreads, 0, stream>>>(
+  CONVNET_LAUNCH(channel_blocks(C), kThreads, 0, stream, forward_coefficients_kernel<T>)(
       x, weight, bias, work, C, L, splits, double(N) * double(L), eps, mean, var, invstd, coef);
   CUDA_CHECK_LAUNCH();
   launch_affine(x, coef, y, N, C, L, stream);
@@ -258,7 +258,7 @@ void batch_norm_forward_inference(index_t N, index_t C, index_t L, const T* x, c
                                   const T* bias, const T* running_mean, const T* running_var,
                                   T* y, double eps, double* work, cudaStream_t stream) {
   if (C <= 0 || N * L <= 0) return;
-  inference_coefficients_kernel<T><<<channel_blocks(C), kThreads, 0, stream>>>(
+  CONVNET_LAUNCH(channel_blocks(C), kThreads, 0, stream, inference_coefficients_kernel<T>)(
       weight, bias, running_mean, running_var, C, eps, work);
   CUDA_CHECK_LAUNCH();
   launch_affine(x, work, y, N, C, L, stream);
@@ -277,18 +277,18 @@ void batch_norm_backward(index_t N, index_t C, index_t L, const T* dy, const T* 
   }
   const index_t splits = splits_for(N, C, L);
   double* coef = work + 2 * C * splits;
-  partial_sums_kernel<T, 1><<<dim3(unsigned(C), unsigned(splits)), kReduceThreads, 0, stream>>>(
+  CONVNET_LAUNCH(dim3(unsigned(C), unsigned(splits)), kReduceThreads, 0, stream, partial_sums_kernel<T, 1>)(
       x, dy, mean, N, C, L, splits, work);
   CUDA_CHECK_LAUNCH();
-  backward_coefficients_kernel<T><<<channel_blocks(C), kThreads, 0, stream>>>(
+  CONVNET_LAUNCH(channel_blocks(C), kThreads, 0, stream, backward_coefficients_kernel<T>)(
       weight, invstd, work, C, splits, double(N) * double(L), dweight, dbias, coef);
   CUDA_CHECK_LAUNCH();
   const index_t total = N * C * L;
   if (vectorisable<T>(L, {dy, x, dx})) {
-    backward_dx_kernel<T, true><<<stream_grid(total / (16 / sizeof(T))), kThreads, 0, stream>>>(
+    CONVNET_LAUNCH(stream_grid(total / (16 / sizeof(T))), kThreads, 0, stream, backward_dx_kernel<T, true>)(
         dy, x, mean, coef, dx, total, C, L);
   } else {
-    backward_dx_kernel<T, false><<<stream_grid(total), kThreads, 0, stream>>>(dy, x, mean, coef,
+    CONVNET_LAUNCH(stream_grid(total), kThreads, 0, stream, backward_dx_kernel<T, false>)(dy, x, mean, coef,
                                                                              dx, total, C, L);
   }
   CUDA_CHECK_LAUNCH();

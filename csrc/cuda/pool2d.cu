@@ -129,7 +129,7 @@ void max_pool2d_forward(const PoolGeom& g, const T* x, T* y, std::int64_t* indic
                         cudaStream_t stream) {
   const index_t total = g.N * g.C * g.P * g.Q;
   if (total <= 0) return;
-  max_pool_forward_kernel<T><<<grid_for(total, kThreads), kThreads, 0, stream>>>(
+  CONVNET_LAUNCH(grid_for(total, kThreads), kThreads, 0, stream, max_pool_forward_kernel<T>)(
       x, y, indices, total, dims_of(g));
   CUDA_CHECK_LAUNCH();
 }
@@ -142,7 +142,7 @@ void max_pool2d_backward(const PoolGeom& g, const T* dy, const std::int64_t* ind
   if (in_total <= 0) return;
   CUDA_CHECK(cudaMemsetAsync(dx, 0, sizeof(T) * in_total, stream));
   if (total <= 0) return;
-  max_pool_backward_kernel<T><<<grid_for(total, kThreads), kThreads, 0, stream>>>(
+  CONVNET_LAUNCH(grid_for(total, kThreads), kThreads, 0, stream, max_pool_backward_kernel<T>)(
       dy, indices, dx, total, g.P * g.Q, g.H * g.W);
   CUDA_CHECK_LAUNCH();
 }
@@ -153,7 +153,7 @@ void avg_pool2d_forward(const PoolGeom& g, const T* x, T* y, bool count_include_
                         cudaStream_t stream) {
   const index_t total = g.N * g.C * g.P * g.Q;
   if (total <= 0) return;
-  avg_pool_forward_kernel<T><<<grid_for(total, kThreads), kThreads, 0, stream>>>(
+  CONVNET_LAUNCH(grid_for(total, kThreads), kThreads, 0, stream, avg_pool_forward_kernel<T>)(
       x, y, total, dims_of(g), count_include_pad);
   CUDA_CHECK_LAUNCH();
 }
@@ -164,7 +164,7 @@ void avg_pool2d_backward(const PoolGeom& g, const T* dy, T* dx, bool count_inclu
                          cudaStream_t stream) {
   const index_t total = g.N * g.C * g.H * g.W;
   if (total <= 0) return;
-  avg_pool_backward_kernel<T><<<grid_for(total, kThreads), kThreads, 0, stream>>>(
+  CONVNET_LAUNCH(grid_for(total, kThreads), kThreads, 0, stream, avg_pool_backward_kernel<T>)(
       dy, dx, total, dims_of(g), count_include_pad);
   CUDA_CHECK_LAUNCH();
 }

@@ -235,7 +235,7 @@ void launch_tile_gemm(const LoadA& la, const LoadB& lb, const Epilogue& epi, ind
   if (ceil_div(M, Cfg::BM) > 65535)
     throw std::invalid_argument("matrix too tall for one launch (more than 65535 row tiles)");
   const index_t klen = split_length<Cfg>(K, splits);
-  tile_gemm_kernel<Cfg><<<tile_grid<Cfg>(M, N, splits), Cfg::THREADS, 0, stream>>>(
+  CONVNET_LAUNCH(tile_grid<Cfg>(M, N, splits), Cfg::THREADS, 0, stream, tile_gemm_kernel<Cfg>)(
       la, lb, epi, M, N, K, klen);
   CUDA_CHECK_LAUNCH();
 }

@@ -25,12 +25,21 @@ inline void check(cudaError_t err, const char* expr, const char* file, int line)
 }  // namespace convnet
 
 #define CUDA_CHECK(expr) ::convnet::cuda::check((expr), #expr, __FILE__, __LINE__)
+// kernel<<<grid, block, smem, stream>>>(args) written so that the test emulator
+// (tests/kernels/cuda_emu, which runs the kernels on CPU threads) can take the launch over.
+#ifdef CONVNET_CUDA_EMULATE
+#define CONVNET_LAUNCH(grid, block, smem, stream, ...)                                \
+  ::convnet_emu::Launcher(grid, block, [](auto&&... args) { __VA_ARGS__(args...); })
+#else
+#define CONVNET_LAUNCH(grid, block, smem, stream, ...) __VA_ARGS__<<<grid, block, smem, stream>>>
+#endif
+
 // After every launch: a bad configuration shows up here, not at some later call.
 #define CUDA_CHECK_LAUNCH() ::convnet::cuda::check(cudaGetLastError(), "kernel launch", __FILE__, __LINE__)
 
 // The rest is device code, for nvcc only (bind_cuda.cpp, built by the host compiler,
 // needs just the checks above).
-#ifdef __CUDACC__
+#if defined(__CUDACC__) || defined(CONVNET_CUDA_EMULATE)
 namespace convnet {
 namespace cuda {
 
@@ -70,4 +79,4 @@ int sm_count();
 
 }  // namespace cuda
 }  // namespace convnet
-#endif  // __CUDACC__
+#endif  // __CUDACC__ || CONVNET_CUDA_EMULATE

@@ -24,7 +24,8 @@ __global__ void map_kernel(index_t n, F f) {
 template <typename F>
 void launch(index_t n, F f, cudaStream_t stream) {
   if (n <= 0) return;
-  CONVNET_LAUNCH(grid_for(n, kThreads, 16 * index_t(sm_count())), kThreads, 0, stream, map_kernel)(n, f);
+  const unsigned grid = grid_for(n, kThreads, 16 * index_t(sm_count()));
+  CONVNET_LAUNCH(grid, kThreads, 0, stream, map_kernel)(n, f);
   CUDA_CHECK_LAUNCH();
 }
 

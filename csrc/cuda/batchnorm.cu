@@ -220,11 +220,11 @@ void launch_affine(const T* x, const double* coef, T* y, index_t N, index_t C, i
                    cudaStream_t stream) {
   const index_t total = N * C * L;
   if (vectorisable<T>(L, {x, y})) {
-    CONVNET_LAUNCH(stream_grid(total / (16 / sizeof(T))), kThreads, 0, stream, affine_kernel<T, true>)(
-        x, coef, y, total, C, L);
+    const unsigned grid = stream_grid(total / (16 / sizeof(T)));
+    CONVNET_LAUNCH(grid, kThreads, 0, stream, affine_kernel<T, true>)(x, coef, y, total, C, L);
   } else {
-    CONVNET_LAUNCH(stream_grid(total), kThreads, 0, stream, affine_kernel<T, false>)(x, coef, y, total, C,
-                                                                         L);
+    const unsigned grid = stream_grid(total);
+    CONVNET_LAUNCH(grid, kThreads, 0, stream, affine_kernel<T, false>)(x, coef, y, total, C, L);
   }
   CUDA_CHECK_LAUNCH();
 }
@@ -243,7 +243,8 @@ void batch_norm_forward_training(index_t N, index_t C, index_t L, const T* x, co
   if (C <= 0 || N * L <= 0) return;
   const index_t splits = splits_for(N, C, L);
   double* coef = work + 2 * C * splits;
-  CONVNET_LAUNCH(dim3(unsigned(C), unsigned(splits)), kReduceThreads, 0, stream, partial_sums_kernel<T, 0>)(
+  const dim3 reduce_grid{unsigned(C), unsigned(splits), 1u};
+  CONVNET_LAUNCH(reduce_grid, kReduceThreads, 0, stream, partial_sums_kernel<T, 0>)(
       x, nullptr, nullptr, N, C, L, splits, work);
   CUDA_CHECK_LAUNCH();
   CONVNET_LAUNCH(channel_blocks(C), kThreads, 0, stream, forward_coefficients_kernel<T>)(
@@ -277,7 +278,8 @@ void batch_norm_backward(index_t N, index_t C, index_t L, const T* dy, const T* 
   }
   const index_t splits = splits_for(N, C, L);
   double* coef = work + 2 * C * splits;
-  CONVNET_LAUNCH(dim3(unsigned(C), unsigned(splits)), kReduceThreads, 0, stream, partial_sums_kernel<T, 1>)(
+  const dim3 reduce_grid{unsigned(C), unsigned(splits), 1u};
+  CONVNET_LAUNCH(reduce_grid, kReduceThreads, 0, stream, partial_sums_kernel<T, 1>)(
       x, dy, mean, N, C, L, splits, work);
   CUDA_CHECK_LAUNCH();
   CONVNET_LAUNCH(channel_blocks(C), kThreads, 0, stream, backward_coefficients_kernel<T>)(
@@ -285,10 +287,12 @@ void batch_norm_backward(index_t N, index_t C, index_t L, const T* dy, const T* 
   CUDA_CHECK_LAUNCH();
   const index_t total = N * C * L;
   if (vectorisable<T>(L, {dy, x, dx})) {
-    CONVNET_LAUNCH(stream_grid(total / (16 / sizeof(T))), kThreads, 0, stream, backward_dx_kernel<T, true>)(
-        dy, x, mean, coef, dx, total, C, L);
+    const unsigned grid = stream_grid(total / (16 / sizeof(T)));
+    CONVNET_LAUNCH(grid, kThreads, 0, stream, backward_dx_kernel<T, true>)(dy, x, mean, coef, dx,
+                                                                            total, C, L);
   } else {
-    CONVNET_LAUNCH(stream_grid(total), kThreads, 0, stream, backward_dx_kernel<T, false>)(dy, x, mean, coef,
+    const unsigned grid = stream_grid(total);
+    CONVNET_LAUNCH(grid, kThreads, 0, stream, backward_dx_kernel<T, false>)(dy, x, mean, coef,
                                                                              dx, total, C, L);
   }
   CUDA_CHECK_LAUNCH();

@@ -444,7 +444,8 @@ void conv2d_backward_bias(const ConvGeom& g, const T* dy, T* db, cudaStream_t st
   if (g.K <= 0) return;
   const index_t PQ = g.P * g.Q;
   const int threads = PQ >= 256 ? 256 : (PQ >= 64 ? 64 : 32);
-  CONVNET_LAUNCH(static_cast<unsigned>(g.K), threads, 0, stream, bias_grad_kernel<T>)(dy, db, g.N, g.K, PQ);
+  const unsigned grid = static_cast<unsigned>(g.K);
+  CONVNET_LAUNCH(grid, threads, 0, stream, bias_grad_kernel<T>)(dy, db, g.N, g.K, PQ);
   CUDA_CHECK_LAUNCH();
 }
 

@@ -189,9 +189,11 @@ def test_conv2d_matches_cpu_and_cudnn(cp, cu, torch_cuda, case, dtype):
         t, bo, left, right = pads
         yt = F.conv2d(F.pad(xt, (left, right, t, bo)), wt, bt, stride=stride, dilation=dilation)
         yt.backward(torch.tensor(dy, device="cuda"))
+        # cuDNN is an fp32 oracle with its own rounding (Winograd, FFT): a wider margin
+        # here; the float64 comparisons above are the tight ones.
         assert_close(host(y), yt.detach().cpu().numpy(), dtype, "forward vs cuDNN",
-                     scale=2 * scale)
-        assert_close(host(dx), xt.grad.cpu().numpy(), dtype, "dx vs cuDNN", scale=2 * scale)
+                     scale=8 * scale)
+        assert_close(host(dx), xt.grad.cpu().numpy(), dtype, "dx vs cuDNN", scale=8 * scale)
         assert_close(host(dw), wt.grad.cpu().numpy(), dtype, "dw vs cuDNN",
                      scale=max(8.0, np.sqrt(npq) / 4))
 

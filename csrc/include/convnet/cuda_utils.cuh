@@ -31,11 +31,13 @@ inline void check(cudaError_t err, const char* expr, const char* file, int line)
 #define CONVNET_LAUNCH(grid, block, smem, stream, ...)                                \
   ::convnet_emu::Launcher(grid, block, [](auto&&... args) { __VA_ARGS__(args...); })
 #else
-#define CONVNET_LAUNCH(grid, block, smem, stream, ...) __VA_ARGS__<<<grid, block, smem, stream>>>
+#define CONVNET_LAUNCH(grid, block, smem, stream, ...) \
+  __VA_ARGS__<<<grid, block, smem, stream>>>
 #endif
 
 // After every launch: a bad configuration shows up here, not at some later call.
-#define CUDA_CHECK_LAUNCH() ::convnet::cuda::check(cudaGetLastError(), "kernel launch", __FILE__, __LINE__)
+#define CUDA_CHECK_LAUNCH() \
+  ::convnet::cuda::check(cudaGetLastError(), "kernel launch", __FILE__, __LINE__)
 
 // The rest is device code, for nvcc only (bind_cuda.cpp, built by the host compiler,
 // needs just the checks above).

@@ -58,8 +58,8 @@ def _load_cuda() -> ModuleType:
     try:
         import cupy  # noqa: F401
     except ImportError as exc:
-        raise ImportError(f"CuPy is not installed ({exc}; pip install convnet[cuda]); "
-                          f"{_cuda_build_note()}") from exc
+        raise ImportError(f"CuPy is not installed or does not import ({exc}; pip install "
+                          f"convnet[cuda]); {_cuda_build_note()}") from exc
     try:
         module = importlib.import_module("convnet.kernels._cuda")
     except ImportError as exc:

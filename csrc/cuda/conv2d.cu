@@ -322,7 +322,8 @@ bool aligned16(const void* p, index_t ld, int vw) {
 }
 
 // Calls f with the tile configuration for an M x N output: 128x128 tiles only where
-// there are enough of them to fill the device and M is not small.
+// there are enough of them to fill the device and M is not small; 64x128 ones for few
+// rows over many columns.
 template <typename T, typename F>
 void with_cfg(index_t M, index_t N, F&& f) {
   if constexpr (sizeof(T) == 8) {
@@ -330,6 +331,8 @@ void with_cfg(index_t M, index_t N, F&& f) {
   } else {
     if (M > 64 && ceil_div(M, 128) * ceil_div(N, 128) >= sm_count())
       f(CfgF32Big{});
+    else if (M <= 64 && ceil_div(N, 128) >= 2 * index_t(sm_count()))
+      f(CfgF32Wide{});
     else
       f(CfgF32Small{});
   }

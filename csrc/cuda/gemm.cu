@@ -78,9 +78,13 @@ void gemm(bool trans_a, bool trans_b, index_t M, index_t N, index_t K, T alpha, 
           index_t lda, const T* b, index_t ldb, T beta, T* c, index_t ldc, cudaStream_t stream) {
   if (M <= 0 || N <= 0) return;
   if constexpr (sizeof(T) == 4) {
-    // 128x128 tiles once they still give about one block per SM; smaller ones before.
+    // 64x128 tiles for a few rows over many columns; 128x128 ones once they still give
+    // about one block per SM; 64x64 ones before.
     const index_t big_tiles = ceil_div(M, 128) * ceil_div(N, 128);
-    if (big_tiles >= sm_count())
+    if (M <= 64 && ceil_div(N, 128) >= 2 * index_t(sm_count()))
+      dispatch<CfgF32Wide>(trans_a, trans_b, M, N, K, alpha, a, lda, b, ldb, beta, c, ldc,
+                           stream);
+    else if (big_tiles >= sm_count())
       dispatch<CfgF32Big>(trans_a, trans_b, M, N, K, alpha, a, lda, b, ldb, beta, c, ldc, stream);
     else
       dispatch<CfgF32Small>(trans_a, trans_b, M, N, K, alpha, a, lda, b, ldb, beta, c, ldc,

@@ -74,6 +74,9 @@ struct TileCfg {
 using CfgF32Big = TileCfg<float, 128, 128, 8, 8, 8, 2>;
 // For narrow problems (few filters, small batches) where 128x128 tiles would idle the chip.
 using CfgF32Small = TileCfg<float, 64, 64, 16, 4, 4>;
+// Few rows but many columns (convolutions with 64 filters or fewer over a large batch):
+// 8x8 outputs per thread still, on 64x128 tiles of 128 threads.
+using CfgF32Wide = TileCfg<float, 64, 128, 8, 8, 8, 2>;
 // fp64 is there for gradient checks, not speed: a tile that fits the register file.
 using CfgF64 = TileCfg<double, 64, 64, 8, 4, 4>;
 

@@ -74,8 +74,10 @@ def host(a):
 
 # --------------------------------------------------------------------------- GEMM
 
+# The CPU tests' shapes, then ones that reach the 128x128 tiles and the 64x128 ones.
 GEMM_SHAPES = [(1, 1, 1), (3, 5, 7), (17, 33, 65), (14, 32, 256), (15, 31, 257), (130, 70, 300),
-               (300, 257, 513), (6, 784, 25), (64, 3, 1000), (1537, 1601, 77), (2048, 2048, 256)]
+               (300, 257, 513), (6, 784, 25), (64, 3, 1000), (1537, 1601, 77), (2048, 2048, 256),
+               (50, 34000, 40)]
 
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
@@ -131,6 +133,7 @@ def test_gemm_on_an_offset_unaligned_view(cp, cu):
 CONV_CASES = conv_cases.CASES + [
     ((32, 64, 28, 28), (128, 3, 3), 1, 1, 1),   # 128x128 tiles, split-K weight gradient
     ((8, 3, 64, 64), (32, 7, 7), 2, 3, 1),      # ResNet stem
+    ((16, 32, 56, 56), (64, 3, 3), 1, 1, 1),    # 64 filters, large batch: 64x128 tiles
 ]
 CONV_IDS = [f"x{c[0]}-k{c[1]}-s{c[2]}-p{c[3]}-d{c[4]}".replace(" ", "") for c in CONV_CASES]
 

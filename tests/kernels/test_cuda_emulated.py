@@ -122,8 +122,9 @@ def test_emulated_module_describes_itself(emu):
     assert [k for k in KERNELS if not callable(getattr(emu._ext, k, None))] == []
 
 
+# With the emulator's 4 SMs: 64x64 tiles, 128x128 ones (300x257) and 64x128 ones (40x1100).
 GEMM_SHAPES = [(1, 1, 1), (3, 5, 7), (17, 33, 65), (15, 31, 257), (130, 70, 300),
-               (300, 257, 513), (6, 784, 25), (64, 3, 1000)]
+               (300, 257, 513), (6, 784, 25), (64, 3, 1000), (40, 1100, 70)]
 
 
 @pytest.mark.parametrize("dtype", gpu.DTYPES, ids=gpu.DTYPE_IDS)
@@ -140,7 +141,8 @@ def test_gemm_unaligned(emu, cp):
 
 # The CPU tests' cases (the gpu tests' larger ones take minutes on emulated threads);
 # float64 for the small ones.
-CONV = [(c, np.float32) for c in conv_cases.CASES] + \
+WIDE = ((4, 3, 24, 24), (16, 3, 3), 1, 1, 1)  # 64x128 tiles forward and backward data
+CONV = [(c, np.float32) for c in conv_cases.CASES + [WIDE]] + \
     [(c, np.float64) for c in conv_cases.CASES if np.prod(c[0]) * c[1][0] <= 20000]
 CONV_IDS = [f"x{c[0]}-k{c[1]}-s{c[2]}-p{c[3]}-d{c[4]}-{np.dtype(d).name}".replace(" ", "")
             for c, d in CONV]

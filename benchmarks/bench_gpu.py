@@ -349,10 +349,22 @@ def _pool_case(ctx, name, x_shape, kk, ss, pp):
     ms = gpu_ms(lambda: cu.max_pool2d_forward(x, y, idx, *args), cp)
     _mem_row(ctx, "max_pool fwd", shape, ms, xb + yb + 2 * yb,
              maybe_cpu(lambda: K.max_pool2d_forward(xh, kk, ss, pp), not big))
-    ms = gpu_ms(lambda: cu.max_pool2d_backward(dy, idx, dx), cp)
-    # memset of dx + dy + indices read + scattered dx updates (read and write)
-    _mem_row(ctx, "max_pool bwd", shape, ms, xb + yb + 2 * yb + 2 * yb,
+    # memset of dx + dy + indices read + scattered dx updates (read and write). The kernel
+    # alone, then with the adapter's check of the indices (a reduction and a sync).
+    nbytes = xb + yb + 2 * yb + 2 * yb
+    check = getattr(cu, "CHECK_POOL_INDICES", None)
+    if check is not None:
+        cu.CHECK_POOL_INDICES = False
+    try:
+        ms = gpu_ms(lambda: cu.max_pool2d_backward(dy, idx, dx), cp)
+    finally:
+        if check is not None:
+            cu.CHECK_POOL_INDICES = check
+    _mem_row(ctx, "max_pool bwd", shape, ms, nbytes,
              maybe_cpu(lambda: K.max_pool2d_backward(dyh, idx_h, x_shape), not big))
+    if check:
+        ms = gpu_ms(lambda: cu.max_pool2d_backward(dy, idx, dx), cp)
+        row("  max_pool bwd +check", shape, ms, nbytes / ms / 1e6, "GB/s")
     ms = gpu_ms(lambda: cu.avg_pool2d_forward(x, y, *args, True), cp)
     _mem_row(ctx, "avg_pool fwd", shape, ms, xb + yb,
              maybe_cpu(lambda: K.avg_pool2d_forward(xh, kk, ss, pp), not big))

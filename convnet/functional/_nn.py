@@ -222,7 +222,7 @@ class Activation(Function):
     The backward pass keeps the output for tanh/sigmoid and the input otherwise."""
 
     def forward(self, x, kind, alpha=None):
-        on_cpu = xp_of(x) is np
+        on_cpu = K.has_kernels_for(x)  # NumPy, or CuPy with the cuda backend
         y = K.activation_forward(x, kind, alpha) if on_cpu else _xp_activation(x, kind, alpha)
         self.save_for_backward(y if kind in ("tanh", "sigmoid") else x, kind, alpha, on_cpu)
         return y

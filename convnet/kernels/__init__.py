@@ -39,6 +39,8 @@ __all__ = [
     "batch_norm_backward",
     "activation_forward",
     "activation_backward",
+    # cuda backend
+    "has_kernels_for",
 ]
 
 # Transposed convolution (on the convolution kernels) and upsampling.
@@ -73,6 +75,16 @@ def _pick(backend, **arrays):
             "(move it with cupy.asarray)"
         )
     return require(backend)
+
+
+def has_kernels_for(a) -> bool:
+    """True when a backend can run this array's kernels: always for NumPy arrays, for
+    CuPy arrays when the cuda backend is available (else callers use array code)."""
+    if not ck.is_cupy(a):
+        return True
+    from ._registry import get
+
+    return get("cuda") is not None
 
 
 # --------------------------------------------------------------------------- GEMM

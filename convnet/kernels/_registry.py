@@ -35,23 +35,39 @@ def _load_numba() -> ModuleType:
     return importlib.import_module("convnet.kernels._numba")
 
 
+def _cuda_build_note() -> str:
+    """What the CUDA extension says about itself, for the reasons CUDA is unavailable."""
+    try:
+        ext = importlib.import_module("convnet._cuda")
+    except ImportError as exc:
+        return (f"the CUDA extension convnet._cuda was not built or does not load ({exc}); "
+                "reinstall with nvcc on PATH or CUDA_HOME set")
+    rt = ext.runtime_version()
+    note = (f"convnet._cuda is built (for {ext.compiled_archs()}, CUDA runtime "
+            f"{rt // 1000}.{rt % 1000 // 10})")
+    try:
+        count = ext.device_count()
+    except RuntimeError as exc:
+        return f"{note}; {exc}"
+    return f"{note}; {count} CUDA device(s)" if count else f"{note}; no CUDA device found"
+
+
 def _load_cuda() -> ModuleType:
+    if os.environ.get("CONVNET_DISABLE_CUDA", "0") == "1":
+        raise ImportError("disabled by CONVNET_DISABLE_CUDA=1")
     try:
         import cupy  # noqa: F401
     except ImportError as exc:
-        raise ImportError(f"CuPy is not installed ({exc}); pip install convnet[cuda]") from exc
+        raise ImportError(f"CuPy is not installed or does not import ({exc}; pip install "
+                          f"convnet[cuda]); {_cuda_build_note()}") from exc
     try:
-        module = importlib.import_module("convnet._cuda")
+        module = importlib.import_module("convnet.kernels._cuda")
     except ImportError as exc:
-        raise ImportError(
-            f"the CUDA extension convnet._cuda was not built or does not load ({exc})"
-        ) from exc
-    import cupy
-
+        raise ImportError(_cuda_build_note()) from exc
     try:
         count = cupy.cuda.runtime.getDeviceCount()
     except Exception as exc:  # no driver raises a CUDARuntimeError
-        raise ImportError(f"no usable CUDA driver ({exc})") from exc
+        raise ImportError(f"no usable CUDA driver ({exc}); {_cuda_build_note()}") from exc
     if count < 1:
         raise ImportError("no CUDA device found")
     return module

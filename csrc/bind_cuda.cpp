@@ -1,0 +1,470 @@
+// convnet._cuda: thin pybind11 layer over csrc/cuda. Arrays arrive as device pointers
+// (CuPy's `a.data.ptr`) with their shapes, plus the CuPy stream and device to run on. This
+// layer checks what could make a kernel read or write out of bounds (sizes, geometry,
+// null pointers, dtype) before anything is queued; all math lives in csrc/cuda. The
+// friendly checks on the arrays themselves are in convnet/kernels/_cuda.py.
+#include <cuda_runtime_api.h>
+#include <pybind11/pybind11.h>
+#include <pybind11/stl.h>
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "convnet/cuda_utils.cuh"
+#include "cuda/kernels.cuh"
+
+namespace py = pybind11;
+namespace cu = convnet::cuda;
+using convnet::ConvGeom;
+using convnet::PoolGeom;
+using index_t = std::int64_t;
+using ptr_t = std::uintptr_t;
+
+namespace {
+
+enum class DType { f32, f64 };
+
+DType dtype_of(const std::string& name) {
+  if (name == "float32") return DType::f32;
+  if (name == "float64") return DType::f64;
+  throw py::type_error("dtype: expected 'float32' or 'float64', got '" + name + "'");
+}
+
+template <typename T>
+T* ptr(ptr_t p, const char* name, index_t count) {
+  if (p == 0 && count > 0) throw py::value_error(std::string(name) + ": null device pointer");
+  return reinterpret_cast<T*>(p);
+}
+
+// Null pointers are refused before anything touches the device (checks run without a GPU).
+void need(std::initializer_list<std::pair<ptr_t, const char*>> ptrs) {
+  for (const auto& p : ptrs)
+    if (p.first == 0) throw py::value_error(std::string(p.second) + ": null device pointer");
+}
+
+cudaStream_t stream_of(ptr_t s) { return reinterpret_cast<cudaStream_t>(s); }
+
+// The CUDA runtime linked here keeps its own current device, separate from CuPy's.
+void use_device(int device) {
+  if (device < 0) throw py::value_error("device: expected a device ordinal >= 0");
+  CUDA_CHECK(cudaSetDevice(device));
+}
+
+void nonneg(std::initializer_list<index_t> sizes, const char* what) {
+  for (index_t s : sizes)
+    if (s < 0) throw py::value_error(std::string(what) + ": sizes must be >= 0");
+}
+
+ConvGeom conv_geom(const std::vector<index_t>& v) {
+  if (v.size() != 15)
+    throw py::value_error("geom: expected 15 ints (N,C,H,W,K,R,S,P,Q,sh,sw,ph,pw,dh,dw)");
+  ConvGeom g{v[0], v[1], v[2], v[3], v[4], v[5], v[6], v[7],
+             v[8], v[9], v[10], v[11], v[12], v[13], v[14]};
+  if (g.N < 1 || g.C < 1 || g.H < 1 || g.W < 1 || g.K < 1 || g.R < 1 || g.S < 1)
+    throw py::value_error("geom: every size must be >= 1");
+  if (g.sh < 1 || g.sw < 1 || g.dh < 1 || g.dw < 1 || g.ph < 0 || g.pw < 0)
+    throw py::value_error("stride/dilation must be >= 1 and padding >= 0");
+  if ((g.P - 1) * g.sh - g.ph > g.H - 1 + g.ph + (g.R - 1) * g.dh || g.P < 1 || g.Q < 1 ||
+      (g.Q - 1) * g.sw - g.pw > g.W - 1 + g.pw + (g.S - 1) * g.dw)
+    throw py::value_error("y: output size does not fit the input and padding");
+  // The kernels index within one image, one filter bank and the tables with 32-bit ints.
+  const index_t lim = (index_t(1) << 31) - 1;
+  if (g.C * g.H * g.W > lim || g.K * g.P * g.Q > lim || g.K * g.C * g.R * g.S > lim ||
+      g.H + g.ph + g.R * g.dh > lim || g.W + g.pw + g.S * g.dw > lim)
+    throw py::value_error("geom: one image or the filters exceed 2^31 elements");
+  return g;
+}
+
+PoolGeom pool_geom(const std::vector<index_t>& v) {
+  if (v.size() != 12)
+    throw py::value_error("geom: expected 12 ints (N,C,H,W,P,Q,kh,kw,sh,sw,ph,pw)");
+  PoolGeom g{v[0], v[1], v[2], v[3], v[4], v[5], v[6], v[7], v[8], v[9], v[10], v[11]};
+  if (g.N < 1 || g.C < 1 || g.H < 1 || g.W < 1)
+    throw py::value_error("geom: every size must be >= 1");
+  if (g.kh < 1 || g.kw < 1 || g.sh < 1 || g.sw < 1 || g.ph < 0 || g.pw < 0 || 2 * g.ph > g.kh ||
+      2 * g.pw > g.kw)
+    throw py::value_error("pool: kernel/stride >= 1 and 0 <= padding <= kernel/2 required");
+  if (g.P < 1 || g.Q < 1 || (g.P - 1) * g.sh - g.ph >= g.H || (g.Q - 1) * g.sw - g.pw >= g.W)
+    throw py::value_error("y: output size does not fit the input and padding");
+  const index_t lim = (index_t(1) << 31) - 1;
+  if (g.H * g.W > lim || g.H + g.kh + g.ph > lim || g.W + g.kw + g.pw > lim)
+    throw py::value_error("geom: one plane exceeds 2^31 elements");
+  return g;
+}
+
+// Runs f<float>() or f<double>() with the GIL released (the launchers only queue work).
+template <typename F>
+void on_dtype(const std::string& dtype, int device, F&& f) {
+  const DType d = dtype_of(dtype);  // every argument is checked before the device is touched
+  use_device(device);
+  py::gil_scoped_release nogil;
+  if (d == DType::f32)
+    f(float{});
+  else
+    f(double{});
+}
+
+void gemm(const std::string& dtype, ptr_t a, ptr_t b, ptr_t c, index_t M, index_t N, index_t K,
+          index_t lda, index_t ldb, index_t ldc, double alpha, double beta, bool trans_a,
+          bool trans_b, ptr_t stream, int device) {
+  nonneg({M, N, K}, "gemm");
+  // lda/ldb: the row length of a/b as stored.
+  if (lda < (trans_a ? M : K) || ldb < (trans_b ? K : N) || ldc < N || lda < 1 || ldb < 1 ||
+      ldc < 1)
+    throw py::value_error("gemm: leading dimensions smaller than the rows they hold");
+  if (M * K > 0) need({{a, "a"}});
+  if (K * N > 0) need({{b, "b"}});
+  if (M * N > 0) need({{c, "c"}});
+  on_dtype(dtype, device, [&](auto t) {
+    using T = decltype(t);
+    cu::gemm<T>(trans_a, trans_b, M, N, K, T(alpha), ptr<const T>(a, "a", M * K), lda,
+                ptr<const T>(b, "b", K * N), ldb, T(beta), ptr<T>(c, "c", M * N), ldc,
+                stream_of(stream));
+  });
+}
+
+void conv2d_forward(const std::string& dtype, ptr_t x, ptr_t w, ptr_t b, ptr_t y,
+                    const std::vector<index_t>& geom, ptr_t table, ptr_t stream, int device) {
+  const ConvGeom g = conv_geom(geom);
+  need({{x, "x"}, {w, "w"}, {y, "y"}, {table, "table"}});
+  on_dtype(dtype, device, [&](auto t) {
+    using T = decltype(t);
+    cu::conv2d_forward<T>(g, ptr<const T>(x, "x", 1), ptr<const T>(w, "w", 1),
+                          reinterpret_cast<const T*>(b), ptr<T>(y, "y", 1),
+                          ptr<const int4>(table, "table", 1), stream_of(stream));
+  });
+}
+
+void conv2d_backward_data(const std::string& dtype, ptr_t dy, ptr_t w, ptr_t dx,
+                          const std::vector<index_t>& geom, ptr_t table, ptr_t stream,
+                          int device) {
+  const ConvGeom g = conv_geom(geom);
+  need({{dy, "dy"}, {w, "w"}, {dx, "dx"}, {table, "table"}});
+  on_dtype(dtype, device, [&](auto t) {
+    using T = decltype(t);
+    cu::conv2d_backward_data<T>(g, ptr<const T>(dy, "dy", 1), ptr<const T>(w, "w", 1),
+                                ptr<T>(dx, "dx", 1), ptr<const int4>(table, "table", 1),
+                                stream_of(stream));
+  });
+}
+
+void conv2d_backward_weight(const std::string& dtype, ptr_t dy, ptr_t x, ptr_t dw_out,
+                            const std::vector<index_t>& geom, ptr_t table, ptr_t stream,
+                            int device) {
+  const ConvGeom g = conv_geom(geom);
+  need({{dy, "dy"}, {x, "x"}, {dw_out, "dw_out"}, {table, "table"}});
+  on_dtype(dtype, device, [&](auto t) {
+    using T = decltype(t);
+    cu::conv2d_backward_weight<T>(g, ptr<const T>(dy, "dy", 1), ptr<const T>(x, "x", 1),
+                                  ptr<T>(dw_out, "dw_out", 1), ptr<const int4>(table, "table", 1),
+                                  stream_of(stream));
+  });
+}
+
+void conv2d_backward_bias(const std::string& dtype, ptr_t dy, ptr_t db, index_t N, index_t K,
+                          index_t P, index_t Q, ptr_t stream, int device) {
+  if (N < 1 || K < 1 || P < 1 || Q < 1) throw py::value_error("dy: every size must be >= 1");
+  ConvGeom g{N, 0, 0, 0, K, 1, 1, P, Q, 1, 1, 0, 0, 1, 1};
+  need({{dy, "dy"}, {db, "db"}});
+  on_dtype(dtype, device, [&](auto t) {
+    using T = decltype(t);
+    cu::conv2d_backward_bias<T>(g, ptr<const T>(dy, "dy", 1), ptr<T>(db, "db", 1),
+                                stream_of(stream));
+  });
+}
+
+void max_pool2d_forward(const std::string& dtype, ptr_t x, ptr_t y, ptr_t indices,
+                        const std::vector<index_t>& geom, ptr_t stream, int device) {
+  const PoolGeom g = pool_geom(geom);
+  need({{x, "x"}, {y, "y"}, {indices, "indices"}});
+  on_dtype(dtype, device, [&](auto t) {
+    using T = decltype(t);
+    cu::max_pool2d_forward<T>(g, ptr<const T>(x, "x", 1), ptr<T>(y, "y", 1),
+                              ptr<std::int64_t>(indices, "indices", 1), stream_of(stream));
+  });
+}
+
+void max_pool2d_backward(const std::string& dtype, ptr_t dy, ptr_t indices, ptr_t dx,
+                         const std::vector<index_t>& geom, ptr_t stream, int device) {
+  // Only the sizes matter here (the window is in the indices), as in the CPU binding.
+  if (geom.size() != 12)
+    throw py::value_error("geom: expected 12 ints (N,C,H,W,P,Q,kh,kw,sh,sw,ph,pw)");
+  const PoolGeom g{geom[0], geom[1], geom[2], geom[3], geom[4],  geom[5],
+                   geom[6], geom[7], geom[8], geom[9], geom[10], geom[11]};
+  if (g.N < 1 || g.C < 1 || g.H < 1 || g.W < 1 || g.P < 1 || g.Q < 1)
+    throw py::value_error("geom: every size must be >= 1");
+  need({{dy, "dy"}, {indices, "indices"}, {dx, "dx"}});
+  on_dtype(dtype, device, [&](auto t) {
+    using T = decltype(t);
+    cu::max_pool2d_backward<T>(g, ptr<const T>(dy, "dy", 1),
+                               ptr<const std::int64_t>(indices, "indices", 1),
+                               ptr<T>(dx, "dx", 1), stream_of(stream));
+  });
+}
+
+void avg_pool2d_forward(const std::string& dtype, ptr_t x, ptr_t y,
+                        const std::vector<index_t>& geom, bool count_include_pad, ptr_t stream,
+                        int device) {
+  const PoolGeom g = pool_geom(geom);
+  need({{x, "x"}, {y, "y"}});
+  on_dtype(dtype, device, [&](auto t) {
+    using T = decltype(t);
+    cu::avg_pool2d_forward<T>(g, ptr<const T>(x, "x", 1), ptr<T>(y, "y", 1), count_include_pad,
+                              stream_of(stream));
+  });
+}
+
+void avg_pool2d_backward(const std::string& dtype, ptr_t dy, ptr_t dx,
+                         const std::vector<index_t>& geom, bool count_include_pad, ptr_t stream,
+                         int device) {
+  const PoolGeom g = pool_geom(geom);
+  need({{dy, "dy"}, {dx, "dx"}});
+  on_dtype(dtype, device, [&](auto t) {
+    using T = decltype(t);
+    cu::avg_pool2d_backward<T>(g, ptr<const T>(dy, "dy", 1), ptr<T>(dx, "dx", 1),
+                               count_include_pad, stream_of(stream));
+  });
+}
+
+void bn_sizes(index_t N, index_t C, index_t L) {
+  if (N < 1 || C < 1 || L < 1) throw py::value_error("x: every size must be >= 1");
+  if (C > (index_t(1) << 31) - 1) throw py::value_error("x: too many channels");
+}
+
+void batch_norm_forward_training(const std::string& dtype, ptr_t x, ptr_t weight, ptr_t bias,
+                                 ptr_t y, ptr_t mean, ptr_t var, ptr_t invstd, index_t N,
+                                 index_t C, index_t L, double eps, ptr_t work, ptr_t stream,
+                                 int device) {
+  bn_sizes(N, C, L);
+  need({{x, "x"}, {weight, "weight"}, {bias, "bias"}, {y, "y"}, {mean, "mean"},
+        {var, "var"}, {invstd, "invstd"}, {work, "work"}});
+  on_dtype(dtype, device, [&](auto t) {
+    using T = decltype(t);
+    cu::batch_norm_forward_training<T>(
+        N, C, L, ptr<const T>(x, "x", 1), ptr<const T>(weight, "weight", 1),
+        ptr<const T>(bias, "bias", 1), ptr<T>(y, "y", 1), ptr<T>(mean, "mean", 1),
+        ptr<T>(var, "var", 1), ptr<T>(invstd, "invstd", 1), eps, ptr<double>(work, "work", 1),
+        stream_of(stream));
+  });
+}
+
+void batch_norm_forward_inference(const std::string& dtype, ptr_t x, ptr_t weight, ptr_t bias,
+                                  ptr_t running_mean, ptr_t running_var, ptr_t y, index_t N,
+                                  index_t C, index_t L, double eps, ptr_t work, ptr_t stream,
+                                  int device) {
+  bn_sizes(N, C, L);
+  need({{x, "x"}, {weight, "weight"}, {bias, "bias"}, {running_mean, "running_mean"},
+        {running_var, "running_var"}, {y, "y"}, {work, "work"}});
+  on_dtype(dtype, device, [&](auto t) {
+    using T = decltype(t);
+    cu::batch_norm_forward_inference<T>(
+        N, C, L, ptr<const T>(x, "x", 1), ptr<const T>(weight, "weight", 1),
+        ptr<const T>(bias, "bias", 1), ptr<const T>(running_mean, "running_mean", 1),
+        ptr<const T>(running_var, "running_var", 1), ptr<T>(y, "y", 1), eps,
+        ptr<double>(work, "work", 1), stream_of(stream));
+  });
+}
+
+void batch_norm_backward(const std::string& dtype, ptr_t dy, ptr_t x, ptr_t weight, ptr_t mean,
+                         ptr_t invstd, ptr_t dx, ptr_t dweight, ptr_t dbias, index_t N,
+                         index_t C, index_t L, ptr_t work, ptr_t stream, int device) {
+  bn_sizes(N, C, L);
+  need({{dy, "dy"}, {x, "x"}, {weight, "weight"}, {mean, "mean"}, {invstd, "invstd"},
+        {dx, "dx"}, {dweight, "dweight"}, {dbias, "dbias"}, {work, "work"}});
+  on_dtype(dtype, device, [&](auto t) {
+    using T = decltype(t);
+    cu::batch_norm_backward<T>(N, C, L, ptr<const T>(dy, "dy", 1), ptr<const T>(x, "x", 1),
+                               ptr<const T>(weight, "weight", 1), ptr<const T>(mean, "mean", 1),
+                               ptr<const T>(invstd, "invstd", 1), ptr<T>(dx, "dx", 1),
+                               ptr<T>(dweight, "dweight", 1), ptr<T>(dbias, "dbias", 1),
+                               ptr<double>(work, "work", 1), stream_of(stream));
+  });
+}
+
+index_t batch_norm_workspace(index_t N, index_t C, index_t L, int device) {
+  bn_sizes(N, C, L);
+  use_device(device);
+  return cu::batch_norm_workspace(N, C, L);
+}
+
+// Element-wise kernels: one wrapper per signature shape.
+template <void (*F32)(index_t, const float*, float*, cudaStream_t),
+          void (*F64)(index_t, const double*, double*, cudaStream_t)>
+void unary(const std::string& dtype, ptr_t x, ptr_t y, index_t n, ptr_t stream, int device) {
+  nonneg({n}, "n");
+  if (n > 0) need({{x, "x"}, {y, "y"}});
+  on_dtype(dtype, device, [&](auto t) {
+    using T = decltype(t);
+    if constexpr (sizeof(T) == 4)
+      F32(n, ptr<const float>(x, "x", n), ptr<float>(y, "y", n), stream_of(stream));
+    else
+      F64(n, ptr<const double>(x, "x", n), ptr<double>(y, "y", n), stream_of(stream));
+  });
+}
+
+template <void (*F32)(index_t, const float*, const float*, float*, cudaStream_t),
+          void (*F64)(index_t, const double*, const double*, double*, cudaStream_t)>
+void binary(const std::string& dtype, ptr_t dy, ptr_t saved, ptr_t dx, index_t n, ptr_t stream,
+            int device) {
+  nonneg({n}, "n");
+  if (n > 0) need({{dy, "dy"}, {saved, "saved"}, {dx, "dx"}});
+  on_dtype(dtype, device, [&](auto t) {
+    using T = decltype(t);
+    if constexpr (sizeof(T) == 4)
+      F32(n, ptr<const float>(dy, "dy", n), ptr<const float>(saved, "saved", n),
+          ptr<float>(dx, "dx", n), stream_of(stream));
+    else
+      F64(n, ptr<const double>(dy, "dy", n), ptr<const double>(saved, "saved", n),
+          ptr<double>(dx, "dx", n), stream_of(stream));
+  });
+}
+
+void leaky_relu_forward(const std::string& dtype, ptr_t x, ptr_t y, index_t n, double slope,
+                        ptr_t stream, int device) {
+  nonneg({n}, "n");
+  if (n > 0) need({{x, "x"}, {y, "y"}});
+  on_dtype(dtype, device, [&](auto t) {
+    using T = decltype(t);
+    cu::leaky_relu_forward<T>(n, ptr<const T>(x, "x", n), ptr<T>(y, "y", n), T(slope),
+                              stream_of(stream));
+  });
+}
+
+void leaky_relu_backward(const std::string& dtype, ptr_t dy, ptr_t x, ptr_t dx, index_t n,
+                         double slope, ptr_t stream, int device) {
+  nonneg({n}, "n");
+  if (n > 0) need({{dy, "dy"}, {x, "x"}, {dx, "dx"}});
+  on_dtype(dtype, device, [&](auto t) {
+    using T = decltype(t);
+    cu::leaky_relu_backward<T>(n, ptr<const T>(dy, "dy", n), ptr<const T>(x, "x", n),
+                               ptr<T>(dx, "dx", n), T(slope), stream_of(stream));
+  });
+}
+
+void elu_forward(const std::string& dtype, ptr_t x, ptr_t y, index_t n, double alpha,
+                 double scale, ptr_t stream, int device) {
+  nonneg({n}, "n");
+  if (n > 0) need({{x, "x"}, {y, "y"}});
+  on_dtype(dtype, device, [&](auto t) {
+    using T = decltype(t);
+    cu::elu_forward<T>(n, ptr<const T>(x, "x", n), ptr<T>(y, "y", n), T(alpha), T(scale),
+                       stream_of(stream));
+  });
+}
+
+void elu_backward(const std::string& dtype, ptr_t dy, ptr_t x, ptr_t dx, index_t n,
+                  double alpha, double scale, ptr_t stream, int device) {
+  nonneg({n}, "n");
+  if (n > 0) need({{dy, "dy"}, {x, "x"}, {dx, "dx"}});
+  on_dtype(dtype, device, [&](auto t) {
+    using T = decltype(t);
+    cu::elu_backward<T>(n, ptr<const T>(dy, "dy", n), ptr<const T>(x, "x", n),
+                        ptr<T>(dx, "dx", n), T(alpha), T(scale), stream_of(stream));
+  });
+}
+
+py::dict device_info(int device) {
+  use_device(device);
+  cudaDeviceProp prop{};
+  CUDA_CHECK(cudaGetDeviceProperties(&prop, device));
+  int driver = 0;
+  CUDA_CHECK(cudaDriverGetVersion(&driver));
+  py::dict d;
+  d["name"] = std::string(prop.name);
+  d["compute_capability"] = py::make_tuple(prop.major, prop.minor);
+  d["multiprocessors"] = prop.multiProcessorCount;
+  d["total_memory"] = static_cast<std::size_t>(prop.totalGlobalMem);
+  d["driver_version"] = driver;
+  return d;
+}
+
+int device_count() {
+  int n = 0;
+  const cudaError_t err = cudaGetDeviceCount(&n);
+  if (err != cudaSuccess) {
+    cudaGetLastError();  // clear the sticky "no driver" error for later calls
+    throw std::runtime_error(std::string("no usable CUDA device: ") + cudaGetErrorName(err) +
+                             " (" + cudaGetErrorString(err) + ")");
+  }
+  return n;
+}
+
+}  // namespace
+
+PYBIND11_MODULE(_cuda, m) {
+  m.doc() =
+      "convnet CUDA kernels on device pointers (CuPy's a.data.ptr), with CuPy's stream and "
+      "device. Called through convnet.kernels (convnet/kernels/_cuda.py checks the arrays).";
+  using py::arg;
+  m.def("gemm", &gemm, arg("dtype"), arg("a"), arg("b"), arg("c"), arg("M"), arg("N"), arg("K"),
+        arg("lda"), arg("ldb"), arg("ldc"), arg("alpha"), arg("beta"), arg("trans_a"),
+        arg("trans_b"), arg("stream"), arg("device"),
+        "c = alpha * op(a) @ op(b) + beta * c, in place; row-major; beta == 0 never reads c.");
+  m.def("conv2d_forward", &conv2d_forward, arg("dtype"), arg("x"), arg("w"), arg("b"), arg("y"),
+        arg("geom"), arg("table"), arg("stream"), arg("device"),
+        "x (N,C,H,W), w (K,C,R,S), b (K) or 0 -> y (N,K,P,Q). geom: "
+        "(N,C,H,W,K,R,S,P,Q,sh,sw,ph,pw,dh,dw); table: conv_table (C*R*S int4).");
+  m.def("conv2d_backward_data", &conv2d_backward_data, arg("dtype"), arg("dy"), arg("w"),
+        arg("dx"), arg("geom"), arg("table"), arg("stream"), arg("device"),
+        "dy (N,K,P,Q), w (K,C,R,S) -> dx (N,C,H,W); table: dgrad_table (K*R*S int4).");
+  m.def("conv2d_backward_weight", &conv2d_backward_weight, arg("dtype"), arg("dy"), arg("x"),
+        arg("dw_out"), arg("geom"), arg("table"), arg("stream"), arg("device"),
+        "dy (N,K,P,Q), x (N,C,H,W) -> dw_out (K,C,R,S); table: conv_table.");
+  m.def("conv2d_backward_bias", &conv2d_backward_bias, arg("dtype"), arg("dy"), arg("db"),
+        arg("N"), arg("K"), arg("P"), arg("Q"), arg("stream"), arg("device"),
+        "dy (N,K,P,Q) -> db (K).");
+  m.def("max_pool2d_forward", &max_pool2d_forward, arg("dtype"), arg("x"), arg("y"),
+        arg("indices"), arg("geom"), arg("stream"), arg("device"),
+        "x (N,C,H,W) -> y, indices (N,C,P,Q). geom: (N,C,H,W,P,Q,kh,kw,sh,sw,ph,pw).");
+  m.def("max_pool2d_backward", &max_pool2d_backward, arg("dtype"), arg("dy"), arg("indices"),
+        arg("dx"), arg("geom"), arg("stream"), arg("device"),
+        "dy, indices (N,C,P,Q) -> dx (N,C,H,W).");
+  m.def("avg_pool2d_forward", &avg_pool2d_forward, arg("dtype"), arg("x"), arg("y"),
+        arg("geom"), arg("count_include_pad"), arg("stream"), arg("device"),
+        "x (N,C,H,W) -> y (N,C,P,Q).");
+  m.def("avg_pool2d_backward", &avg_pool2d_backward, arg("dtype"), arg("dy"), arg("dx"),
+        arg("geom"), arg("count_include_pad"), arg("stream"), arg("device"),
+        "dy (N,C,P,Q) -> dx (N,C,H,W).");
+  m.def("batch_norm_workspace", &batch_norm_workspace, arg("N"), arg("C"), arg("L"),
+        arg("device"), "Doubles of scratch the batch norm kernels need for (N,C,L).");
+  m.def("batch_norm_forward_training", &batch_norm_forward_training, arg("dtype"), arg("x"),
+        arg("weight"), arg("bias"), arg("y"), arg("mean"), arg("var"), arg("invstd"), arg("N"),
+        arg("C"), arg("L"), arg("eps"), arg("work"), arg("stream"), arg("device"),
+        "x (N,C,L) -> y (N,C,L), mean, biased var, invstd (C).");
+  m.def("batch_norm_forward_inference", &batch_norm_forward_inference, arg("dtype"), arg("x"),
+        arg("weight"), arg("bias"), arg("running_mean"), arg("running_var"), arg("y"), arg("N"),
+        arg("C"), arg("L"), arg("eps"), arg("work"), arg("stream"), arg("device"),
+        "x (N,C,L) -> y (N,C,L) with the running statistics.");
+  m.def("batch_norm_backward", &batch_norm_backward, arg("dtype"), arg("dy"), arg("x"),
+        arg("weight"), arg("mean"), arg("invstd"), arg("dx"), arg("dweight"), arg("dbias"),
+        arg("N"), arg("C"), arg("L"), arg("work"), arg("stream"), arg("device"),
+        "dy, x (N,C,L) -> dx (N,C,L), dweight, dbias (C).");
+  m.def("tanh_forward", &unary<cu::tanh_forward<float>, cu::tanh_forward<double>>, arg("dtype"),
+        arg("x"), arg("y"), arg("n"), arg("stream"), arg("device"), "y = tanh(x).");
+  m.def("tanh_backward", &binary<cu::tanh_backward<float>, cu::tanh_backward<double>>,
+        arg("dtype"), arg("dy"), arg("y"), arg("dx"), arg("n"), arg("stream"), arg("device"),
+        "dx = dy * (1 - y^2).");
+  m.def("sigmoid_forward", &unary<cu::sigmoid_forward<float>, cu::sigmoid_forward<double>>,
+        arg("dtype"), arg("x"), arg("y"), arg("n"), arg("stream"), arg("device"),
+        "y = 1 / (1 + exp(-x)), stable for large |x|.");
+  m.def("sigmoid_backward", &binary<cu::sigmoid_backward<float>, cu::sigmoid_backward<double>>,
+        arg("dtype"), arg("dy"), arg("y"), arg("dx"), arg("n"), arg("stream"), arg("device"),
+        "dx = dy * y * (1 - y).");
+  m.def("leaky_relu_forward", &leaky_relu_forward, arg("dtype"), arg("x"), arg("y"), arg("n"),
+        arg("slope"), arg("stream"), arg("device"), "y = x if x > 0 else slope * x.");
+  m.def("leaky_relu_backward", &leaky_relu_backward, arg("dtype"), arg("dy"), arg("x"),
+        arg("dx"), arg("n"), arg("slope"), arg("stream"), arg("device"),
+        "dx = dy if x > 0 else slope * dy.");
+  m.def("elu_forward", &elu_forward, arg("dtype"), arg("x"), arg("y"), arg("n"), arg("alpha"),
+        arg("scale"), arg("stream"), arg("device"),
+        "y = scale * (x if x > 0 else alpha * (exp(x) - 1)).");
+  m.def("elu_backward", &elu_backward, arg("dtype"), arg("dy"), arg("x"), arg("dx"), arg("n"),
+        arg("alpha"), arg("scale"), arg("stream"), arg("device"),
+        "dx = dy * scale * (1 if x > 0 else alpha * exp(x)).");
+  m.def("device_count", &device_count, "Number of CUDA devices; RuntimeError without a driver.");
+  m.def("device_info", &device_info, arg("device"),
+        "name, compute capability, SM count, memory and driver version of a device.");
+  m.def("compiled_archs", &cu::compiled_archs, "The gencode targets this module was built for.");
+  m.def("runtime_version", &cu::runtime_version, "CUDA runtime version linked in (e.g. 13000).");
+}

@@ -1,0 +1,2 @@
+#pragma once
+#include "convnet_cuda_emu.h"

@@ -1,0 +1,467 @@
+"""CUDA kernels against the native CPU kernels, a float64 reference and, on the GPU,
+cuBLAS (CuPy) and cuDNN (PyTorch, TF32 off), over the CPU tests' odd shapes.
+
+Outputs are poisoned with NaN before each run: the backend-level functions get
+preallocated NaN-filled outputs, and the public API runs after CuPy's memory pool was
+filled with NaN, so an element a kernel forgets to write fails the test. Every test here
+carries the ``gpu`` marker and skips with the reason where no CUDA backend is available.
+"""
+
+import importlib
+
+import numpy as np
+import pytest
+
+import convnet as cn
+from tests.helpers import assert_close
+from tests.kernels import test_conv2d as conv_cases
+from tests.kernels import test_pool2d as pool_cases
+from tests.kernels.test_batchnorm import SHAPES as BN_SHAPES
+
+pytestmark = pytest.mark.gpu
+K = cn.kernels
+DTYPES = (np.float32, np.float64)
+DTYPE_IDS = ["float32", "float64"]
+
+
+@pytest.fixture(scope="module")
+def cp():
+    info = cn.backends()["cuda"]
+    if not info["available"]:
+        pytest.skip(f"CUDA backend unavailable: {info['detail']}")
+    import cupy
+
+    return cupy
+
+
+@pytest.fixture(scope="module")
+def cu(cp):
+    return importlib.import_module("convnet.kernels._cuda")
+
+
+@pytest.fixture(scope="module")
+def torch_cuda(cp):
+    """PyTorch on the GPU with TF32 off (cuDNN/cuBLAS in true fp32), or None."""
+    try:
+        import torch
+    except ImportError:
+        return None
+    if not torch.cuda.is_available():
+        return None
+    torch.backends.cudnn.allow_tf32 = False
+    torch.backends.cuda.matmul.allow_tf32 = False
+    return torch
+
+
+def cpu_backend():
+    return "native" if cn.backends()["native"]["available"] else "numba"
+
+
+def nan(cp, shape, dtype):
+    return cp.full(shape, np.nan, dtype=dtype)
+
+
+def poison_pool(cp, nbytes=64 << 20):
+    """Fill free blocks of CuPy's pool with NaN so fresh allocations start as garbage."""
+    blocks = [cp.full((n // 8,), np.nan) for n in (nbytes, nbytes // 16, 1 << 16, 4096, 512)]
+    del blocks
+
+
+def host(a):
+    """A host copy of a CuPy array (NumPy arrays, the emulated tests' stand-ins, as they are)."""
+    return a if isinstance(a, np.ndarray) else a.get()
+
+
+# --------------------------------------------------------------------------- GEMM
+
+# The CPU tests' shapes, then ones that reach the 128x128 tiles and the 64x128 ones.
+GEMM_SHAPES = [(1, 1, 1), (3, 5, 7), (17, 33, 65), (14, 32, 256), (15, 31, 257), (130, 70, 300),
+               (300, 257, 513), (6, 784, 25), (64, 3, 1000), (1537, 1601, 77), (2048, 2048, 256),
+               (50, 34000, 40)]
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
+@pytest.mark.parametrize("trans_b", [False, True])
+@pytest.mark.parametrize("trans_a", [False, True])
+@pytest.mark.parametrize("m,n,k", GEMM_SHAPES)
+def test_gemm_matches_cpu_and_cublas(cp, cu, m, n, k, trans_a, trans_b, dtype):
+    rng = np.random.default_rng(m * 7 + n * 3 + k)
+    a = rng.standard_normal((k, m) if trans_a else (m, k)).astype(dtype)
+    b = rng.standard_normal((n, k) if trans_b else (k, n)).astype(dtype)
+    c0 = rng.standard_normal((m, n)).astype(dtype)
+    ref = (a.T if trans_a else a).astype(np.float64) @ (b.T if trans_b else b).astype(np.float64)
+    ag, bg = cp.asarray(a), cp.asarray(b)
+    scale = max(1.0, np.sqrt(k) / 8)
+    # beta == 0 must not read c (NaN there must not leak into the result).
+    c = nan(cp, (m, n), dtype)
+    cu.gemm(ag, bg, c, 1.5, 0.0, trans_a, trans_b)
+    assert_close(host(c), 1.5 * ref, dtype, "alpha*ab", scale=scale)
+    cpu = K.gemm(a, b, alpha=1.5, trans_a=trans_a, trans_b=trans_b, backend=cpu_backend())
+    assert_close(host(c), cpu, dtype, "vs CPU", scale=2 * scale)
+    cublas = cp.matmul(ag.T if trans_a else ag, bg.T if trans_b else bg) * 1.5
+    assert_close(host(c), host(cublas), dtype, "vs cuBLAS", scale=2 * scale)
+    # beta != 0 accumulates into c
+    expected = -0.5 * ref + 0.25 * c0.astype(np.float64)
+    c = cp.asarray(c0)
+    cu.gemm(ag, bg, c, -0.5, 0.25, trans_a, trans_b)
+    assert_close(host(c), expected, dtype, "alpha*ab + beta*c", scale=scale)
+
+
+def test_gemm_public_api_returns_cupy(cp):
+    poison_pool(cp)
+    a = cp.asarray(np.arange(12, dtype=np.float32).reshape(3, 4))
+    b = cp.asarray(np.ones((4, 5), np.float32))
+    c = K.gemm(a, b)
+    assert type(c).__module__.startswith("cupy") and c.shape == (3, 5)
+    np.testing.assert_array_equal(host(c), np.arange(12).reshape(3, 4).sum(1)[:, None]
+                                  * np.ones((1, 5)))
+
+
+def test_gemm_on_an_offset_unaligned_view(cp, cu):
+    """A pointer that is not 16-byte aligned takes the element-wise loads."""
+    rng = np.random.default_rng(5)
+    base = cp.asarray(rng.standard_normal(1 + 37 * 41).astype(np.float32))
+    a = base[1:].reshape(37, 41)  # contiguous, 4 bytes past an aligned address
+    b = cp.asarray(rng.standard_normal((41, 29)).astype(np.float32))
+    c = nan(cp, (37, 29), np.float32)
+    cu.gemm(a, b, c, 1.0, 0.0, False, False)
+    assert_close(host(c), host(a).astype(np.float64) @ host(b), np.float32, "unaligned")
+
+
+# --------------------------------------------------------------------------- convolution
+
+CONV_CASES = conv_cases.CASES + [
+    ((32, 64, 28, 28), (128, 3, 3), 1, 1, 1),   # 128x128 tiles, split-K weight gradient
+    ((8, 3, 64, 64), (32, 7, 7), 2, 3, 1),      # ResNet stem
+    ((16, 32, 56, 56), (64, 3, 3), 1, 1, 1),    # 64 filters, large batch: 64x128 tiles
+]
+CONV_IDS = [f"x{c[0]}-k{c[1]}-s{c[2]}-p{c[3]}-d{c[4]}".replace(" ", "") for c in CONV_CASES]
+
+
+def _conv_args(x_shape, kshape, stride, padding, dilation):
+    w_shape = (kshape[0], x_shape[1], kshape[1], kshape[2])
+    return K._conv_geometry(x_shape, w_shape, stride, padding, dilation)
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
+@pytest.mark.parametrize("case", CONV_CASES, ids=CONV_IDS)
+def test_conv2d_matches_cpu_and_cudnn(cp, cu, torch_cuda, case, dtype):
+    x_shape, kshape, stride, padding, dilation = case
+    rng = np.random.default_rng(11)
+    x, w, b = conv_cases.make(rng, x_shape, kshape, dtype)
+    y_shape, args = _conv_args(x_shape, kshape, stride, padding, dilation)
+    xg, wg, bg = cp.asarray(x), cp.asarray(w), cp.asarray(b)
+    crs = w[0].size
+    scale = max(2.0, np.sqrt(crs) / 8)
+
+    y = nan(cp, y_shape, dtype)
+    cu.conv2d_forward(xg, wg, bg, y, *args)
+    y_cpu = K.conv2d_forward(x, w, b, stride, padding, dilation, backend=cpu_backend())
+    y64 = K.conv2d_forward(x.astype(np.float64), w.astype(np.float64), b.astype(np.float64),
+                           stride, padding, dilation)
+    assert_close(host(y), y64, dtype, "forward vs float64", scale=scale)
+    assert_close(host(y), y_cpu, dtype, "forward vs CPU", scale=2 * scale)
+
+    dy = rng.standard_normal(y_shape).astype(dtype)
+    dyg = cp.asarray(dy)
+    dx = nan(cp, x_shape, dtype)
+    cu.conv2d_backward_data(dyg, wg, dx, *args)
+    dx64 = K.conv2d_backward_data(dy.astype(np.float64), w.astype(np.float64), x_shape, stride,
+                                  padding, dilation)
+    assert_close(host(dx), dx64, dtype, "backward data", scale=scale)
+
+    dw = nan(cp, w.shape, dtype)
+    cu.conv2d_backward_weight(dyg, xg, dw, *args)
+    dw64 = K.conv2d_backward_weight(dy.astype(np.float64), x.astype(np.float64), w.shape,
+                                    stride, padding, dilation)
+    npq = y_shape[0] * y_shape[2] * y_shape[3]
+    assert_close(host(dw), dw64, dtype, "backward weight", scale=max(4.0, np.sqrt(npq) / 8))
+
+    db = nan(cp, (w.shape[0],), dtype)
+    cu.conv2d_backward_bias(dyg, db)
+    assert_close(host(db), dy.astype(np.float64).sum(axis=(0, 2, 3)), dtype, "backward bias",
+                 scale=max(1.0, np.sqrt(npq) / 8))
+
+    if torch_cuda is not None:
+        torch = torch_cuda
+        F = torch.nn.functional
+        pads = conv_cases.explicit_pads(x_shape, kshape, stride, padding, dilation)
+        xt = torch.tensor(x, device="cuda", requires_grad=True)
+        wt = torch.tensor(w, device="cuda", requires_grad=True)
+        bt = torch.tensor(b, device="cuda", requires_grad=True)
+        t, bo, left, right = pads
+        yt = F.conv2d(F.pad(xt, (left, right, t, bo)), wt, bt, stride=stride, dilation=dilation)
+        yt.backward(torch.tensor(dy, device="cuda"))
+        # cuDNN is an fp32 oracle with its own rounding (Winograd, FFT): a wider margin
+        # here; the float64 comparisons above are the tight ones.
+        assert_close(host(y), yt.detach().cpu().numpy(), dtype, "forward vs cuDNN",
+                     scale=8 * scale)
+        assert_close(host(dx), xt.grad.cpu().numpy(), dtype, "dx vs cuDNN", scale=8 * scale)
+        assert_close(host(dw), wt.grad.cpu().numpy(), dtype, "dw vs cuDNN",
+                     scale=max(8.0, np.sqrt(npq) / 4))
+
+
+def test_conv2d_public_api_on_a_poisoned_pool(cp):
+    rng = np.random.default_rng(3)
+    x, w, b = conv_cases.make(rng, (3, 5, 9, 8), (7, 3, 2), np.float32)
+    poison_pool(cp)
+    y = K.conv2d_forward(cp.asarray(x), cp.asarray(w), cp.asarray(b), 2, "same")
+    assert type(y).__module__.startswith("cupy")
+    expected = K.conv2d_forward(x.astype(np.float64), w.astype(np.float64),
+                                b.astype(np.float64), 2, "same")
+    assert_close(host(y), expected, np.float32, "forward")
+    dy = rng.standard_normal(y.shape).astype(np.float32)
+    poison_pool(cp)
+    dx = K.conv2d_backward_data(cp.asarray(dy), cp.asarray(w), x.shape, 2, "same")
+    dw = K.conv2d_backward_weight(cp.asarray(dy), cp.asarray(x), w.shape, 2, "same")
+    db = K.conv2d_backward_bias(cp.asarray(dy))
+    d64 = dy.astype(np.float64)
+    assert_close(host(dx), K.conv2d_backward_data(d64, w.astype(np.float64), x.shape, 2, "same"),
+                 np.float32, "dx")
+    assert_close(host(dw), K.conv2d_backward_weight(d64, x.astype(np.float64), w.shape, 2,
+                                                    "same"), np.float32, "dw", scale=4)
+    assert_close(host(db), d64.sum(axis=(0, 2, 3)), np.float32, "db")
+
+
+def test_mixed_devices_are_refused(cp):
+    x = cp.ones((1, 2, 5, 5), np.float32)
+    with pytest.raises(ValueError, match="different devices"):
+        K.conv2d_forward(x, np.ones((3, 2, 3, 3), np.float32))
+    with pytest.raises(ValueError, match="runs on NumPy arrays"):
+        K.conv2d_forward(x, cp.ones((3, 2, 3, 3), np.float32), backend="native")
+
+
+# --------------------------------------------------------------------------- pooling
+
+POOL_IDS = pool_cases.IDS
+
+
+def _pool_args(x_shape, kernel, stride, padding):
+    return K._pool_geometry(x_shape, kernel, stride, padding)
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
+@pytest.mark.parametrize("case", pool_cases.CASES, ids=POOL_IDS)
+def test_max_pool2d_matches_cpu_and_cudnn(cp, cu, torch_cuda, case, dtype):
+    x_shape, kernel, stride, padding = case
+    rng = np.random.default_rng(21)
+    x = rng.standard_normal(x_shape).astype(dtype)
+    y_shape, args = _pool_args(x_shape, kernel, stride, padding)
+    xg = cp.asarray(x)
+    y = nan(cp, y_shape, dtype)
+    idx = cp.full(y_shape, -7, dtype=np.int64)
+    cu.max_pool2d_forward(xg, y, idx, *args)
+    y_cpu, idx_cpu = K.max_pool2d_forward(x, kernel, stride, padding, backend=cpu_backend())
+    np.testing.assert_array_equal(host(y), y_cpu)
+    np.testing.assert_array_equal(host(idx), idx_cpu)
+
+    dy = rng.standard_normal(y_shape).astype(dtype)
+    dx = nan(cp, x_shape, dtype)
+    cu.max_pool2d_backward(cp.asarray(dy), idx, dx)
+    dx_cpu = K.max_pool2d_backward(dy, idx_cpu, x_shape, backend=cpu_backend())
+    assert_close(host(dx), dx_cpu, dtype, "max pool backward")
+
+    if torch_cuda is not None:
+        torch = torch_cuda
+        kh, kw, sh, sw, ph, pw = args
+        xt = torch.tensor(x, device="cuda")
+        yt, it = torch.nn.functional.max_pool2d(xt, (kh, kw), (sh, sw), (ph, pw),
+                                                return_indices=True)
+        np.testing.assert_array_equal(host(y), yt.cpu().numpy())
+        np.testing.assert_array_equal(host(idx), it.cpu().numpy())
+
+
+def test_max_pool2d_ties_and_nan_follow_the_cpu_rules(cp, cu):
+    rng = np.random.default_rng(4)
+    x = rng.integers(0, 3, (2, 3, 9, 9)).astype(np.float32)
+    x.flat[::11] = np.nan
+    y_shape, args = _pool_args(x.shape, 3, 2, 1)
+    y = nan(cp, y_shape, np.float32)
+    idx = cp.full(y_shape, -7, dtype=np.int64)
+    cu.max_pool2d_forward(cp.asarray(x), y, idx, *args)
+    y_cpu, idx_cpu = K.max_pool2d_forward(x, 3, 2, 1, backend=cpu_backend())
+    np.testing.assert_array_equal(host(y), y_cpu)  # equal_nan by default
+    np.testing.assert_array_equal(host(idx), idx_cpu)
+
+
+def test_max_pool2d_backward_refuses_indices_outside_the_plane(cp):
+    dy = cp.ones((1, 1, 2, 2), np.float32)
+    idx = cp.asarray(np.array([0, 1, 2, 16]).reshape(1, 1, 2, 2))
+    with pytest.raises(ValueError, match="outside the plane"):
+        K.max_pool2d_backward(dy, idx, (1, 1, 4, 4))
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
+@pytest.mark.parametrize("count_include_pad", [True, False])
+@pytest.mark.parametrize("case", pool_cases.CASES, ids=POOL_IDS)
+def test_avg_pool2d_matches_cpu_and_cudnn(cp, cu, torch_cuda, case, count_include_pad, dtype):
+    x_shape, kernel, stride, padding = case
+    rng = np.random.default_rng(22)
+    x = rng.standard_normal(x_shape).astype(dtype)
+    y_shape, args = _pool_args(x_shape, kernel, stride, padding)
+    y = nan(cp, y_shape, dtype)
+    cu.avg_pool2d_forward(cp.asarray(x), y, *args, count_include_pad)
+    y_cpu = K.avg_pool2d_forward(x, kernel, stride, padding, count_include_pad,
+                                 backend=cpu_backend())
+    assert_close(host(y), y_cpu, dtype, "avg pool forward")
+    dy = rng.standard_normal(y_shape).astype(dtype)
+    dx = nan(cp, x_shape, dtype)
+    cu.avg_pool2d_backward(cp.asarray(dy), dx, *args, count_include_pad)
+    dx_cpu = K.avg_pool2d_backward(dy, x_shape, kernel, stride, padding, count_include_pad,
+                                   backend=cpu_backend())
+    assert_close(host(dx), dx_cpu, dtype, "avg pool backward")
+    if torch_cuda is not None:
+        torch = torch_cuda
+        kh, kw, sh, sw, ph, pw = args
+        xt = torch.tensor(x, device="cuda", requires_grad=True)
+        yt = torch.nn.functional.avg_pool2d(xt, (kh, kw), (sh, sw), (ph, pw),
+                                            count_include_pad=count_include_pad)
+        yt.backward(torch.tensor(dy, device="cuda"))
+        assert_close(host(y), yt.detach().cpu().numpy(), dtype, "forward vs cuDNN")
+        assert_close(host(dx), xt.grad.cpu().numpy(), dtype, "backward vs cuDNN")
+
+
+# --------------------------------------------------------------------------- batch norm
+
+BN_CASES = BN_SHAPES + [(64, 64, 56, 56), (2, 3, 1, 1), (4096, 10)]
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
+@pytest.mark.parametrize("shape", BN_CASES)
+def test_batch_norm_matches_cpu_and_cudnn(cp, cu, torch_cuda, shape, dtype):
+    rng = np.random.default_rng(31)
+    c = shape[1]
+    x = (rng.standard_normal(shape) * 3 + 5).astype(dtype)  # offset mean: cancellation
+    w = rng.standard_normal(c).astype(dtype)
+    b = rng.standard_normal(c).astype(dtype)
+    x3 = x.reshape(shape[0], c, -1)
+    g = {k: cp.asarray(v) for k, v in dict(x=x3, w=w, b=b).items()}
+    y = nan(cp, x3.shape, dtype)
+    mean, var, invstd = (nan(cp, (c,), dtype) for _ in range(3))
+    cu.batch_norm_forward_training(g["x"], g["w"], g["b"], y, mean, var, invstd, 1e-3)
+    y_cpu, mean_cpu, invstd_cpu = K.batch_norm_forward_training(x, w, b, eps=1e-3,
+                                                                backend=cpu_backend())
+    axes = (0,) + tuple(range(2, len(shape)))
+    x64 = x.astype(np.float64)
+    assert_close(host(y).reshape(shape), y_cpu, dtype, "y vs CPU", scale=2)
+    assert_close(host(mean), x64.mean(axis=axes), dtype, "mean")
+    assert_close(host(var), x64.var(axis=axes), dtype, "var", scale=2)
+    assert_close(host(invstd), 1 / np.sqrt(x64.var(axis=axes) + 1e-3), dtype, "invstd")
+
+    dy = rng.standard_normal(shape).astype(dtype)
+    dx = nan(cp, x3.shape, dtype)
+    dw, db = nan(cp, (c,), dtype), nan(cp, (c,), dtype)
+    cu.batch_norm_backward(cp.asarray(dy.reshape(x3.shape)), g["x"], g["w"], mean, invstd, dx,
+                           dw, db)
+    dx_cpu, dw_cpu, db_cpu = K.batch_norm_backward(dy, x, mean_cpu, invstd_cpu, w,
+                                                   backend=cpu_backend())
+    # Both devices add in double: only the float32 products and the final rounding differ.
+    assert_close(host(dx).reshape(shape), dx_cpu, dtype, "dx vs CPU", scale=5)
+    assert_close(host(dw), dw_cpu, dtype, "dweight vs CPU", scale=5)
+    assert_close(host(db), db_cpu, dtype, "dbias vs CPU", scale=5)
+    count = x3.shape[0] * x3.shape[2]
+    sc = max(5.0, np.sqrt(count) / 16)  # cuDNN may add in float32
+
+    rm, rv = rng.standard_normal(c).astype(dtype), rng.uniform(0.5, 2, c).astype(dtype)
+    y_inf = nan(cp, x3.shape, dtype)
+    cu.batch_norm_forward_inference(g["x"], g["w"], g["b"], cp.asarray(rm), cp.asarray(rv),
+                                    y_inf, 1e-3)
+    y_inf_cpu = K.batch_norm_forward_inference(x, rm, rv, w, b, 1e-3, backend=cpu_backend())
+    assert_close(host(y_inf).reshape(shape), y_inf_cpu, dtype, "inference vs CPU")
+
+    if torch_cuda is not None:
+        torch = torch_cuda
+        xt = torch.tensor(x, device="cuda", requires_grad=True)
+        wt = torch.tensor(w, device="cuda", requires_grad=True)
+        bt = torch.tensor(b, device="cuda", requires_grad=True)
+        yt = torch.nn.functional.batch_norm(xt, None, None, wt, bt, training=True, eps=1e-3)
+        yt.backward(torch.tensor(dy, device="cuda"))
+        assert_close(host(y).reshape(shape), yt.detach().cpu().numpy(), dtype, "y vs cuDNN",
+                     scale=2)
+        assert_close(host(dx).reshape(shape), xt.grad.cpu().numpy(), dtype, "dx vs cuDNN",
+                     scale=sc)
+        assert_close(host(dw), wt.grad.cpu().numpy(), dtype, "dw vs cuDNN", scale=sc)
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
+def test_batch_norm_running_stats_update_as_on_the_cpu(cp, dtype):
+    rng = np.random.default_rng(32)
+    x = rng.standard_normal((6, 4, 3, 5)).astype(dtype) + 2
+    rm, rv = rng.standard_normal(4).astype(dtype), rng.uniform(0.5, 2, 4).astype(dtype)
+    rm_g, rv_g = cp.asarray(rm), cp.asarray(rv)
+    poison_pool(cp)
+    y, mean, invstd = K.batch_norm_forward_training(cp.asarray(x), None, None, rm_g, rv_g,
+                                                    momentum=0.3, eps=1e-4)
+    y_cpu, _, _ = K.batch_norm_forward_training(x, None, None, rm, rv, momentum=0.3, eps=1e-4,
+                                                backend=cpu_backend())
+    assert_close(host(y), y_cpu, dtype, "y")
+    assert_close(host(rm_g), rm, dtype, "running_mean")
+    assert_close(host(rv_g), rv, dtype, "running_var")
+
+
+# --------------------------------------------------------------------------- activations
+
+ACTS = [("relu", None), ("leaky_relu", 0.2), ("elu", 0.7), ("selu", None), ("tanh", None),
+        ("sigmoid", None)]
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
+@pytest.mark.parametrize("shape", [(1,), (17,), (3, 5, 7), (2, 3, 64, 65)])
+@pytest.mark.parametrize("kind,alpha", ACTS, ids=[a[0] for a in ACTS])
+def test_activations_match_cpu(cp, kind, alpha, shape, dtype):
+    rng = np.random.default_rng(41)
+    x = (rng.standard_normal(shape) * 4).astype(dtype)
+    x.flat[0] = 30.0  # saturation, overflow-safe sigmoid/ELU
+    poison_pool(cp)
+    y = K.activation_forward(cp.asarray(x), kind, alpha)
+    y_cpu = K.activation_forward(x, kind, alpha, backend=cpu_backend())
+    assert_close(host(y), y_cpu, dtype, f"{kind} forward")
+    saved = y_cpu if kind in ("tanh", "sigmoid") else x
+    dy = rng.standard_normal(shape).astype(dtype)
+    poison_pool(cp)
+    dx = K.activation_backward(cp.asarray(dy), cp.asarray(saved), kind, alpha)
+    dx_cpu = K.activation_backward(dy, saved, kind, alpha, backend=cpu_backend())
+    assert_close(host(dx), dx_cpu, dtype, f"{kind} backward")
+
+
+# --------------------------------------------------------------------------- framework
+
+
+def test_tensors_on_cuda_run_the_cuda_kernels(cp, cu, monkeypatch):
+    import convnet.functional as F
+
+    calls = []
+    for name in ("conv2d_forward", "conv2d_backward_data", "conv2d_backward_weight",
+                 "max_pool2d_forward", "max_pool2d_backward", "batch_norm_forward_training",
+                 "batch_norm_backward", "leaky_relu_forward", "leaky_relu_backward"):
+        fn = getattr(cu, name)
+
+        def spy(*args, _fn=fn, _name=name):
+            calls.append(_name)
+            return _fn(*args)
+
+        monkeypatch.setattr(cu, name, spy)
+
+    rng = np.random.default_rng(51)
+    x = rng.standard_normal((4, 3, 12, 12)).astype(np.float32)
+    w = (rng.standard_normal((8, 3, 3, 3)) / 5).astype(np.float32)
+    results = {}
+    for device in ("cpu", "cuda"):
+        xt = cn.tensor(x, requires_grad=True, device=device)
+        wt = cn.tensor(w, requires_grad=True, device=device)
+        rm = cn.tensor(np.zeros(8, np.float32), device=device)
+        rv = cn.tensor(np.ones(8, np.float32), device=device)
+        h = F.conv2d(xt, wt, padding=1)
+        h = F.batch_norm(h, rm.data, rv.data, training=True)
+        h = F.max_pool2d(F.relu(h), 2)
+        loss = (h * h).sum()
+        loss.backward()
+        results[device] = [loss.to("cpu").numpy(), xt.grad.to("cpu").numpy(),
+                           wt.grad.to("cpu").numpy()]
+    for got, expected, what in zip(results["cuda"], results["cpu"], ["loss", "dx", "dw"],
+                                   strict=True):
+        assert_close(got, expected, np.float32, what, scale=5)
+    assert set(calls) >= {"conv2d_forward", "conv2d_backward_data", "conv2d_backward_weight",
+                          "max_pool2d_forward", "max_pool2d_backward",
+                          "batch_norm_forward_training", "batch_norm_backward",
+                          "leaky_relu_forward", "leaky_relu_backward"}, calls

@@ -1,0 +1,419 @@
+"""CUDA backend checks that need no GPU: the extension builds and exposes every kernel,
+arguments are refused before anything reaches a device, ``backends()`` says why CUDA is
+unavailable, and the index arithmetic of the CUDA kernels (the implicit-GEMM tables, the
+pooling windows), replayed in NumPy, agrees with the CPU kernels."""
+
+import importlib
+import math
+import os
+import shutil
+import types
+
+import numpy as np
+import pytest
+
+import convnet as cn
+from tests.helpers import assert_close
+
+K = cn.kernels
+
+# The backend-level kernels convnet._C exposes that the cuda backend must mirror.
+KERNELS = [
+    "gemm", "conv2d_forward", "conv2d_backward_data", "conv2d_backward_weight",
+    "conv2d_backward_bias", "max_pool2d_forward", "max_pool2d_backward", "avg_pool2d_forward",
+    "avg_pool2d_backward", "batch_norm_forward_training", "batch_norm_forward_inference",
+    "batch_norm_backward", "tanh_forward", "tanh_backward", "sigmoid_forward",
+    "sigmoid_backward", "leaky_relu_forward", "leaky_relu_backward", "elu_forward",
+    "elu_backward",
+]
+
+
+def _nvcc_present():
+    return any(os.access(os.path.join(h, "bin", "nvcc"), os.X_OK)
+               for h in [os.environ.get("CUDA_HOME", ""), "/usr/local/cuda"] if h) or \
+        shutil.which("nvcc") is not None
+
+
+def cuda_ext():
+    """convnet._cuda; a failure where nvcc exists (or the build is required) is a failure."""
+    try:
+        return importlib.import_module("convnet._cuda")
+    except ImportError as exc:
+        if os.environ.get("CONVNET_REQUIRE_CUDA_BUILD") == "1" or _nvcc_present():
+            pytest.fail(f"nvcc is present but convnet._cuda does not import: {exc}")
+        pytest.skip(f"convnet._cuda not built (no nvcc): {exc}")
+
+
+@pytest.fixture
+def ext():
+    return cuda_ext()
+
+
+@pytest.fixture
+def adapter():
+    cuda_ext()
+    return importlib.import_module("convnet.kernels._cuda")
+
+
+# --------------------------------------------------------------------------- build
+
+
+def test_extension_exposes_every_kernel_of_the_cpu_one(ext, adapter):
+    native = cn.backends()["native"]
+    if native["available"]:
+        from convnet import _C
+
+        missing_in_c = [k for k in KERNELS if not hasattr(_C, k)]
+        assert not missing_in_c, f"the list is out of date with convnet._C: {missing_in_c}"
+    assert [k for k in KERNELS if not callable(getattr(ext, k, None))] == []
+    assert [k for k in KERNELS if not callable(getattr(adapter, k, None))] == []
+    assert callable(adapter.describe)
+
+
+def test_extension_reports_its_build(ext):
+    archs = ext.compiled_archs()
+    assert archs.startswith("sm_"), archs
+    assert ext.runtime_version() >= 11000
+
+
+def test_backends_says_why_cuda_is_unavailable():
+    info = cn.backends()["cuda"]
+    assert set(info) == {"available", "detail"}
+    assert isinstance(info["detail"], str) and info["detail"]
+    if not info["available"]:
+        # One of the reasons a user can act on.
+        reasons = ("CuPy is not installed", "not built", "driver", "no CUDA device",
+                   "CONVNET_DISABLE_CUDA")
+        assert any(r in info["detail"] for r in reasons), info["detail"]
+    else:
+        assert "sm_" in info["detail"]
+
+
+def test_import_convnet_never_needs_cuda():
+    assert "cuda" in cn.backends()
+    x = cn.tensor(np.ones((2, 3), np.float32))
+    assert x.device == "cpu"
+
+
+# --------------------------------------------------------------------------- dispatch
+
+
+def _np(*shape, dtype=np.float32):
+    return np.ones(shape, dtype=dtype)
+
+
+@pytest.mark.parametrize("call", [
+    lambda: K.gemm(_np(2, 3), _np(3, 4), backend="cuda"),
+    lambda: K.conv2d_forward(_np(1, 2, 5, 5), _np(3, 2, 3, 3), backend="cuda"),
+    lambda: K.conv2d_backward_data(_np(1, 3, 3, 3), _np(3, 2, 3, 3), (1, 2, 5, 5),
+                                   backend="cuda"),
+    lambda: K.conv2d_backward_weight(_np(1, 3, 3, 3), _np(1, 2, 5, 5), (3, 2, 3, 3),
+                                     backend="cuda"),
+    lambda: K.conv2d_backward_bias(_np(1, 3, 3, 3), backend="cuda"),
+    lambda: K.max_pool2d_forward(_np(1, 2, 4, 4), 2, backend="cuda"),
+    lambda: K.avg_pool2d_forward(_np(1, 2, 4, 4), 2, backend="cuda"),
+    lambda: K.avg_pool2d_backward(_np(1, 2, 2, 2), (1, 2, 4, 4), 2, backend="cuda"),
+    lambda: K.batch_norm_forward_training(_np(4, 3, 2, 2), backend="cuda"),
+    lambda: K.batch_norm_forward_inference(_np(4, 3), _np(3), _np(3), backend="cuda"),
+    lambda: K.batch_norm_backward(_np(4, 3), _np(4, 3), _np(3), _np(3), backend="cuda"),
+    lambda: K.activation_forward(_np(5), "relu", backend="cuda"),
+    lambda: K.activation_backward(_np(5), _np(5), "tanh", backend="cuda"),
+], ids=["gemm", "conv_fwd", "conv_bwd_data", "conv_bwd_weight", "conv_bwd_bias", "max_pool",
+        "avg_pool", "avg_pool_bwd", "bn_train", "bn_eval", "bn_bwd", "act_fwd", "act_bwd"])
+def test_numpy_arrays_to_the_cuda_backend_are_refused(call):
+    with pytest.raises(ValueError, match="needs CuPy arrays"):
+        call()
+
+
+# --------------------------------------------------------------------------- binding checks
+# Without a driver any call that reached the device would raise RuntimeError; a
+# ValueError/TypeError here shows the check ran first.
+
+G_CONV = (2, 3, 7, 7, 4, 3, 3, 5, 5, 1, 1, 0, 0, 1, 1)
+G_POOL = (2, 3, 8, 8, 4, 4, 2, 2, 2, 2, 0, 0)
+
+
+def test_binding_refuses_a_bad_dtype(ext):
+    with pytest.raises(TypeError, match="dtype"):
+        ext.gemm("float16", 8, 8, 8, 2, 2, 2, 2, 2, 2, 1.0, 0.0, False, False, 0, 0)
+    with pytest.raises(TypeError, match="dtype"):
+        ext.tanh_forward("int32", 8, 8, 4, 0, 0)
+
+
+def test_binding_refuses_null_pointers(ext):
+    with pytest.raises(ValueError, match="a: null"):
+        ext.gemm("float32", 0, 8, 8, 2, 2, 2, 2, 2, 2, 1.0, 0.0, False, False, 0, 0)
+    with pytest.raises(ValueError, match="table: null"):
+        ext.conv2d_forward("float32", 8, 8, 0, 8, G_CONV, 0, 0, 0)
+    with pytest.raises(ValueError, match="indices: null"):
+        ext.max_pool2d_forward("float32", 8, 8, 0, G_POOL, 0, 0)
+    with pytest.raises(ValueError, match="work: null"):
+        ext.batch_norm_forward_training("float32", 8, 8, 8, 8, 8, 8, 8, 2, 3, 4, 1e-5, 0, 0, 0)
+    with pytest.raises(ValueError, match="dx: null"):
+        ext.elu_backward("float64", 8, 8, 0, 10, 1.0, 1.0, 0, 0)
+
+
+def test_binding_refuses_bad_sizes(ext):
+    with pytest.raises(ValueError, match="leading dimensions"):
+        ext.gemm("float32", 8, 8, 8, 4, 4, 4, 3, 4, 4, 1.0, 0.0, False, False, 0, 0)
+    with pytest.raises(ValueError, match="sizes must be >= 0"):
+        ext.gemm("float32", 8, 8, 8, -1, 4, 4, 4, 4, 4, 1.0, 0.0, False, False, 0, 0)
+    with pytest.raises(ValueError, match="sizes must be >= 0"):
+        ext.sigmoid_forward("float32", 8, 8, -3, 0, 0)
+    with pytest.raises(ValueError, match="every size"):
+        ext.batch_norm_backward("float32", *([8] * 8), 0, 3, 4, 8, 0, 0)
+    with pytest.raises(ValueError, match="-1 is not|device"):
+        ext.tanh_forward("float32", 8, 8, 4, 0, -1)
+
+
+@pytest.mark.parametrize("geom,match", [
+    (G_CONV[:14], "15 ints"),
+    ((2, 3, 7, 7, 4, 3, 3, 10, 5, 1, 1, 0, 0, 1, 1), "does not fit"),  # P too large
+    ((2, 3, 7, 7, 4, 3, 3, 5, 5, 0, 1, 0, 0, 1, 1), "stride"),
+    ((2, 3, 7, 7, 4, 3, 3, 5, 5, 1, 1, -1, 0, 1, 1), "padding"),
+    ((2, 0, 7, 7, 4, 3, 3, 5, 5, 1, 1, 0, 0, 1, 1), "every size"),
+    ((1, 2**20, 2**6, 2**6, 1, 1, 1, 2**6, 2**6, 1, 1, 0, 0, 1, 1), "2\\^31"),
+])
+def test_binding_refuses_bad_conv_geometry(ext, geom, match):
+    for call in (lambda: ext.conv2d_forward("float32", 8, 8, 0, 8, geom, 8, 0, 0),
+                 lambda: ext.conv2d_backward_data("float32", 8, 8, 8, geom, 8, 0, 0),
+                 lambda: ext.conv2d_backward_weight("float32", 8, 8, 8, geom, 8, 0, 0)):
+        with pytest.raises(ValueError, match=match):
+            call()
+
+
+@pytest.mark.parametrize("geom,match", [
+    (G_POOL[:11], "12 ints"),
+    ((2, 3, 8, 8, 4, 4, 2, 2, 2, 2, 2, 0), "padding"),  # more than half the kernel
+    ((2, 3, 8, 8, 9, 4, 2, 2, 2, 2, 0, 0), "does not fit"),
+    ((2, 3, 8, 8, 4, 4, 0, 2, 2, 2, 0, 0), "kernel"),
+])
+def test_binding_refuses_bad_pool_geometry(ext, geom, match):
+    with pytest.raises(ValueError, match=match):
+        ext.max_pool2d_forward("float32", 8, 8, 8, geom, 0, 0)
+    with pytest.raises(ValueError, match=match):
+        ext.avg_pool2d_backward("float32", 8, 8, geom, True, 0, 0)
+
+
+# --------------------------------------------------------------------------- adapter checks
+
+
+class _Flags:
+    def __init__(self, c):
+        self.c_contiguous = c
+
+
+class FakeCupyArray:
+    """Just what the adapter's checks read from a CuPy array (they run before CuPy is used)."""
+
+    def __init__(self, shape, dtype=np.float32, contiguous=True, device=0):
+        self.shape = tuple(shape)
+        self.ndim = len(shape)
+        self.size = int(np.prod(shape))
+        self.dtype = np.dtype(dtype)
+        self.flags = _Flags(contiguous)
+        self.data = types.SimpleNamespace(ptr=4096)
+        self.device = types.SimpleNamespace(id=device)
+
+
+FakeCupyArray.__module__ = "cupy._fake"
+
+
+def F(*shape, **kw):
+    return FakeCupyArray(shape, **kw)
+
+
+def test_adapter_refuses_numpy_arrays(adapter):
+    with pytest.raises(TypeError, match="needs a CuPy array"):
+        adapter.gemm(np.ones((2, 2), np.float32), F(2, 2), F(2, 2), 1.0, 0.0, False, False)
+
+
+@pytest.mark.parametrize("call,exc,match", [
+    (lambda a: a.gemm(F(2, 3), F(3, 4, dtype=np.float64), F(2, 4), 1, 0, False, False),
+     TypeError, "b: dtype float64 differs"),
+    (lambda a: a.gemm(F(2, 3), F(4, 4), F(2, 4), 1, 0, False, False), ValueError, "inner"),
+    (lambda a: a.gemm(F(2, 3), F(3, 4), F(4, 2), 1, 0, False, False), ValueError, "c: expected"),
+    (lambda a: a.gemm(F(2, 3, contiguous=False), F(3, 4), F(2, 4), 1, 0, False, False),
+     ValueError, "C-contiguous"),
+    (lambda a: a.gemm(F(2, 3, dtype=np.int32), F(3, 4), F(2, 4), 1, 0, False, False),
+     TypeError, "float32 or float64"),
+    (lambda a: a.conv2d_forward(F(1, 2, 5, 5), F(3, 4, 3, 3), None, F(1, 3, 3, 3),
+                                1, 1, 0, 0, 1, 1), ValueError, "input channels"),
+    (lambda a: a.conv2d_forward(F(1, 2, 5, 5), F(3, 2, 3, 3), F(4), F(1, 3, 3, 3),
+                                1, 1, 0, 0, 1, 1), ValueError, "b: expected shape"),
+    (lambda a: a.conv2d_backward_bias(F(1, 3, 3, 3), F(4)), ValueError, "db: expected"),
+    (lambda a: a.max_pool2d_forward(F(1, 2, 4, 4), F(1, 2, 2, 2), F(1, 2, 2, 2), 2, 2, 2, 2,
+                                    0, 0), TypeError, "indices: dtype float32"),
+    (lambda a: a.max_pool2d_backward(F(1, 2, 2, 2), F(1, 2, 2, 2, dtype=np.int64),
+                                     F(1, 3, 4, 4)), ValueError, "batch/channels"),
+    (lambda a: a.batch_norm_forward_training(F(4, 3, 5), F(3), F(3), F(4, 3, 5), F(2), F(3),
+                                             F(3), 1e-5), ValueError, "mean: expected"),
+    (lambda a: a.batch_norm_backward(F(4, 3, 5), F(4, 3, 5, dtype=np.float64), F(3), F(3),
+                                     F(3), F(4, 3, 5), F(3), F(3)), TypeError, "dy: dtype"),
+    (lambda a: a.tanh_forward(F(4, 3), F(13)), ValueError, "one size"),
+    (lambda a: a.elu_backward(F(4), F(4), F(5), 1.0, 1.0), ValueError, "one size"),
+])
+def test_adapter_checks_arrays_before_any_launch(adapter, call, exc, match):
+    with pytest.raises(exc, match=match):
+        call(adapter)
+
+
+# --------------------------------------------------------------------------- index arithmetic
+# NumPy replays of what the CUDA kernels compute from their tables and windows, compared
+# with the CPU kernels, so the index math is tested where no GPU is.
+
+CONV_CASES = [
+    ((2, 3, 7, 9), (5, 3, 5), (1, 1), (1, 2), (1, 1)),
+    ((3, 2, 8, 8), (4, 2, 2), (3, 3), (0, 0), (1, 1)),
+    ((1, 4, 9, 9), (6, 3, 3), (1, 1), (2, 2), (2, 2)),
+    ((3, 2, 5, 6), (2, 3, 2), (2, 1), (1, 0), (1, 2)),
+    ((2, 5, 11, 10), (3, 3, 3), (2, 2), (1, 1), (1, 1)),
+]
+
+
+def _geometry(x_shape, kshape, stride, pads, dilation, out=None):
+    n, c, h, w = x_shape
+    k, r, s = kshape
+    if out is None:
+        out = ((h + 2 * pads[0] - (r - 1) * dilation[0] - 1) // stride[0] + 1,
+               (w + 2 * pads[1] - (s - 1) * dilation[1] - 1) // stride[1] + 1)
+    return n, c, h, w, k, r, s, out[0], out[1]
+
+
+@pytest.mark.parametrize("case", CONV_CASES)
+def test_conv_table_gather_replays_the_forward_kernel(adapter, case):
+    x_shape, kshape, stride, pads, dil = case
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal(x_shape)
+    n, c, h, w, k, r, s, p, q = _geometry(x_shape, kshape, stride, pads, dil)
+    wt = rng.standard_normal((k, c, r, s))
+    table = adapter.conv_table(c, h, w, r, s, dil[0], dil[1])
+    assert table.dtype == np.int32 and table.shape == (c * r * s, 4)
+    # Im2colCols: per column (n, p, q): hb, wb and off = n*CHW + hb*W + wb; per row: table.
+    flat = x.ravel()
+    cols = np.zeros((c * r * s, n * p * q))
+    for npq in range(n * p * q):
+        img, pq = divmod(npq, p * q)
+        pp, qq = divmod(pq, q)
+        hb, wb = pp * stride[0] - pads[0], qq * stride[1] - pads[1]
+        off = img * c * h * w + hb * w + wb
+        for crs in range(c * r * s):
+            t = table[crs]
+            if 0 <= hb + t[1] < h and 0 <= wb + t[2] < w:
+                cols[crs, npq] = flat[off + t[0]]
+    y = (wt.reshape(k, -1) @ cols).reshape(k, n, p, q).transpose(1, 0, 2, 3)
+    expected = K.conv2d_forward(x, wt, None, stride, pads, dil, backend="native") \
+        if cn.backends()["native"]["available"] else \
+        K.conv2d_forward(x, wt, None, stride, pads, dil)
+    assert_close(y, expected, np.float64, "table-driven forward")
+
+
+@pytest.mark.parametrize("case", CONV_CASES)
+def test_dgrad_table_gather_replays_the_data_gradient_kernel(adapter, case):
+    x_shape, kshape, stride, pads, dil = case
+    rng = np.random.default_rng(1)
+    n, c, h, w, k, r, s, p, q = _geometry(x_shape, kshape, stride, pads, dil)
+    wt = rng.standard_normal((k, c, r, s))
+    dy = rng.standard_normal((n, k, p, q))
+    table = adapter.dgrad_table(k, c, p, q, r, s, dil[0], dil[1])
+    wflat, dyflat = wt.ravel(), dy.ravel()
+    # FilterRows: A[c][krs] = w[table.w + c*R*S]; GradCols: divisibility by the stride.
+    a = np.array([[wflat[table[krs, 3] + cc * r * s] for krs in range(k * r * s)]
+                  for cc in range(c)])
+    b = np.zeros((k * r * s, n * h * w))
+    for nhw in range(n * h * w):
+        img, hw = divmod(nhw, h * w)
+        hh, ww = divmod(hw, w)
+        hp, wp = hh + pads[0], ww + pads[1]
+        for krs in range(k * r * s):
+            t = table[krs]
+            pp, qq = hp - t[1], wp - t[2]
+            if pp < 0 or qq < 0 or pp % stride[0] or qq % stride[1]:
+                continue
+            pp //= stride[0]
+            qq //= stride[1]
+            if pp < p and qq < q:
+                b[krs, nhw] = dyflat[img * k * p * q + t[0] + pp * q + qq]
+    dx = (a @ b).reshape(c, n, h, w).transpose(1, 0, 2, 3)
+    expected = K.conv2d_backward_data(dy, wt, x_shape, stride, pads, dil)
+    assert_close(dx, expected, np.float64, "table-driven data gradient")
+
+
+POOL_CASES = [
+    ((1, 1, 4, 4), (2, 2), (2, 2), (0, 0)),
+    ((2, 3, 7, 9), (3, 3), (2, 2), (1, 1)),
+    ((2, 5, 8, 6), (2, 3), (1, 2), (1, 1)),
+    ((3, 2, 9, 9), (2, 2), (3, 3), (0, 0)),
+    ((1, 4, 5, 5), (5, 5), (1, 1), (2, 2)),
+    ((2, 3, 11, 5), (3, 1), (2, 1), (1, 0)),
+]
+
+
+def _divisor(h, w, kh, kw, sh, sw, ph, pw, p, q, cip):
+    hs, ws = p * sh - ph, q * sw - pw
+    if cip:
+        return (min(hs + kh, h + ph) - hs) * (min(ws + kw, w + pw) - ws)
+    return (min(hs + kh, h) - max(hs, 0)) * (min(ws + kw, w) - max(ws, 0))
+
+
+@pytest.mark.parametrize("case", POOL_CASES)
+@pytest.mark.parametrize("cip", [True, False])
+def test_avg_pool_windows_replay_the_kernels(case, cip):
+    x_shape, (kh, kw), (sh, sw), (ph, pw) = case
+    rng = np.random.default_rng(2)
+    x = rng.standard_normal(x_shape)
+    n, c, h, w = x_shape
+    y = K.avg_pool2d_forward(x, (kh, kw), (sh, sw), (ph, pw), cip)
+    p, q = y.shape[2:]
+    # avg_pool_forward_kernel
+    yk = np.zeros_like(y)
+    for pp in range(p):
+        for qq in range(q):
+            hs, ws = pp * sh - ph, qq * sw - pw
+            win = x[:, :, max(hs, 0):min(hs + kh, h), max(ws, 0):min(ws + kw, w)]
+            yk[:, :, pp, qq] = win.sum(axis=(2, 3)) / _divisor(h, w, kh, kw, sh, sw, ph, pw,
+                                                                 pp, qq, cip)
+    assert_close(yk, y, np.float64, "avg pool forward")
+    # avg_pool_backward_kernel: the gather over the windows that contain (h, w)
+    dy = rng.standard_normal(y.shape)
+    dx = np.zeros(x_shape)
+    for hh in range(h):
+        for ww in range(w):
+            hp, wp = hh + ph, ww + pw
+            p0 = (hp - kh + 1 + sh - 1) // sh if hp - kh + 1 > 0 else 0
+            p1 = min(hp // sh, p - 1)
+            q0 = (wp - kw + 1 + sw - 1) // sw if wp - kw + 1 > 0 else 0
+            q1 = min(wp // sw, q - 1)
+            for pp in range(p0, p1 + 1):
+                for qq in range(q0, q1 + 1):
+                    dx[:, :, hh, ww] += dy[:, :, pp, qq] / _divisor(h, w, kh, kw, sh, sw, ph,
+                                                                    pw, pp, qq, cip)
+    expected = K.avg_pool2d_backward(dy, x_shape, (kh, kw), (sh, sw), (ph, pw), cip)
+    assert_close(dx, expected, np.float64, "avg pool backward")
+
+
+@pytest.mark.parametrize("case", POOL_CASES)
+def test_max_pool_scan_replays_the_kernel(case):
+    x_shape, (kh, kw), (sh, sw), (ph, pw) = case
+    rng = np.random.default_rng(3)
+    # Few distinct values: ties, where the first maximum must win.
+    x = rng.integers(0, 3, x_shape).astype(np.float64)
+    x.flat[::7] = np.nan
+    n, c, h, w = x_shape
+    y, idx = K.max_pool2d_forward(x, (kh, kw), (sh, sw), (ph, pw))
+    p, q = y.shape[2:]
+    for plane in range(n * c):
+        src = x.reshape(n * c, h * w)[plane]
+        for pp in range(p):
+            for qq in range(q):
+                hs, ws = pp * sh - ph, qq * sw - pw
+                h0, w0 = max(hs, 0), max(ws, 0)
+                best, best_i = -math.inf, h0 * w + w0
+                for hh in range(h0, min(hs + kh, h)):
+                    for ww in range(w0, min(ws + kw, w)):
+                        v = src[hh * w + ww]
+                        if v > best or v != v:
+                            best, best_i = v, hh * w + ww
+                got = y.reshape(n * c, p, q)[plane, pp, qq]
+                assert (got == best) or (np.isnan(got) and np.isnan(best))
+                assert idx.reshape(n * c, p, q)[plane, pp, qq] == best_i

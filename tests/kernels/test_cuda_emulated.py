@@ -1,0 +1,219 @@
+"""The CUDA kernels run on the CPU: csrc/cuda/*.cu and csrc/bind_cuda.cpp compiled with g++
+against tests/kernels/cuda_emu (each thread block as real threads, barriers and warp
+shuffles included), driven through convnet/kernels/_cuda.py with NumPy arrays standing in
+for CuPy ones, and checked with the very comparisons of the gpu tests (test_cuda.py):
+native CPU kernel, float64 reference, NaN-poisoned outputs.
+
+This is what can be checked without a GPU: the tile mappings, index tables, edge tiles,
+split-K, reductions and the binding. It says nothing about speed or the GPU memory model;
+test_cuda.py on a GPU does.
+"""
+
+import glob
+import importlib.machinery
+import importlib.util
+import os
+import shutil
+import subprocess
+import sysconfig
+import types
+
+import numpy as np
+import pytest
+
+import convnet as cn
+from tests.kernels import test_conv2d as conv_cases
+from tests.kernels import test_cuda as gpu
+from tests.kernels import test_pool2d as pool_cases
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+EMU = os.path.join(ROOT, "tests", "kernels", "cuda_emu")
+
+
+def _build(out_dir):
+    """Compile the emulated _cuda module (in parallel, reusing objects that are current)."""
+    import pybind11
+
+    cxx = shutil.which(os.environ.get("CXX", "g++")) or "g++"
+    flags = ["-std=c++20", "-O1", "-fPIC", "-DCONVNET_CUDA_EMULATE", f"-I{EMU}",
+             f"-I{ROOT}/csrc", f"-I{ROOT}/csrc/include", f"-I{pybind11.get_include()}",
+             f"-I{sysconfig.get_paths()['include']}"]
+    sources = sorted(glob.glob(os.path.join(ROOT, "csrc", "cuda", "*.cu")))
+    sources.append(os.path.join(ROOT, "csrc", "bind_cuda.cpp"))
+    deps = (glob.glob(os.path.join(ROOT, "csrc", "cuda", "*.cuh")) +
+            glob.glob(os.path.join(ROOT, "csrc", "include", "convnet", "*")) +
+            glob.glob(os.path.join(EMU, "*.h")) + [os.path.join(ROOT, "csrc", "cpu", "kernels.h")])
+    newest_dep = max(os.path.getmtime(d) for d in deps)
+    os.makedirs(out_dir, exist_ok=True)
+    procs, objects = [], []
+    for src in sources:
+        obj = os.path.join(out_dir, os.path.basename(src) + ".o")
+        objects.append(obj)
+        if os.path.exists(obj) and os.path.getmtime(obj) >= max(os.path.getmtime(src),
+                                                                 newest_dep):
+            continue
+        lang = ["-x", "c++"] if src.endswith(".cu") else []
+        procs.append((src, subprocess.Popen([cxx, *flags, *lang, "-c", src, "-o", obj],
+                                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                            text=True)))
+    for src, p in procs:
+        out = p.communicate()[0]
+        if p.returncode != 0:
+            pytest.fail(f"emulated build of {os.path.basename(src)} failed:\n{out[-4000:]}")
+    so = os.path.join(out_dir, "_cuda" + sysconfig.get_config_var("EXT_SUFFIX"))
+    res = subprocess.run([cxx, "-shared", *objects, "-o", so, "-lpthread"], capture_output=True,
+                         text=True)
+    if res.returncode != 0:
+        pytest.fail(f"emulated link failed:\n{res.stderr[-4000:]}")
+    return so
+
+
+def _load_extension(path):
+    loader = importlib.machinery.ExtensionFileLoader("_cuda", path)
+    spec = importlib.util.spec_from_file_location("_cuda", path, loader=loader)
+    module = importlib.util.module_from_spec(spec)
+    loader.exec_module(module)
+    return module
+
+
+def _numpy_cupy():
+    """The few CuPy calls the adapter and the gpu tests make, on NumPy (copies included)."""
+    cp = types.SimpleNamespace(**{n: getattr(np, n) for n in (
+        "full", "matmul", "ones", "zeros", "empty", "float32", "int64")})
+    cp.asarray = lambda a, dtype=None: np.array(a, dtype=dtype)
+    cp.asnumpy = np.asarray
+    cp.cuda = types.SimpleNamespace(Device=lambda: types.SimpleNamespace(id=0))
+    return cp
+
+
+@pytest.fixture(scope="module")
+def emu(tmp_path_factory):
+    if shutil.which(os.environ.get("CXX", "g++")) is None:
+        pytest.skip("no C++ compiler for the emulated CUDA build")
+    pytest.importorskip("pybind11")
+    if not cn.backends()["native"]["available"]:
+        pytest.skip("the comparisons need the native CPU backend")
+    build_dir = os.environ.get("CONVNET_EMU_BUILD") or os.path.join(ROOT, "build", "cuda-emu")
+    ext = _load_extension(_build(build_dir))
+    # The real adapter, loaded a second time under another name, its extension swapped for
+    # the emulated one; NumPy arrays pass for CuPy ones.
+    adapter_path = os.path.join(ROOT, "convnet", "kernels", "_cuda.py")
+    spec = importlib.util.spec_from_file_location("convnet.kernels._cuda_emulated",
+                                                  adapter_path)
+    adapter = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(adapter)  # imports convnet._cuda (or fails where it is not built)
+    adapter._ext = ext
+    adapter._is_cupy = lambda a: isinstance(a, np.ndarray)
+    adapter._ptr = lambda a: 0 if a is None else int(a.ctypes.data)
+    adapter._launch_args = lambda **arrays: (0, 0)
+    adapter._cupy = _numpy_cupy
+    return adapter
+
+
+@pytest.fixture(scope="module")
+def cp():
+    return _numpy_cupy()
+
+
+def test_emulated_module_describes_itself(emu):
+    from tests.kernels.test_cuda_build import KERNELS
+
+    assert "convnet CPU emulator" in emu.describe()
+    assert [k for k in KERNELS if not callable(getattr(emu._ext, k, None))] == []
+
+
+# With the emulator's 4 SMs: 64x64 tiles, 128x128 ones (300x257) and 64x128 ones (40x1100).
+GEMM_SHAPES = [(1, 1, 1), (3, 5, 7), (17, 33, 65), (15, 31, 257), (130, 70, 300),
+               (300, 257, 513), (6, 784, 25), (64, 3, 1000), (40, 1100, 70)]
+
+
+@pytest.mark.parametrize("dtype", gpu.DTYPES, ids=gpu.DTYPE_IDS)
+@pytest.mark.parametrize("trans_b", [False, True])
+@pytest.mark.parametrize("trans_a", [False, True])
+@pytest.mark.parametrize("m,n,k", GEMM_SHAPES)
+def test_gemm(emu, cp, m, n, k, trans_a, trans_b, dtype):
+    gpu.test_gemm_matches_cpu_and_cublas(cp, emu, m, n, k, trans_a, trans_b, dtype)
+
+
+def test_gemm_unaligned(emu, cp):
+    gpu.test_gemm_on_an_offset_unaligned_view(cp, emu)
+
+
+# The CPU tests' cases (the gpu tests' larger ones take minutes on emulated threads);
+# float64 for the small ones.
+WIDE = ((4, 3, 24, 24), (16, 3, 3), 1, 1, 1)  # 64x128 tiles forward and backward data
+CONV = [(c, np.float32) for c in conv_cases.CASES + [WIDE]] + \
+    [(c, np.float64) for c in conv_cases.CASES if np.prod(c[0]) * c[1][0] <= 20000]
+CONV_IDS = [f"x{c[0]}-k{c[1]}-s{c[2]}-p{c[3]}-d{c[4]}-{np.dtype(d).name}".replace(" ", "")
+            for c, d in CONV]
+
+
+@pytest.mark.parametrize("case,dtype", CONV, ids=CONV_IDS)
+def test_conv2d(emu, cp, case, dtype):
+    gpu.test_conv2d_matches_cpu_and_cudnn(cp, emu, None, case, dtype)
+
+
+def test_conv2d_weight_gradient_split_k(emu, cp):
+    """Few filters, long reduction: the split-K path with atomics and a zeroed output
+    (one 64x64 tile, 576 reduction steps: 8 splits on the emulator's 4 SMs)."""
+    case = ((64, 2, 12, 12), (3, 3, 3), 1, 1, 1)
+    gpu.test_conv2d_matches_cpu_and_cudnn(cp, emu, None, case, np.float32)
+
+
+@pytest.mark.parametrize("dtype", gpu.DTYPES, ids=gpu.DTYPE_IDS)
+@pytest.mark.parametrize("case", pool_cases.CASES, ids=pool_cases.IDS)
+def test_max_pool2d(emu, cp, case, dtype):
+    gpu.test_max_pool2d_matches_cpu_and_cudnn(cp, emu, None, case, dtype)
+
+
+def test_max_pool2d_ties_and_nan(emu, cp):
+    gpu.test_max_pool2d_ties_and_nan_follow_the_cpu_rules(cp, emu)
+
+
+@pytest.mark.parametrize("dtype", gpu.DTYPES, ids=gpu.DTYPE_IDS)
+@pytest.mark.parametrize("count_include_pad", [True, False])
+@pytest.mark.parametrize("case", pool_cases.CASES, ids=pool_cases.IDS)
+def test_avg_pool2d(emu, cp, case, count_include_pad, dtype):
+    gpu.test_avg_pool2d_matches_cpu_and_cudnn(cp, emu, None, case, count_include_pad, dtype)
+
+
+# Plus long channels over few of them: several blocks per channel (the split reduction).
+BN = [s for s in gpu.BN_CASES if np.prod(s) <= 1 << 16] + [(64, 2, 16, 16), (8192, 3)]
+
+
+@pytest.mark.parametrize("dtype", gpu.DTYPES, ids=gpu.DTYPE_IDS)
+@pytest.mark.parametrize("shape", BN)
+def test_batch_norm(emu, cp, shape, dtype):
+    gpu.test_batch_norm_matches_cpu_and_cudnn(cp, emu, None, shape, dtype)
+
+
+@pytest.mark.parametrize("dtype", gpu.DTYPES, ids=gpu.DTYPE_IDS)
+@pytest.mark.parametrize("shape", [(17,), (3, 5, 7), (2, 3, 16, 17)])
+@pytest.mark.parametrize("kind,alpha", gpu.ACTS, ids=[a[0] for a in gpu.ACTS])
+def test_activations(emu, kind, alpha, shape, dtype):
+    rng = np.random.default_rng(41)
+    x = (rng.standard_normal(shape) * 4).astype(dtype)
+    x.flat[0] = 30.0
+    a, scale = cn.kernels._activation_params(kind, alpha)
+    y = np.full(shape, np.nan, dtype)
+    if kind in ("relu", "leaky_relu"):
+        emu.leaky_relu_forward(x, y, a)
+    elif kind in ("elu", "selu"):
+        emu.elu_forward(x, y, a, scale)
+    else:
+        getattr(emu, f"{kind}_forward")(x, y)
+    y_cpu = cn.kernels.activation_forward(x, kind, alpha, backend=gpu.cpu_backend())
+    gpu.assert_close(y, y_cpu, dtype, f"{kind} forward")
+    saved = y_cpu if kind in ("tanh", "sigmoid") else x
+    dy = rng.standard_normal(shape).astype(dtype)
+    dx = np.full(shape, np.nan, dtype)
+    if kind in ("relu", "leaky_relu"):
+        emu.leaky_relu_backward(dy, saved, dx, a)
+    elif kind in ("elu", "selu"):
+        emu.elu_backward(dy, saved, dx, a, scale)
+    else:
+        getattr(emu, f"{kind}_backward")(dy, saved, dx)
+    dx_cpu = cn.kernels.activation_backward(dy, saved, kind, alpha, backend=gpu.cpu_backend())
+    gpu.assert_close(dx, dx_cpu, dtype, f"{kind} backward")
+
+

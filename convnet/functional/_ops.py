@@ -330,6 +330,12 @@ class Permute(Function):
         return g.transpose(np.argsort(dims))
 
 
+def _is_basic_index(key) -> bool:
+    parts = key if isinstance(key, tuple) else (key,)
+    return all(p is None or p is Ellipsis or isinstance(p, (slice, int, np.integer))
+               and not isinstance(p, bool) for p in parts)
+
+
 class Index(Function):
     def forward(self, a, key):
         self.save_for_backward(a.shape, a.dtype, key)
@@ -339,6 +345,11 @@ class Index(Function):
         shape, dtype, key = self.saved
         xp = xp_of(g)
         out = xp.zeros(shape, dtype=dtype)
+        if _is_basic_index(key):
+            # slices, ints, None and Ellipsis select each element at most once: a plain
+            # assignment is exact and far faster than add.at
+            out[key] = g
+            return out
         # add.at accumulates repeated indices (fancy indexing may pick an element twice)
         if xp is np:
             np.add.at(out, key, g)

@@ -4,8 +4,8 @@
         [--data DIR] [--device cpu|cuda] [--report FILE.json] [--plot FILE.png]
 
 1. Train a convolutional autoencoder on every training image, without labels; by default
-   a denoising one (Gaussian noise of std 0.3 on its input), whose features transferred
-   better here than a plain autoencoder's (``--pretrain plain``).
+   a denoising one (Gaussian noise of std 0.3 on its input), whose encoder transferred
+   slightly better here than a plain autoencoder's (``--pretrain plain``).
 2. Put a classifier head (ReLU, dropout, a dense softmax layer) on its encoder and train it
    on only ``--labelled`` labelled images (a random subset), twice: with the encoder
    fine-tuned from the pretrained weights, and with the pretrained encoder frozen (only

@@ -46,16 +46,21 @@ class Linear(Module):
                 f"bias={self.bias is not None}")
 
 
-class Conv2d(Module):
-    def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0,
-                 dilation=1, bias=True, dtype=np.float32):
+class _ConvNd(Module):
+    """Parameters shared by Conv2d and ConvTranspose2d: PyTorch's shapes and initialisation
+    (Kaiming-uniform with a = sqrt(5); bias bound 1/sqrt(fan_in), where fan_in is read off
+    the weight's dim 1, as PyTorch does for both)."""
+
+    def __init__(self, in_channels, out_channels, kernel_size, stride, padding, dilation,
+                 bias, dtype, transposed):
         super().__init__()
         kh, kw = _pair(kernel_size)
         self.in_channels, self.out_channels = in_channels, out_channels
         self.kernel_size, self.stride = (kh, kw), _pair(stride)
         self.padding = padding if isinstance(padding, str) else _pair(padding)
         self.dilation = _pair(dilation)
-        self.weight = Parameter(np.empty((out_channels, in_channels, kh, kw), dtype))
+        shape = (in_channels, out_channels) if transposed else (out_channels, in_channels)
+        self.weight = Parameter(np.empty((*shape, kh, kw), dtype))
         if bias:
             self.bias = Parameter(np.empty(out_channels, dtype))
         else:
@@ -65,9 +70,16 @@ class Conv2d(Module):
     def reset_parameters(self):
         init.kaiming_uniform_(self.weight, a=math.sqrt(5))
         if self.bias is not None:
-            fan_in = self.in_channels * self.kernel_size[0] * self.kernel_size[1]
+            fan_in = self.weight.shape[1] * self.kernel_size[0] * self.kernel_size[1]
             bound = 1 / math.sqrt(fan_in)
             init.uniform_(self.bias, -bound, bound)
+
+
+class Conv2d(_ConvNd):
+    def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0,
+                 dilation=1, bias=True, dtype=np.float32):
+        super().__init__(in_channels, out_channels, kernel_size, stride, padding, dilation,
+                         bias, dtype, transposed=False)
 
     def forward(self, x):
         return F.conv2d(x, self.weight, self.bias, self.stride, self.padding, self.dilation)

@@ -3,18 +3,15 @@ Upsample, with PyTorch's constructor arguments, parameter names and initialisati
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 
 from .. import functional as F
 from ..functional._upsample import INTERPOLATE_MODES
-from . import init
-from .layers import _pair
-from .module import Module, Parameter
+from .layers import _ConvNd, _pair
+from .module import Module
 
 
-class ConvTranspose2d(Module):
+class ConvTranspose2d(_ConvNd):
     """Transposed convolution; weight (in_channels, out_channels, kH, kW) as in PyTorch.
 
     Output size: (H - 1) * stride - 2 * padding + dilation * (kH - 1) + output_padding + 1,
@@ -24,28 +21,11 @@ class ConvTranspose2d(Module):
 
     def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0,
                  output_padding=0, groups=1, bias=True, dilation=1, dtype=np.float32):
-        super().__init__()
         if groups != 1:
             raise ValueError(f"groups: only groups=1 is supported, got {groups!r}")
-        kh, kw = _pair(kernel_size)
-        self.in_channels, self.out_channels = in_channels, out_channels
-        self.kernel_size, self.stride = (kh, kw), _pair(stride)
-        self.padding, self.output_padding = _pair(padding), _pair(output_padding)
-        self.dilation = _pair(dilation)
-        self.weight = Parameter(np.empty((in_channels, out_channels, kh, kw), dtype))
-        if bias:
-            self.bias = Parameter(np.empty(out_channels, dtype))
-        else:
-            self.register_parameter("bias", None)
-        self.reset_parameters()
-
-    def reset_parameters(self):
-        # PyTorch's rule: the fan-in is read off the weight's dim 1 (out_channels here).
-        init.kaiming_uniform_(self.weight, a=math.sqrt(5))
-        if self.bias is not None:
-            fan_in = self.out_channels * self.kernel_size[0] * self.kernel_size[1]
-            bound = 1 / math.sqrt(fan_in)
-            init.uniform_(self.bias, -bound, bound)
+        super().__init__(in_channels, out_channels, kernel_size, stride, _pair(padding),
+                         dilation, bias, dtype, transposed=True)
+        self.output_padding = _pair(output_padding)
 
     def forward(self, x):
         return F.conv_transpose2d(x, self.weight, self.bias, self.stride, self.padding,

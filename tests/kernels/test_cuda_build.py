@@ -26,6 +26,13 @@ KERNELS = [
     "sigmoid_backward", "leaky_relu_forward", "leaky_relu_backward", "elu_forward",
     "elu_backward",
 ]
+# Recurrent cells, the whole-sequence recurrence and upsampling (csrc/cuda/rnn.cu, upsample.cu).
+KERNELS += [
+    "lstm_cell_forward", "lstm_cell_backward", "gru_cell_forward", "gru_cell_backward",
+    "rnn_cell_forward", "rnn_cell_backward", "rnn_recurrence_forward",
+    "rnn_recurrence_backward", "upsample_nearest2d_forward", "upsample_nearest2d_backward",
+    "upsample_bilinear2d_forward", "upsample_bilinear2d_backward",
+]
 
 
 def _nvcc_present():

@@ -217,3 +217,37 @@ def test_activations(emu, kind, alpha, shape, dtype):
     gpu.assert_close(dx, dx_cpu, dtype, f"{kind} backward")
 
 
+
+
+# Recurrent cells and the recurrence (the per-step GEMM included) and upsampling: the gpu
+# tests' cases, with the emulator's 4 SMs.
+@pytest.mark.parametrize("dtype", gpu.DTYPES, ids=gpu.DTYPE_IDS)
+@pytest.mark.parametrize("accumulate", [False, True])
+@pytest.mark.parametrize("b,h", gpu.RNN_CELL_SHAPES[:3])
+@pytest.mark.parametrize("kind", gpu.RNN_CELLS)
+def test_rnn_cells(emu, cp, kind, b, h, accumulate, dtype):
+    gpu.test_rnn_cells_match_cpu(cp, emu, kind, b, h, accumulate, dtype)
+
+
+def test_lstm_cell_in_place(emu, cp):
+    gpu.test_lstm_cell_in_place_as_the_cpu(cp, emu)
+
+
+@pytest.mark.parametrize("dtype", gpu.DTYPES, ids=gpu.DTYPE_IDS)
+@pytest.mark.parametrize("reverse", [False, True])
+@pytest.mark.parametrize("t_len,b,h", gpu.RECURRENCE_SHAPES)
+@pytest.mark.parametrize("mode", gpu.RNN_CELLS)
+def test_rnn_recurrence(emu, cp, mode, t_len, b, h, reverse, dtype):
+    gpu.test_rnn_recurrence_matches_cpu(cp, emu, mode, t_len, b, h, reverse, dtype)
+
+
+def test_rnn_recurrence_bad_buffers(emu, cp):
+    gpu.test_rnn_recurrence_refuses_bad_buffers(cp, emu)
+
+
+@pytest.mark.parametrize("dtype", gpu.DTYPES, ids=gpu.DTYPE_IDS)
+@pytest.mark.parametrize("mode,corners", gpu.UPSAMPLE_MODES,
+                         ids=["nearest", "bilinear", "bilinear-corners"])
+@pytest.mark.parametrize("case", gpu.UPSAMPLE_CASES, ids=gpu.UPSAMPLE_IDS)
+def test_upsample(emu, cp, case, mode, corners, dtype):
+    gpu.test_upsample_matches_cpu_and_torch(cp, emu, None, case, mode, corners, dtype)

@@ -25,6 +25,7 @@ import convnet as cn
 from tests.kernels import test_conv2d as conv_cases
 from tests.kernels import test_cuda as gpu
 from tests.kernels import test_pool2d as pool_cases
+from tests.nn import test_rnn as layer_cases
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 EMU = os.path.join(ROOT, "tests", "kernels", "cuda_emu")
@@ -251,3 +252,31 @@ def test_rnn_recurrence_bad_buffers(emu, cp):
 @pytest.mark.parametrize("case", gpu.UPSAMPLE_CASES, ids=gpu.UPSAMPLE_IDS)
 def test_upsample(emu, cp, case, mode, corners, dtype):
     gpu.test_upsample_matches_cpu_and_torch(cp, emu, None, case, mode, corners, dtype)
+
+
+# The layers end to end on the emulated kernels: nn.LSTM/GRU/RNN through the functional
+# code (input-projection and weight-gradient GEMMs, the recurrence, BPTT, both directions)
+# against torch.nn with copied weights, the emulated module standing in for a CPU backend.
+LAYER_CONFIGS = layer_cases.CONFIGS
+
+
+@pytest.mark.parametrize("dtype", gpu.DTYPES, ids=gpu.DTYPE_IDS)
+@pytest.mark.parametrize("config", LAYER_CONFIGS, ids=lambda c: "T{}B{}I{}H{}L{}{}{}{}".format(
+    *c[:5], "bi" if c[5] else "", "bf" if c[6] else "", "h0" if c[7] else ""))
+@pytest.mark.parametrize("kind", layer_cases.KINDS)
+def test_recurrent_layers_match_torch(emu, monkeypatch, kind, config, dtype):
+    from convnet.kernels import _registry
+
+    calls = []
+    for name in ("rnn_recurrence_forward", "rnn_recurrence_backward", "gemm"):
+        fn = getattr(emu, name)
+
+        def spy(*args, _fn=fn, _name=name):
+            calls.append(_name)
+            return _fn(*args)
+
+        monkeypatch.setattr(emu, name, spy)
+    monkeypatch.setitem(_registry._modules, "numba", emu)
+    layer_cases.test_layer_matches_torch(kind, config, "numba", dtype,
+                                         np.random.default_rng(12))
+    assert {"rnn_recurrence_forward", "rnn_recurrence_backward", "gemm"} <= set(calls)

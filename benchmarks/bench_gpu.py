@@ -446,6 +446,154 @@ def activations(ctx):
         _mem_row(ctx, f"{kind} fwd", f"{n}", ms, 2 * x.nbytes, maybe_cpu(cpu_fn))
 
 
+# --------------------------------------------------------------------------- recurrent layers
+
+# (mode, T, B, input, hidden): issue 6's benchmark shapes. One row is a whole layer
+# direction forward and backward as convnet's layer runs it: the input projection GEMM, the
+# recurrence (per step a GEMM and the fused cell), BPTT, and the dW_ih, dW_hh, dx GEMMs.
+# Anchor: torch.nn.LSTM/GRU (cuDNN) forward + backward on the same shapes.
+RNN_CASES = [("lstm", 50, 64, 128, 256), ("gru", 50, 64, 128, 256), ("lstm", 100, 64, 256, 128)]
+
+
+def _rnn_arrays(xp, mode, t_len, b, i, h):
+    g = K.RNN_GATES[mode]
+    rng = np.random.default_rng(9)
+    f = lambda *s: xp.asarray((rng.standard_normal(s) * 0.1).astype(np.float32))  # noqa: E731
+    a = dict(x=f(t_len * b, i), w_ih=f(g * h, i), w_hh=f(g * h, h), b_ih=f(g * h),
+             b_hh=f(g * h), h0=f(b, h), c0=f(b, h), dy=f(t_len, b, h))
+    z = lambda *s: xp.zeros(s, dtype=np.float32)  # noqa: E731
+    a.update(xproj=z(t_len, b, g * h), hbuf=z(t_len + 1, b, h), cbuf=z(t_len + 1, b, h),
+             act=z(t_len, b, 4 * h), dH=z(t_len + 1, b, h), dc=z(b, h), dgx=z(t_len, b, g * h),
+             dgh=z(t_len, b, g * h), dbx=z(g * h), dbh=z(g * h), dw_ih=z(g * h, i),
+             dw_hh=z(g * h, h), dx=z(t_len * b, i))
+    return a
+
+
+def _rnn_layer_step(impl, mode, a):
+    """One layer direction forward and backward on impl's backend-level kernels."""
+    m = K.RNN_MODES.index(mode)
+    t_len, b, gh = a["xproj"].shape
+    h = a["h0"].shape[1]
+    lstm, gru = mode == "lstm", mode == "gru"
+    xproj2 = a["xproj"].reshape(t_len * b, gh)
+    impl.gemm(a["x"], a["w_ih"], xproj2, 1.0, 0.0, False, True)
+    a["hbuf"][0] = a["h0"]
+    a["cbuf"][0] = a["c0"]
+    impl.rnn_recurrence_forward(m, a["xproj"], a["w_hh"], a["b_ih"], a["b_hh"], a["hbuf"],
+                                a["cbuf"] if lstm else None, a["act"] if gru else None, False)
+    a["dH"][1:] = a["dy"]
+    a["dH"][0] = 0
+    a["dc"][...] = 0
+    dgh = a["dgh"] if gru else a["dgx"]
+    impl.rnn_recurrence_backward(m, a["w_hh"], a["hbuf"], a["cbuf"] if lstm else None,
+                                 a["xproj"] if lstm else (a["act"] if gru else None), a["dH"],
+                                 a["dc"] if lstm else None, a["dgx"], dgh, a["dbx"],
+                                 a["dbh"] if gru else a["dbx"], False)
+    dgx2, dgh2 = a["dgx"].reshape(t_len * b, gh), dgh.reshape(t_len * b, gh)
+    impl.gemm(dgx2, a["x"], a["dw_ih"], 1.0, 0.0, True, False)
+    impl.gemm(dgh2, a["hbuf"][:t_len].reshape(t_len * b, h), a["dw_hh"], 1.0, 0.0, True, False)
+    impl.gemm(dgx2, a["w_ih"], a["dx"], 1.0, 0.0, False, False)
+
+
+@stage("recurrent layers")
+def recurrent(ctx):
+    for case in RNN_CASES[:2] if ctx.quick else RNN_CASES:
+        if over_budget():
+            say(f"rnn {case}: skipped, over the time budget")
+            continue
+        try:
+            _rnn_case(ctx, *case)
+        except Exception:
+            say(f"!!! rnn {case} failed:\n{traceback.format_exc()}")
+
+
+def _rnn_case(ctx, mode, t_len, b, i, h):
+    cp, cu, torch = ctx.cp, ctx.cu, ctx.torch
+    g = K.RNN_GATES[mode]
+    label = f"T{t_len} B{b} I{i} H{h}"
+    flops = 3 * 2.0 * t_len * b * g * h * (i + h)  # forward, data and weight gradients
+    dev = _rnn_arrays(cp, mode, t_len, b, i, h)
+    ms = gpu_ms(lambda: _rnn_layer_step(cu, mode, dev), cp, reps=15)
+    cpu = None
+    if cn.backends()["native"]["available"]:
+        native = cn.kernels._registry.require("native")
+        hostarr = _rnn_arrays(np, mode, t_len, b, i, h)
+        cpu = maybe_cpu(lambda: _rnn_layer_step(native, mode, hostarr), reps=3, budget_s=3.0)
+    ratio = None
+    if torch is not None:
+        layer = (torch.nn.LSTM if mode == "lstm" else torch.nn.GRU)(i, h).cuda()
+        xt = torch.randn(t_len, b, i, device="cuda", requires_grad=True)
+        dyt = torch.randn(t_len, b, h, device="cuda")
+
+        def torch_step():
+            y, _ = layer(xt)
+            y.backward(dyt)
+
+        t_ms = torch_ms(torch_step, torch, reps=15)
+        ratio = t_ms / ms
+        row(f"  cuDNN {mode} fwd+bwd", label, t_ms, flops / t_ms / 1e9, "TFLOP/s")
+    row(f"{mode} layer fwd+bwd", label, ms, flops / ms / 1e9, "TFLOP/s", ratio, "cuDNN", cpu)
+
+
+# --------------------------------------------------------------------------- upsampling
+
+# (name, x shape, output size, mode, align_corners); GB/s against the copy bandwidth, with
+# torch's interpolate (forward and backward) beside it.
+UPSAMPLE_CASES = [("2x", (32, 64, 64, 64), (128, 128), "nearest", None),
+                  ("2x", (32, 64, 64, 64), (128, 128), "bilinear", False),
+                  ("x1.7", (16, 32, 75, 75), (128, 128), "bilinear", True)]
+
+
+@stage("upsampling")
+def upsampling(ctx):
+    for case in UPSAMPLE_CASES[:2] if ctx.quick else UPSAMPLE_CASES:
+        if over_budget():
+            say(f"upsample {case}: skipped, over the time budget")
+            continue
+        try:
+            _upsample_case(ctx, *case)
+        except Exception:
+            say(f"!!! upsample {case} failed:\n{traceback.format_exc()}")
+
+
+def _upsample_case(ctx, name, x_shape, size, mode, corners):
+    cp, cu, torch = ctx.cp, ctx.cu, ctx.torch
+    rng = np.random.default_rng(5)
+    xh = rng.standard_normal(x_shape).astype(np.float32)
+    y_shape = (*x_shape[:2], *size)
+    dyh = rng.standard_normal(y_shape).astype(np.float32)
+    x, dy = cp.asarray(xh), cp.asarray(dyh)
+    y, dx = cp.empty(y_shape, dtype=np.float32), cp.empty(x_shape, dtype=np.float32)
+    extra = () if mode == "nearest" else (corners,)
+    fwd = getattr(cu, f"upsample_{mode}2d_forward")
+    bwd = getattr(cu, f"upsample_{mode}2d_backward")
+    label = f"{name} {mode}{' corners' if corners else ''} {x_shape}"
+    nb = xh.nbytes + dyh.nbytes
+    ms = gpu_ms(lambda: fwd(x, y, *extra, 0.0, 0.0), cp)
+    kf = getattr(K, f"upsample_{mode}2d_forward")
+    kb = getattr(K, f"upsample_{mode}2d_backward")
+    _mem_row(ctx, "upsample fwd", label, ms, nb,
+             maybe_cpu(lambda: kf(xh, size, *extra), reps=3, budget_s=2.0))
+    # backward: zeroing dx, then the scatter reads dy and adds to dx
+    ms = gpu_ms(lambda: bwd(dy, dx, *extra, 0.0, 0.0), cp)
+    _mem_row(ctx, "upsample bwd", label, ms, nb + 2 * xh.nbytes,
+             maybe_cpu(lambda: kb(dyh, x_shape, *extra), reps=3, budget_s=2.0))
+    if torch is not None:
+        F = torch.nn.functional
+        xt = torch.as_tensor(xh, device="cuda").requires_grad_()
+        dyt = torch.as_tensor(dyh, device="cuda")
+        ms = torch_ms(lambda: F.interpolate(xt.detach(), size=size, mode=mode,
+                                            align_corners=corners), torch)
+        row("  torch interpolate fwd", label, ms, nb / ms / 1e6, "GB/s")
+
+        def tb():
+            xt.grad = None
+            F.interpolate(xt, size=size, mode=mode, align_corners=corners).backward(dyt)
+
+        ms = torch_ms(tb, torch)
+        row("  torch interp fwd+bwd", label, ms, None, "")
+
+
 # --------------------------------------------------------------------------- table
 
 
@@ -463,7 +611,8 @@ def table():
     lines += ["-" * 100,
               "ratio: ours / anchor speed (cuBLAS, cuDNN TF32 off) or our GB/s / the d2d copy's;",
               "CPU x: native CPU kernel time / ours. Targets: GEMM >= 0.8x cuBLAS at 4096, conv",
-              ">= 0.5x cuDNN, pool and batch norm >= 0.7 of the copy bandwidth.", "=" * 100]
+              ">= 0.5x cuDNN, pool and batch norm >= 0.7 of the copy bandwidth. Recurrent",
+              "layers: ours / cuDNN's time for a layer direction forward + backward.", "=" * 100]
     for line in lines:
         say(line)
 
@@ -484,7 +633,8 @@ def main(argv=None):
     t0 = time.perf_counter()
     environment(ctx)
     if ctx.cu is not None:
-        for fn in (copy_bandwidth, gemm, conv2d, pooling, batch_norm, activations):
+        for fn in (copy_bandwidth, gemm, conv2d, pooling, batch_norm, activations, recurrent,
+                   upsampling):
             fn(ctx)
     say(f"total {time.perf_counter() - t0:.0f} s")
     table()

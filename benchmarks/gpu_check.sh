@@ -81,7 +81,7 @@ timeout 60 python -m pytest -q tests/kernels/test_cuda_build.py --tb=short -p no
 banner "convnet verify --backend cuda (every kernel against the float64 reference and PyTorch)"
 t=$(slot 90 100)
 timeout "$t" python -c "import sys; from convnet.cli import main; sys.exit(main(sys.argv[1:]))" \
-  verify --backend cuda 2>&1 | tail -n 45
+  verify --backend cuda 2>&1 | tail -n 70
 
 banner "benchmarks (benchmarks/bench_gpu.py)"
 t=$(slot 200 5)

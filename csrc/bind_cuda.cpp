@@ -364,6 +364,199 @@ void elu_backward(const std::string& dtype, ptr_t dy, ptr_t x, ptr_t dx, index_t
   });
 }
 
+// ---- recurrent cells and the recurrence (csrc/cuda/rnn.cu); shapes checked by the adapter
+
+void rnn_sizes(index_t B, index_t H) {
+  if (B < 1 || H < 1) throw py::value_error("batch and hidden sizes must be >= 1");
+}
+
+void lstm_cell_forward(const std::string& dtype, ptr_t gates, ptr_t bias, ptr_t c_prev, ptr_t h,
+                       ptr_t c, ptr_t act, index_t B, index_t H, ptr_t stream, int device) {
+  rnn_sizes(B, H);
+  need({{gates, "gates"}, {bias, "bias"}, {c_prev, "c_prev"}, {h, "h"}, {c, "c"}, {act, "act"}});
+  on_dtype(dtype, device, [&](auto t) {
+    using T = decltype(t);
+    cu::lstm_cell_forward<T>(B, H, ptr<const T>(gates, "gates", 1), ptr<const T>(bias, "bias", 1),
+                             ptr<const T>(c_prev, "c_prev", 1), ptr<T>(h, "h", 1),
+                             ptr<T>(c, "c", 1), ptr<T>(act, "act", 1), stream_of(stream));
+  });
+}
+
+void lstm_cell_backward(const std::string& dtype, ptr_t act, ptr_t c_prev, ptr_t c, ptr_t dh,
+                        ptr_t dc, ptr_t dgates, ptr_t dc_prev, ptr_t db, index_t B, index_t H,
+                        bool accumulate, ptr_t stream, int device) {
+  rnn_sizes(B, H);
+  need({{act, "act"}, {c_prev, "c_prev"}, {c, "c"}, {dh, "dh"}, {dc, "dc"}, {dgates, "dgates"},
+        {dc_prev, "dc_prev"}, {db, "db"}});
+  on_dtype(dtype, device, [&](auto t) {
+    using T = decltype(t);
+    cu::lstm_cell_backward<T>(B, H, ptr<const T>(act, "act", 1), ptr<const T>(c_prev, "c_prev", 1),
+                              ptr<const T>(c, "c", 1), ptr<const T>(dh, "dh", 1),
+                              ptr<const T>(dc, "dc", 1), ptr<T>(dgates, "dgates", 1),
+                              ptr<T>(dc_prev, "dc_prev", 1), ptr<T>(db, "db", 1), accumulate,
+                              stream_of(stream));
+  });
+}
+
+void gru_cell_forward(const std::string& dtype, ptr_t gx, ptr_t gh, ptr_t b_ih, ptr_t b_hh,
+                      ptr_t h_prev, ptr_t h, ptr_t act, index_t B, index_t H, ptr_t stream,
+                      int device) {
+  rnn_sizes(B, H);
+  need({{gx, "gx"}, {gh, "gh"}, {b_ih, "b_ih"}, {b_hh, "b_hh"}, {h_prev, "h_prev"}, {h, "h"},
+        {act, "act"}});
+  on_dtype(dtype, device, [&](auto t) {
+    using T = decltype(t);
+    cu::gru_cell_forward<T>(B, H, ptr<const T>(gx, "gx", 1), ptr<const T>(gh, "gh", 1),
+                            ptr<const T>(b_ih, "b_ih", 1), ptr<const T>(b_hh, "b_hh", 1),
+                            ptr<const T>(h_prev, "h_prev", 1), ptr<T>(h, "h", 1),
+                            ptr<T>(act, "act", 1), stream_of(stream));
+  });
+}
+
+void gru_cell_backward(const std::string& dtype, ptr_t act, ptr_t h_prev, ptr_t dh, ptr_t dgx,
+                       ptr_t dgh, ptr_t dh_prev, ptr_t dbx, ptr_t dbh, index_t B, index_t H,
+                       bool accumulate, ptr_t stream, int device) {
+  rnn_sizes(B, H);
+  need({{act, "act"}, {h_prev, "h_prev"}, {dh, "dh"}, {dgx, "dgx"}, {dgh, "dgh"},
+        {dh_prev, "dh_prev"}, {dbx, "dbx"}, {dbh, "dbh"}});
+  on_dtype(dtype, device, [&](auto t) {
+    using T = decltype(t);
+    cu::gru_cell_backward<T>(B, H, ptr<const T>(act, "act", 1), ptr<const T>(h_prev, "h_prev", 1),
+                             ptr<const T>(dh, "dh", 1), ptr<T>(dgx, "dgx", 1),
+                             ptr<T>(dgh, "dgh", 1), ptr<T>(dh_prev, "dh_prev", 1),
+                             ptr<T>(dbx, "dbx", 1), ptr<T>(dbh, "dbh", 1), accumulate,
+                             stream_of(stream));
+  });
+}
+
+void rnn_cell_forward(const std::string& dtype, ptr_t pre, ptr_t bias, ptr_t h, index_t B,
+                      index_t H, bool relu, ptr_t stream, int device) {
+  rnn_sizes(B, H);
+  need({{pre, "pre"}, {bias, "bias"}, {h, "h"}});
+  on_dtype(dtype, device, [&](auto t) {
+    using T = decltype(t);
+    cu::rnn_cell_forward<T>(B, H, ptr<const T>(pre, "pre", 1), ptr<const T>(bias, "bias", 1),
+                            ptr<T>(h, "h", 1), relu, stream_of(stream));
+  });
+}
+
+void rnn_cell_backward(const std::string& dtype, ptr_t h, ptr_t dh, ptr_t dpre, ptr_t db,
+                       index_t B, index_t H, bool relu, bool accumulate, ptr_t stream,
+                       int device) {
+  rnn_sizes(B, H);
+  need({{h, "h"}, {dh, "dh"}, {dpre, "dpre"}, {db, "db"}});
+  on_dtype(dtype, device, [&](auto t) {
+    using T = decltype(t);
+    cu::rnn_cell_backward<T>(B, H, ptr<const T>(h, "h", 1), ptr<const T>(dh, "dh", 1),
+                             ptr<T>(dpre, "dpre", 1), ptr<T>(db, "db", 1), relu, accumulate,
+                             stream_of(stream));
+  });
+}
+
+int rnn_mode(int mode) {
+  if (mode < 0 || mode > 3) throw py::value_error("mode: expected 0 (lstm) .. 3 (rnn_relu)");
+  return mode;
+}
+
+void rnn_recurrence_forward(const std::string& dtype, int mode, ptr_t xproj, ptr_t w_hh,
+                            ptr_t b_ih, ptr_t b_hh, ptr_t hbuf, ptr_t cbuf, ptr_t act, index_t Tn,
+                            index_t B, index_t H, bool reverse, ptr_t stream, int device) {
+  rnn_mode(mode);
+  rnn_sizes(B, H);
+  if (Tn < 1) throw py::value_error("T: the sequence must have >= 1 steps");
+  need({{xproj, "xproj"}, {w_hh, "w_hh"}, {b_ih, "b_ih"}, {b_hh, "b_hh"}, {hbuf, "hbuf"}});
+  if (mode == 0) need({{cbuf, "cbuf"}});
+  if (mode == 1) need({{act, "act"}});
+  on_dtype(dtype, device, [&](auto t) {
+    using T = decltype(t);
+    cu::rnn_recurrence_forward<T>(mode, Tn, B, H, ptr<T>(xproj, "xproj", 1),
+                                  ptr<const T>(w_hh, "w_hh", 1), ptr<const T>(b_ih, "b_ih", 1),
+                                  ptr<const T>(b_hh, "b_hh", 1), ptr<T>(hbuf, "hbuf", 1),
+                                  reinterpret_cast<T*>(cbuf), reinterpret_cast<T*>(act), reverse,
+                                  stream_of(stream));
+  });
+}
+
+void rnn_recurrence_backward(const std::string& dtype, int mode, ptr_t w_hh, ptr_t hbuf,
+                             ptr_t cbuf, ptr_t act, ptr_t dH, ptr_t dc, ptr_t dgx, ptr_t dgh,
+                             ptr_t dbx, ptr_t dbh, index_t Tn, index_t B, index_t H, bool reverse,
+                             ptr_t stream, int device) {
+  rnn_mode(mode);
+  rnn_sizes(B, H);
+  if (Tn < 1) throw py::value_error("T: the sequence must have >= 1 steps");
+  need({{w_hh, "w_hh"}, {hbuf, "hbuf"}, {dH, "dH"}, {dgx, "dgx"}, {dgh, "dgh"}, {dbx, "dbx"},
+        {dbh, "dbh"}});
+  if (mode == 0) need({{cbuf, "cbuf"}, {dc, "dc"}});
+  if (mode <= 1) need({{act, "act"}});
+  if (mode == 1 && (dgx == dgh || dbx == dbh))
+    throw py::value_error("dgh/dbh: the GRU needs them apart from dgx/dbx");
+  on_dtype(dtype, device, [&](auto t) {
+    using T = decltype(t);
+    cu::rnn_recurrence_backward<T>(
+        mode, Tn, B, H, ptr<const T>(w_hh, "w_hh", 1), ptr<const T>(hbuf, "hbuf", 1),
+        reinterpret_cast<const T*>(cbuf), reinterpret_cast<const T*>(act), ptr<T>(dH, "dH", 1),
+        reinterpret_cast<T*>(dc), ptr<T>(dgx, "dgx", 1), ptr<T>(dgh, "dgh", 1),
+        ptr<T>(dbx, "dbx", 1), ptr<T>(dbh, "dbh", 1), reverse, stream_of(stream));
+  });
+}
+
+// ---- upsampling (csrc/cuda/upsample.cu)
+
+convnet::UpsampleGeom upsample_geom(const std::vector<index_t>& v) {
+  if (v.size() != 6) throw py::value_error("geom: expected 6 ints (N,C,H,W,P,Q)");
+  for (index_t s : v)
+    if (s < 1) throw py::value_error("geom: every size must be >= 1");
+  return {v[0], v[1], v[2], v[3], v[4], v[5]};
+}
+
+void upsample_nearest2d_forward(const std::string& dtype, ptr_t x, ptr_t y,
+                                const std::vector<index_t>& geom, double scale_h, double scale_w,
+                                ptr_t stream, int device) {
+  const auto g = upsample_geom(geom);
+  need({{x, "x"}, {y, "y"}});
+  on_dtype(dtype, device, [&](auto t) {
+    using T = decltype(t);
+    cu::upsample_nearest2d_forward<T>(g, ptr<const T>(x, "x", 1), ptr<T>(y, "y", 1), scale_h,
+                                      scale_w, stream_of(stream));
+  });
+}
+
+void upsample_nearest2d_backward(const std::string& dtype, ptr_t dy, ptr_t dx,
+                                 const std::vector<index_t>& geom, double scale_h,
+                                 double scale_w, ptr_t stream, int device) {
+  const auto g = upsample_geom(geom);
+  need({{dy, "dy"}, {dx, "dx"}});
+  on_dtype(dtype, device, [&](auto t) {
+    using T = decltype(t);
+    cu::upsample_nearest2d_backward<T>(g, ptr<const T>(dy, "dy", 1), ptr<T>(dx, "dx", 1),
+                                       scale_h, scale_w, stream_of(stream));
+  });
+}
+
+void upsample_bilinear2d_forward(const std::string& dtype, ptr_t x, ptr_t y,
+                                 const std::vector<index_t>& geom, bool align_corners,
+                                 double scale_h, double scale_w, ptr_t stream, int device) {
+  const auto g = upsample_geom(geom);
+  need({{x, "x"}, {y, "y"}});
+  on_dtype(dtype, device, [&](auto t) {
+    using T = decltype(t);
+    cu::upsample_bilinear2d_forward<T>(g, ptr<const T>(x, "x", 1), ptr<T>(y, "y", 1),
+                                       align_corners, scale_h, scale_w, stream_of(stream));
+  });
+}
+
+void upsample_bilinear2d_backward(const std::string& dtype, ptr_t dy, ptr_t dx,
+                                  const std::vector<index_t>& geom, bool align_corners,
+                                  double scale_h, double scale_w, ptr_t stream, int device) {
+  const auto g = upsample_geom(geom);
+  need({{dy, "dy"}, {dx, "dx"}});
+  on_dtype(dtype, device, [&](auto t) {
+    using T = decltype(t);
+    cu::upsample_bilinear2d_backward<T>(g, ptr<const T>(dy, "dy", 1), ptr<T>(dx, "dx", 1),
+                                        align_corners, scale_h, scale_w, stream_of(stream));
+  });
+}
+
 py::dict device_info(int device) {
   use_device(device);
   cudaDeviceProp prop{};
@@ -467,4 +660,49 @@ PYBIND11_MODULE(_cuda, m) {
         "name, compute capability, SM count, memory and driver version of a device.");
   m.def("compiled_archs", &cu::compiled_archs, "The gencode targets this module was built for.");
   m.def("runtime_version", &cu::runtime_version, "CUDA runtime version linked in (e.g. 13000).");
+  // recurrent cells and the recurrence (rnn.cu)
+  m.def("lstm_cell_forward", &lstm_cell_forward, arg("dtype"), arg("gates"), arg("bias"),
+        arg("c_prev"), arg("h"), arg("c"), arg("act"), arg("B"), arg("H"), arg("stream"),
+        arg("device"), "gates (B,4H), bias (4H), c_prev (B,H) -> h, c (B,H), act (B,4H).");
+  m.def("lstm_cell_backward", &lstm_cell_backward, arg("dtype"), arg("act"), arg("c_prev"),
+        arg("c"), arg("dh"), arg("dc"), arg("dgates"), arg("dc_prev"), arg("db"), arg("B"),
+        arg("H"), arg("accumulate"), arg("stream"), arg("device"),
+        "act (B,4H), c_prev, c, dh, dc (B,H) -> dgates (B,4H), dc_prev (B,H), db (4H).");
+  m.def("gru_cell_forward", &gru_cell_forward, arg("dtype"), arg("gx"), arg("gh"), arg("b_ih"),
+        arg("b_hh"), arg("h_prev"), arg("h"), arg("act"), arg("B"), arg("H"), arg("stream"),
+        arg("device"), "gx, gh (B,3H), b_ih, b_hh (3H), h_prev (B,H) -> h (B,H), act (B,4H).");
+  m.def("gru_cell_backward", &gru_cell_backward, arg("dtype"), arg("act"), arg("h_prev"),
+        arg("dh"), arg("dgx"), arg("dgh"), arg("dh_prev"), arg("dbx"), arg("dbh"), arg("B"),
+        arg("H"), arg("accumulate"), arg("stream"), arg("device"),
+        "act (B,4H), h_prev, dh (B,H) -> dgx, dgh (B,3H), dh_prev (B,H), dbx, dbh (3H).");
+  m.def("rnn_cell_forward", &rnn_cell_forward, arg("dtype"), arg("pre"), arg("bias"), arg("h"),
+        arg("B"), arg("H"), arg("relu"), arg("stream"), arg("device"),
+        "pre (B,H), bias (H) -> h (B,H) = tanh or relu of pre + bias.");
+  m.def("rnn_cell_backward", &rnn_cell_backward, arg("dtype"), arg("h"), arg("dh"), arg("dpre"),
+        arg("db"), arg("B"), arg("H"), arg("relu"), arg("accumulate"), arg("stream"),
+        arg("device"), "h, dh (B,H) -> dpre (B,H), db (H).");
+  m.def("rnn_recurrence_forward", &rnn_recurrence_forward, arg("dtype"), arg("mode"),
+        arg("xproj"), arg("w_hh"), arg("b_ih"), arg("b_hh"), arg("hbuf"), arg("cbuf"),
+        arg("act"), arg("T"), arg("B"), arg("H"), arg("reverse"), arg("stream"), arg("device"),
+        "One layer direction over a sequence: xproj (T,B,G*H) consumed, hbuf (T+1,B,H) with "
+        "h0 in place -> states; cbuf (LSTM) and act (GRU) or 0.");
+  m.def("rnn_recurrence_backward", &rnn_recurrence_backward, arg("dtype"), arg("mode"),
+        arg("w_hh"), arg("hbuf"), arg("cbuf"), arg("act"), arg("dH"), arg("dc"), arg("dgx"),
+        arg("dgh"), arg("dbx"), arg("dbh"), arg("T"), arg("B"), arg("H"), arg("reverse"),
+        arg("stream"), arg("device"),
+        "Backpropagation through time: dH (T+1,B,H), dc (B,H) in/out -> dgx, dgh (T,B,G*H), "
+        "dbx, dbh (G*H).");
+  // upsampling (upsample.cu); geom (N,C,H,W,P,Q)
+  m.def("upsample_nearest2d_forward", &upsample_nearest2d_forward, arg("dtype"), arg("x"),
+        arg("y"), arg("geom"), arg("scale_h"), arg("scale_w"), arg("stream"), arg("device"),
+        "x (N,C,H,W) -> y (N,C,P,Q); scale_h/w: the scale factors given, or <= 0.");
+  m.def("upsample_nearest2d_backward", &upsample_nearest2d_backward, arg("dtype"), arg("dy"),
+        arg("dx"), arg("geom"), arg("scale_h"), arg("scale_w"), arg("stream"), arg("device"),
+        "dy (N,C,P,Q) -> dx (N,C,H,W).");
+  m.def("upsample_bilinear2d_forward", &upsample_bilinear2d_forward, arg("dtype"), arg("x"),
+        arg("y"), arg("geom"), arg("align_corners"), arg("scale_h"), arg("scale_w"),
+        arg("stream"), arg("device"), "x (N,C,H,W) -> y (N,C,P,Q).");
+  m.def("upsample_bilinear2d_backward", &upsample_bilinear2d_backward, arg("dtype"), arg("dy"),
+        arg("dx"), arg("geom"), arg("align_corners"), arg("scale_h"), arg("scale_w"),
+        arg("stream"), arg("device"), "dy (N,C,P,Q) -> dx (N,C,H,W).");
 }

@@ -467,17 +467,6 @@ RNN_MODES = ("lstm", "gru", "rnn_tanh", "rnn_relu")
 RNN_GATES = {"lstm": 4, "gru": 3, "rnn_tanh": 1, "rnn_relu": 1}
 
 
-def _rnn_impl(backend, **arrays):
-    impl = _pick(backend, **arrays)
-    if not hasattr(impl, "lstm_cell_forward"):
-        # no compiled recurrent kernels on this backend (CUDA until csrc/cuda mirrors
-        # rnn.cpp): the same kernels in CuPy array code
-        from . import _rnn_xp
-
-        return _rnn_xp
-    return impl
-
-
 def _matrix(name, a, dtype, rows, cols, what):
     a = ck.float_array(name, a, dtype)
     if a.ndim != 2 or (rows is not None and a.shape[0] != rows) or a.shape[1] != cols:
@@ -510,7 +499,7 @@ def lstm_cell_forward(gates, c_prev, bias=None, *, backend=None):
     gates = _matrix("gates", gates, c_prev.dtype, b, 4 * h, "(batch, 4 * hidden)")
     xp = ck.xp_of(c_prev)
     bias = _bias("bias", bias, 4 * h, c_prev.dtype, xp)
-    impl = _rnn_impl(backend, gates=gates, c_prev=c_prev, bias=bias)
+    impl = _pick(backend, gates=gates, c_prev=c_prev, bias=bias)
     out_h, out_c, act = xp.empty_like(c_prev), xp.empty_like(c_prev), xp.empty_like(gates)
     impl.lstm_cell_forward(gates, bias, c_prev, out_h, out_c, act)
     return out_h, out_c, act
@@ -528,7 +517,7 @@ def lstm_cell_backward(act, c_prev, c, dh, dc=None, *, backend=None):
     dh = _matrix("dh", dh, dt, b, h, "(batch, hidden)")
     xp = ck.xp_of(c_prev)
     dc = xp.zeros_like(c_prev) if dc is None else _matrix("dc", dc, dt, b, h, "(batch, hidden)")
-    impl = _rnn_impl(backend, act=act, c_prev=c_prev, c=c, dh=dh, dc=dc)
+    impl = _pick(backend, act=act, c_prev=c_prev, c=c, dh=dh, dc=dc)
     dgates, dc_prev, db = xp.empty_like(act), xp.empty_like(c_prev), xp.empty(4 * h, dt)
     impl.lstm_cell_backward(act, c_prev, c, dh, dc, dgates, dc_prev, db, False)
     return dgates, dc_prev, db
@@ -546,7 +535,7 @@ def gru_cell_forward(gx, gh, h_prev, b_ih=None, b_hh=None, *, backend=None):
     xp = ck.xp_of(h_prev)
     b_ih = _bias("b_ih", b_ih, 3 * h, dt, xp)
     b_hh = _bias("b_hh", b_hh, 3 * h, dt, xp)
-    impl = _rnn_impl(backend, gx=gx, gh=gh, b_ih=b_ih, b_hh=b_hh, h_prev=h_prev)
+    impl = _pick(backend, gx=gx, gh=gh, b_ih=b_ih, b_hh=b_hh, h_prev=h_prev)
     out, act = xp.empty_like(h_prev), xp.empty((b, 4 * h), dt)
     impl.gru_cell_forward(gx, gh, b_ih, b_hh, h_prev, out, act)
     return out, act
@@ -560,7 +549,7 @@ def gru_cell_backward(act, h_prev, dh, *, backend=None):
     dt = h_prev.dtype
     act = _matrix("act", act, dt, b, 4 * h, "(batch, 4 * hidden)")
     dh = _matrix("dh", dh, dt, b, h, "(batch, hidden)")
-    impl = _rnn_impl(backend, act=act, h_prev=h_prev, dh=dh)
+    impl = _pick(backend, act=act, h_prev=h_prev, dh=dh)
     xp = ck.xp_of(h_prev)
     dgx, dgh = xp.empty((b, 3 * h), dt), xp.empty((b, 3 * h), dt)
     dh_prev, dbx, dbh = xp.empty_like(h_prev), xp.empty(3 * h, dt), xp.empty(3 * h, dt)
@@ -581,7 +570,7 @@ def rnn_cell_forward(pre, nonlinearity="tanh", bias=None, *, backend=None):
     pre = _state("pre", pre)
     xp = ck.xp_of(pre)
     bias = _bias("bias", bias, pre.shape[1], pre.dtype, xp)
-    impl = _rnn_impl(backend, pre=pre, bias=bias)
+    impl = _pick(backend, pre=pre, bias=bias)
     out = xp.empty_like(pre)
     impl.rnn_cell_forward(pre, bias, out, relu)
     return out
@@ -592,7 +581,7 @@ def rnn_cell_backward(h, dh, nonlinearity="tanh", *, backend=None):
     relu = _relu_flag(nonlinearity)
     h = _state("h", h)
     dh = _matrix("dh", dh, h.dtype, h.shape[0], h.shape[1], "(batch, hidden)")
-    impl = _rnn_impl(backend, h=h, dh=dh)
+    impl = _pick(backend, h=h, dh=dh)
     xp = ck.xp_of(h)
     dpre, db = xp.empty_like(h), xp.empty(h.shape[1], h.dtype)
     impl.rnn_cell_backward(h, dh, dpre, db, relu, False)
@@ -681,7 +670,7 @@ def rnn_recurrence_forward(mode, xproj, w_hh, h0, c0=None, b_ih=None, b_hh=None,
           or not hbuf.flags.c_contiguous):
         raise ValueError(f"hbuf: expected a C-contiguous {dt} array of shape "
                          f"{(t_len + 1, b, h)}, got {hbuf.dtype} {tuple(hbuf.shape)}")
-    impl = _rnn_impl(backend, xproj=xproj, w_hh=w_hh, h0=h0)
+    impl = _pick(backend, xproj=xproj, w_hh=w_hh, h0=h0)
     first = t_len if reverse else 0
     hbuf[first] = h0
     cbuf = act = None
@@ -719,7 +708,7 @@ def rnn_recurrence_backward(rec, w_hh, dh_out=None, dh_n=None, dc_n=None, *, dH=
     t_len, b, h = hbuf.shape[0] - 1, hbuf.shape[1], hbuf.shape[2]
     dt = hbuf.dtype
     w_hh = _matrix("w_hh", w_hh, dt, g * h, h, "(gates * hidden, hidden)")
-    impl = _rnn_impl(backend, hbuf=hbuf, w_hh=w_hh)
+    impl = _pick(backend, hbuf=hbuf, w_hh=w_hh)
     xp = ck.xp_of(hbuf)
     out_slots, prev_slots = rec._slots()
     h0_slot = t_len if rec.reverse else 0
@@ -906,19 +895,11 @@ def _upsample_input(name, a, what):
     return a
 
 
-def _upsample_kernel(impl, name):
-    fn = getattr(impl, name, None)
-    if fn is None:  # the CUDA module has no upsampling kernels yet
-        raise RuntimeError(f"backend {impl.__name__}: has no {name} kernel; run the "
-                           "upsampling on the CPU (NumPy arrays)")
-    return fn
-
-
 def _upsample_forward(kind, x, output_size, extra, scales, backend):
     x = _upsample_input("x", x, "(N, C, H, W)")
     p, q = ck.pair("output_size", output_size)
     sh, sw = _upsample_scales(scales)
-    fn = _upsample_kernel(_pick(backend, x=x), f"upsample_{kind}2d_forward")
+    fn = getattr(_pick(backend, x=x), f"upsample_{kind}2d_forward")
     y = ck.xp_of(x).empty((x.shape[0], x.shape[1], p, q), dtype=x.dtype)
     fn(x, y, *extra, sh, sw)
     return y
@@ -931,7 +912,7 @@ def _upsample_backward(kind, dy, x_shape, extra, scales, backend):
         raise ValueError(f"dy: batch/channels {tuple(dy.shape[:2])} differ from x_shape's "
                          f"{tuple(x_shape[:2])}")
     sh, sw = _upsample_scales(scales)
-    fn = _upsample_kernel(_pick(backend, dy=dy), f"upsample_{kind}2d_backward")
+    fn = getattr(_pick(backend, dy=dy), f"upsample_{kind}2d_backward")
     dx = ck.xp_of(dy).empty(x_shape, dtype=dy.dtype)
     fn(dy, dx, *extra, sh, sw)
     return dx

@@ -358,6 +358,196 @@ def elu_backward(dy, x, dx, alpha, scale):
     _binary(_ext.elu_backward, dy, x, dx, float(alpha), float(scale))
 
 
+# --------------------------------------------------------------------------- recurrent cells
+# Same layouts and aliasing as convnet._C's (csrc/cpu/rnn.cpp): act may be gates in the LSTM
+# forward, dc_prev may be dc in its backward, h may be pre in the plain cell.
+
+
+def lstm_cell_forward(gates, bias, c_prev, h, c, act):
+    dt = _array("c_prev", c_prev, ndim=2)
+    b, n = c_prev.shape
+    _array("gates", gates, dt, shape=(b, 4 * n))
+    _array("bias", bias, dt, shape=(4 * n,))
+    _array("h", h, dt, shape=(b, n))
+    _array("c", c, dt, shape=(b, n))
+    _array("act", act, dt, shape=(b, 4 * n))
+    stream, dev = _launch_args(gates=gates, bias=bias, c_prev=c_prev, h=h, c=c, act=act)
+    _ext.lstm_cell_forward(dt, _ptr(gates), _ptr(bias), _ptr(c_prev), _ptr(h), _ptr(c),
+                           _ptr(act), b, n, stream, dev)
+
+
+def lstm_cell_backward(act, c_prev, c, dh, dc, dgates, dc_prev, db, accumulate):
+    dt = _array("c_prev", c_prev, ndim=2)
+    b, n = c_prev.shape
+    _array("act", act, dt, shape=(b, 4 * n))
+    for name, a in (("c", c), ("dh", dh), ("dc", dc), ("dc_prev", dc_prev)):
+        _array(name, a, dt, shape=(b, n))
+    _array("dgates", dgates, dt, shape=(b, 4 * n))
+    _array("db", db, dt, shape=(4 * n,))
+    stream, dev = _launch_args(act=act, c_prev=c_prev, c=c, dh=dh, dc=dc, dgates=dgates,
+                               dc_prev=dc_prev, db=db)
+    _ext.lstm_cell_backward(dt, _ptr(act), _ptr(c_prev), _ptr(c), _ptr(dh), _ptr(dc),
+                            _ptr(dgates), _ptr(dc_prev), _ptr(db), b, n, bool(accumulate),
+                            stream, dev)
+
+
+def gru_cell_forward(gx, gh, b_ih, b_hh, h_prev, h, act):
+    dt = _array("h_prev", h_prev, ndim=2)
+    b, n = h_prev.shape
+    _array("gx", gx, dt, shape=(b, 3 * n))
+    _array("gh", gh, dt, shape=(b, 3 * n))
+    _array("b_ih", b_ih, dt, shape=(3 * n,))
+    _array("b_hh", b_hh, dt, shape=(3 * n,))
+    _array("h", h, dt, shape=(b, n))
+    _array("act", act, dt, shape=(b, 4 * n))
+    stream, dev = _launch_args(gx=gx, gh=gh, b_ih=b_ih, b_hh=b_hh, h_prev=h_prev, h=h, act=act)
+    _ext.gru_cell_forward(dt, _ptr(gx), _ptr(gh), _ptr(b_ih), _ptr(b_hh), _ptr(h_prev), _ptr(h),
+                          _ptr(act), b, n, stream, dev)
+
+
+def gru_cell_backward(act, h_prev, dh, dgx, dgh, dh_prev, dbx, dbh, accumulate):
+    dt = _array("h_prev", h_prev, ndim=2)
+    b, n = h_prev.shape
+    _array("act", act, dt, shape=(b, 4 * n))
+    _array("dh", dh, dt, shape=(b, n))
+    _array("dgx", dgx, dt, shape=(b, 3 * n))
+    _array("dgh", dgh, dt, shape=(b, 3 * n))
+    _array("dh_prev", dh_prev, dt, shape=(b, n))
+    _array("dbx", dbx, dt, shape=(3 * n,))
+    _array("dbh", dbh, dt, shape=(3 * n,))
+    stream, dev = _launch_args(act=act, h_prev=h_prev, dh=dh, dgx=dgx, dgh=dgh, dh_prev=dh_prev,
+                               dbx=dbx, dbh=dbh)
+    _ext.gru_cell_backward(dt, _ptr(act), _ptr(h_prev), _ptr(dh), _ptr(dgx), _ptr(dgh),
+                           _ptr(dh_prev), _ptr(dbx), _ptr(dbh), b, n, bool(accumulate), stream,
+                           dev)
+
+
+def rnn_cell_forward(pre, bias, h, relu):
+    dt = _array("pre", pre, ndim=2)
+    b, n = pre.shape
+    _array("bias", bias, dt, shape=(n,))
+    _array("h", h, dt, shape=(b, n))
+    stream, dev = _launch_args(pre=pre, bias=bias, h=h)
+    _ext.rnn_cell_forward(dt, _ptr(pre), _ptr(bias), _ptr(h), b, n, bool(relu), stream, dev)
+
+
+def rnn_cell_backward(h, dh, dpre, db, relu, accumulate):
+    dt = _array("h", h, ndim=2)
+    b, n = h.shape
+    _array("dh", dh, dt, shape=(b, n))
+    _array("dpre", dpre, dt, shape=(b, n))
+    _array("db", db, dt, shape=(n,))
+    stream, dev = _launch_args(h=h, dh=dh, dpre=dpre, db=db)
+    _ext.rnn_cell_backward(dt, _ptr(h), _ptr(dh), _ptr(dpre), _ptr(db), b, n, bool(relu),
+                           bool(accumulate), stream, dev)
+
+
+_RNN_GATES = (4, 3, 1, 1)  # mode 0 lstm, 1 gru, 2 rnn_tanh, 3 rnn_relu
+
+
+def _rnn_mode(mode):
+    if mode not in (0, 1, 2, 3):
+        raise ValueError(f"mode: expected 0 (lstm) .. 3 (rnn_relu), got {mode!r}")
+    return _RNN_GATES[mode]
+
+
+def _optional(name, a, dt, shape, required):
+    if a is None:
+        if required:
+            raise ValueError(f"{name}: required for this mode")
+        return
+    _array(name, a, dt, shape=shape)
+
+
+def rnn_recurrence_forward(mode, xproj, w_hh, b_ih, b_hh, hbuf, cbuf, act, reverse):
+    g = _rnn_mode(mode)
+    dt = _array("hbuf", hbuf, ndim=3)
+    t1, b, n = hbuf.shape
+    if t1 < 2:
+        raise ValueError("hbuf: needs T+1 >= 2 slots")
+    _array("xproj", xproj, dt, shape=(t1 - 1, b, g * n))
+    _array("w_hh", w_hh, dt, shape=(g * n, n))
+    _array("b_ih", b_ih, dt, shape=(g * n,))
+    _array("b_hh", b_hh, dt, shape=(g * n,))
+    _optional("cbuf", cbuf, dt, (t1, b, n), mode == 0)
+    _optional("act", act, dt, (t1 - 1, b, 4 * n), mode == 1)
+    stream, dev = _launch_args(xproj=xproj, w_hh=w_hh, b_ih=b_ih, b_hh=b_hh, hbuf=hbuf,
+                               cbuf=cbuf, act=act)
+    _ext.rnn_recurrence_forward(dt, mode, _ptr(xproj), _ptr(w_hh), _ptr(b_ih), _ptr(b_hh),
+                                _ptr(hbuf), _ptr(cbuf if mode == 0 else None),
+                                _ptr(act if mode == 1 else None), t1 - 1, b, n, bool(reverse),
+                                stream, dev)
+
+
+def rnn_recurrence_backward(mode, w_hh, hbuf, cbuf, act, dH, dc, dgx, dgh, dbx, dbh, reverse):
+    g = _rnn_mode(mode)
+    dt = _array("hbuf", hbuf, ndim=3)
+    t1, b, n = hbuf.shape
+    if t1 < 2:
+        raise ValueError("hbuf: needs T+1 >= 2 slots")
+    _array("w_hh", w_hh, dt, shape=(g * n, n))
+    _array("dH", dH, dt, shape=(t1, b, n))
+    _array("dgx", dgx, dt, shape=(t1 - 1, b, g * n))
+    _array("dgh", dgh, dt, shape=(t1 - 1, b, g * n))
+    _array("dbx", dbx, dt, shape=(g * n,))
+    _array("dbh", dbh, dt, shape=(g * n,))
+    if mode == 1 and (dgx is dgh or dbx is dbh):
+        raise ValueError("dgh: the GRU needs separate dgx/dgh and dbx/dbh arrays")
+    _optional("cbuf", cbuf, dt, (t1, b, n), mode == 0)
+    _optional("act", act, dt, (t1 - 1, b, 4 * n if mode == 1 else g * n), mode <= 1)
+    _optional("dc", dc, dt, (b, n), mode == 0)
+    stream, dev = _launch_args(w_hh=w_hh, hbuf=hbuf, cbuf=cbuf, act=act, dH=dH, dc=dc, dgx=dgx,
+                               dgh=dgh, dbx=dbx, dbh=dbh)
+    _ext.rnn_recurrence_backward(dt, mode, _ptr(w_hh), _ptr(hbuf),
+                                 _ptr(cbuf if mode == 0 else None),
+                                 _ptr(act if mode <= 1 else None), _ptr(dH),
+                                 _ptr(dc if mode == 0 else None), _ptr(dgx), _ptr(dgh),
+                                 _ptr(dbx), _ptr(dbh), t1 - 1, b, n, bool(reverse), stream, dev)
+
+
+# --------------------------------------------------------------------------- upsampling
+# scale_h, scale_w: the scale factors the user gave (PyTorch's coordinate rule), or <= 0.
+
+
+def _upsample_geom(x, y, xname, yname):
+    dt = _array(xname, x, ndim=4)
+    _array(yname, y, dt, ndim=4)
+    if tuple(y.shape[:2]) != tuple(x.shape[:2]):
+        raise ValueError(f"{yname}: batch/channels {tuple(y.shape[:2])} differ from {xname}'s "
+                         f"{tuple(x.shape[:2])}")
+    if min(x.shape) < 1 or min(y.shape) < 1:
+        raise ValueError(f"{xname}/{yname}: empty arrays")
+    return dt, (*x.shape, y.shape[2], y.shape[3])
+
+
+def upsample_nearest2d_forward(x, y, scale_h, scale_w):
+    dt, g = _upsample_geom(x, y, "x", "y")
+    stream, dev = _launch_args(x=x, y=y)
+    _ext.upsample_nearest2d_forward(dt, _ptr(x), _ptr(y), g, float(scale_h), float(scale_w),
+                                    stream, dev)
+
+
+def upsample_nearest2d_backward(dy, dx, scale_h, scale_w):
+    dt, g = _upsample_geom(dx, dy, "dx", "dy")
+    stream, dev = _launch_args(dy=dy, dx=dx)
+    _ext.upsample_nearest2d_backward(dt, _ptr(dy), _ptr(dx), g, float(scale_h), float(scale_w),
+                                     stream, dev)
+
+
+def upsample_bilinear2d_forward(x, y, align_corners, scale_h, scale_w):
+    dt, g = _upsample_geom(x, y, "x", "y")
+    stream, dev = _launch_args(x=x, y=y)
+    _ext.upsample_bilinear2d_forward(dt, _ptr(x), _ptr(y), g, bool(align_corners),
+                                     float(scale_h), float(scale_w), stream, dev)
+
+
+def upsample_bilinear2d_backward(dy, dx, align_corners, scale_h, scale_w):
+    dt, g = _upsample_geom(dx, dy, "dx", "dy")
+    stream, dev = _launch_args(dy=dy, dx=dx)
+    _ext.upsample_bilinear2d_backward(dt, _ptr(dy), _ptr(dx), g, bool(align_corners),
+                                      float(scale_h), float(scale_w), stream, dev)
+
+
 # --------------------------------------------------------------------------- description
 
 

@@ -14,6 +14,7 @@ namespace cuda {
 
 using convnet::ConvGeom;
 using convnet::PoolGeom;
+using convnet::UpsampleGeom;
 using index_t = std::int64_t;
 
 // a: op(A) (M,K), b: op(B) (K,N), c: (M,N); row-major with leading dimensions.
@@ -97,6 +98,63 @@ void elu_forward(index_t n, const T* x, T* y, T alpha, T scale, cudaStream_t str
 template <typename T>
 void elu_backward(index_t n, const T* dy, const T* x, T* dx, T alpha, T scale,
                   cudaStream_t stream);
+
+// Recurrent cells, one time step over a batch (see csrc/cpu/rnn.cpp for the layouts).
+// gates (B,4H), bias (4H), c_prev (B,H) -> h, c (B,H), act (B,4H) (act may be gates)
+template <typename T>
+void lstm_cell_forward(index_t B, index_t H, const T* gates, const T* bias, const T* c_prev, T* h,
+                       T* c, T* act, cudaStream_t stream);
+// act (B,4H), c_prev, c, dh, dc (B,H) -> dgates (B,4H), dc_prev (B,H), db (4H)
+template <typename T>
+void lstm_cell_backward(index_t B, index_t H, const T* act, const T* c_prev, const T* c,
+                        const T* dh, const T* dc, T* dgates, T* dc_prev, T* db, bool accumulate,
+                        cudaStream_t stream);
+// gx, gh (B,3H), b_ih, b_hh (3H), h_prev (B,H) -> h (B,H), act (B,4H)
+template <typename T>
+void gru_cell_forward(index_t B, index_t H, const T* gx, const T* gh, const T* b_ih,
+                      const T* b_hh, const T* h_prev, T* h, T* act, cudaStream_t stream);
+// act (B,4H), h_prev, dh (B,H) -> dgx, dgh (B,3H), dh_prev (B,H), dbx, dbh (3H)
+template <typename T>
+void gru_cell_backward(index_t B, index_t H, const T* act, const T* h_prev, const T* dh, T* dgx,
+                       T* dgh, T* dh_prev, T* dbx, T* dbh, bool accumulate, cudaStream_t stream);
+// pre (B,H), bias (H) -> h (B,H)
+template <typename T>
+void rnn_cell_forward(index_t B, index_t H, const T* pre, const T* bias, T* h, bool relu,
+                      cudaStream_t stream);
+// h, dh (B,H) -> dpre (B,H), db (H)
+template <typename T>
+void rnn_cell_backward(index_t B, index_t H, const T* h, const T* dh, T* dpre, T* db, bool relu,
+                       bool accumulate, cudaStream_t stream);
+// The recurrence of one layer direction (mode 0 lstm, 1 gru, 2 rnn_tanh, 3 rnn_relu):
+// xproj (T,B,G*H) consumed, w_hh (G*H,H), b_ih, b_hh (G*H), hbuf (T+1,B,H), cbuf (T+1,B,H)
+// LSTM, act (T,B,4H) GRU. Per step: the gemm above on `stream`, then the fused cell.
+template <typename T>
+void rnn_recurrence_forward(int mode, index_t Tn, index_t B, index_t H, T* xproj, const T* w_hh,
+                            const T* b_ih, const T* b_hh, T* hbuf, T* cbuf, T* act, bool reverse,
+                            cudaStream_t stream);
+// dH (T+1,B,H) and dc (B,H) in/out -> dgx, dgh (T,B,G*H), dbx, dbh (G*H)
+template <typename T>
+void rnn_recurrence_backward(int mode, index_t Tn, index_t B, index_t H, const T* w_hh,
+                             const T* hbuf, const T* cbuf, const T* act, T* dH, T* dc, T* dgx,
+                             T* dgh, T* dbx, T* dbh, bool reverse, cudaStream_t stream);
+
+// Upsampling (see csrc/cpu/upsample.cpp); scale_h/w: the scale factors given, or <= 0.
+// x (N,C,H,W) -> y (N,C,P,Q)
+template <typename T>
+void upsample_nearest2d_forward(const UpsampleGeom& g, const T* x, T* y, double scale_h,
+                                double scale_w, cudaStream_t stream);
+// dy (N,C,P,Q) -> dx (N,C,H,W)
+template <typename T>
+void upsample_nearest2d_backward(const UpsampleGeom& g, const T* dy, T* dx, double scale_h,
+                                 double scale_w, cudaStream_t stream);
+// x (N,C,H,W) -> y (N,C,P,Q)
+template <typename T>
+void upsample_bilinear2d_forward(const UpsampleGeom& g, const T* x, T* y, bool align_corners,
+                                 double scale_h, double scale_w, cudaStream_t stream);
+// dy (N,C,P,Q) -> dx (N,C,H,W)
+template <typename T>
+void upsample_bilinear2d_backward(const UpsampleGeom& g, const T* dy, T* dx, bool align_corners,
+                                  double scale_h, double scale_w, cudaStream_t stream);
 
 // Device facts for convnet.backends(): name, compute capability, SMs, runtime version.
 const char* compiled_archs();

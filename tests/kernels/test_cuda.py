@@ -465,3 +465,340 @@ def test_tensors_on_cuda_run_the_cuda_kernels(cp, cu, monkeypatch):
                           "max_pool2d_forward", "max_pool2d_backward",
                           "batch_norm_forward_training", "batch_norm_backward",
                           "leaky_relu_forward", "leaky_relu_backward"}, calls
+
+
+# --------------------------------------------------------------------------- recurrent cells
+#
+# Each cell kernel against the native CPU one and the float64 reference, outputs NaN-poisoned
+# (with accumulate, the accumulated outputs start from the same values on both sides).
+# (B, H): B > 8 reaches several row lanes per column, H > 32 several column blocks.
+RNN_CELL_SHAPES = [(1, 1), (3, 5), (11, 33), (64, 70)]
+RNN_CELLS = ["lstm", "gru", "rnn_tanh", "rnn_relu"]
+
+
+def _cell_case(kind, b, h, rng, dtype):
+    """(forward inputs, forward outputs' shapes, forward flags, backward maker)."""
+    r = lambda *s: rng.standard_normal(s).astype(dtype)  # noqa: E731
+    if kind == "lstm":
+        return (r(b, 4 * h) * 2, r(4 * h), r(b, h)), [(b, h), (b, h), (b, 4 * h)], ()
+    if kind == "gru":
+        return (r(b, 3 * h) * 2, r(b, 3 * h) * 2, r(3 * h), r(3 * h), r(b, h)), \
+            [(b, h), (b, 4 * h)], ()
+    return (r(b, h) * 2, r(h)), [(b, h)], (kind == "rnn_relu",)
+
+
+def _run_cell(cp, impl, name, ins, outs_init, flags):
+    """impl.name(*ins, *outs, *flags) on device arrays (cp) or host ones (cp None)."""
+    if cp is None:
+        outs = [o.copy() for o in outs_init]
+        getattr(impl, name)(*ins, *outs, *flags)
+        return outs
+    outs = [cp.asarray(o) for o in outs_init]
+    getattr(impl, name)(*[cp.asarray(a) for a in ins], *outs, *flags)
+    return [host(o) for o in outs]
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
+@pytest.mark.parametrize("accumulate", [False, True])
+@pytest.mark.parametrize("b,h", RNN_CELL_SHAPES)
+@pytest.mark.parametrize("kind", RNN_CELLS)
+def test_rnn_cells_match_cpu(cp, cu, kind, b, h, accumulate, dtype):
+    from convnet.kernels import _registry
+    from convnet.kernels import reference as ref
+
+    cpu = _registry.require(cpu_backend())
+    rng = np.random.default_rng(b * 31 + h)
+    ins, shapes, flags = _cell_case(kind, b, h, rng, dtype)
+    cell = "rnn" if kind.startswith("rnn") else kind
+    poisoned = [np.full(s, np.nan, dtype) for s in shapes]
+    got = _run_cell(cp, cu, f"{cell}_cell_forward", ins, poisoned, flags)
+    expected = _run_cell(None, cpu, f"{cell}_cell_forward", ins, poisoned, flags)
+    ref_out = [np.empty(s) for s in shapes]
+    getattr(ref, f"{cell}_cell_forward")(*[a.astype(np.float64) for a in ins], *ref_out, *flags)
+    for g, e, r_, i in zip(got, expected, ref_out, range(len(shapes)), strict=True):
+        assert_close(g, e, dtype, f"{kind} forward out {i} vs CPU")
+        assert_close(g, r_, dtype, f"{kind} forward out {i} vs float64")
+
+    # backward from the forward's saved values (the CPU's, so both sides read the same)
+    dh = rng.standard_normal((b, h)).astype(dtype)
+    if kind == "lstm":
+        h_new, c_new, act = expected
+        dc = rng.standard_normal((b, h)).astype(dtype)
+        bins = (act, ins[2], c_new, dh, dc)
+        bshapes = [(b, 4 * h), (b, h), (4 * h,)]
+        acc_slots = {2}
+    elif kind == "gru":
+        bins = (expected[1], ins[4], dh)
+        bshapes = [(b, 3 * h), (b, 3 * h), (b, h), (3 * h,), (3 * h,)]
+        acc_slots = {2, 3, 4}
+    else:
+        bins = (expected[0], dh)
+        bshapes = [(b, h), (h,)]
+        acc_slots = {1}
+    init = [rng.standard_normal(s).astype(dtype) if accumulate and i in acc_slots
+            else np.full(s, np.nan, dtype) for i, s in enumerate(bshapes)]
+    bflags = (accumulate,) if cell != "rnn" else (kind == "rnn_relu", accumulate)
+    got = _run_cell(cp, cu, f"{cell}_cell_backward", bins, init, bflags)
+    expected = _run_cell(None, cpu, f"{cell}_cell_backward", bins, init, bflags)
+    ref_out = [a.astype(np.float64) for a in init]
+    getattr(ref, f"{cell}_cell_backward")(*[a.astype(np.float64) for a in bins], *ref_out,
+                                          *bflags)
+    for i, (g, e, r_) in enumerate(zip(got, expected, ref_out, strict=True)):
+        scale = 2.0 + np.sqrt(b) if bshapes[i][0] != b else 2.0  # the batch sums
+        assert_close(g, e, dtype, f"{kind} backward out {i} vs CPU", scale=scale)
+        assert_close(g, r_, dtype, f"{kind} backward out {i} vs float64", scale=scale)
+
+
+def test_lstm_cell_in_place_as_the_cpu(cp, cu):
+    """act may be gates (forward) and dc_prev may be dc (backward), as on the CPU."""
+    rng = np.random.default_rng(3)
+    b, h = 5, 37
+    gates = rng.standard_normal((b, 4 * h)).astype(np.float32)
+    bias = rng.standard_normal(4 * h).astype(np.float32)
+    c_prev = rng.standard_normal((b, h)).astype(np.float32)
+    hy, cy, act = K.lstm_cell_forward(gates, c_prev, bias, backend=cpu_backend())
+    g = cp.asarray(gates)
+    h_d, c_d = nan(cp, (b, h), np.float32), nan(cp, (b, h), np.float32)
+    cu.lstm_cell_forward(g, cp.asarray(bias), cp.asarray(c_prev), h_d, c_d, g)
+    assert_close(host(g), act, np.float32, "act written over gates")
+    assert_close(host(h_d), hy, np.float32, "h")
+    dh = rng.standard_normal((b, h)).astype(np.float32)
+    dc = rng.standard_normal((b, h)).astype(np.float32)
+    dg_cpu, dcp_cpu, db_cpu = K.lstm_cell_backward(act, c_prev, cy, dh, dc, backend=cpu_backend())
+    dc_d = cp.asarray(dc)
+    dg, db = nan(cp, (b, 4 * h), np.float32), nan(cp, (4 * h,), np.float32)
+    cu.lstm_cell_backward(cp.asarray(act), cp.asarray(c_prev), cp.asarray(cy), cp.asarray(dh),
+                          dc_d, dg, dc_d, db, False)
+    assert_close(host(dc_d), dcp_cpu, np.float32, "dc_prev written over dc")
+    assert_close(host(dg), dg_cpu, np.float32, "dgates")
+    assert_close(host(db), db_cpu, np.float32, "db", scale=4)
+
+
+# --------------------------------------------------------------------------- recurrence
+
+# (T, B, H): one step, odd sizes, several column blocks, and a batch over the row lanes.
+RECURRENCE_SHAPES = [(1, 1, 1), (5, 3, 18), (4, 11, 33), (3, 2, 65)]
+
+
+def _recurrence_inputs(mode, t_len, b, h, dtype, seed):
+    g = K.RNN_GATES[mode]
+    r = np.random.default_rng(seed)
+    f = lambda s, k=1.0: (r.standard_normal(s) * k).astype(dtype)  # noqa: E731
+    return dict(xproj=f((t_len, b, g * h)), w_hh=f((g * h, h), 0.3), b_ih=f(g * h),
+                b_hh=f(g * h), h0=f((b, h)), c0=f((b, h)), dh_out=f((t_len, b, h)),
+                dh_n=f((b, h)), dc_n=f((b, h)))
+
+
+def _recurrence(xp, impl, mode, d, reverse, dtype):
+    """Forward then backward on one backend's arrays (xp: numpy or the device's module);
+    returns every buffer both write, on the host."""
+    m = K.RNN_MODES.index(mode)
+    t_len, b = d["xproj"].shape[:2]
+    h = d["h0"].shape[1]
+    g = K.RNN_GATES[mode]
+    dev = {k: xp.asarray(v) for k, v in d.items()}
+    first, last = (t_len, 0) if reverse else (0, t_len)
+    hbuf = xp.full((t_len + 1, b, h), np.nan, dtype=dtype)
+    hbuf[first] = dev["h0"]
+    cbuf = act = None
+    if mode == "lstm":
+        cbuf = xp.full((t_len + 1, b, h), np.nan, dtype=dtype)
+        cbuf[first] = dev["c0"]
+    if mode == "gru":
+        act = xp.full((t_len, b, 4 * h), np.nan, dtype=dtype)
+    xproj = dev["xproj"].copy()
+    impl.rnn_recurrence_forward(m, xproj, dev["w_hh"], dev["b_ih"], dev["b_hh"], hbuf, cbuf,
+                                act, reverse)
+    saved = xproj if mode == "lstm" else act
+    dH = xp.full((t_len + 1, b, h), np.nan, dtype=dtype)
+    if reverse:
+        dH[:t_len] = dev["dh_out"]
+    else:
+        dH[1:] = dev["dh_out"]
+    dH[first] = 0
+    dH[last] += dev["dh_n"]
+    dc = dev["dc_n"].copy() if mode == "lstm" else None
+    dgx = xp.full((t_len, b, g * h), np.nan, dtype=dtype)
+    dgh = xp.full((t_len, b, g * h), np.nan, dtype=dtype) if mode == "gru" else dgx
+    dbx = xp.full((g * h,), np.nan, dtype=dtype)
+    dbh = xp.full((g * h,), np.nan, dtype=dtype) if mode == "gru" else dbx
+    impl.rnn_recurrence_backward(m, dev["w_hh"], hbuf, cbuf, saved, dH, dc, dgx, dgh, dbx, dbh,
+                                 reverse)
+    out = {"hbuf": hbuf, "dH": dH, "dgx": dgx, "dbx": dbx}
+    if mode == "lstm":
+        out.update(cbuf=cbuf, act=xproj, dc=dc)
+    if mode == "gru":
+        out.update(act=act, dgh=dgh, dbh=dbh)
+    return {k: host(v) for k, v in out.items()}
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
+@pytest.mark.parametrize("reverse", [False, True])
+@pytest.mark.parametrize("t_len,b,h", RECURRENCE_SHAPES)
+@pytest.mark.parametrize("mode", RNN_CELLS)
+def test_rnn_recurrence_matches_cpu(cp, cu, mode, t_len, b, h, reverse, dtype):
+    from convnet.kernels import _registry
+    from convnet.kernels import reference as ref
+
+    d = _recurrence_inputs(mode, t_len, b, h, dtype, t_len * 100 + b * 10 + h)
+    got = _recurrence(cp, cu, mode, d, reverse, dtype)
+    cpu = _recurrence(np, _registry.require(cpu_backend()), mode, d, reverse, dtype)
+    d64 = {k: v.astype(np.float64) for k, v in d.items()}
+    exact = _recurrence(np, ref, mode, d64, reverse, np.float64)
+    scale = 4.0 * t_len + np.sqrt(b)
+    for name, value in got.items():
+        assert not np.isnan(value).any(), f"{mode} {name}: unwritten (NaN) elements"
+        assert_close(value, cpu[name], dtype, f"{mode} {name} vs CPU", scale=scale)
+        assert_close(value, exact[name], dtype, f"{mode} {name} vs float64", scale=scale)
+
+
+def test_rnn_recurrence_refuses_bad_buffers(cp, cu):
+    x = cp.zeros((3, 2, 12), dtype=np.float32)
+    w = cp.zeros((12, 4), dtype=np.float32)
+    b = cp.zeros(12, dtype=np.float32)
+    hbuf = cp.zeros((4, 2, 4), dtype=np.float32)
+    with pytest.raises(ValueError, match="act"):
+        cu.rnn_recurrence_forward(1, x, w, b, b, hbuf, None, None, False)
+    with pytest.raises(ValueError, match="xproj"):
+        cu.rnn_recurrence_forward(0, x, w, b, b, hbuf, hbuf, None, False)
+    with pytest.raises(ValueError, match="mode"):
+        cu.rnn_recurrence_forward(4, x, w, b, b, hbuf, None, None, False)
+    dgx = cp.zeros((3, 2, 12), dtype=np.float32)
+    with pytest.raises(ValueError, match="dgh"):
+        cu.rnn_recurrence_backward(1, w, hbuf, None, cp.zeros((3, 2, 16), np.float32),
+                                   cp.zeros((4, 2, 4), np.float32), None, dgx, dgx, b, b, False)
+
+
+# --------------------------------------------------------------------------- upsampling
+
+# (x shape, output size, scale factors or None): up, down, identity, exact 2x, odd factors.
+UPSAMPLE_CASES = [((2, 3, 5, 7), (11, 13), None), ((1, 2, 4, 4), (8, 8), (2.0, 2.0)),
+                  ((2, 2, 6, 9), (4, 5), None), ((1, 3, 3, 4), (7, 6), (2.5, 1.7)),
+                  ((1, 1, 1, 1), (3, 2), None), ((2, 1, 5, 5), (5, 5), None),
+                  ((1, 2, 7, 3), (1, 9), None)]
+UPSAMPLE_IDS = [f"x{c[0]}-to{c[1]}-s{c[2]}".replace(" ", "") for c in UPSAMPLE_CASES]
+UPSAMPLE_MODES = [("nearest", None), ("bilinear", False), ("bilinear", True)]
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
+@pytest.mark.parametrize("mode,corners", UPSAMPLE_MODES, ids=["nearest", "bilinear",
+                                                              "bilinear-corners"])
+@pytest.mark.parametrize("case", UPSAMPLE_CASES, ids=UPSAMPLE_IDS)
+def test_upsample_matches_cpu_and_torch(cp, cu, torch_cuda, case, mode, corners, dtype):
+    from convnet.kernels import reference as ref
+
+    x_shape, size, scales = case
+    rng = np.random.default_rng(sum(x_shape) + sum(size))
+    x = rng.standard_normal(x_shape).astype(dtype)
+    y_shape = (*x_shape[:2], *size)
+    dy = rng.standard_normal(y_shape).astype(dtype)
+    sh, sw = scales if scales else (0.0, 0.0)
+    extra = () if mode == "nearest" else (corners,)
+    y = nan(cp, y_shape, dtype)
+    getattr(cu, f"upsample_{mode}2d_forward")(cp.asarray(x), y, *extra, sh, sw)
+    dx = nan(cp, x_shape, dtype)
+    getattr(cu, f"upsample_{mode}2d_backward")(cp.asarray(dy), dx, *extra, sh, sw)
+    fwd = getattr(K, f"upsample_{mode}2d_forward")
+    bwd = getattr(K, f"upsample_{mode}2d_backward")
+    y_cpu = fwd(x, size, *extra, scales=scales, backend=cpu_backend())
+    dx_cpu = bwd(dy, x_shape, *extra, scales=scales, backend=cpu_backend())
+    y_ref, dx_ref = np.empty(y_shape), np.empty(x_shape)
+    getattr(ref, f"upsample_{mode}2d_forward")(x.astype(np.float64), y_ref, *extra, sh, sw)
+    getattr(ref, f"upsample_{mode}2d_backward")(dy.astype(np.float64), dx_ref, *extra, sh, sw)
+    assert_close(host(y), y_cpu, dtype, "forward vs CPU")
+    assert_close(host(y), y_ref, dtype, "forward vs float64")
+    assert_close(host(dx), dx_cpu, dtype, "backward vs CPU", scale=4)
+    assert_close(host(dx), dx_ref, dtype, "backward vs float64", scale=4)
+    if torch_cuda is not None:
+        t = torch_cuda
+        xt = t.tensor(x, device="cuda", requires_grad=True)
+        kw = {"size": size} if scales is None else {"scale_factor": scales}
+        yt = t.nn.functional.interpolate(xt, mode=mode, align_corners=corners, **kw)
+        yt.backward(t.tensor(dy, device="cuda"))
+        assert_close(host(y), yt.detach().cpu().numpy(), dtype, "forward vs torch")
+        assert_close(host(dx), xt.grad.cpu().numpy(), dtype, "backward vs torch", scale=4)
+
+
+def test_upsample_public_api_on_a_poisoned_pool(cp):
+    poison_pool(cp)
+    rng = np.random.default_rng(8)
+    x = rng.standard_normal((2, 3, 9, 10)).astype(np.float32)
+    y = K.upsample_bilinear2d_forward(cp.asarray(x), (17, 23))
+    assert type(y).__module__.startswith("cupy")
+    assert_close(host(y), K.upsample_bilinear2d_forward(x, (17, 23), backend=cpu_backend()),
+                 np.float32, "bilinear")
+    dx = K.upsample_nearest2d_backward(cp.asarray(y), x.shape)
+    assert_close(host(dx), K.upsample_nearest2d_backward(host(y), x.shape,
+                                                         backend=cpu_backend()),
+                 np.float32, "nearest backward", scale=4)
+
+
+# --------------------------------------------------------------------------- layers vs torch
+
+
+@pytest.mark.parametrize("kind", ["LSTM", "GRU", "RNN"])
+@pytest.mark.parametrize("bidirectional", [False, True])
+def test_recurrent_layers_on_cuda_match_torch_on_cuda(cp, torch_cuda, kind, bidirectional):
+    """torch.nn.LSTM/GRU/RNN (cuDNN) and convnet's layers on device="cuda" with copied
+    weights: outputs, final states and every gradient, in float32."""
+    if torch_cuda is None:
+        pytest.skip("PyTorch with CUDA unavailable")
+    t = torch_cuda
+    seq, batch, inp, hidden, layers = 7, 5, 6, 33, 2
+    t.manual_seed(0)
+    tm = getattr(t.nn, kind)(inp, hidden, layers, bidirectional=bidirectional).cuda()
+    cm = getattr(cn.nn, kind)(inp, hidden, layers, bidirectional=bidirectional)
+    cm.load_state_dict({k: v.detach().cpu().numpy() for k, v in tm.state_dict().items()})
+    cm.to(device="cuda")
+    rng = np.random.default_rng(4)
+    d = 2 if bidirectional else 1
+    x = rng.standard_normal((seq, batch, inp)).astype(np.float32)
+    h0 = rng.standard_normal((layers * d, batch, hidden)).astype(np.float32)
+    c0 = rng.standard_normal((layers * d, batch, hidden)).astype(np.float32)
+    lstm = kind == "LSTM"
+    xt, h0t, c0t = (t.tensor(a, device="cuda", requires_grad=True) for a in (x, h0, c0))
+    xc, h0c, c0c = (cn.tensor(a, device="cuda", requires_grad=True) for a in (x, h0, c0))
+    yt, st = tm(xt, (h0t, c0t) if lstm else h0t)
+    yc, sc = cm(xc, (h0c, c0c) if lstm else h0c)
+    states_t = list(st) if lstm else [st]
+    states_c = list(sc) if lstm else [sc]
+    scale = 4.0 * seq * layers
+    assert_close(host(yc.data), yt.detach().cpu().numpy(), np.float32, "output", scale)
+    for a, b_ in zip(states_c, states_t, strict=True):
+        assert_close(host(a.data), b_.detach().cpu().numpy(), np.float32, "state", scale)
+    dy = rng.standard_normal(tuple(yt.shape)).astype(np.float32)
+    ds = [rng.standard_normal(tuple(s.shape)).astype(np.float32) for s in states_t]
+    loss_t = (yt * t.tensor(dy, device="cuda")).sum() + sum(
+        (s * t.tensor(g, device="cuda")).sum() for s, g in zip(states_t, ds, strict=True))
+    loss_c = (yc * cn.tensor(dy, device="cuda")).sum()
+    for s, g in zip(states_c, ds, strict=True):
+        loss_c = loss_c + (s * cn.tensor(g, device="cuda")).sum()
+    loss_t.backward()
+    loss_c.backward()
+    assert_close(host(xc.grad.data), xt.grad.cpu().numpy(), np.float32, "d input", scale)
+    assert_close(host(h0c.grad.data), h0t.grad.cpu().numpy(), np.float32, "d h0", scale)
+    if lstm:
+        assert_close(host(c0c.grad.data), c0t.grad.cpu().numpy(), np.float32, "d c0", scale)
+    params_t = dict(tm.named_parameters())
+    for name, p in cm.named_parameters():
+        assert_close(host(p.grad.data), params_t[name].grad.cpu().numpy(), np.float32,
+                     f"d {name}", scale)
+
+
+def test_upsample_layer_on_cuda_matches_torch_on_cuda(cp, torch_cuda):
+    if torch_cuda is None:
+        pytest.skip("PyTorch with CUDA unavailable")
+    t = torch_cuda
+    rng = np.random.default_rng(6)
+    x = rng.standard_normal((2, 3, 5, 7)).astype(np.float32)
+    for mode, corners in UPSAMPLE_MODES:
+        kw = {} if mode == "nearest" else {"align_corners": corners}
+        xc = cn.tensor(x, device="cuda", requires_grad=True)
+        yc = cn.nn.Upsample(scale_factor=2.5, mode=mode, **kw)(xc)
+        xt = t.tensor(x, device="cuda", requires_grad=True)
+        yt = t.nn.Upsample(scale_factor=2.5, mode=mode, **kw)(xt)
+        assert_close(host(yc.data), yt.detach().cpu().numpy(), np.float32, f"{mode} forward")
+        (yc * yc).sum().backward()
+        (yt * yt).sum().backward()
+        assert_close(host(xc.grad.data), xt.grad.cpu().numpy(), np.float32, f"{mode} grad",
+                     scale=4)

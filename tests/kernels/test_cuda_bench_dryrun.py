@@ -54,12 +54,16 @@ def test_bench_gpu_runs_end_to_end_on_stand_ins(monkeypatch, capsys):
                                               ("2x2 big", (1, 2, 7, 7), 3, 2, 1)])
     monkeypatch.setattr(bench, "BN_CASES", [("tiny", (4, 3, 5, 5)), ("big", (8, 4))])
     monkeypatch.setattr(bench, "ACT_SIZE", 1000)
+    monkeypatch.setattr(bench, "RNN_CASES", [("lstm", 3, 2, 5, 7), ("gru", 2, 3, 4, 6)])
+    monkeypatch.setattr(bench, "UPSAMPLE_CASES", [("2x", (1, 2, 4, 5), (8, 10), "nearest", None),
+                                                  ("x1.5", (2, 1, 4, 4), (6, 6), "bilinear",
+                                                   True)])
     monkeypatch.setattr(bench, "gpu_ms", lambda fn, cp, **kw: bench.cpu_ms(fn, reps=2))
 
     ctx = bench.Ctx()
     ctx.cp, ctx.cu = numpy_as_cupy(), _C
     for stage in (bench.copy_bandwidth, bench.gemm, bench.conv2d, bench.pooling,
-                  bench.batch_norm, bench.activations):
+                  bench.batch_norm, bench.activations, bench.recurrent, bench.upsampling):
         stage(ctx)
     bench.table()
     out = capsys.readouterr().out
@@ -67,6 +71,7 @@ def test_bench_gpu_runs_end_to_end_on_stand_ins(monkeypatch, capsys):
     kernels = {r["kernel"] for r in bench.ROWS}
     assert {"copy (d2d)", "gemm", "gemm fp64", "conv fwd", "conv bwd data", "conv bwd weight",
             "max_pool fwd", "max_pool bwd", "avg_pool fwd", "avg_pool bwd", "bn train fwd",
-            "bn inference", "bn backward", "relu fwd", "tanh fwd", "elu fwd"} <= kernels
+            "bn inference", "bn backward", "relu fwd", "tanh fwd", "elu fwd",
+            "lstm layer fwd+bwd", "gru layer fwd+bwd", "upsample fwd", "upsample bwd"} <= kernels
     assert out.rstrip().endswith("=" * 100)  # the table is printed last
     assert all(r["ms"] > 0 for r in bench.ROWS)

@@ -26,6 +26,13 @@ KERNELS = [
     "sigmoid_backward", "leaky_relu_forward", "leaky_relu_backward", "elu_forward",
     "elu_backward",
 ]
+# Recurrent cells, the whole-sequence recurrence and upsampling (csrc/cuda/rnn.cu, upsample.cu).
+KERNELS += [
+    "lstm_cell_forward", "lstm_cell_backward", "gru_cell_forward", "gru_cell_backward",
+    "rnn_cell_forward", "rnn_cell_backward", "rnn_recurrence_forward",
+    "rnn_recurrence_backward", "upsample_nearest2d_forward", "upsample_nearest2d_backward",
+    "upsample_bilinear2d_forward", "upsample_bilinear2d_backward",
+]
 
 
 def _nvcc_present():
@@ -417,3 +424,76 @@ def test_max_pool_scan_replays_the_kernel(case):
                 got = y.reshape(n * c, p, q)[plane, pp, qq]
                 assert (got == best) or (np.isnan(got) and np.isnan(best))
                 assert idx.reshape(n * c, p, q)[plane, pp, qq] == best_i
+
+
+# --------------------------------------------------------------------------- rnn, upsampling
+# The same checks for the recurrent and upsampling kernels: refused before any launch.
+
+
+@pytest.mark.parametrize("call", [
+    lambda: K.lstm_cell_forward(_np(2, 8), _np(2, 2), backend="cuda"),
+    lambda: K.gru_cell_backward(_np(2, 8), _np(2, 2), _np(2, 2), backend="cuda"),
+    lambda: K.rnn_cell_forward(_np(2, 3), backend="cuda"),
+    lambda: K.rnn_recurrence_forward("gru", _np(2, 3, 6), _np(6, 2), _np(3, 2),
+                                     backend="cuda"),
+    lambda: K.upsample_nearest2d_forward(_np(1, 2, 4, 4), (8, 8), backend="cuda"),
+    lambda: K.upsample_bilinear2d_backward(_np(1, 2, 8, 8), (1, 2, 4, 4), backend="cuda"),
+], ids=["lstm_cell", "gru_cell_bwd", "rnn_cell", "recurrence", "nearest", "bilinear_bwd"])
+def test_numpy_arrays_to_the_cuda_rnn_and_upsample_kernels_are_refused(call):
+    with pytest.raises(ValueError, match="needs CuPy arrays"):
+        call()
+
+
+def test_binding_checks_the_rnn_and_upsample_arguments(ext):
+    with pytest.raises(ValueError, match="c_prev: null"):
+        ext.lstm_cell_forward("float32", 8, 8, 0, 8, 8, 8, 2, 3, 0, 0)
+    with pytest.raises(ValueError, match="batch and hidden"):
+        ext.rnn_cell_backward("float32", 8, 8, 8, 8, 0, 3, False, False, 0, 0)
+    with pytest.raises(TypeError, match="dtype"):
+        ext.gru_cell_forward("float16", 8, 8, 8, 8, 8, 8, 8, 2, 3, 0, 0)
+    with pytest.raises(ValueError, match="mode"):
+        ext.rnn_recurrence_forward("float32", 5, 8, 8, 8, 8, 8, 8, 8, 3, 2, 4, False, 0, 0)
+    with pytest.raises(ValueError, match="cbuf: null"):
+        ext.rnn_recurrence_forward("float32", 0, 8, 8, 8, 8, 8, 0, 0, 3, 2, 4, False, 0, 0)
+    with pytest.raises(ValueError, match="act: null"):
+        ext.rnn_recurrence_forward("float32", 1, 8, 8, 8, 8, 8, 0, 0, 3, 2, 4, False, 0, 0)
+    with pytest.raises(ValueError, match="steps"):
+        ext.rnn_recurrence_backward("float32", 2, 8, 8, 0, 0, 8, 0, 8, 8, 8, 8, 0, 2, 4, False,
+                                    0, 0)
+    with pytest.raises(ValueError, match="GRU needs them apart"):
+        ext.rnn_recurrence_backward("float32", 1, 8, 8, 0, 8, 8, 0, 8, 8, 16, 16, 3, 2, 4,
+                                    False, 0, 0)
+    with pytest.raises(ValueError, match="6 ints"):
+        ext.upsample_nearest2d_forward("float32", 8, 8, (1, 2, 3, 4, 5), 0.0, 0.0, 0, 0)
+    with pytest.raises(ValueError, match="every size"):
+        ext.upsample_bilinear2d_backward("float32", 8, 8, (1, 2, 3, 4, 0, 6), False, 0.0, 0.0,
+                                         0, 0)
+    with pytest.raises(ValueError, match="dx: null"):
+        ext.upsample_nearest2d_backward("float64", 8, 0, (1, 2, 3, 4, 5, 6), 0.0, 0.0, 0, 0)
+
+
+@pytest.mark.parametrize("call,exc,match", [
+    (lambda a: a.lstm_cell_forward(F(2, 12), F(12), F(2, 3), F(2, 3), F(2, 3), F(2, 8)),
+     ValueError, "act: expected"),
+    (lambda a: a.lstm_cell_backward(F(2, 12), F(2, 3), F(2, 3), F(2, 3), F(2, 3), F(2, 12),
+                                    F(2, 3), F(13), False), ValueError, "db: expected"),
+    (lambda a: a.gru_cell_forward(F(2, 9), F(2, 9, dtype=np.float64), F(9), F(9), F(2, 3),
+                                  F(2, 3), F(2, 12)), TypeError, "gh: dtype"),
+    (lambda a: a.rnn_cell_backward(F(2, 3), F(2, 3), F(2, 3), F(4), False, False), ValueError,
+     "db: expected"),
+    (lambda a: a.rnn_recurrence_forward(0, F(3, 2, 12), F(12, 3), F(12), F(12), F(4, 2, 3), None,
+                                        None, False), ValueError, "cbuf: required"),
+    (lambda a: a.rnn_recurrence_forward(1, F(3, 2, 9), F(12, 4), F(12), F(12), F(4, 2, 4), None,
+                                        F(3, 2, 16), False), ValueError, "xproj: expected"),
+    (lambda a: a.rnn_recurrence_backward(2, F(3, 3), F(4, 2, 3), None, None,
+                                         F(4, 2, 3, contiguous=False), None, F(3, 2, 3),
+                                         F(3, 2, 3), F(3), F(3), False), ValueError,
+     "C-contiguous"),
+    (lambda a: a.upsample_nearest2d_forward(F(1, 2, 4, 4), F(1, 3, 8, 8), 0.0, 0.0), ValueError,
+     "batch/channels"),
+    (lambda a: a.upsample_bilinear2d_backward(F(1, 2, 8, 8), F(1, 2, 4), True, 0.0, 0.0),
+     ValueError, "4-D"),
+])
+def test_adapter_checks_rnn_and_upsample_arrays_before_any_launch(adapter, call, exc, match):
+    with pytest.raises(exc, match=match):
+        call(adapter)

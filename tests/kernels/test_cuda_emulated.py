@@ -25,6 +25,7 @@ import convnet as cn
 from tests.kernels import test_conv2d as conv_cases
 from tests.kernels import test_cuda as gpu
 from tests.kernels import test_pool2d as pool_cases
+from tests.nn import test_rnn as layer_cases
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 EMU = os.path.join(ROOT, "tests", "kernels", "cuda_emu")
@@ -217,3 +218,65 @@ def test_activations(emu, kind, alpha, shape, dtype):
     gpu.assert_close(dx, dx_cpu, dtype, f"{kind} backward")
 
 
+
+
+# Recurrent cells and the recurrence (the per-step GEMM included) and upsampling: the gpu
+# tests' cases, with the emulator's 4 SMs.
+@pytest.mark.parametrize("dtype", gpu.DTYPES, ids=gpu.DTYPE_IDS)
+@pytest.mark.parametrize("accumulate", [False, True])
+@pytest.mark.parametrize("b,h", gpu.RNN_CELL_SHAPES[:3])
+@pytest.mark.parametrize("kind", gpu.RNN_CELLS)
+def test_rnn_cells(emu, cp, kind, b, h, accumulate, dtype):
+    gpu.test_rnn_cells_match_cpu(cp, emu, kind, b, h, accumulate, dtype)
+
+
+def test_lstm_cell_in_place(emu, cp):
+    gpu.test_lstm_cell_in_place_as_the_cpu(cp, emu)
+
+
+@pytest.mark.parametrize("dtype", gpu.DTYPES, ids=gpu.DTYPE_IDS)
+@pytest.mark.parametrize("reverse", [False, True])
+@pytest.mark.parametrize("t_len,b,h", gpu.RECURRENCE_SHAPES)
+@pytest.mark.parametrize("mode", gpu.RNN_CELLS)
+def test_rnn_recurrence(emu, cp, mode, t_len, b, h, reverse, dtype):
+    gpu.test_rnn_recurrence_matches_cpu(cp, emu, mode, t_len, b, h, reverse, dtype)
+
+
+def test_rnn_recurrence_bad_buffers(emu, cp):
+    gpu.test_rnn_recurrence_refuses_bad_buffers(cp, emu)
+
+
+@pytest.mark.parametrize("dtype", gpu.DTYPES, ids=gpu.DTYPE_IDS)
+@pytest.mark.parametrize("mode,corners", gpu.UPSAMPLE_MODES,
+                         ids=["nearest", "bilinear", "bilinear-corners"])
+@pytest.mark.parametrize("case", gpu.UPSAMPLE_CASES, ids=gpu.UPSAMPLE_IDS)
+def test_upsample(emu, cp, case, mode, corners, dtype):
+    gpu.test_upsample_matches_cpu_and_torch(cp, emu, None, case, mode, corners, dtype)
+
+
+# The layers end to end on the emulated kernels: nn.LSTM/GRU/RNN through the functional
+# code (input-projection and weight-gradient GEMMs, the recurrence, BPTT, both directions)
+# against torch.nn with copied weights, the emulated module standing in for a CPU backend.
+LAYER_CONFIGS = layer_cases.CONFIGS
+
+
+@pytest.mark.parametrize("dtype", gpu.DTYPES, ids=gpu.DTYPE_IDS)
+@pytest.mark.parametrize("config", LAYER_CONFIGS, ids=lambda c: "T{}B{}I{}H{}L{}{}{}{}".format(
+    *c[:5], "bi" if c[5] else "", "bf" if c[6] else "", "h0" if c[7] else ""))
+@pytest.mark.parametrize("kind", layer_cases.KINDS)
+def test_recurrent_layers_match_torch(emu, monkeypatch, kind, config, dtype):
+    from convnet.kernels import _registry
+
+    calls = []
+    for name in ("rnn_recurrence_forward", "rnn_recurrence_backward", "gemm"):
+        fn = getattr(emu, name)
+
+        def spy(*args, _fn=fn, _name=name):
+            calls.append(_name)
+            return _fn(*args)
+
+        monkeypatch.setattr(emu, name, spy)
+    monkeypatch.setitem(_registry._modules, "numba", emu)
+    layer_cases.test_layer_matches_torch(kind, config, "numba", dtype,
+                                         np.random.default_rng(12))
+    assert {"rnn_recurrence_forward", "rnn_recurrence_backward", "gemm"} <= set(calls)

@@ -246,49 +246,6 @@ def test_cell_kernels_bad_input(rng):
                                  np.zeros((3, 4)))
 
 
-def test_array_code_fallback_matches_native(rng, dtype):
-    """The array-code kernels that the CUDA backend uses until it has compiled ones, run
-    here on NumPy: the whole recurrence, forward and backward, equals the native one."""
-    from convnet.kernels import _rnn_xp
-
-    if not cn.backends()["native"]["available"]:
-        pytest.skip("native backend unavailable")
-    native = cn.kernels._registry.require("native")
-    for m, mode in enumerate(K.RNN_MODES):
-        g = K.RNN_GATES[mode]
-        t_len, b, h = 5, 3, 18
-        runs = []
-        for impl in (native, _rnn_xp):
-            r = np.random.default_rng(7)
-            xproj = randn(r, (t_len, b, g * h), dtype)
-            w_hh = randn(r, (g * h, h), dtype, 0.3)
-            b_ih, b_hh = randn(r, g * h, dtype), randn(r, g * h, dtype)
-            hbuf = np.empty((t_len + 1, b, h), dtype)
-            hbuf[0] = randn(r, (b, h), dtype)
-            cbuf = act = None
-            if mode == "lstm":
-                cbuf = np.empty_like(hbuf)
-                cbuf[0] = randn(r, (b, h), dtype)
-            if mode == "gru":
-                act = np.empty((t_len, b, 4 * h), dtype)
-            impl.rnn_recurrence_forward(m, xproj, w_hh, b_ih, b_hh, hbuf, cbuf, act, False)
-            if mode == "lstm":
-                act = xproj
-            dH = randn(r, (t_len + 1, b, h), dtype)
-            dH[0] = 0
-            dc = randn(r, (b, h), dtype) if mode == "lstm" else None
-            dgx = np.empty((t_len, b, g * h), dtype)
-            dgh = np.empty_like(dgx) if mode == "gru" else dgx
-            dbx = np.empty(g * h, dtype)
-            dbh = np.empty(g * h, dtype) if mode == "gru" else dbx
-            impl.rnn_recurrence_backward(m, w_hh, hbuf, cbuf, act, dH, dc, dgx, dgh, dbx, dbh,
-                                         False)
-            runs.append([hbuf, dgx, dgh, dH, dbx, dbh] + ([cbuf, dc] if mode == "lstm" else []))
-        for a, e in zip(runs[1], runs[0], strict=True):
-            assert a.dtype == dtype
-            assert_close(a, e, dtype, mode, scale=4.0 * t_len)
-
-
 def test_recurrence_same_result_on_one_and_two_threads(rng):
     """The threads split the hidden columns (cells) and the GEMM's column panels, so no two
     threads write one value: one thread and two give the same numbers."""

@@ -135,15 +135,3 @@ def test_bad_arguments_are_refused(rng):
         K.upsample_bilinear2d_backward(np.zeros((2, 4, 8, 8), np.float32), x.shape)
     with pytest.raises(ValueError, match="backend"):
         K.upsample_nearest2d_forward(x, (8, 8), backend="cuda")
-
-
-def test_backend_without_the_kernel_is_a_clear_error(monkeypatch, rng):
-    import types
-
-    from convnet.kernels import _registry
-
-    bare = types.ModuleType("bare_backend")
-    monkeypatch.setitem(_registry._modules, "numba", bare)
-    x = rng.standard_normal((1, 1, 2, 2))
-    with pytest.raises(RuntimeError, match="no upsample_nearest2d_forward kernel"):
-        K.upsample_nearest2d_forward(x, (4, 4), backend="numba")

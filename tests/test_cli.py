@@ -43,6 +43,28 @@ def test_verify_reports_a_broken_kernel(monkeypatch, capsys):
     assert bad == {"avg_pool2d_forward"}
 
 
+def test_verify_fails_on_a_missing_kernel(monkeypatch):
+    """An extension built before a kernel existed is a failure, not a silent skip."""
+    from convnet.kernels import _registry
+
+    name = "native" if _registry.get("native") else "numba"
+    native = _registry.get(name)
+
+    class Old:
+        def __getattr__(self, attr):
+            if attr == "upsample_nearest2d_backward":
+                raise AttributeError(attr)
+            return getattr(native, attr)
+
+    monkeypatch.setitem(_registry._modules, name, Old())
+    rows, ok = verify.run([name])
+    assert not ok
+    bad = [r for r in rows if not r["ok"]]
+    assert {r["kernel"] for r in bad} == {"upsample_nearest2d_backward"}
+    assert "kernel missing" in bad[0]["worst_case"]
+    assert "FAIL" in verify.format_rows(rows)
+
+
 def test_bench_quick_table(capsys):
     pytest.importorskip("torch")
     from convnet import bench

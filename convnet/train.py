@@ -258,6 +258,9 @@ def fit(model, train, val=None, epochs: int = 10, optimizer=None,
     callbacks = list(callbacks)
     if scheduler is not None:
         callbacks.append(LRSchedulerCallback(scheduler))
+    # schedules step before any checkpoint is written, so that a checkpoint holds the
+    # learning rate of the next epoch and a resumed run does not repeat one
+    callbacks.sort(key=lambda cb: not isinstance(cb, LRSchedulerCallback))
     trainer = Trainer(model, optimizer, loss, callbacks, clip_grad_norm, clip_grad_value,
                       progress, log, device)
     start_epoch = 0

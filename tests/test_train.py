@@ -58,21 +58,34 @@ def test_early_stopping_stops_and_restores_best_weights():
         np.testing.assert_array_equal(v, seen[0][k])
 
 
-def test_checkpoint_resume_equals_uninterrupted_run(tmp_path):
+@pytest.mark.parametrize("schedule", [None, "cosine", "step"])
+def test_checkpoint_resume_equals_uninterrupted_run(tmp_path, schedule):
+    def make_scheduler(opt):
+        if schedule == "cosine":
+            return cn.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=4)
+        if schedule == "step":
+            return cn.optim.lr_scheduler.StepLR(opt, step_size=1, gamma=0.5)
+        return None
+
     train, val = blobs(), blobs(seed=1)
     m1 = model()
     opt1 = cn.optim.Adam(m1.parameters(), lr=0.01)
-    full = T.fit(m1, train, val, epochs=4, optimizer=opt1, progress=False, log=lambda s: None)
+    full = T.fit(m1, train, val, epochs=4, optimizer=opt1, scheduler=make_scheduler(opt1),
+                 progress=False, log=lambda s: None)
 
     path = tmp_path / "ck.safetensors"
     m2 = model()
     opt2 = cn.optim.Adam(m2.parameters(), lr=0.01)
-    T.fit(m2, train, val, epochs=2, optimizer=opt2, callbacks=[T.ModelCheckpoint(path)],
-          progress=False, log=lambda s: None)
+    # the checkpoint callback comes first here: the schedule must still step before it
+    T.fit(m2, train, val, epochs=2, optimizer=opt2, scheduler=make_scheduler(opt2),
+          callbacks=[T.ModelCheckpoint(path)], progress=False, log=lambda s: None)
     m3 = model()  # a fresh process would start from scratch like this
     opt3 = cn.optim.Adam(m3.parameters(), lr=0.01)
-    resumed = T.fit(m3, train, val, epochs=4, optimizer=opt3, resume=path, progress=False,
-                    log=lambda s: None)
+    resumed = T.fit(m3, train, val, epochs=4, optimizer=opt3, scheduler=make_scheduler(opt3),
+                    resume=path, progress=False, log=lambda s: None)
+    assert resumed["lr"] == full["lr"]
+    if schedule:
+        assert len(set(full["lr"])) == 4  # the schedule really changed the rate every epoch
     assert resumed["loss"][:2] == full["loss"][:2]
     np.testing.assert_allclose(resumed["loss"], full["loss"], rtol=1e-6)
     for k, v in m1.state_dict().items():

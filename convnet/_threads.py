@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import operator
 import os
 
 from .kernels import _registry
+from .kernels._checks import positive_int
 
 
 def _cores() -> int:
@@ -32,12 +32,7 @@ def _numba_threads() -> int | None:
 
 def set_num_threads(n: int) -> None:
     """Use ``n`` threads in the native and Numba kernels (capped at Numba's pool size)."""
-    try:
-        n = operator.index(n)
-    except TypeError:
-        raise TypeError(f"n: expected an int, got {type(n).__name__}") from None
-    if n < 1:
-        raise ValueError(f"n: must be >= 1, got {n}")
+    n = positive_int("n", n)
     native = _registry.get("native")
     if native is not None:
         native.set_num_threads(n)

@@ -97,14 +97,6 @@ def train_classifier(train, test=None, epochs: int = 2, batch_size: int = 128, s
     return model, acc
 
 
-def savable_state(model) -> dict:
-    """``model.state_dict()`` with 0-d arrays (batch norm's ``num_batches_tracked``) as
-    Python numbers: safetensors gives 0-d arrays back with shape (1,), which
-    ``load_state_dict`` then refuses."""
-    return {k: (np.asarray(v).item() if np.ndim(v) == 0 else v)
-            for k, v in model.state_dict().items()}
-
-
 def load_or_train_classifier(path=None, data=None, epochs: int = 2, seed: int = 0,
                              progress: bool = True, log=print) -> tuple[FashionClassifier, dict]:
     """The quality classifier: loaded from ``path`` (default: the cache file for this data,
@@ -124,7 +116,7 @@ def load_or_train_classifier(path=None, data=None, epochs: int = 2, seed: int = 
     model, acc = train_classifier(sets["train"], sets["test"], epochs=epochs, seed=seed,
                                   progress=progress, log=log)
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    cn.save({"model": savable_state(model), "test_accuracy": acc, "epochs": epochs,
+    cn.save({"model": model.state_dict(), "test_accuracy": acc, "epochs": epochs,
              "source": sets["source"]}, path)
     log(f"quality classifier: test accuracy {acc:.4f}, saved to {path}")
     return model, {"path": path, "cached": False, "test_accuracy": acc}

@@ -16,6 +16,17 @@ import numpy as np
 FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 
 
+
+def positive_int(name: str, v) -> int:
+    """``v`` as an int >= 1; TypeError for a non-integer, ValueError for < 1."""
+    try:
+        v = operator.index(v)
+    except TypeError:
+        raise TypeError(f"{name}: expected an int, got {v!r}") from None
+    if v < 1:
+        raise ValueError(f"{name}: must be >= 1, got {v}")
+    return v
+
 def is_cupy(a) -> bool:
     return type(a).__module__.startswith("cupy")
 

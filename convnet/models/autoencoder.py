@@ -79,7 +79,20 @@ class TiedLinear(nn.Module):
         return f"in_features={s.out_features}, out_features={s.in_features} (tied)"
 
 
-class DenseAutoencoder(nn.Module):
+class _EncoderDecoder(nn.Module):
+    """An ``encoder`` and a ``decoder`` built by the subclass; forward reconstructs."""
+
+    def encode(self, x):
+        return self.encoder(x)
+
+    def decode(self, z):
+        return self.decoder(z)
+
+    def forward(self, x):
+        return self.decode(self.encode(x))
+
+
+class DenseAutoencoder(_EncoderDecoder):
     """Stacked (deep) dense autoencoder: image -> hidden... -> codings -> ...hidden -> image.
 
     ``hidden=(256, 128)`` and ``codings=32`` give 784-256-128-32-128-256-784 for 28x28
@@ -109,17 +122,8 @@ class DenseAutoencoder(nn.Module):
         dec.append(Reshape(*self.image_shape))
         self.decoder = nn.Sequential(*dec)
 
-    def encode(self, x):
-        return self.encoder(x)
 
-    def decode(self, z):
-        return self.decoder(z)
-
-    def forward(self, x):
-        return self.decode(self.encode(x))
-
-
-class ConvAutoencoder(nn.Module):
+class ConvAutoencoder(_EncoderDecoder):
     """Convolutional autoencoder: strided 3x3 convolutions down to a dense codings layer,
     and back up with ``upsample='transpose'`` (ConvTranspose2d, stride 2) or ``'nearest'`` /
     ``'bilinear'`` (Upsample x2 then a 3x3 convolution, which avoids checkerboard
@@ -158,15 +162,6 @@ class ConvAutoencoder(nn.Module):
                         nn.Conv2d(a, b, 3, padding=1)]
             dec.append(_activation(activation) if i < len(pairs) - 1 else nn.Sigmoid())
         self.decoder = nn.Sequential(*dec)
-
-    def encode(self, x):
-        return self.encoder(x)
-
-    def decode(self, z):
-        return self.decoder(z)
-
-    def forward(self, x):
-        return self.decode(self.encode(x))
 
 
 def _noise_like(x: Tensor) -> Tensor:

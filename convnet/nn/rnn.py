@@ -15,27 +15,17 @@ long series; ``reset_state()`` starts a new series. See also
 from __future__ import annotations
 
 import math
-import operator
 
 import numpy as np
 
 from .. import functional as F
 from ..functional import _rnn
+from ..kernels._checks import positive_int
 from ..tensor import Tensor
 from . import init
 from .module import Module, Parameter
 
 _GATES = {"LSTM": 4, "GRU": 3, "RNN_TANH": 1, "RNN_RELU": 1}
-
-
-def _positive_int(name, v):
-    try:
-        v = operator.index(v)
-    except TypeError:
-        raise TypeError(f"{name}: expected an int, got {v!r}") from None
-    if v < 1:
-        raise ValueError(f"{name}: must be >= 1, got {v}")
-    return v
 
 
 def _check_input(input, input_size, dtype, batched_ndim):
@@ -75,9 +65,9 @@ class RNNBase(Module):
                  bidirectional: bool = False, *, stateful: bool = False, dtype=np.float32):
         super().__init__()
         self.mode = mode
-        self.input_size = _positive_int("input_size", input_size)
-        self.hidden_size = _positive_int("hidden_size", hidden_size)
-        self.num_layers = _positive_int("num_layers", num_layers)
+        self.input_size = positive_int("input_size", input_size)
+        self.hidden_size = positive_int("hidden_size", hidden_size)
+        self.num_layers = positive_int("num_layers", num_layers)
         if not 0.0 <= float(dropout) <= 1.0 or isinstance(dropout, bool):
             raise ValueError(f"dropout: expected a probability in [0, 1], got {dropout!r}")
         self.bias = bool(bias)
@@ -276,8 +266,8 @@ class GRU(RNNBase):
 class RNNCellBase(Module):
     def __init__(self, input_size, hidden_size, bias, gates, dtype=np.float32):
         super().__init__()
-        self.input_size = _positive_int("input_size", input_size)
-        self.hidden_size = _positive_int("hidden_size", hidden_size)
+        self.input_size = positive_int("input_size", input_size)
+        self.hidden_size = positive_int("hidden_size", hidden_size)
         self.bias = bool(bias)
         self.weight_ih = Parameter(np.empty((gates * hidden_size, input_size), dtype))
         self.weight_hh = Parameter(np.empty((gates * hidden_size, hidden_size), dtype))

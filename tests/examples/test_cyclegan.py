@@ -14,7 +14,7 @@ from convnet.examples import _quality, cyclegan
 def judge_path(tmp_path_factory):
     cn.manual_seed(0)
     path = tmp_path_factory.mktemp("judge") / "judge.safetensors"
-    cn.save({"model": _quality.savable_state(_quality.FashionClassifier()),
+    cn.save({"model": _quality.FashionClassifier().state_dict(),
              "test_accuracy": 0.0}, path)
     return path
 

@@ -16,7 +16,7 @@ def judge_path(tmp_path_factory):
     do not train one (the scores' meaning is tested in test_gan_quality.py)."""
     cn.manual_seed(0)
     path = tmp_path_factory.mktemp("judge") / "judge.safetensors"
-    cn.save({"model": _quality.savable_state(_quality.FashionClassifier()),
+    cn.save({"model": _quality.FashionClassifier().state_dict(),
              "test_accuracy": 0.0}, path)
     return path
 

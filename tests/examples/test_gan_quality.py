@@ -129,7 +129,7 @@ def test_classifier_trains_and_the_cache_round_trips(tmp_path):
                                     batch_size=64, progress=False, log=lambda *_: None)
     assert acc > 0.6   # ten classes: chance is 0.1
     path = tmp_path / "judge.safetensors"
-    cn.save({"model": q.savable_state(model), "test_accuracy": acc}, path)
+    cn.save({"model": model.state_dict(), "test_accuracy": acc}, path)
     loaded, info = q.load_or_train_classifier(path, log=lambda *_: None)
     assert info == {"path": str(path), "cached": True, "test_accuracy": acc}
     images = xt[:20]
@@ -139,7 +139,7 @@ def test_classifier_trains_and_the_cache_round_trips(tmp_path):
 def test_an_untrained_classifier_survives_the_cache(tmp_path):
     model = q.FashionClassifier()   # num_batches_tracked still a 0-d array
     path = tmp_path / "fresh.safetensors"
-    cn.save({"model": q.savable_state(model), "test_accuracy": 0.1}, path)
+    cn.save({"model": model.state_dict(), "test_accuracy": 0.1}, path)
     loaded, _ = q.load_or_train_classifier(path, log=lambda *_: None)
     for (k, v), (k2, v2) in zip(model.state_dict().items(), loaded.state_dict().items()):
         assert k == k2

@@ -21,7 +21,7 @@ class _Failure:
 
 
 def _as_array(v):
-    return np.asarray(v.data if isinstance(v, Tensor) else v)
+    return np.asarray(v._data if isinstance(v, Tensor) else v)
 
 
 def _stack_items(dataset, indices):

@@ -1,6 +1,12 @@
 """Layers and models: PyTorch's ``torch.nn`` names."""
 
+import sys
+
+from .. import functional
 from . import init, utils
+
+# ``import convnet.nn.functional as F`` is convnet.functional itself, as in PyTorch
+sys.modules[f"{__name__}.functional"] = functional
 from .extra import AdaptiveAvgPool2d, LocalResponseNorm
 from .layers import (
     ELU,

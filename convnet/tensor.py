@@ -343,7 +343,7 @@ class Tensor:
 
     def _accumulate(self, g) -> None:
         if self.grad is None:
-            self.grad = Tensor._wrap(g.copy() if g is not None else g, False)
+            self.grad = Tensor._wrap(self._xp.array(g), False)  # a copy, never a scalar
         else:
             self.grad._data = self.grad._data + g
 

@@ -54,7 +54,7 @@ class Fill(Function):
         return a
 
     def backward(self, g):
-        return None
+        return xp_of(g).zeros_like(g)
 
 
 class CopyFrom(Function):
@@ -70,7 +70,7 @@ class CopyFrom(Function):
 
     def backward(self, g):
         shape, dtype = self.saved
-        return None, unbroadcast(g, shape).astype(dtype, copy=False)
+        return xp_of(g).zeros_like(g), unbroadcast(g, shape).astype(dtype, copy=False)
 
 
 class WriteView(Function):

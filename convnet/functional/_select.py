@@ -60,6 +60,9 @@ class Gather(Function):
         axis = _dim(dim, a.ndim)
         index = index.astype(np.int64, copy=False)
         self.save_for_backward(a.shape, axis, index)
+        # PyTorch lets the index be smaller than the input outside ``dim``
+        a = a[tuple(slice(None) if d == axis else slice(0, n)
+                    for d, n in enumerate(index.shape))]
         return xp_of(a).take_along_axis(a, index, axis=axis)
 
     def backward(self, g):

@@ -46,6 +46,20 @@ def as_dtype(value, name: str = "dtype") -> np.dtype:
             from exc
 
 
+TYPE_NAMES = {"torch.FloatTensor": float32, "torch.DoubleTensor": float64,
+               "torch.HalfTensor": float16, "torch.BFloat16Tensor": bfloat16,
+               "torch.LongTensor": int64, "torch.IntTensor": int32,
+               "torch.ShortTensor": int16, "torch.CharTensor": int8,
+               "torch.ByteTensor": uint8, "torch.BoolTensor": bool_}
+
+
+def type_name(dtype) -> str:
+    for name, dt in TYPE_NAMES.items():
+        if dt == dtype:
+            return name
+    return f"torch.{dtype}"
+
+
 class device(str):  # noqa: N801 - PyTorch's name
     """``convnet.device('cuda:0')``: compares equal to 'cpu' / 'cuda' as a string does."""
 

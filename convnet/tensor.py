@@ -17,65 +17,32 @@ import numbers
 import numpy as np
 
 from . import _dtypes, autograd
+from ._arrays import _cupy, _normalize_device, _to_array  # noqa: F401 - re-exported
 from .kernels._checks import is_cupy as _is_cupy
 
 _FLOATS = _dtypes.FLOATING
 
 
-def _cupy():
-    try:
-        import cupy
-    except ImportError as exc:
-        raise RuntimeError(
-            "device 'cuda': CuPy is not installed (pip install convnet[cuda])"
-        ) from exc
-    try:
-        if cupy.cuda.runtime.getDeviceCount() < 1:
-            raise RuntimeError("device 'cuda': no CUDA device found")
-    except cupy.cuda.runtime.CUDARuntimeError as exc:
-        raise RuntimeError(f"device 'cuda': no usable CUDA driver ({exc})") from exc
-    return cupy
+def _binary(name):
+    """``x OP y`` and ``y OP x`` for the Function ``_ops.<name>``; numbers and arrays are
+    made tensors of ``x``'s dtype and device first."""
+
+    def op(self, other):
+        return getattr(_ops, name).apply(self, _ops._operand(other, self))
+
+    def rop(self, other):
+        return getattr(_ops, name).apply(_ops._operand(other, self), self)
+
+    op.__name__, rop.__name__ = f"__{name.lower()}__", f"__r{name.lower()}__"
+    return op, rop
 
 
-def _normalize_device(device) -> str:
-    if device is None:
-        return "cpu"
-    return _dtypes.device(device).type
+def _compare(name):
+    def op(self, other):
+        return _ops.compare(self, other, f"__{name}__")
 
-
-def _from_foreign(data):
-    """A NumPy/CuPy array on the same memory as a PyTorch tensor (no copy)."""
-    data = data.detach()
-    if data.device.type == "cpu":
-        return np.from_dlpack(data)
-    return _cupy().from_dlpack(data)
-
-
-def _to_array(data, dtype=None, device=None):
-    """An array for ``data`` on ``device``; Python floats default to float32 as in PyTorch."""
-    device = _normalize_device(device)
-    if isinstance(data, Tensor):
-        data = data._data
-    elif type(data).__module__.startswith("torch"):
-        data = _from_foreign(data)
-    if dtype is not None:
-        dtype = _dtypes.as_dtype(dtype)
-    if device == "cuda":
-        cp = _cupy()
-        if dtype is None and not hasattr(data, "dtype"):
-            arr = np.asarray(data)
-            if arr.dtype == np.float64:
-                arr = arr.astype(np.float32)
-            return cp.asarray(arr)
-        return cp.asarray(data, dtype=dtype)
-    if _is_cupy(data):
-        data = data.get()
-    if dtype is None and not hasattr(data, "dtype"):
-        arr = np.asarray(data)
-        if arr.dtype == np.float64:
-            arr = arr.astype(np.float32)
-        return arr
-    return np.asarray(data, dtype=dtype)
+    op.__name__ = name
+    return op
 
 
 class Tensor:
@@ -261,9 +228,9 @@ class Tensor:
     def type(self, dtype=None):
         """Without argument the type name ('torch.FloatTensor'), else ``to(dtype)``."""
         if dtype is None:
-            return _type_name(self.dtype)
+            return _dtypes.type_name(self.dtype)
         if isinstance(dtype, str):
-            dtype = _TYPE_NAMES[dtype]
+            dtype = _dtypes.TYPE_NAMES[dtype]
         return self.to(dtype=dtype)
 
     def type_as(self, other: Tensor) -> Tensor:
@@ -275,26 +242,16 @@ class Tensor:
     def cuda(self, device=None) -> Tensor:
         return self.to("cuda")
 
-    def float(self) -> Tensor:
-        return self.to(dtype=_dtypes.float32)
+    def _cast(dtype):  # noqa: N805 - builds the methods below
+        def cast(self) -> Tensor:
+            return self.to(dtype=dtype)
 
-    def double(self) -> Tensor:
-        return self.to(dtype=_dtypes.float64)
+        return cast
 
-    def half(self) -> Tensor:
-        return self.to(dtype=_dtypes.float16)
-
-    def bfloat16(self) -> Tensor:
-        return self.to(dtype=_dtypes.bfloat16)
-
-    def long(self) -> Tensor:
-        return self.to(dtype=_dtypes.int64)
-
-    def int(self) -> Tensor:
-        return self.to(dtype=_dtypes.int32)
-
-    def bool(self) -> Tensor:
-        return self.to(dtype=_dtypes.bool_)
+    float, double, half, bfloat16 = (_cast(_dtypes.float32), _cast(_dtypes.float64),
+                                     _cast(_dtypes.float16), _cast(_dtypes.bfloat16))
+    long, int, bool = _cast(_dtypes.int64), _cast(_dtypes.int32), _cast(_dtypes.bool_)
+    del _cast
 
     def new_tensor(self, data, dtype=None, requires_grad=False) -> Tensor:
         return tensor(data, dtype=dtype or self.dtype, device=self.device,
@@ -402,35 +359,11 @@ class Tensor:
         return _F.relu(self, inplace=True)
 
     # ------------------------------------------------------------------ arithmetic
-    def __add__(self, other):
-        return _ops.Add.apply(self, _ops._operand(other, self))
-
-    def __radd__(self, other):
-        return _ops.Add.apply(_ops._operand(other, self), self)
-
-    def __sub__(self, other):
-        return _ops.Sub.apply(self, _ops._operand(other, self))
-
-    def __rsub__(self, other):
-        return _ops.Sub.apply(_ops._operand(other, self), self)
-
-    def __mul__(self, other):
-        return _ops.Mul.apply(self, _ops._operand(other, self))
-
-    def __rmul__(self, other):
-        return _ops.Mul.apply(_ops._operand(other, self), self)
-
-    def __truediv__(self, other):
-        return _ops.Div.apply(self, _ops._operand(other, self))
-
-    def __rtruediv__(self, other):
-        return _ops.Div.apply(_ops._operand(other, self), self)
-
-    def __matmul__(self, other):
-        return _ops.MatMul.apply(self, _ops._operand(other, self))
-
-    def __rmatmul__(self, other):
-        return _ops.MatMul.apply(_ops._operand(other, self), self)
+    __add__, __radd__ = _binary("Add")
+    __sub__, __rsub__ = _binary("Sub")
+    __mul__, __rmul__ = _binary("Mul")
+    __truediv__, __rtruediv__ = _binary("Div")
+    __matmul__, __rmatmul__ = _binary("MatMul")
 
     def __pow__(self, exponent):
         return _ops.pow(self, exponent)
@@ -506,24 +439,7 @@ class Tensor:
         return _F.log_softmax(self, dim)
 
     # ------------------------------------------------------------------ comparison
-    def eq(self, other):
-        return _ops.compare(self, other, "__eq__")
-
-    def ne(self, other):
-        return _ops.compare(self, other, "__ne__")
-
-    def lt(self, other):
-        return _ops.compare(self, other, "__lt__")
-
-    def le(self, other):
-        return _ops.compare(self, other, "__le__")
-
-    def gt(self, other):
-        return _ops.compare(self, other, "__gt__")
-
-    def ge(self, other):
-        return _ops.compare(self, other, "__ge__")
-
+    eq, ne, lt, le, gt, ge = (_compare(n) for n in ("eq", "ne", "lt", "le", "gt", "ge"))
     __eq__, __ne__, __lt__, __le__, __gt__, __ge__ = eq, ne, lt, le, gt, ge
 
     def __hash__(self) -> int:
@@ -668,20 +584,6 @@ class Tensor:
         elif self.requires_grad:
             extra.append("requires_grad=True")
         return f"tensor({body}{', ' + ', '.join(extra) if extra else ''})"
-
-
-_TYPE_NAMES = {"torch.FloatTensor": _dtypes.float32, "torch.DoubleTensor": _dtypes.float64,
-               "torch.HalfTensor": _dtypes.float16, "torch.BFloat16Tensor": _dtypes.bfloat16,
-               "torch.LongTensor": _dtypes.int64, "torch.IntTensor": _dtypes.int32,
-               "torch.ShortTensor": _dtypes.int16, "torch.CharTensor": _dtypes.int8,
-               "torch.ByteTensor": _dtypes.uint8, "torch.BoolTensor": _dtypes.bool_}
-
-
-def _type_name(dtype) -> str:
-    for name, dt in _TYPE_NAMES.items():
-        if dt == dtype:
-            return name
-    return f"torch.{dtype}"
 
 
 def as_tensor(value, like: Tensor | None = None) -> Tensor:

@@ -11,11 +11,9 @@ from __future__ import annotations
 
 import os
 
-from . import functional, kernels, nn, optim  # noqa: I001 - functional first: it completes Tensor
-from . import cuda, data, models, utils
+from . import cuda, data, functional, kernels, models, nn, optim, utils
 from ._dtypes import (
     bfloat16,
-    bool_ as bool,  # noqa: A001 - PyTorch's names shadow the builtins inside the package
     device,
     float16,
     float32,
@@ -25,6 +23,9 @@ from ._dtypes import (
     int32,
     int64,
     uint8,
+)
+from ._dtypes import (
+    bool_ as bool,  # noqa: A001 - PyTorch's names shadow the builtins inside the package
 )
 from ._namespace import (
     abs,

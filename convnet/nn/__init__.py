@@ -4,9 +4,6 @@ import sys
 
 from .. import functional
 from . import init, utils
-
-# ``import convnet.nn.functional as F`` is convnet.functional itself, as in PyTorch
-sys.modules[f"{__name__}.functional"] = functional
 from .extra import AdaptiveAvgPool2d, LocalResponseNorm
 from .layers import (
     ELU,
@@ -29,6 +26,9 @@ from .layers import (
     Tanh,
 )
 from .module import Module, ModuleList, Parameter, Sequential
+
+# ``import convnet.nn.functional as F`` is convnet.functional itself, as in PyTorch
+sys.modules[f"{__name__}.functional"] = functional
 
 __all__ = [
     "Module", "ModuleList", "Parameter", "Sequential", "Linear", "Conv2d", "MaxPool2d",

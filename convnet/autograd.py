@@ -15,6 +15,8 @@ the backward pass walks it, unless ``retain_graph=True``.
 from __future__ import annotations
 
 import threading
+
+import numpy as _np
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -111,6 +113,8 @@ class Function:
         fn = cls()
         fn.needs_grad = needs = tuple(t.requires_grad for t in tensors)
         out = fn.forward(*(t._data for t in tensors), **params)
+        if isinstance(out, _np.generic):  # NumPy reductions give scalars: keep a 0-d array
+            out = _np.asarray(out)
         if is_grad_enabled() and any(needs):
             result = Tensor._wrap(out, True, fn)
             if cls.view:

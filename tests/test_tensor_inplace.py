@@ -255,3 +255,61 @@ def test_functional_inplace_flags():
     cn.manual_seed(0)
     out = cn.functional.dropout(z, 0.5, training=True, inplace=True)
     assert out is z and set(np.unique(z.numpy())) == {0.0, 2.0}
+
+
+# --------------------------------------------------------------------------- graph
+
+
+def test_users_of_the_old_value_keep_their_gradient_path():
+    torch = pytest.importorskip("torch")
+    grads = []
+    for lib in (cn, torch):
+        x = lib.tensor([0.5, -1.0, 2.0], dtype=lib.float64, requires_grad=True)
+        h = x * 2
+        y = h * 3  # uses h before the write (Mul keeps x's value, not h's)
+        h.add_(x * x)  # h's new producer: add(old h, x*x)
+        z = h * h
+        (y.sum() + z.sum()).backward()
+        grads.append(np.asarray(x.grad.tolist()))
+    np.testing.assert_allclose(grads[0], grads[1], rtol=1e-12)
+
+
+def test_retain_grad_and_second_backward():
+    torch = pytest.importorskip("torch")
+    for lib in (cn, torch):
+        x = lib.tensor([1.0, 2.0], requires_grad=True)
+        h = x * 3
+        h.retain_grad()
+        loss = (h * h).sum()
+        loss.backward(retain_graph=True)
+        assert h.grad.tolist() == [6.0, 12.0]
+        loss.backward()
+        assert x.grad.tolist() == [36.0, 72.0]
+        with pytest.raises(RuntimeError, match="second time"):
+            loss.backward()
+
+
+def test_write_through_view_of_non_leaf_matches_torch():
+    torch = pytest.importorskip("torch")
+    grads = []
+    for lib in (cn, torch):
+        x = lib.tensor(np.arange(6.0).reshape(2, 3) / 5, requires_grad=True)
+        w = lib.tensor([1.0, -2.0, 0.5], dtype=lib.float64, requires_grad=True)
+        b = x * 2.0  # keeps no value of its output
+        row = b[1]
+        row.mul_(w)  # b's second row scaled in place through the view
+        t = b.t()
+        t[0] += 1.0  # and a column, through a transposed view
+        loss = (b * b).sum() + row.sum()
+        loss.backward()
+        grads.append((loss.item(), np.asarray(x.grad.tolist()), np.asarray(w.grad.tolist())))
+    np.testing.assert_allclose(grads[0][0], grads[1][0], rtol=1e-12)
+    np.testing.assert_allclose(grads[0][1], grads[1][1], rtol=1e-12)
+    np.testing.assert_allclose(grads[0][2], grads[1][2], rtol=1e-12)
+
+
+def test_scalar_results_take_inplace_updates():
+    total = cn.tensor([1.0, 2.0]).sum()
+    total += 1
+    total *= 2
+    assert total.item() == 8.0 and total._version == 2

@@ -53,24 +53,27 @@ class Sub(Function):
 
 
 class Mul(Function):
+    # Each operand is kept only when the other one's gradient needs it, so that an
+    # in-place change of ``h`` after ``h * 3`` is allowed, as in PyTorch.
     def forward(self, a, b):
-        self.save_for_backward(a, b)
+        ga, gb = self.needs_grad
+        self.save_for_backward(a if gb else None, b if ga else None, a.shape, b.shape)
         return a * b
 
     def backward(self, g):
-        a, b = self.saved
-        return (unbroadcast(g * b, a.shape) if self.needs_grad[0] else None,
-                unbroadcast(g * a, b.shape) if self.needs_grad[1] else None)
+        a, b, sa, sb = self.saved
+        return (unbroadcast(g * b, sa) if self.needs_grad[0] else None,
+                unbroadcast(g * a, sb) if self.needs_grad[1] else None)
 
 
 class Div(Function):
     def forward(self, a, b):
-        self.save_for_backward(a, b)
+        self.save_for_backward(a if self.needs_grad[1] else None, b, a.shape)
         return a / b
 
     def backward(self, g):
-        a, b = self.saved
-        ga = unbroadcast(g / b, a.shape) if self.needs_grad[0] else None
+        a, b, sa = self.saved
+        ga = unbroadcast(g / b, sa) if self.needs_grad[0] else None
         gb = unbroadcast(-g * a / (b * b), b.shape) if self.needs_grad[1] else None
         return ga, gb
 

@@ -254,7 +254,7 @@ class Tensor:
     del _cast
 
     def new_tensor(self, data, dtype=None, requires_grad=False) -> Tensor:
-        return tensor(data, dtype=dtype or self.dtype, device=self.device,
+        return tensor(data, dtype=self.dtype if dtype is None else dtype, device=self.device,
                       requires_grad=requires_grad)
 
     def new_zeros(self, *size, dtype=None, requires_grad=False) -> Tensor:
@@ -483,7 +483,7 @@ class Tensor:
         return _select.arg_extreme(self, "argmin", dim if axis is None else axis, keepdim)
 
     def cumsum(self, dim, *, dtype=None):
-        return _select.Cumsum.apply(self.to(dtype=dtype) if dtype else self, dim=dim)
+        return _select.Cumsum.apply(self if dtype is None else self.to(dtype=dtype), dim=dim)
 
     def sort(self, dim=-1, descending=False, stable=False):
         return _select.sort(self, dim, descending)

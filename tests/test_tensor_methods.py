@@ -189,3 +189,15 @@ def test_torch_tensors_accepted_as_arrays():
     m = cn.nn.Linear(2, 1)
     m.load_state_dict({"weight": torch.ones(1, 2), "bias": torch.zeros(1)})
     assert m(cn.tensor([[1.0, 2.0]])).item() == 3.0
+
+
+def test_dtype_arguments_are_honoured():
+    torch = pytest.importorskip("torch")
+    for lib in (cn, torch):
+        x = lib.tensor([1.0, 2.0])
+        assert str(x.cumsum(0, dtype=lib.float64).dtype).endswith("float64")
+        assert str(lib.as_tensor(x, dtype=lib.float64).dtype).endswith("float64")
+        assert str(x.new_tensor([1, 2], dtype=lib.int64).dtype).endswith("int64")
+        assert str(x.new_zeros(2, dtype=lib.int32).dtype).endswith("int32")
+        assert str(x.sum(dtype=lib.float64).dtype).endswith("float64")
+        assert str((x > 1).sum().dtype).endswith("int64")

@@ -170,6 +170,8 @@ def _rebase_view(view: Tensor, fn: Function) -> None:
 def fill(self: Tensor, value) -> Tensor:
     if isinstance(value, Tensor):
         value = value._data
+    elif isinstance(value, np.ndarray) and self.is_cuda:
+        value = self._xp.asarray(value)
     return apply(self, Fill, value=value)
 
 

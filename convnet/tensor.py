@@ -179,6 +179,11 @@ class Tensor:
                                "ambiguous")
         return bool(self._data.reshape(()).item())
 
+    def __format__(self, spec: str) -> str:
+        if self.ndim == 0:  # f"{loss:.3f}" as for a number
+            return format(self.item(), spec)
+        return object.__format__(self, spec) if spec else repr(self)
+
     def tolist(self):
         return self.to("cpu")._data.tolist()
 
@@ -463,6 +468,16 @@ class Tensor:
 
     def std(self, dim=None, unbiased=None, keepdim=False, *, correction=None, axis=None):
         return _ops.var(self, dim, unbiased, keepdim, correction, axis).sqrt()
+
+    def norm(self, p=2, dim=None, keepdim=False):
+        """The p-norm over ``dim`` (all elements by default); p = 2, 1 or inf."""
+        if p == 2 or p == "fro":
+            return (self * self).sum(dim, keepdim).sqrt()
+        if p == 1:
+            return self.abs().sum(dim, keepdim)
+        if p == float("inf"):
+            return self.abs().amax(dim, keepdim)
+        return (self.abs() ** p).sum(dim, keepdim) ** (1.0 / p)
 
     def max(self, dim=None, keepdim=False, *, axis=None):
         return _select.extreme(self, "max", dim if axis is None else axis, keepdim)

@@ -201,3 +201,19 @@ def test_dtype_arguments_are_honoured():
         assert str(x.new_zeros(2, dtype=lib.int32).dtype).endswith("int32")
         assert str(x.sum(dtype=lib.float64).dtype).endswith("float64")
         assert str((x > 1).sum().dtype).endswith("int64")
+
+
+def test_norm_format_and_axis_aliases_match_torch():
+    torch = pytest.importorskip("torch")
+    x, xt = cn.tensor(X, requires_grad=True), torch.tensor(X, requires_grad=True)
+    for args in ((), (1,), (float("inf"),), (2, 1), (1, 0, True), (3, 1)):
+        y, yt = x.norm(*args), xt.norm(*args)
+        np.testing.assert_allclose(_np(y), _np(yt), rtol=1e-12)
+    x.norm().backward()
+    xt.norm().backward()
+    np.testing.assert_allclose(_np(x.grad), _np(xt.grad), rtol=1e-12)
+    loss, loss_t = cn.tensor(1.23456), torch.tensor(1.23456)
+    assert f"{loss:.3f}" == f"{loss_t:.3f}" == "1.235"
+    a, b = cn.ones(2, 3), cn.zeros(2, 3)
+    assert cn.cat([a, b], axis=1).shape == tuple(torch.cat([torch.ones(2, 3)] * 2, axis=1).shape)
+    assert cn.stack([a, b], axis=2).shape == (2, 3, 2)

@@ -188,8 +188,11 @@ class Tensor:
         return self.to("cpu")._data.tolist()
 
     def __array__(self, dtype=None, copy=None):
+        # NumPy 2 passes copy=True for np.array(t): the result must then own its memory
         arr = self._data.get() if self.is_cuda else self._data
-        return arr if dtype is None else arr.astype(dtype, copy=False)
+        if dtype is not None:
+            return arr.astype(dtype, copy=bool(copy))
+        return arr.copy() if copy else arr
 
     def __dlpack__(self, *args, **kwargs):
         return self._data.__dlpack__(*args, **kwargs)

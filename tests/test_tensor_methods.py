@@ -217,3 +217,11 @@ def test_norm_format_and_axis_aliases_match_torch():
     a, b = cn.ones(2, 3), cn.zeros(2, 3)
     assert cn.cat([a, b], axis=1).shape == tuple(torch.cat([torch.ones(2, 3)] * 2, axis=1).shape)
     assert cn.stack([a, b], axis=2).shape == (2, 3, 2)
+
+
+def test_np_array_copies_and_np_asarray_shares():
+    x = cn.ones(3)
+    copied, shared = np.array(x), np.asarray(x)
+    x.add_(1)
+    assert copied.tolist() == [1.0, 1.0, 1.0] and shared.tolist() == [2.0, 2.0, 2.0]
+    assert np.array(x, dtype=np.float64).dtype == np.float64

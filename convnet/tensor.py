@@ -308,7 +308,10 @@ class Tensor:
 
     def _accumulate(self, g) -> None:
         if self.grad is None:
-            self.grad = Tensor._wrap(self._xp.array(g), False)  # a copy, never a scalar
+            g = g.copy()
+            if isinstance(g, np.generic):  # a NumPy scalar: keep a 0-d array
+                g = np.asarray(g)
+            self.grad = Tensor._wrap(g, False)
         else:
             self.grad._data = self.grad._data + g
 
@@ -626,6 +629,8 @@ def tensor(data, dtype=None, device=None, requires_grad: bool = False) -> Tensor
     t = Tensor._wrap(arr, False)
     return t.requires_grad_(True) if requires_grad else t
 
+
+autograd._types[:] = [Tensor, as_tensor]
 
 # The ops import Tensor from here, so they come last.
 from . import random as _random  # noqa: E402

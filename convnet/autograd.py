@@ -109,6 +109,9 @@ class Function:
         tensors = tuple([t if isinstance(t, Tensor) else _types[1](t) for t in inputs])
         if len(tensors) > 1:
             _check_devices(cls.__name__, tensors)
+        for t in tensors:
+            if t._base is not None and t._vc[0] != t._view_v:
+                refresh_view(t)
         fn = cls()
         fn.needs_grad = needs = tuple([t.requires_grad for t in tensors])
         out = fn.forward(*[t._data for t in tensors], **params)
@@ -148,6 +151,24 @@ def _edge(t):
     return t if t.requires_grad else None
 
 
+def refresh_view(t) -> None:
+    """A view whose storage was written since its producer was recorded reads its base
+    again (PyTorch regenerates a view's grad_fn the same way), so that its gradient goes
+    through every in-place op that the base saw."""
+    t._view_v = t._vc[0]
+    base = t._base
+    if base.requires_grad and is_grad_enabled():
+        from .functional._inplace import ReadView
+
+        node = ReadView()
+        node.read = t._view_fn
+        node.needs_grad = (True,)
+        node.saved = (base.shape,)
+        node.edges = (_edge(base),)
+        t._ctx = node
+        t.requires_grad = True
+
+
 def _share_view(fn, src, result) -> None:
     """``result`` is a view of ``src`` when their memory overlaps: it then shares the
     version counter, and remembers its base and how to read itself out of it."""
@@ -155,6 +176,7 @@ def _share_view(fn, src, result) -> None:
     if not xp.may_share_memory(result._data, src._data):
         return
     result._vc = src._vc
+    result._view_v = src._vc[0]
     read = fn.read
     prev = src._view_fn
     result._base = src if src._base is None else src._base

@@ -49,8 +49,9 @@ class Tensor:
     """A multi-dimensional array with an optional gradient, like ``torch.Tensor``."""
 
     __array_priority__ = 1000  # NumPy defers mixed operators to Tensor
-    _base = None  # the tensor whose storage a view reads, and how it reads it
-    _view_fn = None
+    _base = None  # the tensor whose storage a view reads, how it reads it, and the
+    _view_fn = None  # storage's version when the view's producer was recorded
+    _view_v = 0
 
     def __init__(self, data, requires_grad: bool = False, dtype=None, device=None):
         self._data = _to_array(data, dtype, device)

@@ -313,3 +313,21 @@ def test_scalar_results_take_inplace_updates():
     total += 1
     total *= 2
     assert total.item() == 8.0 and total._version == 2
+
+
+def test_a_view_made_before_a_write_reads_the_new_base_like_torch():
+    torch = pytest.importorskip("torch")
+    res = []
+    for lib in (cn, torch):
+        x = lib.tensor(np.arange(6.0).reshape(2, 3) / 5, requires_grad=True)
+        w = lib.tensor([1.0, -2.0, 0.5], dtype=lib.float64, requires_grad=True)
+        b = x * 2.0
+        col = b[:, 0]  # a view made before the write
+        b[1].mul_(w)  # b[1, 0] *= w[0], through another view
+        y = col * 3  # the older view, read after the write
+        col.add_(w[:2])  # and written through
+        loss = (y * y).sum() + (b * b).sum()
+        loss.backward()
+        res.append((loss.item(), np.asarray(x.grad.tolist()), np.asarray(w.grad.tolist())))
+    for ours, theirs in zip(res[0], res[1]):
+        np.testing.assert_allclose(ours, theirs, rtol=1e-12)

@@ -15,9 +15,9 @@ the backward pass walks it, unless ``retain_graph=True``.
 from __future__ import annotations
 
 import threading
+from typing import TYPE_CHECKING
 
 import numpy as _np
-from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from .tensor import Tensor

@@ -222,6 +222,8 @@ class Tensor:
         """``to(device)``, ``to(dtype)``, ``to(device, dtype)`` or ``to(other)``: a copy
         when anything changes (or ``copy=True``), else ``self``; differentiable."""
         for a in args:
+            if a is None:
+                continue
             if isinstance(a, Tensor):
                 device, dtype = a.device, a.dtype
             elif _dtypes.is_dtype(a):

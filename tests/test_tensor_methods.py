@@ -225,3 +225,15 @@ def test_np_array_copies_and_np_asarray_shares():
     x.add_(1)
     assert copied.tolist() == [1.0, 1.0, 1.0] and shared.tolist() == [2.0, 2.0, 2.0]
     assert np.array(x, dtype=np.float64).dtype == np.float64
+
+
+def test_to_argument_forms():
+    x = cn.ones(2)
+    assert x.to("cpu") is x and x.to(None, None) is x and x.to(cn.device("cpu")) is x
+    assert x.to("cpu", cn.float64).dtype == cn.float64
+    assert x.to(None, cn.int64).dtype == cn.int64
+    assert x.to(dtype=cn.float16).dtype == cn.float16
+    assert x.to(cn.zeros(1, dtype=cn.float64)).dtype == cn.float64
+    assert x.to("cpu", copy=True) is not x
+    with pytest.raises(ValueError, match="device"):
+        x.to("tpu")

@@ -45,3 +45,6 @@ __all__ += ["conv_transpose2d", "interpolate"]
 from ._embedding import embedding  # noqa: E402
 
 __all__ += ["embedding"]
+from ._nn import elu_, leaky_relu_, relu_  # noqa: E402 - PyTorch's in-place forms
+
+__all__ += ["elu_", "leaky_relu_", "relu_"]

@@ -44,7 +44,9 @@ def _dim(dim, ndim):
 
 def _scatter_add(xp, out, index, g, axis):
     """out[..., index[...], ...] += g along ``axis`` (repeated indices accumulate)."""
-    idx = list(xp.indices(index.shape, sparse=True))
+    # an open grid over index's shape (CuPy's indices has no sparse form)
+    idx = [xp.arange(n).reshape([n if d == k else 1 for d in range(index.ndim)])
+           for k, n in enumerate(index.shape)]
     idx[axis] = index
     if xp is np:
         np.add.at(out, tuple(idx), g)

@@ -327,10 +327,10 @@ def _check_header_crc(meta: dict, prefix: bytes, raw: bytes, name: str, verify: 
     at = len(_HEADER_PREFIX)
     stored = raw[at:at + 8]
     if verify:
-        try:
-            expected = int(stored.decode("ascii"), 16)
-        except ValueError:
-            raise _bad(name, "damaged header: checksum is not hexadecimal") from None
+        # exactly 8 lowercase hex digits: int() alone would accept " f7b" or "F7B"
+        if len(stored) != 8 or not all(c in b"0123456789abcdef" for c in stored):
+            raise _bad(name, "damaged header: checksum is not 8 lowercase hex digits")
+        expected = int(stored, 16)
         if _crc(prefix + raw[:at] + b"00000000" + raw[at + 8:]) != expected:
             raise _bad(name, "header checksum mismatch: the header is damaged")
     try:

@@ -256,11 +256,16 @@ def _load_from(fh, name: str, verify: bool):
         from ._torch_format import read_torch_zip
 
         return read_torch_zip(fh, name)
-    if magic[:1] == b"\x80" and len(magic) > 1 and magic[1] <= 5:
-        raise ValueError(f"load: {name} is a pickle (PyTorch's legacy format or another "
-                         "program's); convnet does not unpickle it. Re-save it with a recent "
-                         "torch.save (zip format) or as safetensors")
-    return _read_safetensors(fh, start, size, name, verify)
+    try:
+        return _read_safetensors(fh, start, size, name, verify)
+    except ValueError:
+        # a pickle starts with PROTO (0x80, 2..5) then an opcode (never 0); a safetensors
+        # length can start the same way, so this is only the explanation of a failure
+        if magic[:1] == b"\x80" and len(magic) > 2 and magic[1] <= 5 and magic[2] != 0:
+            raise ValueError(f"load: {name} is a pickle (PyTorch's legacy format or another "
+                             "program's); convnet does not unpickle it. Re-save it with a "
+                             "recent torch.save (zip format) or as safetensors") from None
+        raise
 
 
 def _bad(name: str, why: str) -> ValueError:

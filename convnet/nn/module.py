@@ -258,16 +258,17 @@ class Module:
         unexpected keys are returned instead of raised, which is how part of a model (a
         pretrained body) is loaded.
         """
+        incoming, report = self._checked_state(state_dict, strict)
+        self._assign_state(incoming)
+        return report
+
+    def _checked_state(self, state_dict, strict: bool = True):
+        """The converted values of :meth:`load_state_dict` and its key report, changing
+        nothing; raises on the first fault."""
         if not hasattr(state_dict, "items"):
             raise TypeError(f"load_state_dict: expected a mapping of names to arrays, got "
                             f"{type(state_dict).__name__}")
-        own = OrderedDict()
-        for mod_name, m in self.named_modules():
-            skip = m.__dict__.get("_non_persistent", set())
-            for store in (m._parameters, m._buffers):
-                for name, t in store.items():
-                    if t is not None and name not in skip:
-                        own[f"{mod_name}.{name}" if mod_name else name] = t
+        own = self._state_targets()
         missing = [k for k in own if k not in state_dict]
         unexpected = [k for k in state_dict if k not in own]
         if strict and (missing or unexpected):
@@ -275,9 +276,22 @@ class Module:
                            f"{unexpected}")
         incoming = {key: convert_like(state_dict[key], t, f"load_state_dict: {key}")
                     for key, t in own.items() if key in state_dict}
+        return incoming, {"missing_keys": missing, "unexpected_keys": unexpected}
+
+    def _assign_state(self, incoming: dict) -> None:
+        own = self._state_targets()
         for key, value in incoming.items():
             assign_into(own[key], value)
-        return {"missing_keys": missing, "unexpected_keys": unexpected}
+
+    def _state_targets(self) -> OrderedDict:
+        own = OrderedDict()
+        for mod_name, m in self.named_modules():
+            skip = m.__dict__.get("_non_persistent", set())
+            for store in (m._parameters, m._buffers):
+                for name, t in store.items():
+                    if t is not None and name not in skip:
+                        own[f"{mod_name}.{name}" if mod_name else name] = t
+        return own
 
     # ------------------------------------------------------------------ calling
     def forward(self, *args, **kwargs):  # pragma: no cover - interface

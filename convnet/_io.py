@@ -31,6 +31,8 @@ def atomic_writer(path):
     fd, tmp = tempfile.mkstemp(dir=folder, prefix=_tmp_prefix(path), suffix=TMP_SUFFIX)
     try:
         with os.fdopen(fd, "wb") as fh:
+            # mkstemp makes the file 0600; give it the mode an ordinary open() would
+            os.fchmod(fh.fileno(), _file_mode(path))
             yield fh
             fh.flush()
             os.fsync(fh.fileno())
@@ -41,6 +43,15 @@ def atomic_writer(path):
         raise
     _fsync_folder(folder)
     clean_stale_temporaries(path)
+
+
+def _file_mode(path: str) -> int:
+    try:
+        return stat.S_IMODE(os.stat(path).st_mode)  # keep the replaced file's mode
+    except OSError:
+        mask = os.umask(0)
+        os.umask(mask)
+        return 0o666 & ~mask
 
 
 def atomic_write_bytes(path, data: bytes) -> None:

@@ -185,7 +185,7 @@ def _write_safetensors(fh, structure, arrays: dict) -> None:
 
 
 # ---------------------------------------------------------------------- load
-def load(f, map_location=None, *, verify: bool = True, weights_only: bool = True):
+def load(f, map_location=None, *, verify: bool = True, weights_only: bool | None = True):
     """Read a checkpoint written by :func:`save`, a safetensors file or a PyTorch zip
     checkpoint (``torch.save``); arrays come back as NumPy arrays (CuPy with
     ``map_location="cuda"``).
@@ -196,7 +196,7 @@ def load(f, map_location=None, *, verify: bool = True, weights_only: bool = True
     ``weights_only`` is accepted for PyTorch compatibility; only ``True`` is supported.
     """
     device = _map_location(map_location)
-    if weights_only is not True:
+    if weights_only not in (True, None):  # None is torch.load's default, meaning True
         raise ValueError("weights_only: only True is supported (convnet never unpickles "
                          "arbitrary objects)")
     if isinstance(f, (str, bytes, os.PathLike)):

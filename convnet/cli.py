@@ -386,6 +386,12 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
+def _add_debug(p) -> None:
+    # SUPPRESS: the sub-command's default must not hide "convnet --debug train ..."
+    p.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
+                   help="show the traceback of an error instead of one line")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="convnet", description=__doc__)
     parser.add_argument("--debug", action="store_true",
@@ -432,7 +438,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--pooling", choices=["avg", "max"], default="avg",
                    help="LeNet-5's pooling (the course's is average)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
-    p.set_defaults(func=cmd_train)
+    _add_debug(p)
+    p.set_defaults(func=cmd_train, validate=validate_train_args)
 
     p = sub.add_parser("tune", help="grid or random search of an MLP's hyperparameters "
                        "(learning rate, batch size, width, optimizer, dropout)")
@@ -446,7 +453,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=int, default=None)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--output", default="best_config.json", help="where the best goes")
-    p.set_defaults(func=cmd_tune)
+    _add_debug(p)
+    p.set_defaults(func=cmd_tune, validate=validate_tune_args)
 
     p = sub.add_parser("info", help="versions, backends (and why one is missing), threads, SIMD")
     p.set_defaults(func=cmd_info)
@@ -470,9 +478,6 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-VALIDATORS = {}  # command function -> its validation step (filled below)
-
-
 def validate_tune_args(args) -> None:
     _check_common(args)
     _check_number(args, "trials", 1)
@@ -481,7 +486,7 @@ def validate_tune_args(args) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    validator = VALIDATORS.get(args.func)
+    validator = getattr(args, "validate", None)  # the command's checks, before any work
     try:
         if validator is not None:
             validator(args)
@@ -503,9 +508,6 @@ def main(argv: list[str] | None = None) -> int:
         print(f"convnet {args.command}: error: {type(exc).__name__}: {_one_line(exc)} "
               "(--debug shows the traceback)", file=sys.stderr)
         return 1
-
-
-VALIDATORS.update({cmd_train: validate_train_args, cmd_tune: validate_tune_args})
 
 
 if __name__ == "__main__":

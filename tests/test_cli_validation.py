@@ -70,8 +70,11 @@ def test_missing_output_folders_are_created(tmp_path, capsys):
     assert report.exists() and ck.exists()
 
 
-def test_debug_shows_the_traceback():
-    out = run_cli("--debug", "train", "lenet", "--epochs", "-1")
+@pytest.mark.parametrize("where", ["before", "after"])
+def test_debug_shows_the_traceback(where):
+    args = ["train", "lenet", "--epochs", "-1"]
+    args = ["--debug", *args] if where == "before" else [*args, "--debug"]
+    out = run_cli(*args)
     assert out.returncode == 1 and "Traceback" in out.stderr and "UsageError" in out.stderr
 
 

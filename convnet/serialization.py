@@ -44,6 +44,7 @@ _HEADER_PREFIX = b'{"__metadata__":{"' + _HEADER_CRC_KEY.encode() + b'":"'
 MAX_HEADER_BYTES = 100 * 2**20  # safetensors' own limit
 MAX_DEPTH = 256  # nesting of the structure record; a state_dict checkpoint needs about 4
 _CHUNK = 1 << 20  # read and checksum in pieces that stay in cache
+_THREADED_CRC_BYTES = 8 << 20
 
 
 def _dtypes() -> dict[str, np.dtype]:
@@ -299,15 +300,18 @@ def _read_safetensors(fh, start: int, size: int, name: str, verify: bool):
     if crcs is not None and set(crcs) != set(layout):
         raise _bad(name, "damaged header: the checksums do not name the tensors stored")
     arrays = {}
-    for key, (dtype, shape, begin, end) in layout.items():
-        fh.seek(start + 8 + n + begin)
-        try:
-            arrays[key] = _read_tensor(fh, dtype, shape, end - begin, name,
-                                       crcs[key] if crcs is not None and verify else None)
-        except _ChecksumError:
-            raise ValueError(f"load: {name}: checksum mismatch in tensor "
-                             f"{_tensor_path(meta, key)} (the file is damaged; verify=False "
-                             "reads it anyway)") from None
+    checker = _Checker(data_len) if crcs is not None and verify else None
+    try:
+        for key, (dtype, shape, begin, end) in layout.items():
+            fh.seek(start + 8 + n + begin)
+            arrays[key] = _read_tensor(fh, dtype, shape, end - begin, name, checker, key)
+        bad = checker.first_mismatch(crcs) if checker else None
+    finally:
+        if checker:
+            checker.close()
+    if bad is not None:
+        raise ValueError(f"load: {name}: checksum mismatch in tensor {_tensor_path(meta, bad)} "
+                         "(the file is damaged; verify=False reads it anyway)")
     if _META_KEY not in meta:
         return arrays
     try:
@@ -381,8 +385,40 @@ def _layout(header: dict, data_len: int, name: str) -> dict:
     return layout
 
 
-class _ChecksumError(Exception):
-    pass
+class _Checker:
+    """CRC32C of each tensor, computed on a worker thread while the next piece is read: the
+    CRC releases the GIL, so on a machine with a spare core the checksums cost little more
+    than the reads. One worker keeps the pieces of a tensor in order."""
+
+    def __init__(self, nbytes: int):
+        self._pool = None
+        if nbytes >= _THREADED_CRC_BYTES:  # below it, a thread costs more than it hides
+            from concurrent.futures import ThreadPoolExecutor
+
+            self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="convnet-crc")
+        self._values: dict[str, int] = {}
+        self._jobs = []
+
+    def _update(self, key: str, piece) -> None:
+        self._values[key] = _crc(piece, self._values.get(key, 0))
+
+    def add(self, key: str, piece) -> None:
+        if self._pool is None:
+            self._update(key, piece)
+        else:
+            self._jobs.append(self._pool.submit(self._update, key, piece))
+
+    def first_mismatch(self, expected: dict) -> str | None:
+        for job in self._jobs:
+            job.result()
+        for key, crc in expected.items():
+            if self._values.get(key, 0) != crc:
+                return key
+        return None
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
 
 
 def _tensor_path(meta: dict, key: str) -> str:
@@ -409,18 +445,16 @@ def _tensor_path(meta: dict, key: str) -> str:
     return f"{key!r} ({where})" if where else repr(key)
 
 
-def _read_tensor(fh, dtype, shape, nbytes: int, name: str, crc):
+def _read_tensor(fh, dtype, shape, nbytes: int, name: str, checker, key: str):
     arr = np.empty(shape, dtype)
     flat = arr.reshape(-1).view(np.uint8)
-    value, done = 0, 0
+    done = 0
     while done < nbytes:
         piece = flat[done:done + _CHUNK]
         got = fh.readinto(piece)
         if not got:
             raise _bad(name, "the file ended inside a tensor (changed while reading?)")
-        if crc is not None:
-            value = _crc(piece[:got], value)
+        if checker is not None:
+            checker.add(key, piece[:got])
         done += got
-    if crc is not None and value != crc:
-        raise _ChecksumError
     return arr

@@ -247,3 +247,23 @@ def test_temporary_is_beside_the_target_and_removed_on_error(tmp_path, monkeypat
     monkeypatch.setattr(_io.os, "replace", real)
     assert seen[0].startswith(".ck.safetensors.") and seen[0].endswith(_io.TMP_SUFFIX)
     assert os.listdir(tmp_path) == []
+
+
+def test_large_files_checked_on_the_worker_thread_name_the_damaged_tensor(tmp_path):
+    from convnet import serialization
+
+    rng = np.random.default_rng(3)
+    obj = {f"w{i}": rng.standard_normal(1 << 20).astype(np.float32) for i in range(3)}
+    path = tmp_path / "big.safetensors"
+    cn.save(obj, path)
+    raw = path.read_bytes()
+    start = _header_end(raw)
+    assert len(raw) - start >= serialization._THREADED_CRC_BYTES  # the threaded path
+    back = cn.load(path)
+    for k in obj:
+        np.testing.assert_array_equal(back[k], obj[k])
+    for tensor, offset in (("t0", 5), ("t1", (4 << 20) + 123_457), ("t2", len(raw) - start - 1)):
+        bad = bytearray(raw)
+        bad[start + offset] ^= 0x01
+        with pytest.raises(ValueError, match=rf"checksum mismatch in tensor '{tensor}'"):
+            cn.load(io.BytesIO(bytes(bad)))

@@ -80,8 +80,10 @@ def _encode(obj, arrays: dict, depth: int = 0):
         obj = obj.data
     if hasattr(obj, "get") and type(obj).__module__.startswith("cupy"):
         obj = obj.get()
-    if type(obj).__module__ == "torch" and hasattr(obj, "detach"):
-        obj = obj.detach().cpu().numpy()
+    if type(obj).__module__.startswith("torch") and hasattr(obj, "detach"):
+        from .nn.module import as_host_array  # torch tensors, bfloat16 and parameters too
+
+        obj = np.array(as_host_array(obj, "save"))
     if isinstance(obj, np.ndarray):
         key = f"t{len(arrays)}"
         _dtype_code(obj)

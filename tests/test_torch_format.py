@@ -180,3 +180,14 @@ def test_format_is_checked(tmp_path):
         cn.save({"w": np.ones(2)}, tmp_path / "x", format="pickle")
     with pytest.raises(TypeError, match="storage for dtype uint32"):
         cn.save({"w": np.ones(2, np.uint32)}, tmp_path / "x.pt", format="torch")
+
+
+def test_save_takes_torch_tensors_and_parameters():
+    torch = pytest.importorskip("torch")
+    buf = io.BytesIO()
+    cn.save({"p": torch.nn.Parameter(torch.full((2,), 0.5)),
+             "h": torch.tensor([1.5, -2.0], dtype=torch.bfloat16)}, buf)
+    back = cn.load(io.BytesIO(buf.getvalue()))
+    np.testing.assert_array_equal(back["p"], [0.5, 0.5])
+    assert back["h"].dtype == ml_dtypes.bfloat16
+    assert back["h"].astype(np.float32).tolist() == [1.5, -2.0]

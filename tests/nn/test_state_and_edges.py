@@ -201,3 +201,25 @@ def test_batch_norm_one_value_per_channel_in_training_is_refused_as_in_torch():
     bn = nn.BatchNorm1d(3)
     bn.eval()
     assert bn(cn.zeros(1, 3)).shape == (1, 3)  # eval mode uses the running statistics
+
+
+def test_optimizer_loads_a_torch_adam_state_and_continues_like_torch():
+    torch = pytest.importorskip("torch")
+    rng = np.random.default_rng(0)
+    w0 = rng.standard_normal((3, 4))
+    tw = torch.nn.Parameter(torch.tensor(w0))
+    topt = torch.optim.Adam([tw], lr=0.01)
+    for _ in range(2):
+        topt.zero_grad()
+        (tw ** 2).sum().backward()
+        topt.step()
+    p = nn.Parameter(tw.detach().numpy().copy())
+    opt = cn.optim.Adam([p], lr=0.5)  # the loaded state brings lr back to 0.01
+    opt.load_state_dict(topt.state_dict())  # torch tensors in the state, step a tensor
+    assert opt.param_groups[0]["lr"] == 0.01
+    topt.zero_grad()
+    (tw ** 2).sum().backward()
+    topt.step()
+    p.grad = cn.tensor(2 * p.numpy())
+    opt.step()
+    np.testing.assert_allclose(p.numpy(), tw.detach().numpy(), rtol=1e-12, atol=1e-14)

@@ -448,7 +448,11 @@ def _tensor_path(meta: dict, key: str) -> str:
 
 
 def _read_tensor(fh, dtype, shape, nbytes: int, name: str, checker, key: str):
-    arr = np.empty(shape, dtype)
+    try:
+        arr = np.empty(shape, dtype)
+    except (MemoryError, ValueError):
+        # a (sparse) file may declare more than this machine holds: refuse, do not crash
+        raise _bad(name, f"tensor {key!r} of {nbytes} bytes does not fit in memory") from None
     flat = arr.reshape(-1).view(np.uint8)
     done = 0
     while done < nbytes:

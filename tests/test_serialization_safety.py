@@ -267,3 +267,18 @@ def test_large_files_checked_on_the_worker_thread_name_the_damaged_tensor(tmp_pa
         bad[start + offset] ^= 0x01
         with pytest.raises(ValueError, match=rf"checksum mismatch in tensor '{tensor}'"):
             cn.load(io.BytesIO(bytes(bad)))
+
+
+def test_sparse_file_declaring_terabytes_is_refused(tmp_path):
+    header = json.dumps({"t0": {"dtype": "F32", "shape": [1 << 40],
+                                "data_offsets": [0, 4 << 40]}}).encode()
+    header += b" " * (-len(header) % 8)
+    path = tmp_path / "sparse.safetensors"
+    with open(path, "wb") as fh:
+        fh.write(len(header).to_bytes(8, "little") + header)
+        try:
+            fh.truncate(8 + len(header) + (4 << 40))  # 4 TiB, sparse: no disk used
+        except OSError:
+            pytest.skip("this file system has no sparse files that large")
+    with pytest.raises(ValueError, match="does not fit in memory"):
+        cn.load(path)

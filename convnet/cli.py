@@ -5,12 +5,21 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
-import math
 import os
 import platform
 import sys
 
 import numpy as np
+
+from ._cli_checks import (
+    UsageError,
+    check_common,
+    check_number,
+    check_output,
+    check_plot,
+    make_output_folders,
+    one_line,
+)
 
 
 def cmd_info(args) -> int:
@@ -84,67 +93,6 @@ def _fail(message: str, command: str = "train") -> int:
     return 2
 
 
-class UsageError(ValueError):
-    """A user error found before any work: one line on stderr, exit code 2."""
-
-
-def _check_number(args, name: str, low=None, high=None, *, low_open=False, high_open=False,
-                  allow_none=False) -> None:
-    """``--name`` must be finite and within [low, high] (open ends where asked)."""
-    value = getattr(args, name.replace("-", "_"), None)
-    if value is None:
-        if allow_none:
-            return
-        raise UsageError(f"--{name}: a value is required")
-    if not math.isfinite(value):
-        raise UsageError(f"--{name}: must be a finite number, got {value}")
-    bad_low = low is not None and (value <= low if low_open else value < low)
-    bad_high = high is not None and (value >= high if high_open else value > high)
-    if bad_low or bad_high:
-        lo = "" if low is None else f"{'>' if low_open else '>='} {low}"
-        hi = "" if high is None else f"{'<' if high_open else '<='} {high}"
-        raise UsageError(f"--{name}: must be {' and '.join(x for x in (lo, hi) if x)}, "
-                         f"got {value}")
-
-
-def _check_output(option: str, path: str | None) -> None:
-    """An output file must be creatable: not a folder, and its folder either a writable
-    folder or missing under a writable one (:func:`_make_output_folders` creates it once
-    every check passed). Checked before training, not after."""
-    if not path:
-        return
-    if os.path.isdir(path):
-        raise UsageError(f"{option} {path}: is a folder, expected a file name")
-    folder = os.path.dirname(os.path.abspath(path))
-    existing = folder
-    while not os.path.exists(existing):
-        existing = os.path.dirname(existing)
-    if not os.path.isdir(existing):
-        raise UsageError(f"{option} {path}: {existing} is not a folder")
-    if not os.access(existing, os.W_OK | os.X_OK):
-        raise UsageError(f"{option} {path}: the folder {existing} is not writable")
-    if os.path.exists(path) and not os.access(path, os.W_OK):
-        raise UsageError(f"{option} {path}: the file is not writable")
-
-
-def _make_output_folders(*paths) -> None:
-    for path in paths:
-        if path:
-            os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-
-
-def _check_common(args) -> None:
-    """Options that train and tune share."""
-    _check_number(args, "epochs", 0)
-    _check_number(args, "batch-size", 1)
-    _check_number(args, "threads", 1, 4096, allow_none=True)
-    _check_number(args, "seed", 0, 2**32 - 1)
-    _check_number(args, "val-fraction", 0, 1, high_open=True)
-    _check_number(args, "limit", 1, allow_none=True)
-    if args.data is not None and not os.path.isdir(args.data):
-        raise UsageError(f"--data {args.data}: no such folder")
-
-
 def validate_train_args(args) -> None:
     """Every check of ``convnet train`` that needs no data and no training, run before any
     work; raises UsageError with a one-line message."""
@@ -153,12 +101,12 @@ def validate_train_args(args) -> None:
     if args.model not in MODELS:
         raise UsageError(f"unknown model {args.model!r}; choose from "
                          f"{', '.join(sorted(MODELS))}")
-    _check_common(args)
-    _check_number(args, "lr", 0)
-    _check_number(args, "momentum", 0, 1, high_open=True)
-    _check_number(args, "weight-decay", 0)
-    _check_number(args, "clip-grad-norm", 0, low_open=True, allow_none=True)
-    _check_number(args, "early-stopping", 0)
+    check_common(args)
+    check_number(args, "lr", 0)
+    check_number(args, "momentum", 0, 1, high_open=True)
+    check_number(args, "weight-decay", 0)
+    check_number(args, "clip-grad-norm", 0, low_open=True, allow_none=True)
+    check_number(args, "early-stopping", 0)
     if args.nesterov and (args.optimizer != "sgd" or args.momentum <= 0):
         raise UsageError("--nesterov: needs --optimizer sgd and --momentum > 0")
     if args.device == "cuda":
@@ -168,29 +116,13 @@ def validate_train_args(args) -> None:
             raise UsageError(f"--device cuda: {cn.backends()['cuda']['detail']}")
     if args.resume and not args.checkpoint:
         raise UsageError("--resume needs --checkpoint FILE (the checkpoint to continue)")
-    _check_output("--report", args.report)
-    _check_output("--checkpoint", args.checkpoint)
+    check_output("--report", args.report)
+    check_output("--checkpoint", args.checkpoint)
     if args.plot:
-        _check_output("--plot", args.plot)
-        _check_plot(args.plot)
+        check_output("--plot", args.plot)
+        check_plot(args.plot)
     if args.resume:
         _check_resume(args)
-
-
-def _check_plot(path: str) -> None:
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        from matplotlib.figure import Figure
-    except ImportError:
-        raise UsageError("--plot: matplotlib is not installed (pip install convnet[plot])") \
-            from None
-    kinds = Figure().canvas.get_supported_filetypes()
-    ext = os.path.splitext(path)[1].lstrip(".").lower()
-    if ext not in kinds:
-        raise UsageError(f"--plot {path}: unknown image type {ext!r}; use one of "
-                         f"{', '.join(sorted(kinds))}")
 
 
 def run_description(args) -> dict:
@@ -218,7 +150,7 @@ def _check_resume(args) -> None:
     try:
         state = cn.load(path)
     except (ValueError, OSError) as exc:
-        raise UsageError(f"--resume: {_one_line(exc)}") from None
+        raise UsageError(f"--resume: {one_line(exc)}") from None
     if not isinstance(state, dict) or not {"model", "optimizer", "epoch"} <= set(state):
         raise UsageError(f"--resume: {path} is not a training checkpoint")
     run = state.get("run")
@@ -237,11 +169,7 @@ def _check_resume(args) -> None:
         check_checkpoint(state, model, optimizer, _make_scheduler(args, optimizer),
                          where=f"--resume: {path}")
     except (ValueError, KeyError, TypeError) as exc:
-        raise UsageError(_one_line(exc.args[0] if exc.args else exc)) from None
-
-
-def _one_line(exc: BaseException) -> str:
-    return " ".join(str(exc).split()) or type(exc).__name__
+        raise UsageError(one_line(exc.args[0] if exc.args else exc)) from None
 
 
 def _make_optimizer(args, params):
@@ -281,7 +209,7 @@ def cmd_train(args) -> int:
     from convnet.data import fashion_mnist_loaders
     from convnet.models import get_model
 
-    _make_output_folders(args.report, args.plot, args.checkpoint)
+    make_output_folders(args.report, args.plot, args.checkpoint)
     if args.threads:
         cn.set_num_threads(args.threads)
     cn.manual_seed(args.seed)
@@ -479,9 +407,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def validate_tune_args(args) -> None:
-    _check_common(args)
-    _check_number(args, "trials", 1)
-    _check_output("--output", args.output)
+    check_common(args)
+    check_number(args, "trials", 1)
+    check_output("--output", args.output)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -505,7 +433,7 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as exc:  # a fault met while working: one line unless --debug
         if args.debug:
             raise
-        print(f"convnet {args.command}: error: {type(exc).__name__}: {_one_line(exc)} "
+        print(f"convnet {args.command}: error: {type(exc).__name__}: {one_line(exc)} "
               "(--debug shows the traceback)", file=sys.stderr)
         return 1
 

@@ -11,6 +11,16 @@ import sys
 
 import numpy as np
 
+from ._cli_checks import (
+    UsageError,
+    check_common,
+    check_number,
+    check_output,
+    check_plot,
+    make_output_folders,
+    one_line,
+)
+
 
 def cmd_info(args) -> int:
     import numpy as np
@@ -78,9 +88,88 @@ OPTIMIZERS = {"adam": "Adam", "adamw": "AdamW", "nadam": "NAdam", "sgd": "SGD",
               "rmsprop": "RMSprop", "adagrad": "Adagrad"}
 
 
-def _fail(message: str) -> int:
-    print(f"convnet train: error: {message}", file=sys.stderr)
+def _fail(message: str, command: str = "train") -> int:
+    print(f"convnet {command}: error: {message}", file=sys.stderr)
     return 2
+
+
+def validate_train_args(args) -> None:
+    """Every check of ``convnet train`` that needs no data and no training, run before any
+    work; raises UsageError with a one-line message."""
+    from convnet.models import MODELS
+
+    if args.model not in MODELS:
+        raise UsageError(f"unknown model {args.model!r}; choose from "
+                         f"{', '.join(sorted(MODELS))}")
+    check_common(args)
+    check_number(args, "lr", 0)
+    check_number(args, "momentum", 0, 1, high_open=True)
+    check_number(args, "weight-decay", 0)
+    check_number(args, "clip-grad-norm", 0, low_open=True, allow_none=True)
+    check_number(args, "early-stopping", 0)
+    if args.nesterov and (args.optimizer != "sgd" or args.momentum <= 0):
+        raise UsageError("--nesterov: needs --optimizer sgd and --momentum > 0")
+    if args.device == "cuda":
+        import convnet as cn
+
+        if not cn.backends()["cuda"]["available"]:
+            raise UsageError(f"--device cuda: {cn.backends()['cuda']['detail']}")
+    if args.resume and not args.checkpoint:
+        raise UsageError("--resume needs --checkpoint FILE (the checkpoint to continue)")
+    check_output("--report", args.report)
+    check_output("--checkpoint", args.checkpoint)
+    if args.plot:
+        check_output("--plot", args.plot)
+        check_plot(args.plot)
+    if args.resume:
+        _check_resume(args)
+
+
+def run_description(args) -> dict:
+    """What a checkpoint remembers of its run, compared on --resume. Everything here must
+    match; --epochs may grow (to continue a run) and the data folder, threads, backend,
+    device and outputs may change."""
+    training = {k: getattr(args, k) for k in (
+        "optimizer", "lr", "weight_decay", "schedule", "clip_grad_norm", "batch_size",
+        "seed", "val_fraction", "limit", "augment")}
+    if args.optimizer in ("sgd", "rmsprop"):
+        training["momentum"] = args.momentum
+    if args.optimizer == "sgd":
+        training["nesterov"] = args.nesterov
+    return {"model": args.model, "model_options": _model_kwargs(args.model, args),
+            "training": training}
+
+
+def _check_resume(args) -> None:
+    import convnet as cn
+    from convnet.train import run_mismatches
+
+    path = args.checkpoint
+    if not os.path.exists(path):
+        raise UsageError(f"--resume: no checkpoint at {path}")
+    try:
+        state = cn.load(path)
+    except (ValueError, OSError) as exc:
+        raise UsageError(f"--resume: {one_line(exc)}") from None
+    if not isinstance(state, dict) or not {"model", "optimizer", "epoch"} <= set(state):
+        raise UsageError(f"--resume: {path} is not a training checkpoint")
+    run = state.get("run")
+    if isinstance(run, dict):
+        diff = run_mismatches(run, run_description(args))
+        if diff:
+            raise UsageError(f"--resume: {path} was written by another run ({'; '.join(diff)});"
+                             " use the same options, or another --checkpoint for a new run")
+    # then the state itself, against a model and optimizer built as this run builds them
+    from convnet.models import get_model
+    from convnet.train import check_checkpoint
+
+    model = get_model(args.model, **_model_kwargs(args.model, args))
+    optimizer = _make_optimizer(args, model.parameters())
+    try:
+        check_checkpoint(state, model, optimizer, _make_scheduler(args, optimizer),
+                         where=f"--resume: {path}")
+    except (ValueError, KeyError, TypeError) as exc:
+        raise UsageError(one_line(exc.args[0] if exc.args else exc)) from None
 
 
 def _make_optimizer(args, params):
@@ -95,6 +184,16 @@ def _make_optimizer(args, params):
     return cls(params, **kwargs)
 
 
+def _make_scheduler(args, optimizer):
+    import convnet as cn
+
+    if args.schedule == "cosine":
+        return cn.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(1, args.epochs))
+    if args.schedule == "step":
+        return cn.optim.lr_scheduler.StepLR(optimizer, step_size=max(1, args.epochs // 3))
+    return None
+
+
 def _model_kwargs(name: str, args) -> dict:
     kwargs = {"num_classes": 10, "in_channels": 1}
     if name.startswith("lenet"):
@@ -107,18 +206,10 @@ def _model_kwargs(name: str, args) -> dict:
 def cmd_train(args) -> int:
     import convnet as cn
     from convnet import train as T
+    from convnet.data import fashion_mnist_loaders
+    from convnet.models import get_model
 
-    try:
-        from convnet.data import fashion_mnist_loaders
-        from convnet.models import MODELS, get_model
-    except ImportError as exc:  # a broken install, not a user error
-        return _fail(f"cannot import the data or model zoo ({exc})")
-    if args.model not in MODELS:
-        return _fail(f"unknown model {args.model!r}; choose from {', '.join(sorted(MODELS))}")
-    if args.device == "cuda" and not cn.backends()["cuda"]["available"]:
-        return _fail(f"--device cuda: {cn.backends()['cuda']['detail']}")
-    if args.resume and not args.checkpoint:
-        return _fail("--resume needs --checkpoint FILE (the checkpoint to continue)")
+    make_output_folders(args.report, args.plot, args.checkpoint)
     if args.threads:
         cn.set_num_threads(args.threads)
     cn.manual_seed(args.seed)
@@ -143,20 +234,15 @@ def cmd_train(args) -> int:
                                          restore_best_weights=True))
     if args.checkpoint:
         callbacks.append(T.ModelCheckpoint(args.checkpoint))
-    scheduler = None
-    if args.schedule == "cosine":
-        scheduler = cn.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=args.epochs)
-    elif args.schedule == "step":
-        scheduler = cn.optim.lr_scheduler.StepLR(optimizer, step_size=max(1, args.epochs // 3))
+    scheduler = _make_scheduler(args, optimizer)
     resume = args.checkpoint if args.resume else None
-    if resume and not os.path.exists(resume):
-        return _fail(f"--resume: no checkpoint at {resume}")
     context = cn.kernels.use_backend(backend) if backend != "cuda" else contextlib.nullcontext()
     with context:
         history = T.fit(model, train_loader, val_loader, epochs=args.epochs,
                         optimizer=optimizer, callbacks=callbacks, scheduler=scheduler,
                         clip_grad_norm=args.clip_grad_norm, resume=resume,
-                        progress=not args.no_progress, device=args.device)
+                        progress=not args.no_progress, device=args.device,
+                        run=run_description(args))
         test_loss, test_acc = T.evaluate(model, test_loader, device=args.device)
     seconds = [s for s in history["epoch_seconds"] if s is not None]
     print(f"test accuracy {test_acc:.4f}  test loss {test_loss:.4f}  "
@@ -221,9 +307,24 @@ def cmd_tune(args) -> int:
     return 0
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse with its errors on one line (no usage block), exit code 2."""
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def _add_debug(p) -> None:
+    # SUPPRESS: the sub-command's default must not hide "convnet --debug train ..."
+    p.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
+                   help="show the traceback of an error instead of one line")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="convnet", description=__doc__)
-    sub = parser.add_subparsers(dest="command", required=True)
+    parser = _Parser(prog="convnet", description=__doc__)
+    parser.add_argument("--debug", action="store_true",
+                        help="show the traceback of an error instead of one line")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     p = sub.add_parser("train", help="train a model on Fashion-MNIST (the embedded sample "
                        "when the full data set is not found)")
@@ -253,7 +354,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="stop after N epochs without validation improvement (best weights "
                    "restored)")
     p.add_argument("--checkpoint", metavar="FILE", help="write a checkpoint every epoch")
-    p.add_argument("--resume", action="store_true", help="continue from --checkpoint")
+    p.add_argument("--resume", action="store_true",
+                   help="continue from --checkpoint; the model, its options and the training "
+                   "options (optimizer, lr, momentum, schedule, batch size, seed...) must be "
+                   "those of the checkpoint's run, --epochs may grow")
     p.add_argument("--plot", metavar="FILE.png", help="write learning curves")
     p.add_argument("--report", metavar="FILE.json", help="write results as JSON")
     p.add_argument("--seed", type=int, default=0)
@@ -262,7 +366,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--pooling", choices=["avg", "max"], default="avg",
                    help="LeNet-5's pooling (the course's is average)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
-    p.set_defaults(func=cmd_train)
+    _add_debug(p)
+    p.set_defaults(func=cmd_train, validate=validate_train_args)
 
     p = sub.add_parser("tune", help="grid or random search of an MLP's hyperparameters "
                        "(learning rate, batch size, width, optimizer, dropout)")
@@ -276,7 +381,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=int, default=None)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--output", default="best_config.json", help="where the best goes")
-    p.set_defaults(func=cmd_tune)
+    _add_debug(p)
+    p.set_defaults(func=cmd_tune, validate=validate_tune_args)
 
     p = sub.add_parser("info", help="versions, backends (and why one is missing), threads, SIMD")
     p.set_defaults(func=cmd_info)
@@ -300,13 +406,36 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def validate_tune_args(args) -> None:
+    check_common(args)
+    check_number(args, "trials", 1)
+    check_output("--output", args.output)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    validator = getattr(args, "validate", None)  # the command's checks, before any work
+    try:
+        if validator is not None:
+            validator(args)
+    except UsageError as exc:
+        if args.debug:
+            raise
+        return _fail(str(exc), args.command)
     import convnet as cn
 
     if getattr(args, "threads", None):
         cn.set_num_threads(args.threads)
-    return args.func(args)
+    try:
+        return args.func(args)
+    except KeyboardInterrupt:
+        raise
+    except Exception as exc:  # a fault met while working: one line unless --debug
+        if args.debug:
+            raise
+        print(f"convnet {args.command}: error: {type(exc).__name__}: {one_line(exc)} "
+              "(--debug shows the traceback)", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

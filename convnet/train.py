@@ -163,8 +163,9 @@ class Trainer:
     """State of one :func:`fit` run: model, optimizer, history, and the stop flag."""
 
     def __init__(self, model, optimizer, loss_fn, callbacks, clip_grad_norm, clip_grad_value,
-                 progress, log, device):
+                 progress, log, device, run=None):
         self.model, self.optimizer, self.loss_fn = model, optimizer, loss_fn
+        self.run = run
         self.device = device
         self.callbacks = list(callbacks)
         self.clip_grad_norm, self.clip_grad_value = clip_grad_norm, clip_grad_value
@@ -176,21 +177,22 @@ class Trainer:
                                if isinstance(c, LRSchedulerCallback)), None)
 
     def save_checkpoint(self, path, epochs_done: int) -> None:
-        save({"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
-              "scheduler": self.scheduler.state_dict() if self.scheduler else None,
-              "history": self.history, "epoch": epochs_done}, path)
+        state = {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
+                 "scheduler": self.scheduler.state_dict() if self.scheduler else None,
+                 "history": self.history, "epoch": epochs_done}
+        if self.run is not None:
+            state["run"] = self.run
+        save(state, path)
 
     def load_checkpoint(self, path) -> int:
+        """Restore a checkpoint, all or nothing: the file, the run description, the model,
+        the optimizer, the schedule, the history and the epoch are all checked before any of
+        them is changed. Raises ValueError (KeyError/TypeError from the state checks) naming
+        the fault."""
         state = load(path)
-        for key in ("model", "optimizer", "history", "epoch"):
-            if key not in state:
-                raise ValueError(f"resume: {path} is not a training checkpoint (no {key!r})")
-        self.model.load_state_dict(state["model"])
-        self.optimizer.load_state_dict(state["optimizer"])
-        if self.scheduler is not None and state.get("scheduler") is not None:
-            self.scheduler.load_state_dict(state["scheduler"])
-        self.history = {k: list(state["history"].get(k, [])) for k in HISTORY_KEYS}
-        return int(state["epoch"])
+        apply = check_checkpoint(state, self.model, self.optimizer, self.scheduler, self.run,
+                                 where=f"resume: {path}")
+        return apply(self)
 
     def train_epoch(self, loader, epoch: int, epochs: int) -> tuple[float, float]:
         from .nn.utils import clip_grad_norm_, clip_grad_value_
@@ -229,6 +231,79 @@ class Trainer:
         return total_loss / count, total_correct / count
 
 
+def run_mismatches(saved: dict, current: dict, prefix: str = "") -> list[str]:
+    """``'name: saved X, now Y'`` for every entry that both run descriptions hold and that
+    differs (nested dicts compared key by key)."""
+    out = []
+    for key in saved:
+        if key not in current:
+            continue
+        a, b = saved[key], current[key]
+        if isinstance(a, dict) and isinstance(b, dict):
+            out += run_mismatches(a, b, f"{prefix}{key}.")
+        elif _norm(a) != _norm(b):
+            out.append(f"{prefix}{key}: checkpoint {a!r}, this run {b!r}")
+    return out
+
+
+def _norm(v):
+    return list(v) if isinstance(v, tuple) else v
+
+
+def check_checkpoint(state, model, optimizer, scheduler=None, run=None, where="resume"):
+    """Check a whole training checkpoint against what it is to be loaded into, changing
+    nothing, and return the function that applies it to a :class:`Trainer` (returning the
+    number of epochs done). Every fault is a ValueError/TypeError/KeyError naming it."""
+    if not isinstance(state, dict):
+        raise ValueError(f"{where} is not a training checkpoint")
+    for key in ("model", "optimizer", "history", "epoch"):
+        if key not in state:
+            raise ValueError(f"{where} is not a training checkpoint (no {key!r})")
+    if run is not None and isinstance(state.get("run"), dict):
+        diff = run_mismatches(state["run"], run)
+        if diff:
+            raise ValueError(f"{where} was written by another run: {'; '.join(diff)}")
+    epoch = state["epoch"]
+    if isinstance(epoch, bool) or not isinstance(epoch, int) or epoch < 0:
+        raise ValueError(f"{where}: bad epoch count {epoch!r}")
+    history = state["history"]
+    if not isinstance(history, dict) or not all(isinstance(history.get(k, []), list)
+                                                for k in HISTORY_KEYS):
+        raise ValueError(f"{where}: bad history record")
+    if not hasattr(state["model"], "keys"):
+        raise ValueError(f"{where}: the model record is not a state dict")
+    own, saved = list(model._state_targets()), list(state["model"].keys())
+    missing = [k for k in own if k not in state["model"]]
+    unexpected = [k for k in saved if k not in own]
+    if missing or unexpected:
+        raise ValueError(f"{where} does not fit this model: {len(missing)} of its "
+                         f"{len(own)} tensors missing (e.g. {missing[:3]}), {len(unexpected)} "
+                         f"unexpected (e.g. {unexpected[:3]}); another architecture?")
+    model_values, _ = model._checked_state(state["model"], strict=True)
+    from .optim.optimizer import _checked_state
+
+    groups, opt_state = _checked_state(optimizer, state["optimizer"])
+    sched = state.get("scheduler")
+    if scheduler is not None and sched is not None:
+        mine = scheduler.state_dict()
+        if not isinstance(sched, dict) or set(sched) != set(mine):
+            raise ValueError(f"{where}: the saved schedule is not a {type(scheduler).__name__}")
+        for k, v in sched.items():
+            if not isinstance(v, type(mine[k])) and not (
+                    isinstance(v, (int, float)) and isinstance(mine[k], (int, float))):
+                raise ValueError(f"{where}: schedule field {k!r} is {v!r}")
+
+    def apply(trainer) -> int:
+        trainer.model._assign_state(model_values)
+        trainer.optimizer.param_groups, trainer.optimizer.state = groups, opt_state
+        if scheduler is not None and sched is not None:
+            scheduler.load_state_dict(sched)
+        trainer.history = {k: list(history.get(k, [])) for k in HISTORY_KEYS}
+        return epoch
+
+    return apply
+
+
 def _progress(loader, enabled: bool, desc: str):
     if not enabled:
         return loader
@@ -241,7 +316,8 @@ def fit(model, train, val=None, epochs: int = 10, optimizer=None,
         loss: Callable = F.cross_entropy, callbacks: Iterable[Callback] = (),
         scheduler=None, clip_grad_norm: float | None = None,
         clip_grad_value: float | None = None, resume=None, progress: bool = True,
-        log: Callable[[str], None] = print, device: str | None = None) -> dict[str, list]:
+        log: Callable[[str], None] = print, device: str | None = None,
+        run: dict | None = None) -> dict[str, list]:
     """Train ``model`` for ``epochs`` epochs and return the history.
 
     ``optimizer`` defaults to Adam(lr=1e-3); ``scheduler`` (any of convnet.optim's
@@ -249,6 +325,11 @@ def fit(model, train, val=None, epochs: int = 10, optimizer=None,
     :class:`ModelCheckpoint` to continue from (model, optimizer, schedule, history and the
     epoch count come back; the loaders' shuffling continues from that epoch when they have
     a seed). ``device="cuda"`` moves each batch to the GPU (the model must be there).
+
+    ``run`` describes the run (e.g. ``{"model": "lenet", "model_options": {...},
+    "training": {...}}``, JSON-like values): it is stored in every checkpoint and, on
+    ``resume``, compared with the checkpoint's; any difference is a ValueError naming it.
+    The whole checkpoint is checked before anything is restored.
     """
     from .optim import Adam
 
@@ -262,7 +343,7 @@ def fit(model, train, val=None, epochs: int = 10, optimizer=None,
     # learning rate of the next epoch and a resumed run does not repeat one
     callbacks.sort(key=lambda cb: not isinstance(cb, LRSchedulerCallback))
     trainer = Trainer(model, optimizer, loss, callbacks, clip_grad_norm, clip_grad_value,
-                      progress, log, device)
+                      progress, log, device, run)
     start_epoch = 0
     if resume is not None:
         start_epoch = trainer.load_checkpoint(resume)
@@ -326,5 +407,5 @@ def plot_history(history: dict, path) -> None:
     plt.close(fig)
 
 
-__all__ = ["fit", "evaluate", "accuracy", "Callback", "EarlyStopping", "ModelCheckpoint",
-           "LRSchedulerCallback", "plot_history"]
+__all__ = ["fit", "evaluate", "accuracy", "check_checkpoint", "run_mismatches", "Callback",
+           "EarlyStopping", "ModelCheckpoint", "LRSchedulerCallback", "plot_history"]

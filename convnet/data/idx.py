@@ -31,58 +31,86 @@ IDX_DTYPES: dict[int, np.dtype] = {
 _GZIP_MAGIC = b"\x1f\x8b"
 
 
-def _raw_bytes(path: str) -> bytes:
-    """The file's IDX bytes, decompressed when it starts with the gzip magic bytes."""
-    with open(path, "rb") as fh:
-        data = fh.read()
-    if data[:2] == _GZIP_MAGIC:
-        try:
-            data = gzip.decompress(data)
-        except (OSError, EOFError, zlib.error) as exc:
-            raise ValueError(f"IDX file {path}: corrupt or truncated gzip data ({exc})") from exc
-    return data
+MAX_BYTES = 1 << 30  # default limit of a payload: MNIST-like sets are far below it
+_CHUNK = 1 << 20
 
 
-def read_idx(path) -> np.ndarray:
+def _read_exactly(stream, buf, path: str) -> int:
+    """Fill ``buf`` from ``stream``; the number of bytes read (less only at the end)."""
+    view = memoryview(buf.reshape(-1).view(np.uint8) if isinstance(buf, np.ndarray) else buf)
+    done = 0
+    try:
+        while done < len(view):
+            got = stream.readinto(view[done:done + _CHUNK])
+            if not got:
+                break
+            done += got
+    except (OSError, EOFError, zlib.error) as exc:
+        raise ValueError(f"IDX file {path}: corrupt or truncated gzip data ({exc})") from exc
+    return done
+
+
+def read_idx(path, max_bytes: int = MAX_BYTES) -> np.ndarray:
     """Read an IDX file (gzipped or plain, told apart by its first bytes) into an array.
 
     The array has the header's shape and the element type in native byte order (uint8 for
     the image and label files of MNIST-like data sets); it is writable and owns its memory.
     Raises ``ValueError`` naming the file for a bad magic number, an unknown type code, a
-    truncated header, or a payload larger or smaller than the header's dimensions announce.
+    truncated header, a payload larger or smaller than the header's dimensions announce, or
+    a payload above ``max_bytes`` (1 GiB by default). A gzip file is inflated as a stream:
+    the header is checked first and inflation stops one byte past the declared size, so a
+    small file that inflates to gigabytes (a "gzip bomb") is refused without holding them.
+    Only regular files are read (not a device or a FIFO).
     """
+    from .._io import open_regular_file
+
     path = os.fspath(path)
-    data = _raw_bytes(path)
-    if len(data) < 4:
-        raise ValueError(f"IDX file {path}: {len(data)} bytes, too short for the 4-byte magic "
-                         "number (empty or truncated file?)")
-    if data[0] != 0 or data[1] != 0:
-        raise ValueError(f"IDX file {path}: bad magic number {data[:4].hex()} (the first two "
-                         "bytes must be zero; not an IDX file?)")
-    code, ndim = data[2], data[3]
-    if code not in IDX_DTYPES:
-        known = ", ".join(f"0x{c:02X}" for c in IDX_DTYPES)
-        raise ValueError(f"IDX file {path}: unknown element type code 0x{code:02X} "
-                         f"(known: {known})")
-    if ndim == 0:
-        raise ValueError(f"IDX file {path}: header announces 0 dimensions")
-    header = 4 + 4 * ndim
-    if len(data) < header:
-        raise ValueError(f"IDX file {path}: truncated header ({len(data)} bytes, the "
-                         f"{ndim} dimension sizes need {header})")
-    dims = tuple(int.from_bytes(data[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim))
-    dtype = IDX_DTYPES[code]
-    expected = dtype.itemsize
-    for d in dims:
-        expected *= d
-    got = len(data) - header
-    if got != expected:
-        fault = "truncated" if got < expected else "oversized"
-        raise ValueError(f"IDX file {path}: {fault} payload: header shape {dims} of "
-                         f"{dtype.newbyteorder('=').name} needs {expected} bytes after the "
-                         f"{header}-byte header, the file has {got}")
-    arr = np.frombuffer(data, dtype=dtype, offset=header).reshape(dims)
-    return arr.astype(dtype.newbyteorder("="))  # a native-order, writable copy
+    with open_regular_file(path, "read_idx") as fh:
+        gz = fh.read(2) == _GZIP_MAGIC
+        fh.seek(0)
+        stream = gzip.GzipFile(fileobj=fh, mode="rb") if gz else fh
+        head = bytearray(4)
+        n = _read_exactly(stream, head, path)
+        if n < 4:
+            raise ValueError(f"IDX file {path}: {n} bytes, too short for the 4-byte magic "
+                             "number (empty or truncated file?)")
+        if head[0] != 0 or head[1] != 0:
+            raise ValueError(f"IDX file {path}: bad magic number {bytes(head).hex()} (the "
+                             "first two bytes must be zero; not an IDX file?)")
+        code, ndim = head[2], head[3]
+        if code not in IDX_DTYPES:
+            known = ", ".join(f"0x{c:02X}" for c in IDX_DTYPES)
+            raise ValueError(f"IDX file {path}: unknown element type code 0x{code:02X} "
+                             f"(known: {known})")
+        if ndim == 0:
+            raise ValueError(f"IDX file {path}: header announces 0 dimensions")
+        header = 4 + 4 * ndim
+        sizes = bytearray(4 * ndim)
+        got = _read_exactly(stream, sizes, path)
+        if got < len(sizes):
+            raise ValueError(f"IDX file {path}: truncated header ({4 + got} bytes, the "
+                             f"{ndim} dimension sizes need {header})")
+        dims = tuple(int.from_bytes(sizes[4 * i: 4 * i + 4], "big") for i in range(ndim))
+        dtype = IDX_DTYPES[code]
+        expected = dtype.itemsize
+        for d in dims:
+            expected *= d
+        name = dtype.newbyteorder("=").name
+        if expected > max_bytes:
+            raise ValueError(f"IDX file {path}: header shape {dims} of {name} declares "
+                             f"{expected} bytes, above the limit of {max_bytes} "
+                             "(read_idx(..., max_bytes=) raises it)")
+        arr = np.empty(dims, dtype=dtype)
+        got = _read_exactly(stream, arr, path)
+        if got < expected:
+            raise ValueError(f"IDX file {path}: truncated payload: header shape {dims} of "
+                             f"{name} needs {expected} bytes after the {header}-byte header, "
+                             f"the file has {got}")
+        if _read_exactly(stream, bytearray(1), path):
+            raise ValueError(f"IDX file {path}: oversized payload: header shape {dims} of "
+                             f"{name} needs {expected} bytes after the {header}-byte header, "
+                             "the file has more")
+    return arr.astype(dtype.newbyteorder("="), copy=False)  # native order, writable
 
 
 def write_idx(path, array, compress: bool | None = None) -> None:

@@ -137,6 +137,15 @@ def batch_norm(input, running_mean, running_var, weight=None, bias=None, trainin
         bias = Tensor._wrap(xp.zeros(c, dtype=input.dtype), False)
     rm = running_mean._data if isinstance(running_mean, Tensor) else running_mean
     rv = running_var._data if isinstance(running_var, Tensor) else running_var
+    per_channel = input._data.size // c if c else 0
+    if training and per_channel == 1:
+        raise ValueError(f"batch_norm: expected more than 1 value per channel when training, "
+                         f"got input of shape {input.shape}")
+    if per_channel == 0:
+        # an empty batch, as in PyTorch: an empty output, the running statistics untouched,
+        # zero gradients for weight and bias (the affine map over no elements)
+        shape = (1, c) + (1,) * (input.ndim - 2)
+        return input * weight.reshape(shape) + bias.reshape(shape)
     if training:
         return BatchNormTrain.apply(input, weight, bias, running_mean=rm, running_var=rv,
                                     momentum=momentum, eps=eps)

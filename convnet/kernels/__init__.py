@@ -165,7 +165,8 @@ def conv2d_forward(x, w, b=None, stride=1, padding=0, dilation=1, *, backend=Non
     y_shape, args = _conv_geometry(x.shape, w.shape, stride, padding, dilation)
     impl = _pick(backend, x=x, w=w, b=b)
     y = ck.xp_of(x).empty(y_shape, dtype=x.dtype)
-    impl.conv2d_forward(x, w, b, y, *args)
+    if y.size:  # an empty batch (N = 0) has nothing to compute, as in PyTorch
+        impl.conv2d_forward(x, w, b, y, *args)
     return y
 
 
@@ -183,12 +184,13 @@ def conv2d_backward_data(dy, w, x_shape, stride=1, padding=0, dilation=1, *, bac
     """
     w = ck.float_array("w", w)
     ck.ndim("w", w, 4, "(K, C, R, S)")
-    x_shape = ck.shape4("x_shape", x_shape)
+    x_shape = ck.shape4("x_shape", x_shape, empty_batch=True)
     y_shape, args = _conv_geometry(x_shape, w.shape, stride, padding, dilation)
     dy = _check_dy(dy, y_shape, w.dtype)
     impl = _pick(backend, dy=dy, w=w)
     dx = ck.xp_of(w).empty(x_shape, dtype=w.dtype)
-    impl.conv2d_backward_data(dy, w, dx, *args)
+    if dx.size:  # an empty batch has an empty gradient, as in PyTorch
+        impl.conv2d_backward_data(dy, w, dx, *args)
     return dx
 
 
@@ -203,6 +205,8 @@ def conv2d_backward_weight(dy, x, w_shape, stride=1, padding=0, dilation=1, *, b
     y_shape, args = _conv_geometry(x.shape, w_shape, stride, padding, dilation)
     dy = _check_dy(dy, y_shape, x.dtype)
     impl = _pick(backend, dy=dy, x=x)
+    if x.shape[0] == 0:  # a sum over an empty batch, as in PyTorch
+        return ck.xp_of(x).zeros(w_shape, dtype=x.dtype)
     dw = ck.xp_of(x).empty(w_shape, dtype=x.dtype)
     impl.conv2d_backward_weight(dy, x, dw, *args)
     return dw

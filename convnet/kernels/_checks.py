@@ -137,11 +137,12 @@ def conv_output_hw(in_hw, kernel_hw, stride, pads, dilation, what: str) -> tuple
     return out[0], out[1]
 
 
-def shape4(name: str, shape) -> tuple[int, int, int, int]:
+def shape4(name: str, shape, empty_batch: bool = False) -> tuple[int, int, int, int]:
+    """4 positive sizes; with ``empty_batch`` the first (N) may be 0, as PyTorch allows."""
     try:
         dims = tuple(operator.index(d) for d in shape)
     except TypeError:
         raise TypeError(f"{name}: expected a tuple of 4 ints, got {shape!r}") from None
-    if len(dims) != 4 or min(dims) < 1:
+    if len(dims) != 4 or min(dims[1:]) < 1 or dims[0] < (0 if empty_batch else 1):
         raise ValueError(f"{name}: expected 4 positive sizes (N, C, H, W), got {shape!r}")
     return dims  # type: ignore[return-value]

@@ -16,6 +16,19 @@ def _pair(v):
     return tuple(v) if isinstance(v, (tuple, list)) else (v, v)
 
 
+def _check_ints(layer: str, name: str, value, low: int, pair: bool = True):
+    """``value`` (an int, or a pair of them) must be >= ``low``: a ValueError naming the
+    layer's argument otherwise, at the constructor rather than at the first call."""
+    values = _pair(value) if pair else (value,)
+    ok = len(values) == 2 if pair else True
+    ok = ok and all(isinstance(v, (int, np.integer)) and not isinstance(v, bool) and v >= low
+                    for v in values)
+    if not ok:
+        what = "a positive int" if low == 1 else f"an int >= {low}"
+        raise ValueError(f"{layer}: {name} must be {what}{' or a pair of them' if pair else ''}"
+                         f", got {value!r}")
+
+
 class Identity(Module):
     def forward(self, x):
         return x
@@ -54,6 +67,14 @@ class _ConvNd(Module):
     def __init__(self, in_channels, out_channels, kernel_size, stride, padding, dilation,
                  bias, dtype, transposed):
         super().__init__()
+        layer = "ConvTranspose2d" if transposed else "Conv2d"
+        _check_ints(layer, "in_channels", in_channels, 1, pair=False)
+        _check_ints(layer, "out_channels", out_channels, 1, pair=False)
+        _check_ints(layer, "kernel_size", kernel_size, 1)
+        _check_ints(layer, "stride", stride, 1)
+        _check_ints(layer, "dilation", dilation, 1)
+        if not (isinstance(padding, str) and padding in ("same", "valid")):
+            _check_ints(layer, "padding", padding, 0)
         kh, kw = _pair(kernel_size)
         self.in_channels, self.out_channels = in_channels, out_channels
         self.kernel_size, self.stride = (kh, kw), _pair(stride)

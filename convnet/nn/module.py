@@ -10,6 +10,57 @@ import numpy as np
 from ..tensor import Tensor, _to_array
 
 
+def as_host_array(value, what: str) -> np.ndarray:
+    """A NumPy view or copy of a convnet/torch tensor, NumPy or CuPy array or nested list."""
+    if isinstance(value, Tensor):
+        value = value._data
+    if type(value).__module__.startswith("torch") and hasattr(value, "detach"):
+        value = value.detach().cpu()
+        if str(value.dtype) == "torch.bfloat16":
+            import ml_dtypes
+
+            return value.view(__import__("torch").int16).numpy().view(ml_dtypes.bfloat16)
+        return value.numpy()
+    if hasattr(value, "get") and type(value).__module__.startswith("cupy"):
+        return value.get()
+    try:
+        arr = np.asarray(value)
+    except (TypeError, ValueError) as exc:
+        raise TypeError(f"{what}: cannot read {type(value).__name__} as an array ({exc})") \
+            from None
+    if arr.dtype.kind not in "biufV":
+        raise TypeError(f"{what}: expected numbers, got an array of dtype {arr.dtype}")
+    return arr
+
+
+def convert_like(value, target: Tensor, what: str) -> np.ndarray:
+    """``value`` as a new host array with ``target``'s shape and dtype, or a clear error."""
+    arr = as_host_array(value, what)
+    if tuple(arr.shape) != tuple(target.shape):
+        raise ValueError(f"{what} has shape {tuple(arr.shape)} in the state dict but "
+                         f"{tuple(target.shape)} in the model")
+    try:
+        return np.array(arr, dtype=target.dtype, copy=True)
+    except (TypeError, ValueError) as exc:
+        raise TypeError(f"{what}: cannot convert {arr.dtype} to {target.dtype} ({exc})") \
+            from None
+
+
+def assign_into(target: Tensor, value: np.ndarray) -> None:
+    """Copy ``value`` into ``target``'s existing storage when it can take it (same shape and
+    dtype, writable), else rebind its array; the conversion was checked before. Either way
+    the write bumps the version counter, as PyTorch's ``copy_`` does."""
+    data = target._data
+    if isinstance(data, np.ndarray) and data.flags.writeable and data.shape == value.shape \
+            and data.dtype == value.dtype:
+        data[...] = value
+    elif type(data).__module__.startswith("cupy") and data.shape == value.shape:
+        data[...] = _to_array(value, None, target.device)
+    else:
+        target._data = _to_array(value, None, target.device)
+    target._vc[0] += 1
+
+
 class Parameter(Tensor):
     """A tensor that a Module registers as trainable (requires_grad by default)."""
 
@@ -200,11 +251,42 @@ class Module:
         return out
 
     def load_state_dict(self, state_dict, strict: bool = True):
-        """Copy arrays (or tensors) into the parameters and buffers with matching keys.
+        """Copy arrays (NumPy, CuPy, convnet or torch tensors) into the parameters and buffers
+        with matching keys.
 
-        With ``strict=False`` missing and unexpected keys are returned instead of raised,
-        which is how part of a model (a pretrained body) is loaded.
+        All or nothing: every value is converted to its target's dtype and checked against
+        its shape into new arrays first; only when all succeeded are they copied into the
+        parameters' existing storage (so that optimizers holding that storage see the new
+        values). A failure raises before anything changed. With ``strict=False`` missing and
+        unexpected keys are returned instead of raised, which is how part of a model (a
+        pretrained body) is loaded.
         """
+        incoming, report = self._checked_state(state_dict, strict)
+        self._assign_state(incoming)
+        return report
+
+    def _checked_state(self, state_dict, strict: bool = True):
+        """The converted values of :meth:`load_state_dict` and its key report, changing
+        nothing; raises on the first fault."""
+        if not hasattr(state_dict, "items"):
+            raise TypeError(f"load_state_dict: expected a mapping of names to arrays, got "
+                            f"{type(state_dict).__name__}")
+        own = self._state_targets()
+        missing = [k for k in own if k not in state_dict]
+        unexpected = [k for k in state_dict if k not in own]
+        if strict and (missing or unexpected):
+            raise KeyError(f"load_state_dict: missing keys {missing}, unexpected keys "
+                           f"{unexpected}")
+        incoming = {key: convert_like(state_dict[key], t, f"load_state_dict: {key}")
+                    for key, t in own.items() if key in state_dict}
+        return incoming, {"missing_keys": missing, "unexpected_keys": unexpected}
+
+    def _assign_state(self, incoming: dict) -> None:
+        own = self._state_targets()
+        for key, value in incoming.items():
+            assign_into(own[key], value)
+
+    def _state_targets(self) -> OrderedDict:
         own = OrderedDict()
         for mod_name, m in self.named_modules():
             skip = m.__dict__.get("_non_persistent", set())
@@ -212,30 +294,7 @@ class Module:
                 for name, t in store.items():
                     if t is not None and name not in skip:
                         own[f"{mod_name}.{name}" if mod_name else name] = t
-        missing = [k for k in own if k not in state_dict]
-        unexpected = [k for k in state_dict if k not in own]
-        if strict and (missing or unexpected):
-            raise KeyError(f"load_state_dict: missing keys {missing}, unexpected keys "
-                           f"{unexpected}")
-        # Check every shape before copying anything: a failed load leaves the model intact.
-        incoming = {}
-        for key, t in own.items():
-            if key not in state_dict:
-                continue
-            value = state_dict[key]
-            value = value._data if isinstance(value, Tensor) else value
-            if type(value).__module__.startswith("torch"):
-                value = value.detach().cpu().numpy()
-            value = value.get() if hasattr(value, "get") else np.asarray(value)
-            if tuple(value.shape) != t.shape:
-                raise ValueError(f"load_state_dict: {key} has shape {tuple(value.shape)} in "
-                                 f"the state dict but {t.shape} in the model")
-            incoming[key] = value
-        for key, value in incoming.items():
-            t = own[key]
-            t._data[...] = _to_array(value.astype(t.dtype, copy=False), None, t.device)
-            t._vc[0] += 1  # in place, as PyTorch's copy_
-        return {"missing_keys": missing, "unexpected_keys": unexpected}
+        return own
 
     # ------------------------------------------------------------------ calling
     def forward(self, *args, **kwargs):  # pragma: no cover - interface

@@ -31,8 +31,10 @@ class Optimizer:
                 raise TypeError(f"params: expected tensors, got {type(p).__name__}")
         for k, v in self.defaults.items():
             group.setdefault(k, v)
-        if group["lr"] < 0:
-            raise ValueError(f"lr: expected a non-negative learning rate, got {group['lr']}")
+        lr = group["lr"]
+        if isinstance(lr, bool) or not isinstance(lr, (int, float)) or not 0.0 <= lr:
+            # not 0 <= lr also refuses nan, as PyTorch does ("Invalid learning rate")
+            raise ValueError(f"lr: expected a non-negative learning rate, got {lr!r}")
         group.setdefault("initial_lr", group["lr"])
         self.param_groups.append(group)
 
@@ -85,24 +87,83 @@ class Optimizer:
         return {"state": state, "param_groups": groups}
 
     def load_state_dict(self, state_dict: dict) -> None:
-        groups = state_dict["param_groups"]
-        if len(groups) != len(self.param_groups):
-            raise ValueError("load_state_dict: the number of parameter groups differs")
-        params = []
-        for mine, theirs in zip(self.param_groups, groups, strict=True):
-            if len(mine["params"]) != len(theirs["params"]):
-                raise ValueError("load_state_dict: a parameter group has a different size")
-            params += list(zip(theirs["params"], mine["params"], strict=True))
-            for k, v in theirs.items():
-                if k != "params":
-                    mine[k] = copy.deepcopy(v)
-        self.state = {}
-        saved = {int(k): v for k, v in state_dict["state"].items()}
-        for idx, p in params:
-            if idx in saved:
-                self.state[id(p)] = {
-                    n: (p._xp.asarray(v) if isinstance(v, np.ndarray) and v.ndim > 0 else v)
-                    for n, v in saved[idx].items()}
+        """Restore hyperparameters and per-parameter state saved by :meth:`state_dict`.
+
+        All or nothing: the whole state dict is checked (group count and sizes, the same
+        optimizer's hyperparameters, a finite non-negative lr, state arrays shaped like their
+        parameters and converted to their dtype and device) into new objects, which replace
+        the current ones only when everything passed; otherwise a ValueError/TypeError
+        names the fault and the optimizer is unchanged.
+        """
+        groups, state = _checked_state(self, state_dict)
+        self.param_groups, self.state = groups, state
+
+
+def _checked_state(opt: Optimizer, state_dict) -> tuple[list[dict], dict]:
+    from ..nn.module import as_host_array
+
+    what = "optimizer load_state_dict"
+    if not isinstance(state_dict, dict) or not {"state", "param_groups"} <= set(state_dict):
+        raise ValueError(f"{what}: expected a dict with 'state' and 'param_groups', got "
+                         f"{_describe(state_dict)}")
+    saved_groups, saved_state = state_dict["param_groups"], state_dict["state"]
+    if not isinstance(saved_groups, (list, tuple)) or not isinstance(saved_state, dict):
+        raise ValueError(f"{what}: 'param_groups' must be a list and 'state' a dict")
+    if len(saved_groups) != len(opt.param_groups):
+        raise ValueError(f"{what}: the saved state has {len(saved_groups)} parameter groups, "
+                         f"this optimizer {len(opt.param_groups)}")
+    by_index, groups = {}, []
+    for i, (mine, theirs) in enumerate(zip(opt.param_groups, saved_groups)):
+        if not isinstance(theirs, dict) or not isinstance(theirs.get("params"), (list, tuple)):
+            raise ValueError(f"{what}: parameter group {i} is not a dict with 'params'")
+        if len(mine["params"]) != len(theirs["params"]):
+            raise ValueError(f"{what}: parameter group {i} has {len(theirs['params'])} "
+                             f"parameters saved, {len(mine['params'])} here")
+        absent = sorted(set(opt.defaults) - set(theirs))
+        if absent:
+            raise ValueError(f"{what}: parameter group {i} lacks {absent}: saved by another "
+                             f"optimizer than {type(opt).__name__}?")
+        lr = theirs["lr"]
+        if isinstance(lr, bool) or not isinstance(lr, (int, float)) or not 0 <= lr < math.inf:
+            raise ValueError(f"{what}: parameter group {i} has lr {lr!r}; expected a finite "
+                             "number >= 0")
+        for idx, p in zip(theirs["params"], mine["params"]):
+            if isinstance(idx, bool) or not isinstance(idx, int) or idx in by_index:
+                raise ValueError(f"{what}: bad or repeated parameter index {idx!r}")
+            by_index[idx] = p
+        group = {k: copy.deepcopy(v) for k, v in theirs.items() if k != "params"}
+        group["params"] = mine["params"]
+        groups.append(group)
+    state = {}
+    for key, entry in saved_state.items():
+        try:
+            idx = int(key)
+        except (TypeError, ValueError):
+            raise ValueError(f"{what}: state key {key!r} is not a parameter index") from None
+        if idx not in by_index or not isinstance(entry, dict):
+            raise ValueError(f"{what}: state entry {key!r} names no parameter of the groups")
+        p = by_index[idx]
+        new = {}
+        for name, v in entry.items():
+            if isinstance(v, (bool, int, float)) or v is None:
+                new[name] = v
+                continue
+            arr = as_host_array(v, f"{what}: state[{key}][{name!r}]")
+            if arr.ndim == 0:  # a scalar saved as a 0-d array (a step count, a product)
+                new[name] = arr.item()
+                continue
+            if tuple(arr.shape) != tuple(p.shape):
+                raise ValueError(f"{what}: state[{key}][{name!r}] has shape "
+                                 f"{tuple(arr.shape)}, its parameter {tuple(p.shape)}")
+            new[name] = p._xp.asarray(np.array(arr, dtype=p.dtype))
+        state[id(p)] = new
+    return groups, state
+
+
+def _describe(obj) -> str:
+    if isinstance(obj, dict):
+        return f"a dict with keys {sorted(map(str, obj))[:6]}"
+    return f"a {type(obj).__name__}"
 
 
 def _decay(w, g, wd):

@@ -114,3 +114,64 @@ def test_truncated_gzip_raises_value_error(tmp_path):
 def test_missing_file_is_file_not_found(tmp_path):
     with pytest.raises(FileNotFoundError):
         read_idx(tmp_path / "nope")
+
+
+@pytest.fixture(scope="module")
+def gzip_bomb(tmp_path_factory):
+    """A ~1 MB gzip file whose payload inflates to 1 GiB of zeros after a small header that
+    declares 60000x28x28 bytes (47 MB), and one whose header declares the whole GiB."""
+    folder = tmp_path_factory.mktemp("bomb")
+    # a gzip file may be several members in a row, read as one stream: one member of 1 MiB
+    # of zeros (about 1 KB compressed) repeated 1024 times makes the bomb quickly
+    member = gzip.compress(bytes(1 << 20), compresslevel=9)
+    paths = {}
+    for name, dims in (("small_header", (60000, 28, 28)), ("huge_header", (1 << 30,))):
+        path = folder / f"{name}.gz"
+        path.write_bytes(gzip.compress(idx_bytes(0x08, dims, b"")) + member * 1024)
+        paths[name] = path
+    with gzip.open(path) as check:  # it does inflate past 1 GiB (read here in pieces)
+        total = sum(len(b) for b in iter(lambda: check.read(1 << 24), b""))
+    assert total >= 1 << 30
+    return paths
+
+
+@pytest.mark.parametrize("kind,message", [("small_header", "oversized payload"),
+                                          ("huge_header", "above the limit")])
+def test_gzip_bomb_is_refused_with_little_memory(gzip_bomb, kind, message):
+    import os
+    import subprocess
+    import sys
+
+    path = gzip_bomb[kind]
+    assert path.stat().st_size < 2 << 20
+    code = (
+        "import resource, sys\n"
+        "from convnet.data import read_idx\n"
+        "before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss\n"
+        "try:\n"
+        "    read_idx(sys.argv[1], max_bytes=512 << 20)\n"
+        "    print('LOADED')\n"
+        "except ValueError as exc:\n"
+        "    print('REFUSED', exc)\n"
+        "after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss\n"
+        "print('GROWTH_KB', after - before)\n")
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    out = subprocess.run([sys.executable, "-c", code, str(path)], capture_output=True,
+                         text=True, timeout=300, env=dict(os.environ, PYTHONPATH=root))
+    assert out.returncode == 0, out.stderr
+    lines = out.stdout.splitlines()
+    assert lines[0].startswith("REFUSED") and message in lines[0], out.stdout
+    growth_mb = int(lines[1].split()[1]) / 1024
+    # the small header's 47 MB array is the most it may hold; the bomb's GiB never appears
+    assert growth_mb < 100, f"peak RSS grew by {growth_mb:.0f} MB"
+
+
+def test_devices_and_fifos_are_refused(tmp_path):
+    import os
+
+    with pytest.raises(ValueError, match="not a regular file"):
+        read_idx("/dev/zero")
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    with pytest.raises(ValueError, match="FIFO"):
+        read_idx(fifo)

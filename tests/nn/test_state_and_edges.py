@@ -40,13 +40,13 @@ def test_module_load_is_all_or_nothing(fault):
 
 def test_module_load_copies_into_existing_storage_and_takes_any_array_kind():
     m = _model()
-    storage = {k: t.data for k, t in m._state_targets().items()}
+    storage = {k: t._data for k, t in m._state_targets().items()}
     new = {k: np.asarray(v, dtype=np.float64) * 0 + 0.5 for k, v in m.state_dict().items()}
     new["1.num_batches_tracked"] = cn.tensor(np.array(7))  # a convnet tensor
     new["0.weight"] = cn.tensor(new["0.weight"])
     m.load_state_dict(new)
     for k, t in m._state_targets().items():
-        assert t.data is storage[k], k  # optimizers holding the storage see the new values
+        assert t._data is storage[k], k  # optimizers holding the storage see the new values
     assert m[0].weight.dtype == np.float32 and float(m[0].weight.data[0, 0, 0, 0]) == 0.5
     assert int(m[1].num_batches_tracked.data) == 7
 

@@ -143,7 +143,10 @@ def backward(root: Tensor, grad=None, retain_graph: bool = False) -> None:
                     "backward: trying to backward through the graph a second time; its "
                     "buffers were freed. Specify retain_graph=True on the first backward call"
                 )
-            for parent in t._ctx.inputs:
+            # reversed: the first input (the activations) is explored first, so a layer's
+            # parameters come right after it in the backward order and their gradients
+            # are final as early as possible (DistributedDataParallel overlaps on that)
+            for parent in reversed(t._ctx.inputs):
                 if parent.requires_grad and id(parent) not in seen:
                     stack.append((parent, False))
 
@@ -155,6 +158,8 @@ def backward(root: Tensor, grad=None, retain_graph: bool = False) -> None:
         fn = t._ctx
         if fn is None:  # a leaf
             t._accumulate(g)
+            for hook in getattr(t, "_post_accumulate_hooks", {}).values():
+                hook(t)
             continue
         if t._retains_grad:
             t._accumulate(g)

@@ -215,6 +215,20 @@ class Tensor:
     def retain_grad(self) -> None:
         self._retains_grad = True
 
+    def register_post_accumulate_grad_hook(self, hook):
+        """Call ``hook(self)`` each time the backward pass has accumulated this leaf's
+        ``.grad``, like PyTorch's; returns a handle whose ``remove()`` unregisters it."""
+        if not self.is_leaf:
+            raise RuntimeError("post accumulate grad hooks cannot be registered on non-leaf "
+                               "tensors")
+        if not self.requires_grad:
+            raise RuntimeError("cannot register a hook on a tensor that doesn't require "
+                               "gradient")
+        hooks = self.__dict__.setdefault("_post_accumulate_hooks", {})
+        key = max(hooks, default=-1) + 1
+        hooks[key] = hook
+        return _HookHandle(hooks, key)
+
     def backward(self, gradient=None, retain_graph: bool = False) -> None:
         autograd.backward(self, gradient, retain_graph)
 
@@ -254,6 +268,14 @@ class Tensor:
 
     # Everything else (operators, math, shapes, reductions) is attached by
     # convnet.functional._ops so that each op lives in one place.
+
+
+class _HookHandle:
+    def __init__(self, hooks: dict, key: int):
+        self.hooks, self.key = hooks, key
+
+    def remove(self) -> None:
+        self.hooks.pop(self.key, None)
 
 
 def as_tensor(value, like: Tensor | None = None) -> Tensor:

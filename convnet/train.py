@@ -34,6 +34,34 @@ def accuracy(logits: Tensor, labels: Tensor) -> float:
     return float((pred == labels.data).mean())
 
 
+def _rank_world() -> tuple[int, int]:
+    """(rank, world size) under convnet.distributed, else (0, 1)."""
+    from . import distributed as dist
+
+    if not dist.is_initialized():
+        return 0, 1
+    return dist.get_rank(), dist.get_world_size()
+
+
+def _sum_over_ranks(*values: float) -> tuple[float, ...]:
+    """The values summed over all ranks (themselves in a single process)."""
+    if _rank_world()[1] == 1:
+        return values
+    from . import distributed as dist
+
+    arr = np.array(values, np.float64)
+    dist.all_reduce(arr)
+    return tuple(arr.tolist())
+
+
+def _unwrap(model):
+    """The model inside DistributedDataParallel: checkpoints hold its keys, so that a
+    distributed run and a single process resume each other's checkpoints."""
+    from .nn.parallel import DistributedDataParallel
+
+    return model.module if isinstance(model, DistributedDataParallel) else model
+
+
 def _on(device, x, y):
     return (x, y) if device in (None, "cpu") else (x.to(device), y.to(device))
 
@@ -53,6 +81,8 @@ def evaluate(model, loader, loss_fn: Callable = F.cross_entropy,
             total_correct += accuracy(out, y) * n
             count += n
     model.train(was_training)
+    # under convnet.distributed each rank saw its shard (or all of it: the means agree)
+    total_loss, total_correct, count = _sum_over_ranks(total_loss, total_correct, count)
     if count == 0:
         raise ValueError("evaluate: the loader yielded no samples")
     return total_loss / count, total_correct / count
@@ -176,7 +206,9 @@ class Trainer:
                                if isinstance(c, LRSchedulerCallback)), None)
 
     def save_checkpoint(self, path, epochs_done: int) -> None:
-        save({"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
+        if _rank_world()[0] != 0:
+            return  # the ranks hold the same state: rank 0 writes it
+        save({"model": _unwrap(self.model).state_dict(), "optimizer": self.optimizer.state_dict(),
               "scheduler": self.scheduler.state_dict() if self.scheduler else None,
               "history": self.history, "epoch": epochs_done}, path)
 
@@ -185,7 +217,7 @@ class Trainer:
         for key in ("model", "optimizer", "history", "epoch"):
             if key not in state:
                 raise ValueError(f"resume: {path} is not a training checkpoint (no {key!r})")
-        self.model.load_state_dict(state["model"])
+        _unwrap(self.model).load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         if self.scheduler is not None and state.get("scheduler") is not None:
             self.scheduler.load_state_dict(state["scheduler"])
@@ -226,6 +258,7 @@ class Trainer:
                                 refresh=False)
         if count == 0:
             raise ValueError("fit: the training loader yielded no samples")
+        total_loss, total_correct, count = _sum_over_ranks(total_loss, total_correct, count)
         return total_loss / count, total_correct / count
 
 
@@ -249,12 +282,19 @@ def fit(model, train, val=None, epochs: int = 10, optimizer=None,
     :class:`ModelCheckpoint` to continue from (model, optimizer, schedule, history and the
     epoch count come back; the loaders' shuffling continues from that epoch when they have
     a seed). ``device="cuda"`` moves each batch to the GPU (the model must be there).
+
+    Under :mod:`convnet.distributed` (the model wrapped in DistributedDataParallel, the
+    loaders sharded with ``convnet.distributed.shard_loader``) every rank runs this loop;
+    the metrics are summed over the ranks, and only rank 0 shows progress, logs and
+    writes checkpoints. Every rank resumes from the same checkpoint file.
     """
     from .optim import Adam
 
     if epochs < 0:
         raise ValueError(f"epochs: must be >= 0, got {epochs}")
     optimizer = optimizer or Adam(model.parameters(), lr=1e-3)
+    if _rank_world()[0] != 0:
+        progress, log = False, (lambda message: None)
     callbacks = list(callbacks)
     if scheduler is not None:
         callbacks.append(LRSchedulerCallback(scheduler))

@@ -34,10 +34,11 @@ from .collectives import (
     broadcast_object_list,
     reduce_scatter,
 )
+from .data import shard_loader
 
 __all__ = [
     "DistributedTimeoutError", "ReduceOp", "Work", "all_gather", "all_gather_object",
     "all_reduce", "barrier", "broadcast", "broadcast_object_list", "destroy_process_group",
     "get_backend", "get_rank", "get_world_size", "init_process_group", "is_available",
-    "is_initialized", "reduce_scatter",
+    "is_initialized", "reduce_scatter", "shard_loader",
 ]

@@ -107,9 +107,15 @@ def _model_kwargs(name: str, args) -> dict:
 def _init_distributed() -> int:
     """Join the mpiexec ranks; the other ranks than 0 print nothing (errors still show)."""
     import convnet.distributed as dist
+    from convnet.distributed._group import _get
 
     dist.init_process_group("mpi")
     rank = dist.get_rank()
+    if rank == 0:
+        # mpiexec names a killed rank by its pid: this line maps it back to the rank
+        peers = _get().peers
+        print("ranks: " + ", ".join(f"{r} = pid {pid} on {host}"
+                                    for r, (host, pid) in enumerate(peers)))
     if rank != 0:
         sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - for the life of the process
     return rank

@@ -68,101 +68,111 @@ def _time_steps(step, steps, warmup=2):
     return float(np.median(times))
 
 
-def worker_single(args):
+def _single_step_time(name, steps):
     import convnet as cn
     import convnet.functional as F
 
-    out = {}
-    for name in MODELS:
-        model = _model(name)
-        opt = cn.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
-        x, y = _batch(name, 0, 1)
+    model = _model(name)
+    opt = cn.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+    x, y = _batch(name, 0, 1)
 
-        def step():
-            opt.zero_grad()
-            F.cross_entropy(model(x), y).backward()
-            opt.step()
+    def step():
+        opt.zero_grad()
+        F.cross_entropy(model(x), y).backward()
+        opt.step()
 
-        out[name] = _time_steps(step, args.steps)
+    return _time_steps(step, steps)
+
+
+def worker_single(args):
+    out = {name: _single_step_time(name, args.steps) for name in MODELS}
     print("RESULT " + json.dumps(out), flush=True)
 
 
-def worker_ddp(args):
-    from mpi4py import MPI
-
+def _ddp_step_times(name, args):
     import convnet as cn
     import convnet.distributed as dist
     import convnet.functional as F
     from convnet import nn
 
-    dist.init_process_group("mpi", timeout=600)
     rank, world = dist.get_rank(), dist.get_world_size()
-    out = {"models": {}, "allreduce": []}
-    for name in MODELS:
-        model = _model(name)
-        if name == "resnet20":
-            model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
-        ddp = nn.parallel.DistributedDataParallel(model)
-        opt = cn.optim.SGD(ddp.parameters(), lr=0.01, momentum=0.9)
-        params = list(model.parameters())
-        x, y = _batch(name, rank, world)
+    model = _model(name)
+    if name == "resnet20":
+        model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
+    ddp = nn.parallel.DistributedDataParallel(model)
+    opt = cn.optim.SGD(ddp.parameters(), lr=0.01, momentum=0.9)
+    params = list(model.parameters())
+    x, y = _batch(name, rank, world)
 
-        def overlapped():
-            opt.zero_grad()
+    def overlapped():
+        opt.zero_grad()
+        F.cross_entropy(ddp(x), y).backward()
+        opt.step()
+
+    def no_comm():
+        opt.zero_grad()
+        with ddp.no_sync():
             F.cross_entropy(ddp(x), y).backward()
-            opt.step()
+        opt.step()
 
-        def no_comm():
-            opt.zero_grad()
-            with ddp.no_sync():
-                F.cross_entropy(ddp(x), y).backward()
-            opt.step()
+    def after_backward():
+        opt.zero_grad()
+        with ddp.no_sync():
+            F.cross_entropy(ddp(x), y).backward()
+        flat = np.concatenate([p.grad.data.ravel() for p in params])
+        dist.all_reduce(flat, op=dist.ReduceOp.AVG)
+        o = 0
+        for p in params:
+            n = p.numel()
+            p.grad.data[...] = flat[o:o + n].reshape(p.shape)
+            o += n
+        opt.step()
 
-        def after_backward():
-            opt.zero_grad()
-            with ddp.no_sync():
-                F.cross_entropy(ddp(x), y).backward()
-            flat = np.concatenate([p.grad.data.ravel() for p in params])
-            dist.all_reduce(flat, op=dist.ReduceOp.AVG)
-            o = 0
-            for p in params:
-                n = p.numel()
-                p.grad.data[...] = flat[o:o + n].reshape(p.shape)
-                o += n
-            opt.step()
+    # interleaved rounds, so that a change of load on the machine hits all three
+    res = {"overlapped": [], "no_comm": [], "after_backward": []}
+    for _ in range(args.rounds):
+        for key, fn in (("overlapped", overlapped), ("no_comm", no_comm),
+                        ("after_backward", after_backward)):
+            dist.barrier()
+            res[key].append(_time_steps(fn, args.steps, warmup=1))
+    med = {k: float(np.median(v)) for k, v in res.items()}
+    med["grad_mb"] = sum(p.data.nbytes for p in params) / 2**20
+    return med
 
-        # interleaved rounds, so that a change of load on the machine hits all three
-        res = {"overlapped": [], "no_comm": [], "after_backward": []}
-        for _ in range(args.rounds):
-            for key, fn in (("overlapped", overlapped), ("no_comm", no_comm),
-                            ("after_backward", after_backward)):
-                dist.barrier()
-                res[key].append(_time_steps(fn, args.steps, warmup=1))
-        med = {k: float(np.median(v)) for k, v in res.items()}
-        med["grad_mb"] = sum(p.data.nbytes for p in params) / 2**20
-        out["models"][name] = med
+
+def _allreduce_times(size, rounds):
+    from mpi4py import MPI
+
+    import convnet.distributed as dist
+
     comm = MPI.COMM_WORLD
-    for size in args.sizes:
-        buf = np.ones(size, np.float32)
-        reps = max(5, min(200, int(2e7 // max(size, 1))))
+    buf = np.ones(size, np.float32)
+    reps = max(5, min(200, int(2e7 // max(size, 1))))
 
-        def ours():
-            dist.all_reduce(buf)
+    def ours():
+        dist.all_reduce(buf)
 
-        def raw():
-            comm.Allreduce(MPI.IN_PLACE, buf)
+    def raw():
+        comm.Allreduce(MPI.IN_PLACE, buf)
 
-        t_ours, t_raw = [], []
-        for _ in range(args.rounds):
-            for fn, acc in ((ours, t_ours), (raw, t_raw)):
-                dist.barrier()
-                t0 = time.perf_counter()
-                for _ in range(reps):
-                    fn()
-                acc.append((time.perf_counter() - t0) / reps)
-        out["allreduce"].append({"floats": size, "ours": float(np.median(t_ours)),
-                                 "raw": float(np.median(t_raw))})
-    if rank == 0:
+    t_ours, t_raw = [], []
+    for _ in range(rounds):
+        for fn, acc in ((ours, t_ours), (raw, t_raw)):
+            dist.barrier()
+            t0 = time.perf_counter()
+            for _ in range(reps):
+                fn()
+            acc.append((time.perf_counter() - t0) / reps)
+    return {"floats": size, "ours": float(np.median(t_ours)), "raw": float(np.median(t_raw))}
+
+
+def worker_ddp(args):
+    import convnet.distributed as dist
+
+    dist.init_process_group("mpi", timeout=600)
+    out = {"models": {name: _ddp_step_times(name, args) for name in MODELS},
+           "allreduce": [_allreduce_times(size, args.rounds) for size in args.sizes]}
+    if dist.get_rank() == 0:
         print("RESULT " + json.dumps(out), flush=True)
     dist.destroy_process_group()
 

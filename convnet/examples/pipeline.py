@@ -49,10 +49,10 @@ def batches(args):
 
 
 def run(args, pipeline: bool) -> None:
+    import gc
+
     import convnet as cn
     import convnet.functional as F
-
-    import gc
 
     tracemalloc.start()
     model = build(args.model, args.size)

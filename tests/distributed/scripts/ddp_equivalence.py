@@ -49,9 +49,7 @@ ref_opt = cn.optim.SGD(ref.parameters(), lr=0.05, momentum=0.9)
 rng = np.random.default_rng(1)
 per = BATCH // world
 errors, worst_grad = [], 0.0
-started_early = []
-first = next(ddp.module.parameters())
-for step in range(STEPS):
+for _ in range(STEPS):
     x = rng.standard_normal((BATCH,) + shape).astype(np.float32)
     y = rng.integers(0, 10, BATCH)
     xs, ys = cn.tensor(x[rank * per:(rank + 1) * per]), cn.tensor(y[rank * per:(rank + 1) * per])
@@ -66,7 +64,7 @@ for step in range(STEPS):
         worst_grad = max(worst_grad, float(np.abs(p.grad.data - q.grad.data).max()) / scale)
     ref_opt.step()
     err = 0.0
-    for (name, p), q in zip(ddp.module.named_parameters(), ref.parameters(), strict=True):
+    for p, q in zip(ddp.module.parameters(), ref.parameters(), strict=True):
         scale = max(1.0, float(np.abs(q.data).max()))
         err = max(err, float(np.abs(p.data - q.data).max()) / scale)
     errors.append(err)

@@ -43,6 +43,11 @@ def test_broadcast_gather_scatter(ranks):
         assert r["broadcast_objects"] == [0, "x"]
 
 
+def test_unseeded_loader_is_sharded_consistently(ranks):
+    a, b = ranks[0]["unseeded_shards"]
+    assert sorted(a + b) == list(range(20))  # the ranks split one permutation
+
+
 def test_bad_arguments_are_named(ranks):
     errs = ranks[0]["errors"]
     assert errs["op"][0] == "ValueError" and "op" in errs["op"][1]

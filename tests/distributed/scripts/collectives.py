@@ -57,6 +57,25 @@ for name, call in (("op", lambda: dist.all_reduce(np.ones(2), op="mean")),
     except (ValueError, TypeError) as exc:
         errors[name] = [type(exc).__name__, str(exc)]
 out["errors"] = errors
+# an unseeded shuffling loader: the shards must still split one order
+from convnet.data import DataLoader  # noqa: E402
+
+data = (np.arange(20, dtype=np.float32)[:, None], np.arange(20))
+
+
+class Pairs:
+    def __len__(self):
+        return 20
+
+    def __getitem__(self, i):
+        return data[0][i], data[1][i]
+
+
+loader = dist.shard_loader(DataLoader(Pairs(), batch_size=10, shuffle=True, prefetch=0))
+mine = [int(v) for _, y in loader for v in y.data]
+everyone = [None] * world
+dist.all_gather_object(everyone, mine)
+out["unseeded_shards"] = everyone
 dist.destroy_process_group()
 out["after_destroy"] = dist.is_initialized()
 print("RESULT " + json.dumps(out), flush=True)

@@ -41,13 +41,19 @@ _group: _Group | None = None
 _saved_excepthook = None
 
 
+_MPI = None
+
+
 def _mpi():
-    try:
-        from mpi4py import MPI
-    except ImportError as exc:  # pragma: no cover - depends on the environment
-        raise RuntimeError("convnet.distributed: mpi4py is not installed "
-                           "(pip install convnet[distributed])") from exc
-    return MPI
+    global _MPI
+    if _MPI is None:
+        try:
+            from mpi4py import MPI
+        except ImportError as exc:  # pragma: no cover - depends on the environment
+            raise RuntimeError("convnet.distributed: mpi4py is not installed "
+                               "(pip install convnet[distributed])") from exc
+        _MPI = MPI
+    return _MPI
 
 
 def is_available() -> bool:
@@ -238,6 +244,16 @@ def wait_requests(requests, what: str, timeout: float | None = None) -> None:
     _watchdog.arm(what, g.timeout if timeout is None else timeout)
     try:
         MPI.Request.Waitall(requests)
+    finally:
+        _watchdog.disarm()
+
+
+def run_blocking(call, what: str):
+    """Run a blocking MPI call (as fast as MPI makes it) under the deadline watchdog."""
+    g = _get()
+    _watchdog.arm(what, g.timeout)
+    try:
+        return call()
     finally:
         _watchdog.disarm()
 

@@ -1,8 +1,8 @@
 """Collectives on Tensors and arrays, PyTorch's ``torch.distributed`` signatures.
 
 Tensors are updated in place (their storage keeps its identity, as in PyTorch); NumPy
-arrays likewise. Each collective is an MPI non-blocking call waited for against the
-process group's timeout; ``async_op=True`` returns the :class:`Work` instead of waiting.
+arrays likewise. A collective is MPI's blocking call under the process group's timeout
+watchdog; ``async_op=True`` starts MPI's non-blocking call and returns its :class:`Work`.
 CuPy arrays go through :mod:`._gpu` (CUDA-aware MPI or staged through pinned host
 memory).
 """
@@ -13,7 +13,7 @@ import numpy as np
 
 from ..tensor import Tensor
 from . import _gpu
-from ._group import _get, _mpi, wait_requests
+from ._group import _get, _mpi, run_blocking, wait_requests
 
 
 class ReduceOp:
@@ -27,10 +27,16 @@ class ReduceOp:
 _OPS = (ReduceOp.SUM, ReduceOp.AVG, ReduceOp.PRODUCT, ReduceOp.MIN, ReduceOp.MAX)
 
 
+_MPI_OPS: dict = {}
+
+
 def _mpi_op(op):
-    MPI = _mpi()
-    return {ReduceOp.SUM: MPI.SUM, ReduceOp.AVG: MPI.SUM, ReduceOp.PRODUCT: MPI.PROD,
-            ReduceOp.MIN: MPI.MIN, ReduceOp.MAX: MPI.MAX}[op]
+    if not _MPI_OPS:
+        MPI = _mpi()
+        _MPI_OPS.update({ReduceOp.SUM: MPI.SUM, ReduceOp.AVG: MPI.SUM,
+                         ReduceOp.PRODUCT: MPI.PROD, ReduceOp.MIN: MPI.MIN,
+                         ReduceOp.MAX: MPI.MAX})
+    return _MPI_OPS[op]
 
 
 def _check_op(op, dtype):
@@ -114,10 +120,15 @@ class Work:
             self._finish()
 
 
-def _run(work: Work, async_op: bool):
+def _run(what: str, start, blocking, finish, async_op: bool):
+    """``async_op``: start the non-blocking call and return its Work. Otherwise the
+    blocking MPI call, which for small messages is several times faster than a
+    non-blocking one waited for, under the timeout watchdog."""
     if async_op:
-        return work
-    work.wait()
+        return Work([start()], what, finish)
+    run_blocking(blocking, what)
+    if finish is not None:
+        finish()
     return None
 
 
@@ -130,16 +141,21 @@ def all_reduce(tensor, op=ReduceOp.SUM, group=None, async_op: bool = False):
         if getattr(g, "nccl", None) is None:
             g.nccl = _gpu.NcclAllReduce(g.comm)
         g.nccl(arr, op)  # enqueued on the current stream, ordered with later kernels
-        return _run(Work([], "all_reduce"), async_op)
+        return Work([], "all_reduce") if async_op else None
     b = _Buffer(arr)
-    req = g.comm.Iallreduce(_mpi().IN_PLACE, b.buf, _mpi_op(op))
+    MPI, mop = _mpi(), _mpi_op(op)
 
     def finish():
         if op == ReduceOp.AVG:
             b.buf /= g.size
         b.write_back()
 
-    return _run(Work([req], "all_reduce", finish), async_op)
+    if not async_op and b.buf is arr and op != ReduceOp.AVG:
+        # the common case without the closures (a small all-reduce is microseconds)
+        run_blocking(lambda: g.comm.Allreduce(MPI.IN_PLACE, arr, mop), "all_reduce")
+        return None
+    return _run("all_reduce", lambda: g.comm.Iallreduce(MPI.IN_PLACE, b.buf, mop),
+                lambda: g.comm.Allreduce(MPI.IN_PLACE, b.buf, mop), finish, async_op)
 
 
 def broadcast(tensor, src: int = 0, group=None, async_op: bool = False):
@@ -148,8 +164,8 @@ def broadcast(tensor, src: int = 0, group=None, async_op: bool = False):
     _check_rank(src, g.size, "src")
     arr = _array(tensor, "tensor")
     b = _Buffer(arr)
-    req = g.comm.Ibcast(b.buf, root=src)
-    return _run(Work([req], "broadcast", b.write_back), async_op)
+    return _run("broadcast", lambda: g.comm.Ibcast(b.buf, root=src),
+                lambda: g.comm.Bcast(b.buf, root=src), b.write_back, async_op)
 
 
 def all_gather(tensor_list, tensor, group=None, async_op: bool = False):
@@ -159,13 +175,13 @@ def all_gather(tensor_list, tensor, group=None, async_op: bool = False):
     outs = _check_list(tensor_list, g.size, arr, "tensor_list")
     src = _Buffer(arr)
     gathered = np.empty((g.size,) + tuple(arr.shape), src.buf.dtype)
-    req = g.comm.Iallgather(src.buf, gathered)
 
     def finish():
         for out, part in zip(outs, gathered, strict=True):
             _copy_into(out, part)
 
-    return _run(Work([req], "all_gather", finish), async_op)
+    return _run("all_gather", lambda: g.comm.Iallgather(src.buf, gathered),
+                lambda: g.comm.Allgather(src.buf, gathered), finish, async_op)
 
 
 def reduce_scatter(output, input_list, op=ReduceOp.SUM, group=None, async_op: bool = False):
@@ -178,20 +194,21 @@ def reduce_scatter(output, input_list, op=ReduceOp.SUM, group=None, async_op: bo
     stacked = np.ascontiguousarray(np.stack([_host(a) for a in ins]),
                                    dtype=_WIDEN.get(np.dtype(out.dtype), out.dtype))
     result = np.empty(stacked.shape[1:], stacked.dtype)
-    req = g.comm.Ireduce_scatter_block(stacked, result, _mpi_op(op))
+    mop = _mpi_op(op)
 
     def finish():
         if op == ReduceOp.AVG:
             result[...] /= g.size
         _copy_into(out, result)
 
-    return _run(Work([req], "reduce_scatter", finish), async_op)
+    return _run("reduce_scatter", lambda: g.comm.Ireduce_scatter_block(stacked, result, mop),
+                lambda: g.comm.Reduce_scatter_block(stacked, result, mop), finish, async_op)
 
 
 def barrier(group=None, async_op: bool = False):
     """Wait until every rank reaches the barrier (bounded by the timeout)."""
     g = _get()
-    return _run(Work([g.comm.Ibarrier()], "barrier"), async_op)
+    return _run("barrier", g.comm.Ibarrier, g.comm.Barrier, None, async_op)
 
 
 def all_gather_object(object_list: list, obj, group=None) -> None:

@@ -10,7 +10,9 @@ Starts its own ranks (``mpiexec``) and prints a table last:
 2. Overlap: on 2 ranks, the step with DDP's bucketed all-reduce started during backward,
    against the same step with the gradients all-reduced after backward (one flat
    all-reduce), and against the step without communication (``no_sync``):
-   hidden = 1 - (overlapped - no_comm) / (after_backward - no_comm).
+   hidden = 1 - (overlapped - no_comm) / (after_backward - no_comm); and, timed directly
+   (less exposed to the machine's load), the flat all-reduce after backward against the
+   wait still left at the end of DDP's backward (``comm_wait_seconds``).
 3. All-reduce of float32 buffers through ``convnet.distributed.all_reduce`` against
    mpi4py's own ``Allreduce`` on the same buffer: time, bandwidth, overhead.
 
@@ -103,10 +105,14 @@ def _ddp_step_times(name, args):
     opt = cn.optim.SGD(ddp.parameters(), lr=0.01, momentum=0.9)
     params = list(model.parameters())
     x, y = _batch(name, rank, world)
+    comm = {"after": 0.0, "after_n": 0, "exposed": 0.0, "exposed_n": 0}
 
     def overlapped():
+        before = ddp.comm_wait_seconds
+        comm["exposed_n"] += 1
         opt.zero_grad()
         F.cross_entropy(ddp(x), y).backward()
+        comm["exposed"] += ddp.comm_wait_seconds - before
         opt.step()
 
     def no_comm():
@@ -120,7 +126,10 @@ def _ddp_step_times(name, args):
         with ddp.no_sync():
             F.cross_entropy(ddp(x), y).backward()
         flat = np.concatenate([p.grad.data.ravel() for p in params])
+        t0 = time.perf_counter()
         dist.all_reduce(flat, op=dist.ReduceOp.AVG)
+        comm["after"] += time.perf_counter() - t0
+        comm["after_n"] += 1
         o = 0
         for p in params:
             n = p.numel()
@@ -137,6 +146,10 @@ def _ddp_step_times(name, args):
             res[key].append(_time_steps(fn, args.steps, warmup=1))
     med = {k: float(np.median(v)) for k, v in res.items()}
     med["grad_mb"] = sum(p.data.nbytes for p in params) / 2**20
+    # direct timings: the flat all-reduce after backward, and what DDP's backward still
+    # waited for at its end (means over all the calls, warm-up included)
+    med["comm_after"] = comm["after"] / max(comm["after_n"], 1)
+    med["comm_exposed"] = comm["exposed"] / max(comm["exposed_n"], 1)
     return med
 
 
@@ -210,21 +223,30 @@ def main():
     me = [sys.executable, os.path.abspath(__file__), "--steps", str(args.steps),
           "--rounds", str(args.rounds)]
     single = _run(me + ["--worker", "single"], threads=2)
+    single1 = _run(me + ["--worker", "single"], threads=1)
     ddp = _run([mpiexec, "-n", "2"] + me + ["--worker", "ddp"], threads=1)
     if args.json:
         with open(args.json, "w") as f:
-            json.dump({"single": single, "ddp": ddp}, f, indent=1)
+            json.dump({"single": single, "single_1thread": single1, "ddp": ddp}, f, indent=1)
     print(f"\nmachine: {os.cpu_count()} cores; per-step medians over {args.steps} steps x "
           f"{args.rounds} rounds\n")
-    print(f"{'model':10} {'1r x 2t ms':>10} {'2r x 1t ms':>10} {'speed-up':>8} "
-          f"{'no comm':>8} {'after bw':>8} {'hidden':>7} {'grads MB':>8}")
+    print("step ms: 1 rank x 2 threads (and x 1 thread); 2 ranks x 1 thread with DDP "
+          "(overlapped), without communication (no_sync), all-reduce after backward;\n"
+          "hidden (steps) = 1 - (overlapped - no comm) / (after bw - no comm); all-reduce ms "
+          "after backward and still exposed at the end of DDP's backward, timed directly\n")
+    print(f"{'model':9} {'1r x 2t':>8} {'1r x 1t':>8} {'2r x 1t':>8} {'speed-up':>8} "
+          f"{'no comm':>8} {'after bw':>8} {'hidden':>7} {'grad MB':>7} {'ar after':>8} "
+          f"{'exposed':>8} {'hidden':>7}")
     for name, m in ddp["models"].items():
         comm_after = m["after_backward"] - m["no_comm"]
         comm_over = m["overlapped"] - m["no_comm"]
         hidden = 1 - comm_over / comm_after if comm_after > 0 else float("nan")
-        print(f"{name:10} {single[name] * 1e3:10.1f} {m['overlapped'] * 1e3:10.1f} "
+        direct = 1 - m["comm_exposed"] / m["comm_after"] if m["comm_after"] > 0 else 0.0
+        print(f"{name:9} {single[name] * 1e3:8.1f} {single1[name] * 1e3:8.1f} "
+              f"{m['overlapped'] * 1e3:8.1f} "
               f"{single[name] / m['overlapped']:8.2f} {m['no_comm'] * 1e3:8.1f} "
-              f"{m['after_backward'] * 1e3:8.1f} {hidden:7.0%} {m['grad_mb']:8.2f}")
+              f"{m['after_backward'] * 1e3:8.1f} {hidden:7.0%} {m['grad_mb']:7.2f} "
+              f"{m['comm_after'] * 1e3:8.2f} {m['comm_exposed'] * 1e3:8.2f} {direct:7.0%}")
     print(f"\n{'floats':>9} {'ours us':>9} {'raw us':>9} {'ours GB/s':>9} {'raw GB/s':>9} "
           f"{'overhead':>8}")
     for r in ddp["allreduce"]:

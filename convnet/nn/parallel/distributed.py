@@ -118,6 +118,7 @@ class DistributedDataParallel(Module):
         self._syncing = False  # a synchronised backward is expected
         self._next = 0  # the next bucket to start
         self._used = None  # local usage map when find_unused_parameters
+        self.comm_wait_seconds = 0.0  # total time backward waited for the all-reduces
 
     # ------------------------------------------------------------------ set-up
     def _sync_states(self, tensors) -> None:
@@ -229,7 +230,10 @@ class DistributedDataParallel(Module):
                 nb.work.is_completed()
 
     def _finish(self) -> None:
+        import time
+
         self._syncing = False
+        t0 = time.perf_counter()
         used = None
         if self.find_unused_parameters:
             used = self._used.copy()
@@ -237,6 +241,9 @@ class DistributedDataParallel(Module):
         index = {id(p): k for k, p in enumerate(self._params)}
         for b in self._buckets:
             b.work.wait()
+        # the communication that backward did not hide (benchmarks/bench_distributed.py)
+        self.comm_wait_seconds += time.perf_counter() - t0
+        for b in self._buckets:
             b.flat /= self._world
             for i, p in enumerate(b.params):
                 if used is not None and not used[index[id(p)]]:

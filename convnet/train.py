@@ -267,7 +267,12 @@ def _progress(loader, enabled: bool, desc: str):
         return loader
     from tqdm.auto import tqdm
 
-    return tqdm(loader, desc=desc, leave=True, dynamic_ncols=True, unit="batch")
+    # tqdm.auto's class calls iter() on its argument in __init__ and again when iterated;
+    # a DataLoader starts its next epoch at every iter(), so the bar would skip one (and a
+    # rank with the bar would read other batches than a rank without): one iterator here
+    total = len(loader) if hasattr(loader, "__len__") else None
+    return tqdm(iter(loader), total=total, desc=desc, leave=True, dynamic_ncols=True,
+                unit="batch")
 
 
 def fit(model, train, val=None, epochs: int = 10, optimizer=None,

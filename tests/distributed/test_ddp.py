@@ -60,3 +60,12 @@ def test_ddp_needs_a_process_group():
 
     with pytest.raises(ValueError, match="Default process group has not been initialized"):
         nn.parallel.DistributedDataParallel(nn.Linear(2, 2))
+
+
+def test_fit_on_two_ranks_matches_one_process():
+    r0, r1 = results(run_ranks("fit.py"))
+    for r in (r0, r1):
+        assert r["param_error"] < 1e-6
+        assert r["history_error"] < 1e-6  # loss and accuracy summed over the ranks
+    assert r0["history"] == r1["history"]
+    assert r0["logged"] == 2 and r1["logged"] == 0  # only rank 0 logs its epochs

@@ -239,6 +239,8 @@ def backward(root: Tensor, grad=None, retain_graph: bool = False) -> None:
     start = root._ctx
     if start is None:  # a leaf: its gradient is the seed itself
         root._accumulate(grad)
+        for hook in getattr(root, "_post_accumulate_hooks", {}).values():
+            hook(root)
         return
 
     # Topological order of the nodes reachable from root (iterative: deep graphs such as
@@ -261,15 +263,25 @@ def backward(root: Tensor, grad=None, retain_graph: bool = False) -> None:
                 "retain_graph=True on the first backward call"
             )
         stack.append((node, True))
-        for e in node.edges:
+        # reversed: the first input (the activations) is explored first, so a layer's
+        # parameters come right after it in the backward order and their gradients are
+        # final as early as possible (DistributedDataParallel overlaps on that)
+        for e in reversed(node.edges):
             if e is not None and not isinstance(e, Tensor) and id(e) not in seen:
                 stack.append((e, False))
 
+    # A leaf's gradient is final once every node with an edge to it has run: it is
+    # accumulated (and its post-accumulate hooks fire) right then, not after the whole pass.
+    pending: dict[int, int] = {}
+    for node in order:
+        for e in node.edges:
+            if isinstance(e, Tensor):
+                pending[id(e)] = pending.get(id(e), 0) + 1
     grads: dict[int, object] = {id(start): grad}
-    leaves: dict[int, Tensor] = {}
     for node in reversed(order):
         g = grads.pop(id(node), None)
         if g is None:
+            _release_leaves(node, pending, grads)
             continue
         if node.versions:
             _check_versions(node)
@@ -286,11 +298,23 @@ def backward(root: Tensor, grad=None, retain_graph: bool = False) -> None:
                 grads[key] = grads[key] + pg
             else:
                 grads[key] = pg
-                if isinstance(edge, Tensor):
-                    leaves[key] = edge
+        _release_leaves(node, pending, grads)
         if not retain_graph:
             node.edges = ()
             node.saved = ()
             node.freed = True
-    for key, leaf in leaves.items():
-        leaf._accumulate(grads[key])
+
+
+def _release_leaves(node: Function, pending: dict, grads: dict) -> None:
+    """Count ``node``'s edges to leaves as done; accumulate each leaf whose last one it was."""
+    from .tensor import Tensor
+
+    for edge in node.edges:
+        if not isinstance(edge, Tensor):
+            continue
+        key = id(edge)
+        pending[key] -= 1
+        if pending[key] == 0 and key in grads:
+            edge._accumulate(grads.pop(key))
+            for hook in getattr(edge, "_post_accumulate_hooks", {}).values():
+                hook(edge)

@@ -203,6 +203,34 @@ def _model_kwargs(name: str, args) -> dict:
     return kwargs
 
 
+def _init_distributed() -> int:
+    """Join the mpiexec ranks; the other ranks than 0 print nothing (errors still show)."""
+    import convnet.distributed as dist
+    from convnet.distributed._group import _get
+
+    dist.init_process_group("mpi")
+    rank = dist.get_rank()
+    if rank == 0:
+        # mpiexec names a killed rank by its pid: this line maps it back to the rank
+        peers = _get().peers
+        print("ranks: " + ", ".join(f"{r} = pid {pid} on {host}"
+                                    for r, (host, pid) in enumerate(peers)))
+    if rank != 0:
+        sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - for the life of the process
+    return rank
+
+
+def _distribute(model, loaders):
+    """DistributedDataParallel around ``model`` (its batch norms synchronised), and the
+    loaders sharded so that the ranks split every batch."""
+    import convnet as cn
+    import convnet.distributed as dist
+
+    model = cn.nn.SyncBatchNorm.convert_sync_batchnorm(model)
+    net = cn.nn.parallel.DistributedDataParallel(model)
+    return net, tuple(dist.shard_loader(loader) for loader in loaders)
+
+
 def cmd_train(args) -> int:
     import convnet as cn
     from convnet import train as T
@@ -212,6 +240,7 @@ def cmd_train(args) -> int:
     make_output_folders(args.report, args.plot, args.checkpoint)
     if args.threads:
         cn.set_num_threads(args.threads)
+    rank = _init_distributed() if args.distributed else 0
     cn.manual_seed(args.seed)
     try:
         train_loader, val_loader, test_loader, info = fashion_mnist_loaders(
@@ -222,6 +251,10 @@ def cmd_train(args) -> int:
     model = get_model(args.model, **_model_kwargs(args.model, args))
     if args.device == "cuda":
         model.to("cuda")
+    net = model
+    if args.distributed:
+        net, (train_loader, val_loader, test_loader) = _distribute(
+            model, (train_loader, val_loader, test_loader))
     backend = "cuda" if args.device == "cuda" else (args.backend or
                                                      cn.kernels._registry.default_cpu())
     print(f"model {args.model}: {model.num_parameters():,} parameters; data: {info['source']} "
@@ -238,16 +271,18 @@ def cmd_train(args) -> int:
     resume = args.checkpoint if args.resume else None
     context = cn.kernels.use_backend(backend) if backend != "cuda" else contextlib.nullcontext()
     with context:
-        history = T.fit(model, train_loader, val_loader, epochs=args.epochs,
+        history = T.fit(net, train_loader, val_loader, epochs=args.epochs,
                         optimizer=optimizer, callbacks=callbacks, scheduler=scheduler,
                         clip_grad_norm=args.clip_grad_norm, resume=resume,
                         progress=not args.no_progress, device=args.device,
                         run=run_description(args))
-        test_loss, test_acc = T.evaluate(model, test_loader, device=args.device)
+        test_loss, test_acc = T.evaluate(net, test_loader, device=args.device)
     seconds = [s for s in history["epoch_seconds"] if s is not None]
     print(f"test accuracy {test_acc:.4f}  test loss {test_loss:.4f}  "
           f"({len(history['loss'])} epochs, {sum(seconds):.1f}s training, "
           f"{np.median(seconds) if seconds else 0:.2f}s per epoch)")
+    if rank != 0:
+        return 0  # rank 0 writes the plot and the report
     if args.plot:
         T.plot_history(history, args.plot)
         print(f"learning curves written to {args.plot}")
@@ -366,6 +401,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--pooling", choices=["avg", "max"], default="avg",
                    help="LeNet-5's pooling (the course's is average)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.add_argument("--distributed", action="store_true",
+                   help="data-parallel over the ranks of mpiexec (mpiexec -n 2 convnet "
+                        "train ... --distributed); --batch-size is the global batch")
     _add_debug(p)
     p.set_defaults(func=cmd_train, validate=validate_train_args)
 

@@ -191,6 +191,20 @@ class Tensor(Conversions):
     def retains_grad(self) -> bool:
         return self._ctx is not None and self._ctx.retained is self
 
+    def register_post_accumulate_grad_hook(self, hook):
+        """Call ``hook(self)`` each time the backward pass has accumulated this leaf's
+        ``.grad``, like PyTorch's; returns a handle whose ``remove()`` unregisters it."""
+        if not self.is_leaf:
+            raise RuntimeError("post accumulate grad hooks cannot be registered on non-leaf "
+                               "tensors")
+        if not self.requires_grad:
+            raise RuntimeError("cannot register a hook on a tensor that doesn't require "
+                               "gradient")
+        hooks = self.__dict__.setdefault("_post_accumulate_hooks", {})
+        key = max(hooks, default=-1) + 1
+        hooks[key] = hook
+        return _HookHandle(hooks, key)
+
     def backward(self, gradient=None, retain_graph: bool = False) -> None:
         autograd.backward(self, gradient, retain_graph)
 
@@ -493,6 +507,14 @@ class Tensor(Conversions):
         elif self.requires_grad:
             extra.append("requires_grad=True")
         return f"tensor({body}{', ' + ', '.join(extra) if extra else ''})"
+
+
+class _HookHandle:
+    def __init__(self, hooks: dict, key: int):
+        self.hooks, self.key = hooks, key
+
+    def remove(self) -> None:
+        self.hooks.pop(self.key, None)
 
 
 def as_tensor(value, like: Tensor | None = None) -> Tensor:

@@ -34,6 +34,34 @@ def accuracy(logits: Tensor, labels: Tensor) -> float:
     return float((pred == labels._data).mean())
 
 
+def _rank_world() -> tuple[int, int]:
+    """(rank, world size) under convnet.distributed, else (0, 1)."""
+    from . import distributed as dist
+
+    if not dist.is_initialized():
+        return 0, 1
+    return dist.get_rank(), dist.get_world_size()
+
+
+def _sum_over_ranks(*values: float) -> tuple[float, ...]:
+    """The values summed over all ranks (themselves in a single process)."""
+    if _rank_world()[1] == 1:
+        return values
+    from . import distributed as dist
+
+    arr = np.array(values, np.float64)
+    dist.all_reduce(arr)
+    return tuple(arr.tolist())
+
+
+def _unwrap(model):
+    """The model inside DistributedDataParallel: checkpoints hold its keys, so that a
+    distributed run and a single process resume each other's checkpoints."""
+    from .nn.parallel import DistributedDataParallel
+
+    return model.module if isinstance(model, DistributedDataParallel) else model
+
+
 def _on(device, x, y):
     return (x, y) if device in (None, "cpu") else (x.to(device), y.to(device))
 
@@ -53,6 +81,8 @@ def evaluate(model, loader, loss_fn: Callable = F.cross_entropy,
             total_correct += accuracy(out, y) * n
             count += n
     model.train(was_training)
+    # under convnet.distributed each rank saw its shard (or all of it: the means agree)
+    total_loss, total_correct, count = _sum_over_ranks(total_loss, total_correct, count)
     if count == 0:
         raise ValueError("evaluate: the loader yielded no samples")
     return total_loss / count, total_correct / count
@@ -177,7 +207,10 @@ class Trainer:
                                if isinstance(c, LRSchedulerCallback)), None)
 
     def save_checkpoint(self, path, epochs_done: int) -> None:
-        state = {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
+        if _rank_world()[0] != 0:
+            return  # the ranks hold the same state: rank 0 writes it
+        state = {"model": _unwrap(self.model).state_dict(),
+                 "optimizer": self.optimizer.state_dict(),
                  "scheduler": self.scheduler.state_dict() if self.scheduler else None,
                  "history": self.history, "epoch": epochs_done}
         if self.run is not None:
@@ -190,8 +223,8 @@ class Trainer:
         them is changed. Raises ValueError (KeyError/TypeError from the state checks) naming
         the fault."""
         state = load(path)
-        apply = check_checkpoint(state, self.model, self.optimizer, self.scheduler, self.run,
-                                 where=f"resume: {path}")
+        apply = check_checkpoint(state, _unwrap(self.model), self.optimizer, self.scheduler,
+                                 self.run, where=f"resume: {path}")
         return apply(self)
 
     def train_epoch(self, loader, epoch: int, epochs: int) -> tuple[float, float]:
@@ -228,6 +261,7 @@ class Trainer:
                                 refresh=False)
         if count == 0:
             raise ValueError("fit: the training loader yielded no samples")
+        total_loss, total_correct, count = _sum_over_ranks(total_loss, total_correct, count)
         return total_loss / count, total_correct / count
 
 
@@ -294,7 +328,7 @@ def check_checkpoint(state, model, optimizer, scheduler=None, run=None, where="r
                 raise ValueError(f"{where}: schedule field {k!r} is {v!r}")
 
     def apply(trainer) -> int:
-        trainer.model._assign_state(model_values)
+        model._assign_state(model_values)
         trainer.optimizer.param_groups, trainer.optimizer.state = groups, opt_state
         if scheduler is not None and sched is not None:
             scheduler.load_state_dict(sched)
@@ -309,7 +343,12 @@ def _progress(loader, enabled: bool, desc: str):
         return loader
     from tqdm.auto import tqdm
 
-    return tqdm(loader, desc=desc, leave=True, dynamic_ncols=True, unit="batch")
+    # tqdm.auto's class calls iter() on its argument in __init__ and again when iterated;
+    # a DataLoader starts its next epoch at every iter(), so the bar would skip one (and a
+    # rank with the bar would read other batches than a rank without): one iterator here
+    total = len(loader) if hasattr(loader, "__len__") else None
+    return tqdm(iter(loader), total=total, desc=desc, leave=True, dynamic_ncols=True,
+                unit="batch")
 
 
 def fit(model, train, val=None, epochs: int = 10, optimizer=None,
@@ -330,12 +369,19 @@ def fit(model, train, val=None, epochs: int = 10, optimizer=None,
     "training": {...}}``, JSON-like values): it is stored in every checkpoint and, on
     ``resume``, compared with the checkpoint's; any difference is a ValueError naming it.
     The whole checkpoint is checked before anything is restored.
+
+    Under :mod:`convnet.distributed` (the model wrapped in DistributedDataParallel, the
+    loaders sharded with ``convnet.distributed.shard_loader``) every rank runs this loop;
+    the metrics are summed over the ranks, and only rank 0 shows progress, logs and
+    writes checkpoints. Every rank resumes from the same checkpoint file.
     """
     from .optim import Adam
 
     if epochs < 0:
         raise ValueError(f"epochs: must be >= 0, got {epochs}")
     optimizer = optimizer or Adam(model.parameters(), lr=1e-3)
+    if _rank_world()[0] != 0:
+        progress, log = False, (lambda message: None)
     callbacks = list(callbacks)
     if scheduler is not None:
         callbacks.append(LRSchedulerCallback(scheduler))

@@ -54,3 +54,10 @@ __all__ += ["ConvTranspose2d", "Upsample", "UpsamplingBilinear2d", "UpsamplingNe
 from .embedding import Embedding  # noqa: E402
 
 __all__ += ["Embedding"]
+
+from . import parallel  # noqa: E402
+
+__all__ += ["parallel"]
+from .sync_batchnorm import SyncBatchNorm  # noqa: E402
+
+__all__ += ["SyncBatchNorm"]

@@ -1,0 +1,1 @@
+"""Data loading with PyTorch's ``torch.utils.data`` names."""

@@ -125,7 +125,7 @@ def _ddp_step_times(name, args):
         opt.zero_grad()
         with ddp.no_sync():
             F.cross_entropy(ddp(x), y).backward()
-        flat = np.concatenate([p.grad.data.ravel() for p in params])
+        flat = np.concatenate([p.grad._data.ravel() for p in params])
         t0 = time.perf_counter()
         dist.all_reduce(flat, op=dist.ReduceOp.AVG)
         comm["after"] += time.perf_counter() - t0
@@ -133,7 +133,7 @@ def _ddp_step_times(name, args):
         o = 0
         for p in params:
             n = p.numel()
-            p.grad.data[...] = flat[o:o + n].reshape(p.shape)
+            p.grad._data[...] = flat[o:o + n].reshape(p.shape)
             o += n
         opt.step()
 
@@ -145,7 +145,7 @@ def _ddp_step_times(name, args):
             dist.barrier()
             res[key].append(_time_steps(fn, args.steps, warmup=1))
     med = {k: float(np.median(v)) for k, v in res.items()}
-    med["grad_mb"] = sum(p.data.nbytes for p in params) / 2**20
+    med["grad_mb"] = sum(p._data.nbytes for p in params) / 2**20
     # direct timings: the flat all-reduce after backward, and what DDP's backward still
     # waited for at its end (means over all the calls, warm-up included)
     med["comm_after"] = comm["after"] / max(comm["after_n"], 1)

@@ -309,7 +309,9 @@ def _release_leaves(node: Function, pending: dict, grads: dict) -> None:
     """Count ``node``'s edges to leaves as done; accumulate each leaf whose last one it was."""
     from .tensor import Tensor
 
-    for edge in node.edges:
+    # reversed: a layer's later parameters (the bias) are final first, in the reverse of
+    # registration order that DistributedDataParallel's buckets follow
+    for edge in reversed(node.edges):
         if not isinstance(edge, Tensor):
             continue
         key = id(edge)

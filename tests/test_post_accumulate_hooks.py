@@ -11,7 +11,7 @@ from convnet import nn
 def test_hook_sees_the_accumulated_grad_once_per_backward():
     w = cn.tensor(np.array([1.0, 2.0], np.float32), requires_grad=True)
     calls = []
-    handle = w.register_post_accumulate_grad_hook(lambda t: calls.append(t.grad.data.copy()))
+    handle = w.register_post_accumulate_grad_hook(lambda t: calls.append(t.grad._data.copy()))
     # w is used twice: the hook runs once, after both contributions are summed
     ((w * 3.0).sum() + (w * w).sum()).backward()
     assert len(calls) == 1 and calls[0].tolist() == [5.0, 7.0]
@@ -30,7 +30,7 @@ def test_hook_matches_pytorch_call_pattern():
     ((wt * 3.0).sum() + (wt * wt).sum()).backward()
     w = cn.tensor(np.array([1.0, 2.0], np.float32), requires_grad=True)
     seen = []
-    w.register_post_accumulate_grad_hook(lambda t: seen.append(t.grad.data.tolist()))
+    w.register_post_accumulate_grad_hook(lambda t: seen.append(t.grad._data.tolist()))
     ((w * 3.0).sum() + (w * w).sum()).backward()
     assert seen == seen_t
 

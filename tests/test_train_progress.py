@@ -28,7 +28,7 @@ def _train(progress: bool):
     loader = DataLoader(Data(), batch_size=16, shuffle=True, seed=1, prefetch=0)
     fit(model, loader, epochs=2, progress=progress, log=lambda m: None,
         optimizer=cn.optim.SGD(model.parameters(), lr=0.1))
-    return [p.data.copy() for p in model.parameters()], loader.epoch
+    return [p._data.copy() for p in model.parameters()], loader.epoch
 
 
 def test_progress_bar_reads_the_same_epochs():

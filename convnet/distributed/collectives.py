@@ -49,7 +49,7 @@ def _check_op(op, dtype):
 def _array(obj, name: str):
     """The array behind a Tensor or an array argument."""
     if isinstance(obj, Tensor):
-        return obj.data
+        return obj._data
     if isinstance(obj, np.ndarray) or _gpu.is_cupy(obj):
         return obj
     raise TypeError(f"{name}: expected a convnet Tensor or an array, got "

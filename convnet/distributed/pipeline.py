@@ -141,7 +141,7 @@ class Pipeline(Module):
                 losses[0] += float(loss.item()) * len(idx) / n
                 out = loss * (len(idx) / n)  # the micro-batch's share of the batch mean
             else:
-                self._send(out.data, self.rank + 1, self._tag(m, False))
+                self._send(out._data, self.rank + 1, self._tag(m, False))
             saved[m] = (inp, out)
 
         def backward(m):
@@ -152,7 +152,7 @@ class Pipeline(Module):
                 grad = self._recv(self.rank + 1, self._tag(m, True), out.dtype)
                 out.backward(Tensor(grad))
             if not self.is_first:
-                self._send(inp.grad.data, self.rank - 1, self._tag(m, True))
+                self._send(inp.grad._data, self.rank - 1, self._tag(m, True))
 
         if self.schedule == "gpipe":
             for m in range(self.chunks):
@@ -185,10 +185,10 @@ class Pipeline(Module):
         """Inference through all stages (no graph); the output comes back on every rank."""
         with no_grad():
             if self.is_first:
-                h = self.stage(x).data
+                h = self.stage(x)._data
             else:
                 h = self.stage(Tensor(self._recv(self.rank - 1, 30000,
-                                                 np.dtype(x.dtype)))).data
+                                                 np.dtype(x.dtype))))._data
             if not self.is_last:
                 self._send(h, self.rank + 1, 30000)
             self._finish_sends()

@@ -83,7 +83,7 @@ def run(args, pipeline: bool) -> None:
     seconds = (time.perf_counter() - t0) / args.steps
     peak = tracemalloc.get_traced_memory()[1]
     tracemalloc.stop()
-    params = {f"p{i}": p.data for i, p in enumerate(model.parameters())}
+    params = {f"p{i}": p._data for i, p in enumerate(model.parameters())}
     np.savez(os.path.join(args.out, f"{'pipe' if pipeline else 'single'}{rank}.npz"), **params)
     info = {"rank": rank, "losses": losses, "peak_mb": peak / 2**20, "seconds": seconds,
             "params": int(sum(p.numel() for p in model.parameters())),

@@ -100,14 +100,14 @@ class SyncBatchNorm(_BatchNorm):
             n, c = x.shape[:2]
             return super().forward(x.reshape(n, c, -1, 1)).reshape(*x.shape)
         if self.track_running_stats:
-            self.num_batches_tracked.data[...] += 1
+            self.num_batches_tracked._data[...] += 1
         xp = x._xp
         w = self.weight if self.affine else Tensor._wrap(xp.ones(self.num_features, x.dtype),
                                                          False)
         b = self.bias if self.affine else Tensor._wrap(xp.zeros(self.num_features, x.dtype),
                                                        False)
-        rm = self.running_mean.data if self.track_running_stats else None
-        rv = self.running_var.data if self.track_running_stats else None
+        rm = self.running_mean._data if self.track_running_stats else None
+        rv = self.running_var._data if self.track_running_stats else None
         return SyncBatchNormFunction.apply(x, w, b, running_mean=rm, running_var=rv,
                                            momentum=self.momentum, eps=self.eps)
 

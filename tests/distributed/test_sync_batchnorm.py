@@ -21,7 +21,7 @@ def test_convert_sync_batchnorm_shares_parameters_and_buffers():
     from convnet.models import resnet20
 
     model = resnet20(width=4)
-    model.layer1[0].bn1.running_mean.data[...] = 3.0
+    model.layer1[0].bn1.running_mean._data[...] = 3.0
     model.eval()
     bns = {n: m for n, m in model.named_modules() if isinstance(m, nn.BatchNorm2d)}
     params = {n: p for n, p in model.named_parameters()}
@@ -34,7 +34,7 @@ def test_convert_sync_batchnorm_shares_parameters_and_buffers():
     for n, p in model.named_parameters():
         assert p is params[n]
     assert list(model.state_dict()) == keys
-    assert model.layer1[0].bn1.running_mean.data.tolist() == [3.0] * 4
+    assert model.layer1[0].bn1.running_mean._data.tolist() == [3.0] * 4
     assert all(not m.training for m in converted.values())
     single = nn.BatchNorm1d(5)
     assert isinstance(nn.SyncBatchNorm.convert_sync_batchnorm(single), nn.SyncBatchNorm)
@@ -57,7 +57,7 @@ def test_without_a_process_group_it_is_batch_norm():
     yr = ref(xr)
     yr.sum().backward()
     assert theirs.num_features == 3
-    np.testing.assert_allclose(y.data, yr.detach().numpy(), rtol=1e-5, atol=1e-5)
-    np.testing.assert_allclose(ours.running_var.data, ref.running_var.numpy(), rtol=1e-6)
+    np.testing.assert_allclose(y._data, yr.detach().numpy(), rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(ours.running_var._data, ref.running_var.numpy(), rtol=1e-6)
     with pytest.raises(ValueError, match="SyncBatchNorm"):
         ours(cn.tensor(np.ones((2, 4), np.float32)))

@@ -59,18 +59,27 @@ def _tensors_in(obj):
 
 
 def _reachable_leaves(outputs) -> set[int]:
-    """ids of the leaf tensors the outputs' graph reaches."""
-    seen, leaves = set(), set()
-    stack = list(_tensors_in(outputs))
-    while stack:
-        t = stack.pop()
-        if id(t) in seen:
-            continue
-        seen.add(id(t))
+    """ids of the leaf tensors the outputs' graph reaches (through its Function nodes, whose
+    edges are either further nodes or the leaves themselves)."""
+    leaves, seen, stack = set(), set(), []
+    for t in _tensors_in(outputs):
         if t._ctx is None:
-            leaves.add(id(t))
+            if t.requires_grad:
+                leaves.add(id(t))
         else:
-            stack.extend(p for p in t._ctx.inputs if p.requires_grad)
+            stack.append(t._ctx)
+    while stack:
+        node = stack.pop()
+        if id(node) in seen:
+            continue
+        seen.add(id(node))
+        for e in node.edges:
+            if e is None:
+                continue
+            if isinstance(e, Tensor):
+                leaves.add(id(e))
+            else:
+                stack.append(e)
     return leaves
 
 
@@ -128,12 +137,12 @@ class DistributedDataParallel(Module):
             by_dtype.setdefault((t.dtype, t.device), []).append(t)
         for group in by_dtype.values():
             xp = group[0]._xp
-            flat = xp.concatenate([t.data.ravel() for t in group])
+            flat = xp.concatenate([t._data.ravel() for t in group])
             self._dist.broadcast(flat, src=0)
             o = 0
             for t in group:
                 n = t.numel()
-                t.data[...] = flat[o:o + n].reshape(t.shape)
+                t._data[...] = flat[o:o + n].reshape(t.shape)
                 o += n
 
     @staticmethod
@@ -141,12 +150,12 @@ class DistributedDataParallel(Module):
         buckets, current, size = [], [], 0
         limit = min(_FIRST_BUCKET_BYTES, cap)
         for p in reversed(params):
-            if current and (size + p.data.nbytes > limit or p.dtype != current[0].dtype
+            if current and (size + p._data.nbytes > limit or p.dtype != current[0].dtype
                             or p.device != current[0].device):
                 buckets.append(current)
                 current, size, limit = [], 0, cap
             current.append(p)
-            size += p.data.nbytes
+            size += p._data.nbytes
         buckets.append(current)
         return [_Bucket(ps, ps[0]._xp) for ps in buckets]
 
@@ -208,7 +217,7 @@ class DistributedDataParallel(Module):
                 f"Expected to mark a variable ready only once. Parameter index "
                 f"{self._params.index(p)} received its gradient twice in one synchronised "
                 "backward (a second backward over the same forward needs a new forward)")
-        b.view(i)[...] = p.grad.data
+        b.view(i)[...] = p.grad._data
         self._mark(b, i)
 
     def _mark(self, b: _Bucket, i: int) -> None:
@@ -251,4 +260,4 @@ class DistributedDataParallel(Module):
                 if p.grad is None:
                     p.grad = Tensor._wrap(b.view(i).copy(), False)
                 else:
-                    p.grad.data[...] = b.view(i)
+                    p.grad._data[...] = b.view(i)

@@ -12,10 +12,10 @@ rank, world = dist.get_rank(), dist.get_world_size()
 out = {"rank": rank, "world": world, "initialized": dist.is_initialized()}
 
 t = cn.tensor(np.arange(5, dtype=np.float32) * (rank + 1))
-storage = t.data
+storage = t._data
 dist.all_reduce(t)
-out["sum"] = t.data.tolist()
-out["in_place"] = t.data is storage
+out["sum"] = t._data.tolist()
+out["in_place"] = t._data is storage
 for op in ("AVG", "MAX", "MIN", "PRODUCT"):
     a = np.array([rank + 1.0, -(rank + 1.0), 2.0 * rank], np.float64)
     dist.all_reduce(a, op=getattr(dist.ReduceOp, op))
@@ -28,13 +28,13 @@ dist.all_reduce(nc)
 out["strided"] = nc.tolist()
 b = cn.tensor(np.full((2, 2), float(rank), np.float32))
 dist.broadcast(b, src=world - 1)
-out["broadcast"] = b.data.tolist()
+out["broadcast"] = b._data.tolist()
 parts = [cn.tensor(np.zeros(3, np.float32)) for _ in range(world)]
 dist.all_gather(parts, cn.tensor(np.arange(3, dtype=np.float32) + 10 * rank))
-out["all_gather"] = [p.data.tolist() for p in parts]
+out["all_gather"] = [p._data.tolist() for p in parts]
 o = cn.tensor(np.zeros(2, np.float32))
 dist.reduce_scatter(o, [np.full(2, 100.0 * i + rank, np.float32) for i in range(world)])
-out["reduce_scatter"] = o.data.tolist()
+out["reduce_scatter"] = o._data.tolist()
 w = dist.all_reduce(np.ones(4) * rank, async_op=True)
 out["async"] = [type(w).__name__, w.wait()]
 dist.barrier()
@@ -72,7 +72,7 @@ class Pairs:
 
 
 loader = dist.shard_loader(DataLoader(Pairs(), batch_size=10, shuffle=True, prefetch=0))
-mine = [int(v) for _, y in loader for v in y.data]
+mine = [int(v) for _, y in loader for v in y._data]
 everyone = [None] * world
 dist.all_gather_object(everyone, mine)
 out["unseeded_shards"] = everyone

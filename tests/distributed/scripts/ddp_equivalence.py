@@ -42,7 +42,7 @@ if NAME == "resnet":
 # a different start on rank 1: DDP must replace it with rank 0's parameters
 if rank == 1:
     for p in model.parameters():
-        p.data += 1.0
+        p._data += 1.0
 ddp = nn.parallel.DistributedDataParallel(model, bucket_cap_mb=0.002)
 opt = cn.optim.SGD(ddp.parameters(), lr=0.05, momentum=0.9)
 ref_opt = cn.optim.SGD(ref.parameters(), lr=0.05, momentum=0.9)
@@ -60,20 +60,20 @@ for _ in range(STEPS):
     ref_opt.zero_grad()
     F.cross_entropy(ref(cn.tensor(x)), cn.tensor(y)).backward()
     for p, q in zip(ddp.module.parameters(), ref.parameters(), strict=True):
-        scale = max(1.0, float(np.abs(q.grad.data).max()))
-        worst_grad = max(worst_grad, float(np.abs(p.grad.data - q.grad.data).max()) / scale)
+        scale = max(1.0, float(np.abs(q.grad._data).max()))
+        worst_grad = max(worst_grad, float(np.abs(p.grad._data - q.grad._data).max()) / scale)
     ref_opt.step()
     err = 0.0
     for p, q in zip(ddp.module.parameters(), ref.parameters(), strict=True):
-        scale = max(1.0, float(np.abs(q.data).max()))
-        err = max(err, float(np.abs(p.data - q.data).max()) / scale)
+        scale = max(1.0, float(np.abs(q._data).max()))
+        err = max(err, float(np.abs(p._data - q._data).max()) / scale)
     errors.append(err)
 
-state = ddp.module.state_dict()
+state = {k: v.numpy() for k, v in ddp.module.state_dict().items()}
 flat = np.concatenate([v.ravel().astype(np.float64) for v in state.values()])
 gathered = [np.zeros_like(flat) for _ in range(world)]
 dist.all_gather(gathered, flat)
-ref_state = ref.state_dict()
+ref_state = {k: v.numpy() for k, v in ref.state_dict().items()}
 # running_var is not compared: the duplicated reference batch makes its unbiased factor
 # 256/255 instead of 128/127
 buf_err = max((float(np.abs(state[k].astype(np.float64) - ref_state[k]).max())

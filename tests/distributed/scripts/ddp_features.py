@@ -49,19 +49,19 @@ xa += rank  # ranks see different data
 ya -= rank
 with ddp.no_sync():
     F.mse_loss(ddp(cn.tensor(xa[0])), cn.tensor(ya[0])).backward()
-local_after_first = model[0].weight.grad.data.copy()
+local_after_first = model[0].weight.grad._data.copy()
 F.mse_loss(ddp(cn.tensor(xa[1])), cn.tensor(ya[1])).backward()
-synced = model[0].weight.grad.data.copy()
+synced = model[0].weight.grad._data.copy()
 ref = mlp()
 for k in range(2):
     F.mse_loss(ref(cn.tensor(xa[k])), cn.tensor(ya[k])).backward()
-local_sum = ref[0].weight.grad.data.copy()
+local_sum = ref[0].weight.grad._data.copy()
 mine = local_sum.copy()
 dist.all_reduce(mine, op=dist.ReduceOp.AVG)
 first_only = mlp()
 F.mse_loss(first_only(cn.tensor(xa[0])), cn.tensor(ya[0])).backward()
 out["no_sync_kept_local"] = float(np.abs(local_after_first
-                                         - first_only[0].weight.grad.data).max())
+                                         - first_only[0].weight.grad._data).max())
 out["no_sync_then_sync_error"] = float(np.abs(synced - mine).max())
 out["no_sync_differs_from_local"] = float(np.abs(synced - local_sum).max())
 
@@ -86,17 +86,17 @@ ddp = nn.parallel.DistributedDataParallel(m, find_unused_parameters=True)
 ddp(xb).sum().backward()
 b_local = Branchy()
 b_local(xb).sum().backward()
-expect_b = b_local.b.weight.grad.data / 2 if rank == 1 else None
+expect_b = b_local.b.weight.grad._data / 2 if rank == 1 else None
 gathered = [np.zeros((2, 3), np.float32) for _ in range(world)]
-dist.all_gather(gathered, m.b.weight.grad.data)
-out["unused_b_grad"] = m.b.weight.grad.data.tolist()
+dist.all_gather(gathered, m.b.weight.grad._data)
+out["unused_b_grad"] = m.b.weight.grad._data.tolist()
 out["unused_b_expected_on_rank1"] = None if expect_b is None else expect_b.tolist()
 out["unused_c_grad_is_none"] = m.c.weight.grad is None
 out["unused_b_same_on_ranks"] = bool(np.array_equal(gathered[0], gathered[1]))
 # a second iteration works as well (the state is reset)
 ddp.zero_grad()
 ddp(xb).sum().backward()
-out["unused_second_step"] = m.b.weight.grad.data.tolist()
+out["unused_second_step"] = m.b.weight.grad._data.tolist()
 
 # without find_unused_parameters the next forward says what went wrong
 m = Branchy()

@@ -44,7 +44,7 @@ ddp = nn.parallel.DistributedDataParallel(m)
 hist = fit(ddp, dist.shard_loader(loader()), dist.shard_loader(loader()), epochs=2,
            progress=True, log=logged.append,
            optimizer=cn.optim.SGD(ddp.parameters(), lr=0.1, momentum=0.9))
-err = max(float(np.abs(p.data - q.data).max()) for p, q in zip(m.parameters(),
+err = max(float(np.abs(p._data - q._data).max()) for p, q in zip(m.parameters(),
                                                                ref.parameters(), strict=True))
 keys = ("loss", "accuracy", "val_loss", "val_accuracy")
 print("RESULT " + json.dumps({

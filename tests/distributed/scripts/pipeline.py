@@ -46,7 +46,7 @@ for _ in range(steps):
     ref_opt.step()
     loss_errors.append(abs(loss - float(ref_loss.item())))
     ref_params = [p for i in mine for p in ref[i].parameters()]
-    errors.append(max(float(np.abs(p.data - q.data).max() / max(1.0, np.abs(q.data).max()))
+    errors.append(max(float(np.abs(p._data - q._data).max() / max(1.0, np.abs(q._data).max()))
                       for p, q in zip(pipe.parameters(), ref_params, strict=True)))
 x = cn.tensor(rng.standard_normal((5, 1, 24, 24)).astype(np.float32))
 out = pipe(x)
@@ -56,7 +56,7 @@ n_mine = sum(p.numel() for p in pipe.parameters())
 n_all = sum(p.numel() for p in ref.parameters())
 print("RESULT " + json.dumps({
     "rank": rank, "bounds": pipe.bounds, "errors": errors, "loss_errors": loss_errors,
-    "forward_error": float(np.abs(out.data - ref_out.data).max()),
+    "forward_error": float(np.abs(out._data - ref_out._data).max()),
     "param_share": n_mine / n_all,
     "balanced": balanced_split_points(build(), 2)}), flush=True)
 dist.destroy_process_group()

@@ -6,13 +6,14 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
+from ..utils import data as _data
 from .transforms import apply_transform
 
 __all__ = ["Dataset", "ArrayDataset", "Subset", "random_split", "train_val_split"]
 
 
-class Dataset:
-    """Base class, like ``torch.utils.data.Dataset``: ``__len__`` and ``__getitem__``.
+class Dataset(_data.Dataset):
+    """Base class, :class:`convnet.utils.data.Dataset`: ``__len__`` and ``__getitem__``.
 
     A dataset may also define ``get_batch(indices, rng=None) -> (x, y)`` returning whole
     NumPy batches; :class:`~convnet.data.DataLoader` uses it when present and otherwise
@@ -92,12 +93,11 @@ class ArrayDataset(Dataset):
                 f"{self.images.dtype}, transform={self.transform!r})")
 
 
-class Subset(Dataset):
+class Subset(_data.Subset, Dataset):
     """The samples of ``dataset`` at ``indices`` (keeps the batch path when it has one)."""
 
     def __init__(self, dataset, indices):
-        self.dataset = dataset
-        self.indices = np.asarray(indices, dtype=np.intp)
+        super().__init__(dataset, np.asarray(indices, dtype=np.intp))
         n = len(dataset)
         if self.indices.ndim != 1 or (self.indices.size and (
                 self.indices.min() < 0 or self.indices.max() >= n)):

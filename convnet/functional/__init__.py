@@ -1,23 +1,29 @@
 """Differentiable ops (PyTorch's ``torch.nn.functional`` names and argument orders)."""
 
 from ._extra import adaptive_avg_pool2d, local_response_norm, pad
+from ._loss import (
+    binary_cross_entropy,
+    binary_cross_entropy_with_logits,
+    cross_entropy,
+    huber_loss,
+    kl_div,
+    l1_loss,
+    mse_loss,
+    nll_loss,
+    one_hot,
+    smooth_l1_loss,
+)
 from ._nn import (
     alpha_dropout,
     avg_pool2d,
     batch_norm,
-    binary_cross_entropy,
-    binary_cross_entropy_with_logits,
     conv2d,
-    cross_entropy,
     dropout,
     elu,
-    l1_loss,
     leaky_relu,
     linear,
     log_softmax,
     max_pool2d,
-    mse_loss,
-    nll_loss,
     relu,
     selu,
     sigmoid,
@@ -31,6 +37,7 @@ __all__ = [
     "binary_cross_entropy_with_logits", "cat", "conv2d", "cross_entropy", "dropout", "elu",
     "l1_loss", "leaky_relu", "linear", "local_response_norm", "log_softmax", "max_pool2d",
     "mse_loss", "nll_loss", "pad", "relu", "selu", "sigmoid", "softmax", "stack", "tanh", "where",
+    "huber_loss", "kl_div", "one_hot", "smooth_l1_loss",
 ]
 
 # recurrent layers and cells

@@ -76,7 +76,7 @@ def test_default_convert_matches_torch(kind):
 
 
 def test_collate_errors_match_torch():
-    torch = pytest.importorskip("torch")
+    pytest.importorskip("torch")
     from torch.utils.data import default_collate as torch_collate
 
     ragged = [[1, 2], [3]]

@@ -58,7 +58,10 @@ def _array(v, like: Tensor, dtype=None):
 
 
 def _const(v, like: Tensor) -> Tensor:
-    return v if isinstance(v, Tensor) else Tensor._wrap(_array(v, like), False)
+    """``v`` as a tensor of ``like``'s dtype (a tensor is cast differentiably)."""
+    if isinstance(v, Tensor):
+        return v if v.dtype == like.dtype else v.to(dtype=like.dtype)
+    return Tensor._wrap(_array(v, like), False)
 
 
 # --------------------------------------------------------------------------- class targets

@@ -48,3 +48,19 @@ __all__ += ["ConvTranspose2d", "Upsample", "UpsamplingBilinear2d", "UpsamplingNe
 from .embedding import Embedding  # noqa: E402
 
 __all__ += ["Embedding"]
+
+# Loss modules.
+from .loss import (  # noqa: E402
+    BCELoss,
+    BCEWithLogitsLoss,
+    CrossEntropyLoss,
+    HuberLoss,
+    KLDivLoss,
+    L1Loss,
+    MSELoss,
+    NLLLoss,
+    SmoothL1Loss,
+)
+
+__all__ += ["CrossEntropyLoss", "NLLLoss", "MSELoss", "L1Loss", "SmoothL1Loss", "HuberLoss",
+            "BCELoss", "BCEWithLogitsLoss", "KLDivLoss"]

@@ -52,3 +52,11 @@ __all__ += ["conv_transpose2d", "interpolate"]
 from ._embedding import embedding  # noqa: E402
 
 __all__ += ["embedding"]
+
+# Normalisation over features, 1-D convolution and pooling, softplus, channel dropout.
+from ._misc import dropout1d, dropout2d, softplus  # noqa: E402
+from ._norm import group_norm, layer_norm  # noqa: E402
+from ._onedim import avg_pool1d, conv1d, max_pool1d  # noqa: E402
+
+__all__ += ["dropout1d", "dropout2d", "softplus", "group_norm", "layer_norm", "avg_pool1d",
+            "conv1d", "max_pool1d"]

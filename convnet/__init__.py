@@ -10,7 +10,6 @@ from __future__ import annotations
 import os
 
 from . import functional, kernels, nn, optim  # importing functional attaches Tensor's operators
-from . import utils
 from ._threads import get_num_threads, set_num_threads
 from .autograd import enable_grad, is_grad_enabled, no_grad
 from .creation import arange, full, ones, ones_like, rand, randn, zeros, zeros_like

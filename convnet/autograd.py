@@ -4,13 +4,19 @@ A :class:`Function` subclass holds one op's ``forward`` and ``backward`` side by
 ``forward`` receives raw arrays (NumPy or CuPy) plus keyword parameters and returns an
 array; ``backward`` receives the output's gradient and returns one gradient (or None) per
 input. ``Function.apply`` wraps the result in a Tensor and records the node when a
-gradient is needed. The graph is freed as the backward pass walks it, unless
-``retain_graph=True``.
+gradient is needed. The graph is a graph of nodes, as PyTorch's: each node keeps one edge
+per input (the node that produced it, the leaf tensor itself, or None), so that an
+in-place op can give a tensor a new producer without rewiring the nodes that used its
+earlier value. A node also remembers the version of every tensor it saved; backward
+refuses to run on a saved value that an in-place op changed since. The graph is freed as
+the backward pass walks it, unless ``retain_graph=True``.
 """
 
 from __future__ import annotations
 
 import threading
+
+import numpy as _np
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -55,13 +61,38 @@ def enable_grad():
     return _GradMode(True)
 
 
+class set_grad_enabled:
+    """Turn the graph recording on or off: a context manager, or a plain call that switches
+    it for the thread, as ``torch.set_grad_enabled``."""
+
+    def __init__(self, mode: bool):
+        self.prev = is_grad_enabled()
+        _state.enabled = bool(mode)
+
+    def __enter__(self):
+        return None
+
+    def __exit__(self, *exc):
+        _state.enabled = self.prev
+        return False
+
+
 class Function:
-    """One differentiable op. Subclasses define ``forward`` and ``backward``."""
+    """One differentiable op. Subclasses define ``forward`` and ``backward``.
+
+    A view op (its output shares the input's memory) sets ``view = True`` and stores in
+    ``self.read`` the map from its input array to its output, which in-place writes
+    through the view replay on the base's gradient.
+    """
+
+    view = False
 
     def __init__(self):
-        self.inputs: tuple[Tensor, ...] = ()
+        self.edges: tuple = ()
         self.saved: tuple = ()
         self.needs_grad: tuple[bool, ...] = ()
+        self.versions: tuple = ()
+        self.retained = None
         self.freed = False
 
     def save_for_backward(self, *values):
@@ -80,16 +111,65 @@ class Function:
         tensors = tuple(t if isinstance(t, Tensor) else as_tensor(t) for t in inputs)
         _check_devices(cls.__name__, tensors)
         fn = cls()
-        fn.needs_grad = tuple(t.requires_grad for t in tensors)
-        track = is_grad_enabled() and any(fn.needs_grad)
-        out = fn.forward(*(t.data for t in tensors), **params)
-        if not track:
-            return Tensor._wrap(out, False)
-        fn.inputs = tensors
-        return Tensor._wrap(out, True, fn)
+        fn.needs_grad = needs = tuple(t.requires_grad for t in tensors)
+        out = fn.forward(*(t._data for t in tensors), **params)
+        if isinstance(out, _np.generic):  # NumPy reductions give scalars: keep a 0-d array
+            out = _np.asarray(out)
+        if is_grad_enabled() and any(needs):
+            result = Tensor._wrap(out, True, fn)
+            if cls.view:
+                _share_view(fn, tensors[0], result)
+            fn.connect(tensors, out, result)
+            return result
+        result = Tensor._wrap(out, False)
+        if cls.view:
+            _share_view(fn, tensors[0], result)
+        return result
+
+    def connect(self, tensors, out=None, result=None) -> None:
+        """Record the edges to ``tensors`` and the versions of what forward saved."""
+        self.edges = tuple(_edge(t) for t in tensors)
+        saved = self.saved
+        if not saved:
+            return
+        versions = []
+        for t in tensors:
+            data = t._data
+            for s in saved:
+                if s is data:
+                    versions.append((t._vc, t._vc[0], s))
+                    break
+        if result is not None:
+            for s in saved:
+                if s is out:
+                    versions.append((result._vc, result._vc[0], s))
+                    break
+        self.versions = versions
+
+
+def _edge(t):
+    """What a gradient for ``t`` flows into: its producer, itself (a leaf), or nothing."""
+    if t._ctx is not None:
+        return t._ctx
+    return t if t.requires_grad else None
+
+
+def _share_view(fn, src, result) -> None:
+    """``result`` is a view of ``src`` when their memory overlaps: it then shares the
+    version counter, and remembers its base and how to read itself out of it."""
+    xp = src._xp
+    if not xp.may_share_memory(result._data, src._data):
+        return
+    result._vc = src._vc
+    read = fn.read
+    prev = src._view_fn
+    result._base = src if src._base is None else src._base
+    result._view_fn = read if prev is None else (lambda a: read(prev(a)))
 
 
 def _check_devices(op: str, tensors) -> None:
+    if len(tensors) < 2:
+        return
     devices = {t.device for t in tensors}
     if len(devices) > 1:
         raise ValueError(
@@ -98,78 +178,99 @@ def _check_devices(op: str, tensors) -> None:
         )
 
 
+def _check_versions(fn) -> None:
+    for vc, expected, arr in fn.versions:
+        if vc[0] != expected:
+            dtype, shape = arr.dtype, arr.shape
+            raise RuntimeError(
+                "one of the variables needed for gradient computation has been modified by "
+                f"an inplace operation: [{dtype} tensor of shape {list(shape)}], which is "
+                f"used by {type(fn).__name__}Backward, is at version {vc[0]}; expected "
+                f"version {expected} instead. Hint: the computation of the gradient needs "
+                "the value the tensor had when it was used; compute on a .clone() or make "
+                "the operation out of place."
+            )
+
+
 def backward(root: Tensor, grad=None, retain_graph: bool = False) -> None:
     """Accumulate d(root)/d(leaf) into every leaf's ``.grad`` that requires it."""
     from .tensor import Tensor
 
     if not root.requires_grad:
         raise RuntimeError(
-            "backward: the tensor does not require grad and has no graph "
+            "element 0 of tensors does not require grad and does not have a grad_fn "
             "(was it computed under no_grad, or from tensors without requires_grad?)"
         )
     xp = root._xp
     if grad is None:
-        if root.data.size != 1:
+        if root._data.size != 1:
             raise RuntimeError(
-                f"backward: grad can be implicitly created only for scalar outputs, but the "
+                f"grad can be implicitly created only for scalar outputs, but the "
                 f"output has shape {tuple(root.shape)}; pass a gradient of that shape"
             )
-        grad = xp.ones_like(root.data)
+        grad = xp.ones_like(root._data)
     else:
-        grad = grad.data if isinstance(grad, Tensor) else xp.asarray(grad, dtype=root.dtype)
+        grad = grad._data if isinstance(grad, Tensor) else xp.asarray(grad, dtype=root.dtype)
         if tuple(grad.shape) != tuple(root.shape):
             raise ValueError(
                 f"backward: gradient shape {tuple(grad.shape)} differs from the output's "
                 f"{tuple(root.shape)}"
             )
+    start = root._ctx
+    if start is None:  # a leaf: its gradient is the seed itself
+        root._accumulate(grad)
+        return
 
     # Topological order of the nodes reachable from root (iterative: deep graphs such as
     # long RNN unrolls must not hit Python's recursion limit).
-    order: list[Tensor] = []
+    order: list[Function] = []
     seen: set[int] = set()
-    stack: list[tuple[Tensor, bool]] = [(root, False)]
+    stack: list[tuple[Function, bool]] = [(start, False)]
     while stack:
-        t, done = stack.pop()
+        node, done = stack.pop()
         if done:
-            order.append(t)
+            order.append(node)
             continue
-        if id(t) in seen:
+        if id(node) in seen:
             continue
-        seen.add(id(t))
-        stack.append((t, True))
-        if t._ctx is not None:
-            if t._ctx.freed:
-                raise RuntimeError(
-                    "backward: trying to backward through the graph a second time; its "
-                    "buffers were freed. Specify retain_graph=True on the first backward call"
-                )
-            for parent in t._ctx.inputs:
-                if parent.requires_grad and id(parent) not in seen:
-                    stack.append((parent, False))
+        seen.add(id(node))
+        if node.freed:
+            raise RuntimeError(
+                "Trying to backward through the graph a second time (or directly access "
+                "saved tensors after they have already been freed). Specify "
+                "retain_graph=True on the first backward call"
+            )
+        stack.append((node, True))
+        for e in node.edges:
+            if e is not None and not isinstance(e, Tensor) and id(e) not in seen:
+                stack.append((e, False))
 
-    grads: dict[int, object] = {id(root): grad}
-    for t in reversed(order):
-        g = grads.pop(id(t), None)
+    grads: dict[int, object] = {id(start): grad}
+    leaves: dict[int, Tensor] = {}
+    for node in reversed(order):
+        g = grads.pop(id(node), None)
         if g is None:
             continue
-        fn = t._ctx
-        if fn is None:  # a leaf
-            t._accumulate(g)
-            continue
-        if t._retains_grad:
-            t._accumulate(g)
-        in_grads = fn.backward(g)
+        if node.versions:
+            _check_versions(node)
+        if node.retained is not None:
+            node.retained._accumulate(g)
+        in_grads = node.backward(g)
         if not isinstance(in_grads, tuple):
             in_grads = (in_grads,)
-        for parent, need, pg in zip(fn.inputs, fn.needs_grad, in_grads, strict=False):
-            if not need or pg is None:
+        for edge, pg in zip(node.edges, in_grads, strict=False):
+            if edge is None or pg is None:
                 continue
-            key = id(parent)
+            key = id(edge)
             if key in grads:
                 grads[key] = grads[key] + pg
             else:
                 grads[key] = pg
+                if isinstance(edge, Tensor):
+                    leaves[key] = edge
         if not retain_graph:
-            fn.inputs = ()
-            fn.saved = ()
-            fn.freed = True
+            node.edges = ()
+            node.saved = ()
+            node.freed = True
+    for key, leaf in leaves.items():
+        leaf._accumulate(grads[key])

@@ -23,7 +23,7 @@ _META_KEY = "convnet.structure"
 
 def _encode(obj, arrays: dict):
     if isinstance(obj, Tensor):
-        obj = obj.data
+        obj = obj._data
     if hasattr(obj, "get") and type(obj).__module__.startswith("cupy"):
         obj = obj.get()
     if isinstance(obj, np.ndarray):

@@ -1,7 +1,13 @@
 """Tensor: an array (NumPy on the CPU, CuPy on CUDA) with autograd.
 
 The device of a tensor is the type of its array; ``_xp`` gives the matching array module,
-which is how element-wise code is written once for both devices.
+which is how element-wise code is written once for both devices. Every method is declared
+here; each delegates to the one Function (``convnet.functional``) that implements it.
+In-place ops and item assignment live in ``functional._inplace``.
+
+A tensor's array is ``_data``; ``.data`` is, as in PyTorch, another Tensor on the same
+storage, cut from the graph. ``_vc`` is the version counter (a one-element list shared by
+every view of the same storage), bumped by each in-place write.
 """
 
 from __future__ import annotations
@@ -10,72 +16,47 @@ import numbers
 
 import numpy as np
 
-from . import autograd
+from . import _dtypes, autograd
+from ._arrays import _cupy, _normalize_device, _to_array  # noqa: F401 - re-exported
 from .kernels._checks import is_cupy as _is_cupy
 
-_FLOATS = (np.dtype(np.float16), np.dtype(np.float32), np.dtype(np.float64))
+_FLOATS = _dtypes.FLOATING
 
 
+def _binary(name):
+    """``x OP y`` and ``y OP x`` for the Function ``_ops.<name>``; numbers and arrays are
+    made tensors of ``x``'s dtype and device first."""
 
-def _cupy():
-    try:
-        import cupy
-    except ImportError as exc:
-        raise RuntimeError(
-            "device 'cuda': CuPy is not installed (pip install convnet[cuda])"
-        ) from exc
-    try:
-        if cupy.cuda.runtime.getDeviceCount() < 1:
-            raise RuntimeError("device 'cuda': no CUDA device found")
-    except cupy.cuda.runtime.CUDARuntimeError as exc:
-        raise RuntimeError(f"device 'cuda': no usable CUDA driver ({exc})") from exc
-    return cupy
+    def op(self, other):
+        return getattr(_ops, name).apply(self, _ops._operand(other, self))
+
+    def rop(self, other):
+        return getattr(_ops, name).apply(_ops._operand(other, self), self)
+
+    op.__name__, rop.__name__ = f"__{name.lower()}__", f"__r{name.lower()}__"
+    return op, rop
 
 
-def _normalize_device(device) -> str:
-    if device is None:
-        return "cpu"
-    name = str(device)
-    if name == "cpu" or name == "cuda" or name.startswith("cuda:"):
-        return "cuda" if name.startswith("cuda") else "cpu"
-    raise ValueError(f"device: expected 'cpu' or 'cuda', got {device!r}")
+def _compare(name):
+    def op(self, other):
+        return _ops.compare(self, other, f"__{name}__")
 
-
-def _to_array(data, dtype=None, device=None):
-    """An array for ``data`` on ``device``; Python floats default to float32 as in PyTorch."""
-    device = _normalize_device(device)
-    if isinstance(data, Tensor):
-        data = data.data
-    if dtype is not None:
-        dtype = np.dtype(dtype)
-    if device == "cuda":
-        cp = _cupy()
-        if dtype is None and not hasattr(data, "dtype"):
-            arr = np.asarray(data)
-            if arr.dtype == np.float64:
-                arr = arr.astype(np.float32)
-            return cp.asarray(arr)
-        return cp.asarray(data, dtype=dtype)
-    if _is_cupy(data):
-        data = data.get()
-    if dtype is None and not hasattr(data, "dtype"):
-        arr = np.asarray(data)
-        if arr.dtype == np.float64:
-            arr = arr.astype(np.float32)
-        return arr
-    return np.asarray(data, dtype=dtype)
+    op.__name__ = name
+    return op
 
 
 class Tensor:
     """A multi-dimensional array with an optional gradient, like ``torch.Tensor``."""
 
     __array_priority__ = 1000  # NumPy defers mixed operators to Tensor
+    _base = None  # the tensor whose storage a view reads, and how it reads it
+    _view_fn = None
 
     def __init__(self, data, requires_grad: bool = False, dtype=None, device=None):
-        self.data = _to_array(data, dtype, device)
+        self._data = _to_array(data, dtype, device)
+        self._vc = [0]
         self.grad: Tensor | None = None
         self._ctx = None
-        self._retains_grad = False
         self.requires_grad = False
         if requires_grad:
             self.requires_grad_(True)
@@ -83,17 +64,30 @@ class Tensor:
     @classmethod
     def _wrap(cls, array, requires_grad: bool, ctx=None) -> Tensor:
         t = cls.__new__(cls)
-        t.data = array
+        t._data = array
+        t._vc = [0]
         t.grad = None
         t._ctx = ctx
-        t._retains_grad = False
         t.requires_grad = requires_grad
         return t
 
     # ------------------------------------------------------------------ properties
     @property
+    def data(self) -> Tensor:
+        """The same storage as a tensor outside the graph (its own version counter)."""
+        return Tensor._wrap(self._data, False)
+
+    @data.setter
+    def data(self, value) -> None:
+        self._data = value._data if isinstance(value, Tensor) else _to_array(value)
+
+    @property
+    def _version(self) -> int:
+        return self._vc[0]
+
+    @property
     def _xp(self):
-        if _is_cupy(self.data):
+        if _is_cupy(self._data):
             import cupy
 
             return cupy
@@ -101,61 +95,108 @@ class Tensor:
 
     @property
     def shape(self) -> tuple[int, ...]:
-        return tuple(self.data.shape)
+        return tuple(self._data.shape)
 
     @property
     def dtype(self):
-        return self.data.dtype
+        return self._data.dtype
 
     @property
-    def device(self) -> str:
-        return "cuda" if _is_cupy(self.data) else "cpu"
+    def device(self) -> _dtypes.device:
+        return _dtypes.CUDA if _is_cupy(self._data) else _dtypes.CPU
+
+    @property
+    def is_cuda(self) -> bool:
+        return _is_cupy(self._data)
 
     @property
     def ndim(self) -> int:
-        return self.data.ndim
+        return self._data.ndim
 
     @property
     def is_leaf(self) -> bool:
         return self._ctx is None
 
     @property
+    def grad_fn(self):
+        return self._ctx
+
+    @property
     def T(self) -> Tensor:
         return self.permute(*reversed(range(self.ndim)))
 
     def dim(self) -> int:
-        return self.data.ndim
+        return self._data.ndim
 
     def size(self, dim: int | None = None):
         return self.shape if dim is None else self.shape[dim]
 
     def numel(self) -> int:
-        return int(self.data.size)
+        return int(self._data.size)
+
+    def is_floating_point(self) -> bool:
+        return self.dtype in _FLOATS
 
     def __len__(self) -> int:
         if self.ndim == 0:
             raise TypeError("len() of a 0-d tensor")
         return self.shape[0]
 
+    def __iter__(self):
+        if self.ndim == 0:
+            raise TypeError("iteration over a 0-d tensor")
+        return (self[i] for i in range(self.shape[0]))
+
     # ------------------------------------------------------------------ conversion
     def numpy(self) -> np.ndarray:
-        """The data as a NumPy array (shared memory on the CPU, like PyTorch)."""
+        """The data as a NumPy array (shared memory on the CPU, like PyTorch; unlike it,
+        allowed on a tensor that requires grad)."""
         if self.device != "cpu":
             raise TypeError("numpy: the tensor is on 'cuda'; call .cpu() first")
-        return self.data
+        return self._data
 
     def item(self):
-        if self.data.size != 1:
-            raise ValueError(f"item: only one-element tensors convert to a Python number, "
-                             f"got shape {self.shape}")
-        return self.data.reshape(()).item()
+        if self._data.size != 1:
+            raise RuntimeError(f"a Tensor with {self._data.size} elements cannot be converted "
+                               f"to Scalar (shape {self.shape})")
+        return self._data.reshape(()).item()
+
+    def __int__(self) -> int:
+        return int(self.item())
+
+    def __float__(self) -> float:
+        return float(self.item())
+
+    def __index__(self) -> int:
+        if self.dtype.kind not in "iub" or self._data.size != 1:
+            raise TypeError("only integer tensors of a single element can be converted to "
+                            "an index")
+        return int(self.item())
+
+    def __bool__(self) -> bool:
+        if self._data.size != 1:
+            raise RuntimeError("Boolean value of Tensor with more than one value is "
+                               "ambiguous")
+        return bool(self._data.reshape(()).item())
 
     def tolist(self):
-        return self.to("cpu").data.tolist()
+        return self.to("cpu")._data.tolist()
+
+    def __array__(self, dtype=None, copy=None):
+        arr = self._data.get() if self.is_cuda else self._data
+        return arr if dtype is None else arr.astype(dtype, copy=False)
+
+    def __dlpack__(self, *args, **kwargs):
+        return self._data.__dlpack__(*args, **kwargs)
+
+    def __dlpack_device__(self):
+        return self._data.__dlpack_device__()
 
     def detach(self) -> Tensor:
-        """The same data, cut from the graph."""
-        return Tensor._wrap(self.data, False)
+        """The same storage and version counter, cut from the graph."""
+        t = Tensor._wrap(self._data, False)
+        t._vc = self._vc
+        return t
 
     def detach_(self) -> Tensor:
         self._ctx = None
@@ -163,75 +204,376 @@ class Tensor:
         return self
 
     def clone(self) -> Tensor:
-        from .functional import _ops
-
         return _ops.Clone.apply(self)
 
-    def to(self, device=None, dtype=None) -> Tensor:
-        """Copy to ``device`` ('cpu'/'cuda') and/or ``dtype``; differentiable."""
-        if isinstance(device, (np.dtype, type)) and dtype is None:
-            device, dtype = None, device
-        target = self.device if device is None else _normalize_device(device)
-        dt = self.dtype if dtype is None else np.dtype(dtype)
-        if target == self.device and dt == self.dtype:
-            return self
-        from .functional import _ops
+    def contiguous(self) -> Tensor:
+        return self if self._data.flags.c_contiguous else self.clone()
 
+    def to(self, *args, dtype=None, device=None, non_blocking=False, copy=False) -> Tensor:
+        """``to(device)``, ``to(dtype)``, ``to(device, dtype)`` or ``to(other)``: a copy
+        when anything changes (or ``copy=True``), else ``self``; differentiable."""
+        for a in args:
+            if isinstance(a, Tensor):
+                device, dtype = a.device, a.dtype
+            elif _dtypes.is_dtype(a):
+                dtype = a
+            else:
+                device = a
+        target = self.device.type if device is None else _normalize_device(device)
+        dt = self.dtype if dtype is None else _dtypes.as_dtype(dtype)
+        if target == self.device and dt == self.dtype and not copy:
+            return self
         return _ops.To.apply(self, device=target, dtype=dt)
+
+    def type(self, dtype=None):
+        """Without argument the type name ('torch.FloatTensor'), else ``to(dtype)``."""
+        if dtype is None:
+            return _dtypes.type_name(self.dtype)
+        if isinstance(dtype, str):
+            dtype = _dtypes.TYPE_NAMES[dtype]
+        return self.to(dtype=dtype)
+
+    def type_as(self, other: Tensor) -> Tensor:
+        return self.to(dtype=other.dtype)
 
     def cpu(self) -> Tensor:
         return self.to("cpu")
 
-    def cuda(self) -> Tensor:
+    def cuda(self, device=None) -> Tensor:
         return self.to("cuda")
 
-    def float(self) -> Tensor:
-        return self.to(dtype=np.float32)
+    def _cast(dtype):  # noqa: N805 - builds the methods below
+        def cast(self) -> Tensor:
+            return self.to(dtype=dtype)
 
-    def double(self) -> Tensor:
-        return self.to(dtype=np.float64)
+        return cast
 
-    def half(self) -> Tensor:
-        return self.to(dtype=np.float16)
+    float, double, half, bfloat16 = (_cast(_dtypes.float32), _cast(_dtypes.float64),
+                                     _cast(_dtypes.float16), _cast(_dtypes.bfloat16))
+    long, int, bool = _cast(_dtypes.int64), _cast(_dtypes.int32), _cast(_dtypes.bool_)
+    del _cast
 
-    def long(self) -> Tensor:
-        return Tensor._wrap(self.data.astype(np.int64), False)
+    def new_tensor(self, data, dtype=None, requires_grad=False) -> Tensor:
+        return tensor(data, dtype=dtype or self.dtype, device=self.device,
+                      requires_grad=requires_grad)
 
-    def __array__(self, dtype=None, copy=None):
-        arr = self.numpy()
-        return arr if dtype is None else arr.astype(dtype)
+    def new_zeros(self, *size, dtype=None, requires_grad=False) -> Tensor:
+        return self._new(size, 0, dtype, requires_grad)
+
+    def new_ones(self, *size, dtype=None, requires_grad=False) -> Tensor:
+        return self._new(size, 1, dtype, requires_grad)
+
+    def new_full(self, size, fill_value, dtype=None, requires_grad=False) -> Tensor:
+        return self._new((size,), fill_value, dtype, requires_grad)
+
+    def new_empty(self, *size, dtype=None, requires_grad=False) -> Tensor:
+        return self._new(size, 0, dtype, requires_grad)
+
+    def _new(self, size, value, dtype, requires_grad) -> Tensor:
+        shape = _ops._shape_arg(size)
+        arr = self._xp.full(shape, value, dtype=self.dtype if dtype is None else dtype)
+        t = Tensor._wrap(arr, False)
+        return t.requires_grad_(True) if requires_grad else t
 
     # ------------------------------------------------------------------ autograd
     def requires_grad_(self, requires_grad: bool = True) -> Tensor:
         if requires_grad and self.dtype not in _FLOATS:
-            raise TypeError(f"requires_grad: only floating-point tensors can require "
-                            f"gradients, got dtype {self.dtype}")
+            raise RuntimeError(f"only Tensors of floating point dtype can require gradients, "
+                               f"got dtype {self.dtype}")
         if not self.is_leaf and not requires_grad:
-            raise RuntimeError("requires_grad_: you can only change the flag of leaf tensors "
-                               "(use .detach() for a non-leaf)")
+            raise RuntimeError("you can only change requires_grad flags of leaf variables. "
+                               "If you want to use a computed variable in a subgraph that "
+                               "doesn't require differentiation use var_no_grad = var.detach().")
         self.requires_grad = requires_grad
         return self
 
     def retain_grad(self) -> None:
-        self._retains_grad = True
+        if self._ctx is not None:
+            self._ctx.retained = self
+
+    @property
+    def retains_grad(self) -> bool:
+        return self._ctx is not None and self._ctx.retained is self
 
     def backward(self, gradient=None, retain_graph: bool = False) -> None:
         autograd.backward(self, gradient, retain_graph)
 
     def _accumulate(self, g) -> None:
         if self.grad is None:
-            self.grad = Tensor._wrap(g.copy() if g is not None else g, False)
+            self.grad = Tensor._wrap(self._xp.array(g), False)  # a copy, never a scalar
         else:
-            self.grad.data = self.grad.data + g
+            self.grad._data = self.grad._data + g
+
+    # ------------------------------------------------------------------ in place
+    # (recorded in the graph when grad is on, refused on a leaf that requires grad)
+    def __setitem__(self, key, value) -> None:
+        _inplace.setitem(self, key, value)
+
+    def add_(self, other, alpha=1) -> Tensor:
+        other = other if alpha == 1 else other * alpha
+        return _inplace.apply(self, _ops.Add, other)
+
+    def sub_(self, other, alpha=1) -> Tensor:
+        other = other if alpha == 1 else other * alpha
+        return _inplace.apply(self, _ops.Sub, other)
+
+    def mul_(self, other) -> Tensor:
+        return _inplace.apply(self, _ops.Mul, other)
+
+    def div_(self, other) -> Tensor:
+        return _inplace.apply(self, _ops.Div, other)
+
+    __iadd__ = add_
+    __isub__ = sub_
+    __imul__ = mul_
+    __itruediv__ = div_
+
+    def clamp_(self, min=None, max=None) -> Tensor:  # noqa: A002 - PyTorch's names
+        return _inplace.apply(self, _ops.Clip, lo=min, hi=max)
+
+    clip_ = clamp_
 
     def zero_(self) -> Tensor:
-        self.data[...] = 0
+        return _inplace.fill(self, 0)
+
+    def fill_(self, value) -> Tensor:
+        return _inplace.fill(self, value)
+
+    def copy_(self, src, non_blocking=False) -> Tensor:
+        return _inplace.copy(self, src)
+
+    def normal_(self, mean=0.0, std=1.0) -> Tensor:
+        return _inplace.fill(self, _random.randn(self.shape, np.float64) * std + mean)
+
+    def uniform_(self, a=0.0, b=1.0) -> Tensor:
+        return _inplace.fill(self, _random.uniform(a, b, self.shape, np.float64))
+
+    def masked_fill_(self, mask, value) -> Tensor:
+        return _inplace.apply(self, _select.MaskedFill, mask=_select.array_of(mask),
+                              value=_select.value_of(value))
+
+    def scatter_(self, dim, index, src=None, value=None) -> Tensor:
+        return _select.scatter(self, dim, index, src, value, inplace=True)
+
+    def relu_(self) -> Tensor:
+        return _F.relu(self, inplace=True)
+
+    # ------------------------------------------------------------------ arithmetic
+    __add__, __radd__ = _binary("Add")
+    __sub__, __rsub__ = _binary("Sub")
+    __mul__, __rmul__ = _binary("Mul")
+    __truediv__, __rtruediv__ = _binary("Div")
+    __matmul__, __rmatmul__ = _binary("MatMul")
+
+    def __pow__(self, exponent):
+        return _ops.pow(self, exponent)
+
+    def __rpow__(self, base):
+        return _ops.Pow.apply(_ops._operand(base, self), self)
+
+    def __neg__(self):
+        return _ops.Neg.apply(self)
+
+    def __pos__(self):
         return self
+
+    def __abs__(self):
+        return _ops.Abs.apply(self)
+
+    def add(self, other, alpha=1):
+        return self + (other if alpha == 1 else other * alpha)
+
+    def sub(self, other, alpha=1):
+        return self - (other if alpha == 1 else other * alpha)
+
+    def mul(self, other):
+        return self * other
+
+    def div(self, other):
+        return self / other
+
+    def matmul(self, other):
+        return self @ other
+
+    mm = matmul
+
+    def bmm(self, other):
+        return _select.bmm(self, other)
+
+    def pow(self, exponent):
+        return _ops.pow(self, exponent)
+
+    def neg(self):
+        return -self
+
+    def exp(self):
+        return _ops.Exp.apply(self)
+
+    def log(self):
+        return _ops.Log.apply(self)
+
+    def sqrt(self):
+        return _ops.Sqrt.apply(self)
+
+    def abs(self):
+        return _ops.Abs.apply(self)
+
+    def clamp(self, min=None, max=None):  # noqa: A002 - PyTorch's names
+        return _ops.Clip.apply(self, lo=min, hi=max)
+
+    clip = clamp
+
+    def relu(self):
+        return _F.relu(self)
+
+    def sigmoid(self):
+        return _F.sigmoid(self)
+
+    def tanh(self):
+        return _F.tanh(self)
+
+    def softmax(self, dim):
+        return _F.softmax(self, dim)
+
+    def log_softmax(self, dim):
+        return _F.log_softmax(self, dim)
+
+    # ------------------------------------------------------------------ comparison
+    eq, ne, lt, le, gt, ge = (_compare(n) for n in ("eq", "ne", "lt", "le", "gt", "ge"))
+    __eq__, __ne__, __lt__, __le__, __gt__, __ge__ = eq, ne, lt, le, gt, ge
+
+    def __hash__(self) -> int:
+        return id(self)
+
+    def all(self, dim=None, keepdim=False):
+        return _select.logical(self, "all", dim, keepdim)
+
+    def any(self, dim=None, keepdim=False):
+        return _select.logical(self, "any", dim, keepdim)
+
+    # ------------------------------------------------------------------ reductions
+    def sum(self, dim=None, keepdim=False, *, dtype=None, axis=None):
+        return _ops.reduce(_ops.Sum, self, dim, keepdim, dtype, axis)
+
+    def mean(self, dim=None, keepdim=False, *, dtype=None, axis=None):
+        return _ops.reduce(_ops.Mean, self, dim, keepdim, dtype, axis)
+
+    def var(self, dim=None, unbiased=None, keepdim=False, *, correction=None, axis=None):
+        return _ops.var(self, dim, unbiased, keepdim, correction, axis)
+
+    def std(self, dim=None, unbiased=None, keepdim=False, *, correction=None, axis=None):
+        return _ops.var(self, dim, unbiased, keepdim, correction, axis).sqrt()
+
+    def max(self, dim=None, keepdim=False, *, axis=None):
+        return _select.extreme(self, "max", dim if axis is None else axis, keepdim)
+
+    def min(self, dim=None, keepdim=False, *, axis=None):
+        return _select.extreme(self, "min", dim if axis is None else axis, keepdim)
+
+    def amax(self, dim=None, keepdim=False):
+        return _ops.Max.apply(self, dim=dim, keepdim=keepdim)
+
+    def amin(self, dim=None, keepdim=False):
+        return -_ops.Max.apply(-self, dim=dim, keepdim=keepdim)
+
+    def argmax(self, dim=None, keepdim=False, *, axis=None):
+        return _select.arg_extreme(self, "argmax", dim if axis is None else axis, keepdim)
+
+    def argmin(self, dim=None, keepdim=False, *, axis=None):
+        return _select.arg_extreme(self, "argmin", dim if axis is None else axis, keepdim)
+
+    def cumsum(self, dim, *, dtype=None):
+        return _select.Cumsum.apply(self.to(dtype=dtype) if dtype else self, dim=dim)
+
+    def sort(self, dim=-1, descending=False, stable=False):
+        return _select.sort(self, dim, descending)
+
+    def argsort(self, dim=-1, descending=False, stable=False):
+        return _select.sort(self, dim, descending).indices
+
+    def topk(self, k, dim=-1, largest=True, sorted=True):  # noqa: A002 - PyTorch's name
+        return _select.topk(self, k, dim, largest)
+
+    # ------------------------------------------------------------------ indexing
+    def __getitem__(self, key):
+        return _ops.getitem(self, key)
+
+    def gather(self, dim, index):
+        return _select.Gather.apply(self, dim=dim, index=_select.array_of(index))
+
+    def scatter(self, dim, index, src=None, value=None):
+        return _select.scatter(self, dim, index, src, value, inplace=False)
+
+    def index_select(self, dim, index):
+        return _select.IndexSelect.apply(self, dim=dim, index=_select.array_of(index))
+
+    def masked_fill(self, mask, value):
+        return _select.MaskedFill.apply(self, mask=_select.array_of(mask),
+                                        value=_select.value_of(value))
+
+    # ------------------------------------------------------------------ shapes
+    def view(self, *shape):
+        if len(shape) == 1 and _dtypes.is_dtype(shape[0]):
+            raise NotImplementedError("view(dtype): reinterpreting bytes is not supported")
+        return _ops.Reshape.apply(self, shape=_ops._shape_arg(shape))
+
+    reshape = view
+
+    def view_as(self, other):
+        return self.view(other.shape)
+
+    reshape_as = view_as
+
+    def expand(self, *sizes):
+        return _select.expand(self, _ops._shape_arg(sizes))
+
+    def expand_as(self, other):
+        return _select.expand(self, other.shape)
+
+    def repeat(self, *sizes):
+        return _select.Repeat.apply(self, reps=_ops._shape_arg(sizes))
+
+    def flatten(self, start_dim=0, end_dim=-1):
+        return _ops.flatten(self, start_dim, end_dim)
+
+    def squeeze(self, dim=None):
+        return _ops.squeeze(self, dim)
+
+    def unsqueeze(self, dim):
+        return _ops.unsqueeze(self, dim)
+
+    def permute(self, *dims):
+        return _ops.Permute.apply(self, dims=_ops._shape_arg(dims))
+
+    def transpose(self, dim0=-2, dim1=-1):
+        return _ops.transpose(self, dim0, dim1)
+
+    def t(self):
+        if self.ndim > 2:
+            raise RuntimeError(f"t() expects a tensor with <= 2 dimensions, but self is "
+                               f"{self.ndim}D")
+        return self if self.ndim < 2 else self.transpose(0, 1)
+
+    def split(self, split_size_or_sections, dim=0):
+        return _select.split(self, split_size_or_sections, dim)
+
+    def chunk(self, chunks, dim=0):
+        return _select.chunk(self, chunks, dim)
+
+    def unbind(self, dim=0):
+        return tuple(self.select(dim, i) for i in range(self.shape[dim]))
+
+    def select(self, dim, index):
+        key = (slice(None),) * (dim % self.ndim) + (index,)
+        return self[key]
+
+    def narrow(self, dim, start, length):
+        key = (slice(None),) * (dim % self.ndim) + (slice(start, start + length),)
+        return self[key]
 
     # ------------------------------------------------------------------ display
     def __repr__(self) -> str:
-        body = np.array2string(self.to("cpu").data if self.device == "cuda" else self.data,
-                               separator=", ", prefix="tensor(")
+        body = np.array2string(self.__array__(), separator=", ", prefix="tensor(")
         extra = []
         if self.dtype != np.float32:
             extra.append(f"dtype={self.dtype}")
@@ -242,18 +584,6 @@ class Tensor:
         elif self.requires_grad:
             extra.append("requires_grad=True")
         return f"tensor({body}{', ' + ', '.join(extra) if extra else ''})"
-
-    def __bool__(self) -> bool:
-        if self.data.size != 1:
-            raise RuntimeError("bool: the truth value of a tensor with more than one value is "
-                               "ambiguous")
-        return bool(self.data)
-
-    def __hash__(self) -> int:
-        return id(self)
-
-    # Everything else (operators, math, shapes, reductions) is attached by
-    # convnet.functional._ops so that each op lives in one place.
 
 
 def as_tensor(value, like: Tensor | None = None) -> Tensor:
@@ -269,9 +599,17 @@ def tensor(data, dtype=None, device=None, requires_grad: bool = False) -> Tensor
     """A new tensor copying ``data`` (a NumPy array keeps its dtype, Python floats become
     float32), like ``torch.tensor``."""
     if isinstance(data, Tensor):
-        data = data.data
+        data = data._data
+    elif isinstance(data, (list, tuple)) and any(isinstance(d, Tensor) for d in data):
+        data = [d.tolist() if isinstance(d, Tensor) else d for d in data]
     arr = _to_array(data, dtype, device)
-    if arr is data:
+    if arr is data or (arr.base is not None and not arr.flags.owndata):
         arr = arr.copy()
-    return Tensor._wrap(arr, False).requires_grad_(requires_grad) if requires_grad else \
-        Tensor._wrap(arr, False)
+    t = Tensor._wrap(arr, False)
+    return t.requires_grad_(True) if requires_grad else t
+
+
+# The ops import Tensor from here, so they come last.
+from . import random as _random  # noqa: E402
+from .functional import _inplace, _ops, _select  # noqa: E402
+from .functional import _nn as _F  # noqa: E402

@@ -30,8 +30,8 @@ HISTORY_KEYS = ("loss", "accuracy", "val_loss", "val_accuracy", "lr", "epoch_sec
 
 def accuracy(logits: Tensor, labels: Tensor) -> float:
     """Fraction of rows whose largest logit is the label."""
-    pred = logits.data.argmax(axis=1)
-    return float((pred == labels.data).mean())
+    pred = logits._data.argmax(axis=1)
+    return float((pred == labels._data).mean())
 
 
 def _on(device, x, y):
@@ -109,7 +109,7 @@ class EarlyStopping(Callback):
         if _improved(value, self.best, self.mode, self.min_delta):
             self.best, self.best_epoch, self.wait = value, epoch, 0
             if self.restore_best_weights:
-                self.best_state = trainer.model.state_dict()
+                self.best_state = {k: v.clone() for k, v in trainer.model.state_dict().items()}
             return
         self.wait += 1
         if self.wait >= self.patience:

@@ -14,7 +14,7 @@ __all__ = ["DataLoader"]
 
 
 def _as_array(v):
-    return np.asarray(v.data if isinstance(v, Tensor) else v)
+    return np.asarray(v._data if isinstance(v, Tensor) else v)
 
 
 def _stack_items(dataset, indices):

@@ -53,7 +53,7 @@ def _array(v, like: Tensor, dtype=None):
     """``v`` (Tensor, array or sequence) as an array on ``like``'s device."""
     if v is None:
         return None
-    data = v.data if isinstance(v, Tensor) else v
+    data = v._data if isinstance(v, Tensor) else v
     return like._xp.asarray(data, dtype=dtype if dtype is not None else like.dtype)
 
 
@@ -97,7 +97,7 @@ def _class_last(input):
 
 def _labels(target, input, ignore_index):
     """Integer labels, flat, checked against the C classes (ignore_index allowed)."""
-    labels = target.data if isinstance(target, Tensor) else input._xp.asarray(target)
+    labels = target._data if isinstance(target, Tensor) else input._xp.asarray(target)
     if labels.dtype.kind not in "iu":
         raise TypeError(f"target: expected integer class labels (or probabilities with the "
                         f"input's shape {input.shape}), got dtype {labels.dtype} and shape "
@@ -170,7 +170,7 @@ def cross_entropy(input, target, weight=None, size_average=None, ignore_index=-1
     c = input.shape[0] if input.ndim == 1 else input.shape[1]
     logp = log_softmax(_class_last(_batched(input)), 1)
     w = None if weight is None else _const(weight, input).reshape(1, c)
-    tdata = target.data if isinstance(target, Tensor) else np.asarray(target)
+    tdata = target._data if isinstance(target, Tensor) else np.asarray(target)
     if tdata.dtype.kind == "f" and tuple(tdata.shape) == input.shape:
         probs = _class_last(_batched(_const(target, input)))
         if label_smoothing:
@@ -315,7 +315,7 @@ def binary_cross_entropy(input, target, weight=None, size_average=None, reduce=N
     reduction = _legacy_reduction(size_average, reduce, reduction)
     _check_reduction(reduction)
     target = _same_shape(input, target, "binary_cross_entropy")
-    data = input.data
+    data = input._data
     if data.size and (float(data.min()) < 0 or float(data.max()) > 1):
         raise InputRangeError("binary_cross_entropy: input must hold probabilities in [0, 1] "
                               "(use binary_cross_entropy_with_logits for logits)")
@@ -376,7 +376,7 @@ def kl_div(input, target, size_average=None, reduce=None, reduction="mean",
 
 def one_hot(tensor, num_classes=-1):
     """(..., ) integer classes -> (..., num_classes) int64 zeros and ones."""
-    labels = tensor.data if isinstance(tensor, Tensor) else np.asarray(tensor)
+    labels = tensor._data if isinstance(tensor, Tensor) else np.asarray(tensor)
     if labels.dtype.kind not in "iu":
         raise RuntimeError(f"one_hot: tensor must hold integer class indices (int64), got "
                            f"dtype {labels.dtype}")

@@ -5,7 +5,7 @@ from __future__ import annotations
 from ..autograd import Function
 from ..kernels._checks import xp_of
 from ..random import rand_like
-from ._nn import _check_p, _Mask
+from ._nn import _check_p, _masked
 
 __all__ = ["softplus", "dropout1d", "dropout2d"]
 
@@ -32,7 +32,7 @@ def softplus(input, beta=1.0, threshold=20.0):
     return Softplus.apply(input, beta=beta, threshold=threshold)
 
 
-def _channel_dropout(input, p, training, name, ndim):
+def _channel_dropout(input, p, training, inplace, name, ndim):
     _check_p(p)
     if input.ndim not in (ndim, ndim + 1):
         raise ValueError(f"{name}: expected a {ndim}-D or {ndim + 1}-D input, got shape "
@@ -47,14 +47,14 @@ def _channel_dropout(input, p, training, name, ndim):
     keep = rand_like(input._xp.empty(shape)) >= p
     scale = 0.0 if p == 1.0 else 1.0 / (1.0 - p)
     mask = keep.astype(input.dtype) * input.dtype.type(scale)
-    return _Mask.apply(input, mask=mask)
+    return _masked(input, mask, None, inplace)
 
 
-def dropout1d(input, p=0.5, training=True):
+def dropout1d(input, p=0.5, training=True, inplace=False):
     """Zero whole channels of (N, C, L) (or (C, L)) input with probability p."""
-    return _channel_dropout(input, p, training, "dropout1d", 2)
+    return _channel_dropout(input, p, training, inplace, "dropout1d", 2)
 
 
-def dropout2d(input, p=0.5, training=True):
+def dropout2d(input, p=0.5, training=True, inplace=False):
     """Zero whole feature maps of (N, C, H, W) (or (C, H, W)) input with probability p."""
-    return _channel_dropout(input, p, training, "dropout2d", 3)
+    return _channel_dropout(input, p, training, inplace, "dropout2d", 3)

@@ -135,8 +135,8 @@ def batch_norm(input, running_mean, running_var, weight=None, bias=None, trainin
         weight = Tensor._wrap(xp.ones(c, dtype=input.dtype), False)
     if bias is None:
         bias = Tensor._wrap(xp.zeros(c, dtype=input.dtype), False)
-    rm = running_mean.data if isinstance(running_mean, Tensor) else running_mean
-    rv = running_var.data if isinstance(running_var, Tensor) else running_var
+    rm = running_mean._data if isinstance(running_mean, Tensor) else running_mean
+    rv = running_var._data if isinstance(running_var, Tensor) else running_var
     if training:
         return BatchNormTrain.apply(input, weight, bias, running_mean=rm, running_var=rv,
                                     momentum=momentum, eps=eps)
@@ -234,20 +234,40 @@ class Activation(Function):
         return _xp_activation_grad(g, saved, kind, alpha)
 
 
-def relu(input):
-    return Activation.apply(input, kind="relu")
+def _activate(input, kind, alpha=None, inplace=False):
+    if inplace:
+        from . import _inplace
+
+        return _inplace.apply(input, Activation, kind=kind, alpha=alpha)
+    return Activation.apply(input, kind=kind, alpha=alpha)
 
 
-def leaky_relu(input, negative_slope=0.01):
-    return Activation.apply(input, kind="leaky_relu", alpha=negative_slope)
+def relu(input, inplace=False):
+    return _activate(input, "relu", None, inplace)
 
 
-def elu(input, alpha=1.0):
-    return Activation.apply(input, kind="elu", alpha=alpha)
+def relu_(input):
+    return _activate(input, "relu", None, True)
 
 
-def selu(input):
-    return Activation.apply(input, kind="selu")
+def leaky_relu(input, negative_slope=0.01, inplace=False):
+    return _activate(input, "leaky_relu", negative_slope, inplace)
+
+
+def leaky_relu_(input, negative_slope=0.01):
+    return _activate(input, "leaky_relu", negative_slope, True)
+
+
+def elu(input, alpha=1.0, inplace=False):
+    return _activate(input, "elu", alpha, inplace)
+
+
+def elu_(input, alpha=1.0):
+    return _activate(input, "elu", alpha, True)
+
+
+def selu(input, inplace=False):
+    return _activate(input, "selu", None, inplace)
 
 
 def sigmoid(input):
@@ -316,29 +336,36 @@ def _check_p(p):
         raise ValueError(f"p: dropout probability must be in [0, 1], got {p!r}")
 
 
-def dropout(input, p=0.5, training=True):
+def _masked(input, mask, shift, inplace):
+    if inplace:
+        from . import _inplace
+
+        return _inplace.apply(input, _Mask, mask=mask, shift=shift)
+    return _Mask.apply(input, mask=mask, shift=shift)
+
+
+def dropout(input, p=0.5, training=True, inplace=False):
     """Zero each element with probability p and scale the rest by 1/(1-p) (training)."""
     _check_p(p)
     if not training or p == 0.0:
         return input
-    if p == 1.0:
-        return input * 0.0
-    keep = rand_like(input.data) >= p
-    mask = keep.astype(input.dtype) * input.dtype.type(1.0 / (1.0 - p))
-    return _Mask.apply(input, mask=mask)
+    keep = rand_like(input._data) >= p
+    scale = 0.0 if p == 1.0 else 1.0 / (1.0 - p)
+    mask = keep.astype(input.dtype) * input.dtype.type(scale)
+    return _masked(input, mask, None, inplace)
 
 
-def alpha_dropout(input, p=0.5, training=False):
+def alpha_dropout(input, p=0.5, training=False, inplace=False):
     """Dropout for SELU networks: dropped units take SELU's negative saturation value and an
     affine correction keeps the mean and variance of the activations (Klambauer 2017)."""
     _check_p(p)
     if not training or p == 0.0:
         return input
     alpha_p = -SELU_ALPHA * SELU_SCALE
-    keep = rand_like(input.data) >= p
+    keep = rand_like(input._data) >= p
     a = 1.0 / math.sqrt((1 - p) * (1 + p * alpha_p**2))
     b = -a * alpha_p * p
     dt = input.dtype.type
     mask = keep.astype(input.dtype) * dt(a)
     shift = (~keep).astype(input.dtype) * dt(a * alpha_p) + dt(b)
-    return _Mask.apply(input, mask=mask, shift=shift)
+    return _masked(input, mask, shift, inplace)

@@ -53,24 +53,27 @@ class Sub(Function):
 
 
 class Mul(Function):
+    # Each operand is kept only when the other one's gradient needs it, so that an
+    # in-place change of ``h`` after ``h * 3`` is allowed, as in PyTorch.
     def forward(self, a, b):
-        self.save_for_backward(a, b)
+        ga, gb = self.needs_grad
+        self.save_for_backward(a if gb else None, b if ga else None, a.shape, b.shape)
         return a * b
 
     def backward(self, g):
-        a, b = self.saved
-        return (unbroadcast(g * b, a.shape) if self.needs_grad[0] else None,
-                unbroadcast(g * a, b.shape) if self.needs_grad[1] else None)
+        a, b, sa, sb = self.saved
+        return (unbroadcast(g * b, sa) if self.needs_grad[0] else None,
+                unbroadcast(g * a, sb) if self.needs_grad[1] else None)
 
 
 class Div(Function):
     def forward(self, a, b):
-        self.save_for_backward(a, b)
+        self.save_for_backward(a if self.needs_grad[1] else None, b, a.shape)
         return a / b
 
     def backward(self, g):
-        a, b = self.saved
-        ga = unbroadcast(g / b, a.shape) if self.needs_grad[0] else None
+        a, b, sa = self.saved
+        ga = unbroadcast(g / b, sa) if self.needs_grad[0] else None
         gb = unbroadcast(-g * a / (b * b), b.shape) if self.needs_grad[1] else None
         return ga, gb
 
@@ -292,7 +295,7 @@ class Var(Function):
 
 
 class Max(Function):
-    """Maximum over dims; ties share the gradient equally (as PyTorch's amax)."""
+    """Maximum over dims; ties share the gradient equally (as PyTorch's amax and max())."""
 
     def forward(self, a, dim=None, keepdim=False):
         axes = _axes(dim, a.ndim)
@@ -311,8 +314,11 @@ class Max(Function):
 
 
 class Reshape(Function):
+    view = True
+
     def forward(self, a, shape):
         self.save_for_backward(a.shape)
+        self.read = lambda arr: arr.reshape(shape)
         return a.reshape(shape)
 
     def backward(self, g):
@@ -321,8 +327,11 @@ class Reshape(Function):
 
 
 class Permute(Function):
+    view = True
+
     def forward(self, a, dims):
         self.save_for_backward(dims)
+        self.read = lambda arr: arr.transpose(dims)
         return a.transpose(dims)
 
     def backward(self, g):
@@ -337,8 +346,11 @@ def _is_basic_index(key) -> bool:
 
 
 class Index(Function):
+    view = True  # basic keys give a view; a fancy key's copy shares no memory
+
     def forward(self, a, key):
         self.save_for_backward(a.shape, a.dtype, key)
+        self.read = lambda arr: arr[key]
         return a[key]
 
     def backward(self, g):
@@ -400,24 +412,23 @@ class Where(Function):
 
 
 # --------------------------------------------------------------------------- Tensor API
+# (the helpers that Tensor's methods in convnet/tensor.py call)
 
 
 def _operand(other, like: Tensor) -> Tensor:
     if isinstance(other, Tensor):
         return other
     if isinstance(other, numbers.Number):
+        kind = like.dtype.kind
+        # PyTorch's promotion: an integer tensor with a Python float is float32, a bool
+        # tensor with a Python int is int64
+        if kind in "biu" and isinstance(other, float) and not isinstance(other, bool):
+            return Tensor._wrap(like._xp.asarray(other, dtype=np.float32), False)
+        if kind == "b" and not isinstance(other, bool):
+            return Tensor._wrap(like._xp.asarray(other, dtype=np.int64), False)
         return as_tensor(other, like)
-    return Tensor._wrap(_to_array(other, like.dtype, like.device), False)
-
-
-def _binary(fn):
-    def op(self, other):
-        return fn.apply(self, _operand(other, self))
-
-    def rop(self, other):
-        return fn.apply(_operand(other, self), self)
-
-    return op, rop
+    return Tensor._wrap(_to_array(other, None if hasattr(other, "dtype") else like.dtype,
+                                  like.device), False)
 
 
 def _shape_arg(shape):
@@ -426,56 +437,60 @@ def _shape_arg(shape):
     return tuple(shape)
 
 
-def _compare(name):
-    def op(self, other):
-        other = other.data if isinstance(other, Tensor) else other
-        return Tensor._wrap(getattr(self.data, name)(other), False)
-
-    return op
+def compare(self, other, name):
+    other = other._data if isinstance(other, Tensor) else other
+    return Tensor._wrap(getattr(self._data, name)(other), False)
 
 
-def _pow(self, exponent):
+def pow(self, exponent):  # noqa: A001 - the op's name
     if isinstance(exponent, numbers.Number):
         return PowScalar.apply(self, exponent=exponent)
     return Pow.apply(self, _operand(exponent, self))
 
 
-def _rpow(self, base):
-    return Pow.apply(_operand(base, self), self)
+def reduce(fn, self, dim, keepdim, dtype, axis):
+    if axis is not None:
+        dim = axis
+    if dtype is not None:
+        self = self.to(dtype=dtype)
+    elif self.dtype.kind in "biu" and fn is Sum:
+        self = self.to(dtype=np.int64)  # PyTorch sums integers and bools as int64
+    return fn.apply(self, dim=dim, keepdim=keepdim)
 
 
-def _getitem(self, key):
+def var(self, dim, unbiased, keepdim, correction, axis):
+    if axis is not None:
+        dim = axis
+    if isinstance(dim, bool):  # var(unbiased): PyTorch's old overload
+        dim, unbiased = None, dim
+    if correction is None:
+        correction = 1 if unbiased is None or unbiased else 0
+    elif unbiased is not None:
+        raise ValueError("var: pass either unbiased= or correction=, not both")
+    return Var.apply(self, dim=dim, keepdim=keepdim, correction=correction)
+
+
+def _key_arrays(key):
     if isinstance(key, Tensor):
-        key = key.data
-    elif isinstance(key, tuple):
-        key = tuple(k.data if isinstance(k, Tensor) else k for k in key)
-    return Index.apply(self, key=key)
+        return key._data
+    if isinstance(key, tuple):
+        return tuple(k._data if isinstance(k, Tensor) else k for k in key)
+    if isinstance(key, list) and any(isinstance(k, Tensor) for k in key):
+        return [k.item() if isinstance(k, Tensor) else k for k in key]
+    return key
 
 
-def _setitem(self, key, value):
-    if self.requires_grad and self.is_leaf:
-        from ..autograd import is_grad_enabled
-
-        if is_grad_enabled():
-            raise RuntimeError("setitem: a leaf tensor that requires grad cannot be modified "
-                               "in place (wrap it in no_grad())")
-    value = value.data if isinstance(value, Tensor) else value
-    if isinstance(key, Tensor):
-        key = key.data
-    self.data[key] = value
+def getitem(self, key):
+    return Index.apply(self, key=_key_arrays(key))
 
 
-def _view(self, *shape):
-    return Reshape.apply(self, shape=_shape_arg(shape))
-
-
-def _transpose(self, dim0=-2, dim1=-1):
+def transpose(self, dim0=-2, dim1=-1):
     dims = list(range(self.ndim))
     dims[dim0], dims[dim1] = dims[dim1], dims[dim0]
     return Permute.apply(self, dims=tuple(dims))
 
 
-def _flatten(self, start_dim=0, end_dim=-1):
+def flatten(self, start_dim=0, end_dim=-1):
     shape = self.shape
     if not shape:
         return Reshape.apply(self, shape=(1,))
@@ -484,7 +499,7 @@ def _flatten(self, start_dim=0, end_dim=-1):
     return Reshape.apply(self, shape=new)
 
 
-def _squeeze(self, dim=None):
+def squeeze(self, dim=None):
     if dim is None:
         return Reshape.apply(self, shape=tuple(n for n in self.shape if n != 1))
     d = dim % self.ndim
@@ -493,80 +508,9 @@ def _squeeze(self, dim=None):
     return Reshape.apply(self, shape=self.shape[:d] + self.shape[d + 1 :])
 
 
-def _unsqueeze(self, dim):
+def unsqueeze(self, dim):
     d = dim % (self.ndim + 1)
     return Reshape.apply(self, shape=self.shape[:d] + (1,) + self.shape[d:])
-
-
-def _max(self, dim=None, keepdim=False):
-    return Max.apply(self, dim=dim, keepdim=keepdim)
-
-
-def _argmax(self, dim=None, keepdim=False):
-    xp = self._xp
-    out = xp.argmax(self.data, axis=dim)
-    if keepdim and dim is not None:
-        out = xp.expand_dims(out, dim)
-    return Tensor._wrap(out, False)
-
-
-def _min(self, dim=None, keepdim=False):
-    return -Max.apply(-self, dim=dim, keepdim=keepdim)
-
-
-def _install():
-    T = Tensor
-    T.__add__, T.__radd__ = _binary(Add)
-    T.__sub__, T.__rsub__ = _binary(Sub)
-    T.__mul__, T.__rmul__ = _binary(Mul)
-    T.__truediv__, T.__rtruediv__ = _binary(Div)
-    T.__matmul__, T.__rmatmul__ = _binary(MatMul)
-    T.__neg__ = lambda self: Neg.apply(self)
-    T.__pos__ = lambda self: self
-    T.__pow__ = _pow
-    T.__rpow__ = _rpow
-    T.__getitem__ = _getitem
-    T.__setitem__ = _setitem
-    for name in ("__lt__", "__le__", "__gt__", "__ge__", "__eq__", "__ne__"):
-        setattr(T, name, _compare(name))
-    T.__hash__ = lambda self: id(self)
-    T.add = lambda self, o: self + o
-    T.sub = lambda self, o: self - o
-    T.mul = lambda self, o: self * o
-    T.div = lambda self, o: self / o
-    T.matmul = lambda self, o: self @ o
-    T.pow = _pow
-    T.exp = lambda self: Exp.apply(self)
-    T.log = lambda self: Log.apply(self)
-    T.sqrt = lambda self: Sqrt.apply(self)
-    T.abs = lambda self: Abs.apply(self)
-    T.__abs__ = T.abs
-    T.clip = lambda self, min=None, max=None: Clip.apply(self, lo=min, hi=max)
-    T.clamp = T.clip
-    T.sum = lambda self, dim=None, keepdim=False: Sum.apply(self, dim=dim, keepdim=keepdim)
-    T.mean = lambda self, dim=None, keepdim=False: Mean.apply(self, dim=dim, keepdim=keepdim)
-    T.var = lambda self, dim=None, keepdim=False, unbiased=True: Var.apply(
-        self, dim=dim, keepdim=keepdim, correction=1 if unbiased else 0)
-    T.std = lambda self, dim=None, keepdim=False, unbiased=True: T.var(
-        self, dim, keepdim, unbiased).sqrt()
-    T.max = _max
-    T.min = _min
-    T.argmax = _argmax
-    T.reshape = _view
-    T.view = _view
-    T.flatten = _flatten
-    T.transpose = _transpose
-    T.permute = lambda self, *dims: Permute.apply(self, dims=_shape_arg(dims))
-    T.squeeze = _squeeze
-    T.unsqueeze = _unsqueeze
-    T.relu = lambda self: __import__("convnet.functional", fromlist=["relu"]).relu(self)
-    T.sigmoid = lambda self: __import__("convnet.functional", fromlist=["x"]).sigmoid(self)
-    T.tanh = lambda self: __import__("convnet.functional", fromlist=["x"]).tanh(self)
-    T.softmax = lambda self, dim: __import__("convnet.functional", fromlist=["x"]).softmax(
-        self, dim)
-
-
-_install()
 
 
 def cat(tensors, dim=0) -> Tensor:
@@ -587,6 +531,6 @@ def stack(tensors, dim=0) -> Tensor:
 
 
 def where(condition, a, b) -> Tensor:
-    cond = condition.data if isinstance(condition, Tensor) else condition
+    cond = condition._data if isinstance(condition, Tensor) else condition
     like = a if isinstance(a, Tensor) else b
     return Where.apply(_operand(a, like), _operand(b, like), cond=cond)

@@ -1,5 +1,8 @@
 """Layers and models: PyTorch's ``torch.nn`` names."""
 
+import sys
+
+from .. import functional
 from . import init, utils
 from .extra import AdaptiveAvgPool2d, LocalResponseNorm
 from .layers import (
@@ -23,6 +26,9 @@ from .layers import (
     Tanh,
 )
 from .module import Module, ModuleList, Parameter, Sequential
+
+# ``import convnet.nn.functional as F`` is convnet.functional itself, as in PyTorch
+sys.modules[f"{__name__}.functional"] = functional
 
 __all__ = [
     "Module", "ModuleList", "Parameter", "Sequential", "Linear", "Conv2d", "MaxPool2d",

@@ -10,7 +10,8 @@ from ..tensor import Tensor, _to_array
 
 
 def _fill(t: Tensor, values) -> Tensor:
-    t.data = _to_array(values.astype(t.dtype), None, t.device)
+    t._data[...] = _to_array(values.astype(t.dtype), None, t.device)  # in place
+    t._vc[0] += 1
     return t
 
 
@@ -41,7 +42,7 @@ def normal_(t: Tensor, mean: float = 0.0, std: float = 1.0) -> Tensor:
 
 
 def constant_(t: Tensor, value: float) -> Tensor:
-    t.data[...] = value
+    t._data[...] = value
     return t
 
 

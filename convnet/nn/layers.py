@@ -146,7 +146,7 @@ class _BatchNorm(Module):
                              f"{self.num_features} channels, got shape {x.shape}")
         use_batch = self.training or not self.track_running_stats
         if self.training and self.track_running_stats:
-            self.num_batches_tracked.data[...] += 1  # in place: stays a 0-d array
+            self.num_batches_tracked._data[...] += 1  # in place: stays a 0-d array
         rm = self.running_mean if self.track_running_stats else None
         rv = self.running_var if self.track_running_stats else None
         return F.batch_norm(x, rm, rv, self.weight, self.bias, use_batch, self.momentum,
@@ -174,15 +174,16 @@ class Dropout(Module):
 
     _fn = staticmethod(F.dropout)
 
-    def __init__(self, p: float = 0.5):
+    def __init__(self, p: float = 0.5, inplace: bool = False):
         super().__init__()
         self.p = p
+        self.inplace = inplace
 
     def forward(self, x):
-        return self._fn(x, self.p, self.training)
+        return self._fn(x, self.p, self.training, self.inplace)
 
     def extra_repr(self):
-        return f"p={self.p}"
+        return f"p={self.p}, inplace={self.inplace}"
 
 
 class AlphaDropout(Dropout):
@@ -220,12 +221,11 @@ def _activation(name, fn, doc, **defaults):
                                   "extra_repr": extra_repr, "__doc__": doc})
 
 
-ReLU = _activation("ReLU", lambda x: F.relu(x), "max(0, x)")
-LeakyReLU = _activation("LeakyReLU", lambda x, negative_slope: F.leaky_relu(x, negative_slope),
-                        "x if x > 0 else negative_slope * x", negative_slope=0.01)
-ELU = _activation("ELU", lambda x, alpha: F.elu(x, alpha), "x if x > 0 else alpha*(e^x - 1)",
-                  alpha=1.0)
-SELU = _activation("SELU", lambda x: F.selu(x), "scale * ELU(x, alpha), self-normalising")
+ReLU = _activation("ReLU", F.relu, "max(0, x)", inplace=False)
+LeakyReLU = _activation("LeakyReLU", F.leaky_relu, "x if x > 0 else negative_slope * x",
+                        negative_slope=0.01, inplace=False)
+ELU = _activation("ELU", F.elu, "x if x > 0 else alpha*(e^x - 1)", alpha=1.0, inplace=False)
+SELU = _activation("SELU", F.selu, "scale * ELU(x, alpha), self-normalising", inplace=False)
 Sigmoid = _activation("Sigmoid", lambda x: F.sigmoid(x), "1 / (1 + e^-x)")
 Tanh = _activation("Tanh", lambda x: F.tanh(x), "tanh(x)")
 Softmax = _activation("Softmax", lambda x, dim: F.softmax(x, dim), "softmax over dim", dim=-1)

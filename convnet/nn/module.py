@@ -14,9 +14,9 @@ class Parameter(Tensor):
     """A tensor that a Module registers as trainable (requires_grad by default)."""
 
     def __init__(self, data, requires_grad: bool = True):
-        arr = data.data if isinstance(data, Tensor) else _to_array(data)
+        # shares the storage of a tensor or array it is given, as PyTorch's does
+        arr = data._data if isinstance(data, Tensor) else _to_array(data)
         super().__init__(arr, requires_grad=False)
-        self.data = arr
         if requires_grad:
             self.requires_grad_(True)
 
@@ -176,7 +176,7 @@ class Module:
             if set_to_none:
                 p.grad = None
             elif p.grad is not None:
-                p.grad.data[...] = 0
+                p.grad._data[...] = 0
 
     def to(self, device=None, dtype=None) -> Module:
         """Move (in place) every parameter and buffer to ``device`` and/or ``dtype``."""
@@ -186,7 +186,7 @@ class Module:
                     if t is None:
                         continue
                     moved = t.detach().to(device, dtype)
-                    t.data = moved.data
+                    t._data = moved._data
                     if t.grad is not None:
                         t.grad = t.grad.to(device, dtype)
         return self
@@ -214,7 +214,9 @@ class Module:
 
     # ------------------------------------------------------------------ state
     def state_dict(self) -> OrderedDict:
-        """Parameters and persistent buffers as NumPy arrays, under PyTorch's key names."""
+        """Parameters and persistent buffers under PyTorch's key names, as detached tensors
+        on the same storage (as PyTorch's: copy them, e.g. ``v.clone()``, to keep a
+        snapshot)."""
         out = OrderedDict()
         for mod_name, m in self.named_modules():
             skip = m.__dict__.get("_non_persistent", set())
@@ -223,8 +225,7 @@ class Module:
                     if t is None or name in skip:
                         continue
                     key = f"{mod_name}.{name}" if mod_name else name
-                    arr = t.data
-                    out[key] = arr.get() if hasattr(arr, "get") else arr.copy()
+                    out[key] = t.detach()
         return out
 
     def load_state_dict(self, state_dict, strict: bool = True):
@@ -251,7 +252,9 @@ class Module:
             if key not in state_dict:
                 continue
             value = state_dict[key]
-            value = value.data if isinstance(value, Tensor) else value
+            value = value._data if isinstance(value, Tensor) else value
+            if type(value).__module__.startswith("torch"):
+                value = value.detach().cpu().numpy()
             value = value.get() if hasattr(value, "get") else np.asarray(value)
             if tuple(value.shape) != t.shape:
                 raise ValueError(f"load_state_dict: {key} has shape {tuple(value.shape)} in "
@@ -259,7 +262,8 @@ class Module:
             incoming[key] = value
         for key, value in incoming.items():
             t = own[key]
-            t.data = _to_array(value.astype(t.dtype, copy=True), None, t.device)
+            t._data[...] = _to_array(value.astype(t.dtype, copy=False), None, t.device)
+            t._vc[0] += 1  # in place, as PyTorch's copy_
         return {"missing_keys": missing, "unexpected_keys": unexpected}
 
     # ------------------------------------------------------------------ calling

@@ -20,21 +20,21 @@ def clip_grad_norm_(parameters, max_norm: float, norm_type: float = 2.0) -> floa
     if not params:
         return 0.0
     if norm_type == math.inf:
-        total = max(float(abs(p.grad.data).max()) for p in params)
+        total = max(float(abs(p.grad._data).max()) for p in params)
     else:
-        total = sum(float((abs(p.grad.data) ** norm_type).sum()) for p in params)
+        total = sum(float((abs(p.grad._data) ** norm_type).sum()) for p in params)
         total = total ** (1.0 / norm_type)
     scale = max_norm / (total + 1e-6)
     if scale < 1.0:
         for p in params:
-            p.grad.data = p.grad.data * p.grad.dtype.type(scale)
+            p.grad._data = p.grad._data * p.grad.dtype.type(scale)
     return total
 
 
 def clip_grad_value_(parameters, clip_value: float) -> None:
     """Clamp every gradient element to [-clip_value, clip_value]."""
     for p in _params(parameters):
-        p.grad.data = p._xp.clip(p.grad.data, -clip_value, clip_value)
+        p.grad._data = p._xp.clip(p.grad._data, -clip_value, clip_value)
 
 
 def l1_penalty(parameters, weight: float = 1.0) -> Tensor:

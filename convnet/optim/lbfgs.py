@@ -46,7 +46,8 @@ class LBFGS(Optimizer):
         start = 0
         for p in self._params:
             n = p.numel()
-            p.data[...] = flat[start:start + n].reshape(p.shape).astype(p.dtype)
+            p._data[...] = flat[start:start + n].reshape(p.shape).astype(p.dtype)
+            p._vc[0] += 1  # an in-place write, as the other optimizers' steps
             start += n
 
     def _evaluate(self, closure) -> float:

@@ -42,7 +42,7 @@ class Optimizer:
                 if set_to_none:
                     p.grad = None
                 elif p.grad is not None:
-                    p.grad.data[...] = 0
+                    p.grad._data[...] = 0
 
     def _params_with_grad(self):
         for g in self.param_groups:
@@ -53,10 +53,12 @@ class Optimizer:
     def step(self, closure=None):
         loss = closure() if closure is not None else None
         for group, p, state in self._params_with_grad():
-            grad = p.grad.data
+            grad = p.grad._data
             if grad.dtype != p.dtype:
                 grad = grad.astype(p.dtype)
-            p.data = self._update(p.data, grad, state, group)
+            # in place: views of the weights (.numpy(), .data, state_dict()) see the step
+            p._data[...] = self._update(p._data, grad, state, group)
+            p._vc[0] += 1
         return loss
 
     def _update(self, w, g, state, group):  # pragma: no cover - interface

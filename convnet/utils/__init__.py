@@ -1,5 +1,12 @@
-"""Utilities under PyTorch's ``torch.utils`` names."""
+"""PyTorch's ``torch.utils`` names: ``convnet.utils.data`` (Dataset, DataLoader, samplers)."""
 
-from . import data
+from __future__ import annotations
 
-__all__ = ["data"]
+import importlib
+
+
+def __getattr__(name):
+    # imported on first use, so that ``import convnet`` stays light
+    if name == "data":
+        return importlib.import_module(f"{__name__}.data")
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -763,9 +763,9 @@ def test_recurrent_layers_on_cuda_match_torch_on_cuda(cp, torch_cuda, kind, bidi
     states_t = list(st) if lstm else [st]
     states_c = list(sc) if lstm else [sc]
     scale = 4.0 * seq * layers
-    assert_close(host(yc.data), yt.detach().cpu().numpy(), np.float32, "output", scale)
+    assert_close(host(yc._data), yt.detach().cpu().numpy(), np.float32, "output", scale)
     for a, b_ in zip(states_c, states_t, strict=True):
-        assert_close(host(a.data), b_.detach().cpu().numpy(), np.float32, "state", scale)
+        assert_close(host(a._data), b_.detach().cpu().numpy(), np.float32, "state", scale)
     dy = rng.standard_normal(tuple(yt.shape)).astype(np.float32)
     ds = [rng.standard_normal(tuple(s.shape)).astype(np.float32) for s in states_t]
     loss_t = (yt * t.tensor(dy, device="cuda")).sum() + sum(
@@ -775,13 +775,13 @@ def test_recurrent_layers_on_cuda_match_torch_on_cuda(cp, torch_cuda, kind, bidi
         loss_c = loss_c + (s * cn.tensor(g, device="cuda")).sum()
     loss_t.backward()
     loss_c.backward()
-    assert_close(host(xc.grad.data), xt.grad.cpu().numpy(), np.float32, "d input", scale)
-    assert_close(host(h0c.grad.data), h0t.grad.cpu().numpy(), np.float32, "d h0", scale)
+    assert_close(host(xc.grad._data), xt.grad.cpu().numpy(), np.float32, "d input", scale)
+    assert_close(host(h0c.grad._data), h0t.grad.cpu().numpy(), np.float32, "d h0", scale)
     if lstm:
-        assert_close(host(c0c.grad.data), c0t.grad.cpu().numpy(), np.float32, "d c0", scale)
+        assert_close(host(c0c.grad._data), c0t.grad.cpu().numpy(), np.float32, "d c0", scale)
     params_t = dict(tm.named_parameters())
     for name, p in cm.named_parameters():
-        assert_close(host(p.grad.data), params_t[name].grad.cpu().numpy(), np.float32,
+        assert_close(host(p.grad._data), params_t[name].grad.cpu().numpy(), np.float32,
                      f"d {name}", scale)
 
 
@@ -797,8 +797,8 @@ def test_upsample_layer_on_cuda_matches_torch_on_cuda(cp, torch_cuda):
         yc = cn.nn.Upsample(scale_factor=2.5, mode=mode, **kw)(xc)
         xt = t.tensor(x, device="cuda", requires_grad=True)
         yt = t.nn.Upsample(scale_factor=2.5, mode=mode, **kw)(xt)
-        assert_close(host(yc.data), yt.detach().cpu().numpy(), np.float32, f"{mode} forward")
+        assert_close(host(yc._data), yt.detach().cpu().numpy(), np.float32, f"{mode} forward")
         (yc * yc).sum().backward()
         (yt * yt).sum().backward()
-        assert_close(host(xc.grad.data), xt.grad.cpu().numpy(), np.float32, f"{mode} grad",
+        assert_close(host(xc.grad._data), xt.grad.cpu().numpy(), np.float32, f"{mode} grad",
                      scale=4)

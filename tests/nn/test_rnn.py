@@ -200,7 +200,7 @@ def test_state_dict_interchangeable_and_init():
         for k in ours:
             assert ours[k].shape == tuple(theirs[k].shape), k
         # U(-1/sqrt(hidden), 1/sqrt(hidden)) as PyTorch: bounded, and spread over the range
-        values = np.abs(np.concatenate([v.ravel() for v in ours.values()]))
+        values = np.abs(np.concatenate([v.numpy().ravel() for v in ours.values()]))
         bound = 1 / math.sqrt(9)
         assert values.max() <= bound and values.max() > 0.95 * bound
         assert values.mean() == pytest.approx(bound / 2, rel=0.1)

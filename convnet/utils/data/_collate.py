@@ -36,7 +36,7 @@ def _stack_tensors(batch):
     if not any(t.requires_grad for t in batch):
         # one copy, no graph: the common case of a dataset of plain tensors
         xp = batch[0]._xp
-        return Tensor._wrap(xp.stack([t.data for t in batch]), False)
+        return Tensor._wrap(xp.stack([t._data for t in batch]), False)
     return stack(batch)
 
 

@@ -94,7 +94,7 @@ class WeightedRandomSampler(Sampler):
 
     def __init__(self, weights, num_samples: int, replacement: bool = True, generator=None):
         self.num_samples = _positive_int("num_samples", num_samples)
-        w = np.asarray(weights.data if hasattr(weights, "data") else weights, np.float64)
+        w = np.asarray(weights, np.float64)  # a Tensor converts through __array__
         if w.ndim != 1:
             raise ValueError(f"weights should be a 1d sequence but given weights have shape "
                              f"{w.shape}")

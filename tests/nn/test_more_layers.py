@@ -246,3 +246,13 @@ def test_extra_repr_like_torch():
                          (cn.nn.Unflatten(1, (2, 3)), torch.nn.Unflatten(1, (2, 3))),
                          (cn.nn.Softplus(), torch.nn.Softplus())]:
         assert repr(ours) == repr(theirs)
+
+
+def test_channel_dropout_inplace():
+    cn.manual_seed(2)
+    x = cn.ones(4, 6, 3, 3)
+    y = F.dropout2d(x, 0.5, training=True, inplace=True)
+    assert y is x and set(np.unique(x.numpy())) <= {0.0, 2.0}
+    m = cn.nn.Dropout2d(0.5, inplace=True)
+    z = cn.ones(4, 6, 3, 3)
+    assert m(z) is z

@@ -325,3 +325,18 @@ def test_public_import_paths():
     from convnet.data import DataLoader as Legacy
 
     assert issubclass(Legacy, d.DataLoader)
+
+
+def test_weighted_and_subset_random_samplers():
+    s = cdata.WeightedRandomSampler([0.0, 1.0, 0.0, 3.0], num_samples=200, generator=0)
+    draws = list(s)
+    assert len(draws) == 200 == len(s) and set(draws) == {1, 3}
+    assert 0.6 < draws.count(3) / 200 < 0.9
+    no_repeat = list(cdata.WeightedRandomSampler([1, 1, 1], 3, replacement=False, generator=1))
+    assert sorted(no_repeat) == [0, 1, 2]
+    sub = list(cdata.SubsetRandomSampler([5, 7, 9], generator=2))
+    assert sorted(sub) == [5, 7, 9]
+    with pytest.raises(ValueError, match="without replacement"):
+        cdata.WeightedRandomSampler([1, 1], 3, replacement=False)
+    with pytest.raises(TypeError, match="generator"):
+        list(cdata.RandomSampler(range(3), generator="seed"))

@@ -117,24 +117,6 @@ class Subset(_data.Subset, Dataset):
         raise AttributeError(name)
 
 
-def _lengths(n: int, lengths: Sequence[float]) -> list[int]:
-    lengths = list(lengths)
-    if not lengths:
-        raise ValueError("random_split: lengths must not be empty")
-    if all(isinstance(v, (int, np.integer)) for v in lengths):
-        if sum(lengths) != n or min(lengths) < 0:
-            raise ValueError(f"random_split: lengths {lengths} must be >= 0 and sum to the "
-                             f"{n} samples")
-        return [int(v) for v in lengths]
-    fractions = [float(v) for v in lengths]
-    if min(fractions) < 0 or abs(sum(fractions) - 1.0) > 1e-6:
-        raise ValueError(f"random_split: fractions {fractions} must be >= 0 and sum to 1")
-    counts = [int(np.floor(n * f)) for f in fractions]
-    for i in range(n - sum(counts)):  # the remainder round-robin, as torch does
-        counts[i % len(counts)] += 1
-    return counts
-
-
 def random_split(data, lengths: Sequence[float], seed: int = 0):
     """Split at random into parts of the given ``lengths`` (ints summing to the size, or
     fractions summing to 1), reproducibly for a ``seed``, like ``torch.utils.data.
@@ -155,7 +137,7 @@ def random_split(data, lengths: Sequence[float], seed: int = 0):
         n = len(data)
     perm = np.random.default_rng(seed).permutation(n)
     parts, start = [], 0
-    for count in _lengths(n, lengths):
+    for count in _data.dataset._split_lengths(n, lengths):
         idx = perm[start:start + count]
         start += count
         if isinstance(data, (tuple, list)):

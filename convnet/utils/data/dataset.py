@@ -111,7 +111,11 @@ class Subset(Dataset):
 
 
 def _split_lengths(n: int, lengths) -> list[int]:
+    """Part sizes for ``n`` samples: ints (checked) or fractions (the remainder of the
+    rounding handed out round-robin, as PyTorch does)."""
     lengths = list(lengths)
+    if not lengths:
+        raise ValueError("random_split: lengths must not be empty")
     if math.isclose(sum(lengths), 1) and sum(lengths) <= 1:
         for i, frac in enumerate(lengths):
             if not 0 <= frac <= 1:
@@ -122,8 +126,8 @@ def _split_lengths(n: int, lengths) -> list[int]:
             counts[i % len(counts)] += 1
         return counts
     if not all(isinstance(v, numbers.Integral) and v >= 0 for v in lengths):
-        raise ValueError(f"random_split: lengths must be non-negative ints or fractions "
-                         f"summing to 1, got {lengths}")
+        raise ValueError(f"random_split: lengths must be non-negative ints, or fractions "
+                         f"that sum to 1, got {lengths}")
     if sum(lengths) != n:
         raise ValueError("random_split: sum of input lengths does not equal the length of "
                          f"the input dataset ({sum(lengths)} != {n})")

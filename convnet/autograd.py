@@ -15,9 +15,9 @@ the backward pass walks it, unless ``retain_graph=True``.
 from __future__ import annotations
 
 import threading
+from typing import TYPE_CHECKING
 
 import numpy as _np
-from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from .tensor import Tensor
@@ -86,14 +86,13 @@ class Function:
     """
 
     view = False
-
-    def __init__(self):
-        self.edges: tuple = ()
-        self.saved: tuple = ()
-        self.needs_grad: tuple[bool, ...] = ()
-        self.versions: tuple = ()
-        self.retained = None
-        self.freed = False
+    # per-node state, set on the instance when it differs (no __init__: ops are hot)
+    edges: tuple = ()
+    saved: tuple = ()
+    needs_grad: tuple = ()
+    versions: tuple = ()
+    retained = None
+    freed = False
 
     def save_for_backward(self, *values):
         self.saved = values
@@ -106,16 +105,19 @@ class Function:
 
     @classmethod
     def apply(cls, *inputs, **params):
-        from .tensor import Tensor, as_tensor
-
-        tensors = tuple(t if isinstance(t, Tensor) else as_tensor(t) for t in inputs)
-        _check_devices(cls.__name__, tensors)
+        Tensor = _types[0]
+        tensors = tuple([t if isinstance(t, Tensor) else _types[1](t) for t in inputs])
+        if len(tensors) > 1:
+            _check_devices(cls.__name__, tensors)
+        for t in tensors:
+            if t._base is not None and t._vc[0] != t._view_v:
+                refresh_view(t)
         fn = cls()
-        fn.needs_grad = needs = tuple(t.requires_grad for t in tensors)
-        out = fn.forward(*(t._data for t in tensors), **params)
+        fn.needs_grad = needs = tuple([t.requires_grad for t in tensors])
+        out = fn.forward(*[t._data for t in tensors], **params)
         if isinstance(out, _np.generic):  # NumPy reductions give scalars: keep a 0-d array
             out = _np.asarray(out)
-        if is_grad_enabled() and any(needs):
+        if True in needs and is_grad_enabled():
             result = Tensor._wrap(out, True, fn)
             if cls.view:
                 _share_view(fn, tensors[0], result)
@@ -127,24 +129,19 @@ class Function:
         return result
 
     def connect(self, tensors, out=None, result=None) -> None:
-        """Record the edges to ``tensors`` and the versions of what forward saved."""
-        self.edges = tuple(_edge(t) for t in tensors)
-        saved = self.saved
-        if not saved:
-            return
-        versions = []
-        for t in tensors:
-            data = t._data
-            for s in saved:
-                if s is data:
-                    versions.append((t._vc, t._vc[0], s))
-                    break
-        if result is not None:
-            for s in saved:
-                if s is out:
-                    versions.append((result._vc, result._vc[0], s))
-                    break
-        self.versions = versions
+        """Record the edges to ``tensors``, and their versions (with the output's) for
+        the check in backward, which looks at the saved values only when one changed."""
+        self.edges = tuple([t._ctx if t._ctx is not None else (t if t.requires_grad else None)
+                            for t in tensors])
+        if self.saved:
+            versions = [(t._vc, t._vc[0], id(t._data)) for t in tensors]
+            if result is not None:
+                versions.append((result._vc, result._vc[0], id(out)))
+            self.versions = versions
+
+
+# Tensor and as_tensor, bound by convnet.tensor once defined (autograd is imported first)
+_types: list = [None, None]
 
 
 def _edge(t):
@@ -154,6 +151,24 @@ def _edge(t):
     return t if t.requires_grad else None
 
 
+def refresh_view(t) -> None:
+    """A view whose storage was written since its producer was recorded reads its base
+    again (PyTorch regenerates a view's grad_fn the same way), so that its gradient goes
+    through every in-place op that the base saw."""
+    t._view_v = t._vc[0]
+    base = t._base
+    if base.requires_grad and is_grad_enabled():
+        from .functional._inplace import ReadView
+
+        node = ReadView()
+        node.read = t._view_fn
+        node.needs_grad = (True,)
+        node.saved = (base.shape,)
+        node.edges = (_edge(base),)
+        t._ctx = node
+        t.requires_grad = True
+
+
 def _share_view(fn, src, result) -> None:
     """``result`` is a view of ``src`` when their memory overlaps: it then shares the
     version counter, and remembers its base and how to read itself out of it."""
@@ -161,6 +176,7 @@ def _share_view(fn, src, result) -> None:
     if not xp.may_share_memory(result._data, src._data):
         return
     result._vc = src._vc
+    result._view_v = src._vc[0]
     read = fn.read
     prev = src._view_fn
     result._base = src if src._base is None else src._base
@@ -179,17 +195,19 @@ def _check_devices(op: str, tensors) -> None:
 
 
 def _check_versions(fn) -> None:
-    for vc, expected, arr in fn.versions:
-        if vc[0] != expected:
-            dtype, shape = arr.dtype, arr.shape
-            raise RuntimeError(
-                "one of the variables needed for gradient computation has been modified by "
-                f"an inplace operation: [{dtype} tensor of shape {list(shape)}], which is "
-                f"used by {type(fn).__name__}Backward, is at version {vc[0]}; expected "
-                f"version {expected} instead. Hint: the computation of the gradient needs "
-                "the value the tensor had when it was used; compute on a .clone() or make "
-                "the operation out of place."
-            )
+    for vc, expected, key in fn.versions:
+        if vc[0] == expected:
+            continue
+        for arr in fn.saved:  # changed: an error only if backward needs that value
+            if id(arr) == key:
+                raise RuntimeError(
+                    "one of the variables needed for gradient computation has been modified "
+                    f"by an inplace operation: [{arr.dtype} tensor of shape "
+                    f"{list(arr.shape)}], which is used by {type(fn).__name__}Backward, is "
+                    f"at version {vc[0]}; expected version {expected} instead. Hint: the "
+                    "computation of the gradient needs the value the tensor had when it was "
+                    "used; compute on a .clone() or make the operation out of place."
+                )
 
 
 def backward(root: Tensor, grad=None, retain_graph: bool = False) -> None:

@@ -121,7 +121,8 @@ def from_numpy(array: np.ndarray) -> Tensor:
 def as_tensor(data, dtype=None, device=None) -> Tensor:
     """Shares memory with ``data`` when dtype and device allow, else copies."""
     if isinstance(data, Tensor):
-        return data.to(device or data.device, dtype or data.dtype)
+        return data.to(data.device if device is None else device,
+                       data.dtype if dtype is None else dtype)
     return Tensor._wrap(_to_array(data, dtype, device), False)
 
 

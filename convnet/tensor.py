@@ -49,8 +49,9 @@ class Tensor:
     """A multi-dimensional array with an optional gradient, like ``torch.Tensor``."""
 
     __array_priority__ = 1000  # NumPy defers mixed operators to Tensor
-    _base = None  # the tensor whose storage a view reads, and how it reads it
-    _view_fn = None
+    _base = None  # the tensor whose storage a view reads, how it reads it, and the
+    _view_fn = None  # storage's version when the view's producer was recorded
+    _view_v = 0
 
     def __init__(self, data, requires_grad: bool = False, dtype=None, device=None):
         self._data = _to_array(data, dtype, device)
@@ -179,12 +180,20 @@ class Tensor:
                                "ambiguous")
         return bool(self._data.reshape(()).item())
 
+    def __format__(self, spec: str) -> str:
+        if self.ndim == 0:  # f"{loss:.3f}" as for a number
+            return format(self.item(), spec)
+        return object.__format__(self, spec) if spec else repr(self)
+
     def tolist(self):
         return self.to("cpu")._data.tolist()
 
     def __array__(self, dtype=None, copy=None):
+        # NumPy 2 passes copy=True for np.array(t): the result must then own its memory
         arr = self._data.get() if self.is_cuda else self._data
-        return arr if dtype is None else arr.astype(dtype, copy=False)
+        if dtype is not None:
+            return arr.astype(dtype, copy=bool(copy))
+        return arr.copy() if copy else arr
 
     def __dlpack__(self, *args, **kwargs):
         return self._data.__dlpack__(*args, **kwargs)
@@ -213,6 +222,8 @@ class Tensor:
         """``to(device)``, ``to(dtype)``, ``to(device, dtype)`` or ``to(other)``: a copy
         when anything changes (or ``copy=True``), else ``self``; differentiable."""
         for a in args:
+            if a is None:
+                continue
             if isinstance(a, Tensor):
                 device, dtype = a.device, a.dtype
             elif _dtypes.is_dtype(a):
@@ -254,7 +265,7 @@ class Tensor:
     del _cast
 
     def new_tensor(self, data, dtype=None, requires_grad=False) -> Tensor:
-        return tensor(data, dtype=dtype or self.dtype, device=self.device,
+        return tensor(data, dtype=self.dtype if dtype is None else dtype, device=self.device,
                       requires_grad=requires_grad)
 
     def new_zeros(self, *size, dtype=None, requires_grad=False) -> Tensor:
@@ -300,7 +311,10 @@ class Tensor:
 
     def _accumulate(self, g) -> None:
         if self.grad is None:
-            self.grad = Tensor._wrap(self._xp.array(g), False)  # a copy, never a scalar
+            g = g.copy()
+            if isinstance(g, np.generic):  # a NumPy scalar: keep a 0-d array
+                g = np.asarray(g)
+            self.grad = Tensor._wrap(g, False)
         else:
             self.grad._data = self.grad._data + g
 
@@ -464,6 +478,16 @@ class Tensor:
     def std(self, dim=None, unbiased=None, keepdim=False, *, correction=None, axis=None):
         return _ops.var(self, dim, unbiased, keepdim, correction, axis).sqrt()
 
+    def norm(self, p=2, dim=None, keepdim=False):
+        """The p-norm over ``dim`` (all elements by default); p = 2, 1 or inf."""
+        if p == 2 or p == "fro":
+            return (self * self).sum(dim, keepdim).sqrt()
+        if p == 1:
+            return self.abs().sum(dim, keepdim)
+        if p == float("inf"):
+            return self.abs().amax(dim, keepdim)
+        return (self.abs() ** p).sum(dim, keepdim) ** (1.0 / p)
+
     def max(self, dim=None, keepdim=False, *, axis=None):
         return _select.extreme(self, "max", dim if axis is None else axis, keepdim)
 
@@ -483,7 +507,7 @@ class Tensor:
         return _select.arg_extreme(self, "argmin", dim if axis is None else axis, keepdim)
 
     def cumsum(self, dim, *, dtype=None):
-        return _select.Cumsum.apply(self.to(dtype=dtype) if dtype else self, dim=dim)
+        return _select.Cumsum.apply(self if dtype is None else self.to(dtype=dtype), dim=dim)
 
     def sort(self, dim=-1, descending=False, stable=False):
         return _select.sort(self, dim, descending)
@@ -608,6 +632,8 @@ def tensor(data, dtype=None, device=None, requires_grad: bool = False) -> Tensor
     t = Tensor._wrap(arr, False)
     return t.requires_grad_(True) if requires_grad else t
 
+
+autograd._types[:] = [Tensor, as_tensor]
 
 # The ops import Tensor from here, so they come last.
 from . import random as _random  # noqa: E402

@@ -313,3 +313,45 @@ def test_scalar_results_take_inplace_updates():
     total += 1
     total *= 2
     assert total.item() == 8.0 and total._version == 2
+
+
+def test_a_view_made_before_a_write_reads_the_new_base_like_torch():
+    torch = pytest.importorskip("torch")
+    res = []
+    for lib in (cn, torch):
+        x = lib.tensor(np.arange(6.0).reshape(2, 3) / 5, requires_grad=True)
+        w = lib.tensor([1.0, -2.0, 0.5], dtype=lib.float64, requires_grad=True)
+        b = x * 2.0
+        col = b[:, 0]  # a view made before the write
+        b[1].mul_(w)  # b[1, 0] *= w[0], through another view
+        y = col * 3  # the older view, read after the write
+        col.add_(w[:2])  # and written through
+        loss = (y * y).sum() + (b * b).sum()
+        loss.backward()
+        res.append((loss.item(), np.asarray(x.grad.tolist()), np.asarray(w.grad.tolist())))
+    for ours, theirs in zip(res[0], res[1]):
+        np.testing.assert_allclose(ours, theirs, rtol=1e-12)
+
+
+def test_resnet_block_idioms_with_inplace_relu_and_residual_match_torch():
+    torch = pytest.importorskip("torch")
+    rng = np.random.default_rng(4)
+    x_np = rng.standard_normal((2, 3, 5, 5))
+    w_np = rng.standard_normal((3, 3, 3, 3)) * 0.3
+    results = []
+    for lib in (cn, torch):
+        conv = lib.nn.Conv2d(3, 3, 3, padding=1, bias=False).double()
+        bn = lib.nn.BatchNorm2d(3).double()
+        relu = lib.nn.ReLU(inplace=True)
+        with lib.no_grad():
+            conv.weight.copy_(lib.tensor(w_np))
+        x = lib.tensor(x_np, requires_grad=True)
+        out = relu(bn(conv(x)))
+        out = bn(conv(out))
+        out += x  # the residual, in place (as torchvision's BasicBlock)
+        out = relu(out)
+        (out * out).sum().backward()
+        results.append((out.detach().numpy().copy(), x.grad.numpy().copy(),
+                        conv.weight.grad.numpy().copy(), bn.running_mean.numpy().copy()))
+    for ours, theirs in zip(results[0], results[1]):
+        np.testing.assert_allclose(ours, theirs, rtol=1e-9, atol=1e-11)

@@ -189,3 +189,51 @@ def test_torch_tensors_accepted_as_arrays():
     m = cn.nn.Linear(2, 1)
     m.load_state_dict({"weight": torch.ones(1, 2), "bias": torch.zeros(1)})
     assert m(cn.tensor([[1.0, 2.0]])).item() == 3.0
+
+
+def test_dtype_arguments_are_honoured():
+    torch = pytest.importorskip("torch")
+    for lib in (cn, torch):
+        x = lib.tensor([1.0, 2.0])
+        assert str(x.cumsum(0, dtype=lib.float64).dtype).endswith("float64")
+        assert str(lib.as_tensor(x, dtype=lib.float64).dtype).endswith("float64")
+        assert str(x.new_tensor([1, 2], dtype=lib.int64).dtype).endswith("int64")
+        assert str(x.new_zeros(2, dtype=lib.int32).dtype).endswith("int32")
+        assert str(x.sum(dtype=lib.float64).dtype).endswith("float64")
+        assert str((x > 1).sum().dtype).endswith("int64")
+
+
+def test_norm_format_and_axis_aliases_match_torch():
+    torch = pytest.importorskip("torch")
+    x, xt = cn.tensor(X, requires_grad=True), torch.tensor(X, requires_grad=True)
+    for args in ((), (1,), (float("inf"),), (2, 1), (1, 0, True), (3, 1)):
+        y, yt = x.norm(*args), xt.norm(*args)
+        np.testing.assert_allclose(_np(y), _np(yt), rtol=1e-12)
+    x.norm().backward()
+    xt.norm().backward()
+    np.testing.assert_allclose(_np(x.grad), _np(xt.grad), rtol=1e-12)
+    loss, loss_t = cn.tensor(1.23456), torch.tensor(1.23456)
+    assert f"{loss:.3f}" == f"{loss_t:.3f}" == "1.235"
+    a, b = cn.ones(2, 3), cn.zeros(2, 3)
+    assert cn.cat([a, b], axis=1).shape == tuple(torch.cat([torch.ones(2, 3)] * 2, axis=1).shape)
+    assert cn.stack([a, b], axis=2).shape == (2, 3, 2)
+
+
+def test_np_array_copies_and_np_asarray_shares():
+    x = cn.ones(3)
+    copied, shared = np.array(x), np.asarray(x)
+    x.add_(1)
+    assert copied.tolist() == [1.0, 1.0, 1.0] and shared.tolist() == [2.0, 2.0, 2.0]
+    assert np.array(x, dtype=np.float64).dtype == np.float64
+
+
+def test_to_argument_forms():
+    x = cn.ones(2)
+    assert x.to("cpu") is x and x.to(None, None) is x and x.to(cn.device("cpu")) is x
+    assert x.to("cpu", cn.float64).dtype == cn.float64
+    assert x.to(None, cn.int64).dtype == cn.int64
+    assert x.to(dtype=cn.float16).dtype == cn.float16
+    assert x.to(cn.zeros(1, dtype=cn.float64)).dtype == cn.float64
+    assert x.to("cpu", copy=True) is not x
+    with pytest.raises(ValueError, match="device"):
+        x.to("tpu")

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..autograd import Function, _edge, is_grad_enabled
+from ..autograd import Function, _edge, is_grad_enabled, refresh_view
 from ..kernels._checks import xp_of
 from ..tensor import Tensor
 from ._ops import Add, Sub, _key_arrays, _operand, unbroadcast
@@ -110,6 +110,9 @@ def _check_target(self) -> None:
 def apply(self: Tensor, fn_cls, *others, **params) -> Tensor:
     """Run ``fn_cls`` on (self, *others) and make the result ``self``'s new value."""
     others = tuple(_operand(o, self) for o in others)
+    for t in (self,) + others:
+        if t._base is not None and t._vc[0] != t._view_v:
+            refresh_view(t)
     grad_on = is_grad_enabled()
     if grad_on:
         _check_target(self)
@@ -165,11 +168,14 @@ def _rebase_view(view: Tensor, fn: Function) -> None:
     read.saved = (base.shape,)
     read.edges = (write,)
     view._ctx = read
+    view._view_v = view._vc[0]
 
 
 def fill(self: Tensor, value) -> Tensor:
     if isinstance(value, Tensor):
         value = value._data
+    elif isinstance(value, np.ndarray) and self.is_cuda:
+        value = self._xp.asarray(value)
     return apply(self, Fill, value=value)
 
 

@@ -513,14 +513,18 @@ def unsqueeze(self, dim):
     return Reshape.apply(self, shape=self.shape[:d] + (1,) + self.shape[d:])
 
 
-def cat(tensors, dim=0) -> Tensor:
+def cat(tensors, dim=0, *, axis=None) -> Tensor:
+    if axis is not None:
+        dim = axis
     tensors = list(tensors)
     if not tensors:
         raise ValueError("cat: expected a non-empty sequence of tensors")
     return Cat.apply(*tensors, dim=dim)
 
 
-def stack(tensors, dim=0) -> Tensor:
+def stack(tensors, dim=0, *, axis=None) -> Tensor:
+    if axis is not None:
+        dim = axis
     tensors = list(tensors)
     if not tensors:
         raise ValueError("stack: expected a non-empty sequence of tensors")

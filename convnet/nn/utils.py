@@ -27,14 +27,14 @@ def clip_grad_norm_(parameters, max_norm: float, norm_type: float = 2.0) -> floa
     scale = max_norm / (total + 1e-6)
     if scale < 1.0:
         for p in params:
-            p.grad._data = p.grad._data * p.grad.dtype.type(scale)
+            p.grad._data *= p.grad.dtype.type(scale)  # in place, as PyTorch's
     return total
 
 
 def clip_grad_value_(parameters, clip_value: float) -> None:
     """Clamp every gradient element to [-clip_value, clip_value]."""
     for p in _params(parameters):
-        p.grad._data = p._xp.clip(p.grad._data, -clip_value, clip_value)
+        p._xp.clip(p.grad._data, -clip_value, clip_value, out=p.grad._data)
 
 
 def l1_penalty(parameters, weight: float = 1.0) -> Tensor:

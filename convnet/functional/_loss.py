@@ -74,16 +74,17 @@ class NLLLoss(Function):
         xp = xp_of(logp)
         rows = xp.arange(logp.shape[0])
         safe = labels if keep is None else xp.where(keep, labels, 0)
-        coef = xp.ones(labels.shape, logp.dtype) if weight is None else weight[safe]
+        coef = None if weight is None else weight[safe]
         if keep is not None:
-            coef = coef * keep
+            coef = keep.astype(logp.dtype) if coef is None else coef * keep
         self.save_for_backward(logp.shape, rows, safe, coef)
-        return -coef * logp[rows, safe]
+        picked = logp[rows, safe]
+        return -picked if coef is None else -coef * picked
 
     def backward(self, g):
         shape, rows, safe, coef = self.saved
         out = xp_of(g).zeros(shape, dtype=g.dtype)
-        out[rows, safe] = -g * coef
+        out[rows, safe] = -g if coef is None else -g * coef
         return out
 
 
@@ -108,6 +109,8 @@ def _labels(target, input, ignore_index):
         raise ValueError(f"target: expected shape {expected} for input of shape {input.shape}, "
                          f"got {tuple(labels.shape)}")
     labels = labels.reshape(-1)
+    if not labels.size or (int(labels.min()) >= 0 and int(labels.max()) < c):
+        return labels
     counted = labels[labels != ignore_index]
     if counted.size and (int(counted.min()) < 0 or int(counted.max()) >= c):
         raise TargetIndexError(f"target: labels must be in [0, {c}) (or ignore_index="

@@ -237,15 +237,26 @@ def test_apply_and_forward_hooks():
     assert outputs == [(5, 4)]
 
 
-def test_extra_repr_like_torch():
+REPRS = [
+    "Linear(3, 4)", "LayerNorm(5)", "LayerNorm(5, elementwise_affine=False)", "GroupNorm(2, 4)",
+    "Conv1d(2, 3, 4, stride=2)", "Conv1d(2, 3, 4, padding=1, bias=False)",
+    "Unflatten(1, (2, 3))", "Softplus()", "Conv2d(3, 6, 5)",
+    "Conv2d(2, 3, 3, padding=1, dilation=2, bias=False)", "Conv2d(1, 2, 3, padding='same')",
+    "MaxPool2d(2, 2)", "MaxPool2d(3, 2, 1, ceil_mode=True)", "MaxPool1d(3)", "AvgPool1d(3)",
+    "BatchNorm2d(4)", "BatchNorm1d(4, affine=False)", "ReLU()", "ReLU(True)", "Dropout(0.25)",
+    "Dropout2d()", "LeakyReLU(0.2, inplace=True)", "LeakyReLU()", "ELU(inplace=True)",
+    "Sequential(nn.Linear(2, 3), nn.ReLU())", "Flatten()", "AvgPool2d(2)",
+    "ConvTranspose2d(2, 3, 4, 2, 1, bias=False)", "LogSoftmax(dim=1)", "Identity()",
+    "ModuleDict({'a': nn.Linear(1, 2)})", "CrossEntropyLoss()",
+]
+
+
+@pytest.mark.parametrize("expr", REPRS)
+def test_repr_like_torch(expr):
     torch = torch_or_skip()
-    for ours, theirs in [(cn.nn.Linear(3, 4), torch.nn.Linear(3, 4)),
-                         (cn.nn.LayerNorm(5), torch.nn.LayerNorm(5)),
-                         (cn.nn.GroupNorm(2, 4), torch.nn.GroupNorm(2, 4)),
-                         (cn.nn.Conv1d(2, 3, 4, stride=2), torch.nn.Conv1d(2, 3, 4, stride=2)),
-                         (cn.nn.Unflatten(1, (2, 3)), torch.nn.Unflatten(1, (2, 3))),
-                         (cn.nn.Softplus(), torch.nn.Softplus())]:
-        assert repr(ours) == repr(theirs)
+    ours = eval("nn." + expr, {"nn": cn.nn})
+    theirs = eval("nn." + expr, {"nn": torch.nn})
+    assert repr(ours) == repr(theirs)
 
 
 def test_channel_dropout_inplace():

@@ -240,11 +240,16 @@ def test_workers_fetch_in_parallel_and_keep_order():
 
 
 def test_workers_overlap_slow_items():
-    """More than one fetch is in flight at once (counted, not timed)."""
+    """More than one fetch is in flight at once (counted, not timed): each fetch waits
+    until a second one has started, which only parallel workers can satisfy."""
     lock = threading.Lock()
     state = {"now": 0, "peak": 0}
+    two_in_flight = threading.Event()
 
     class Counting(cdata.Dataset):
+        def __init__(self, wait):
+            self.wait = wait
+
         def __len__(self):
             return 16
 
@@ -252,16 +257,20 @@ def test_workers_overlap_slow_items():
             with lock:
                 state["now"] += 1
                 state["peak"] = max(state["peak"], state["now"])
-            time.sleep(0.02)
+                if state["now"] >= 2:
+                    two_in_flight.set()
+            if self.wait:
+                two_in_flight.wait(timeout=30)
+            time.sleep(0.001)
             with lock:
                 state["now"] -= 1
             return i
 
-    out = as_lists(cdata.DataLoader(Counting(), batch_size=1, num_workers=4))
+    out = as_lists(cdata.DataLoader(Counting(wait=True), batch_size=1, num_workers=4))
     assert out == [[i] for i in range(16)]
-    assert state["peak"] > 1
+    assert two_in_flight.is_set() and state["peak"] > 1
     state["peak"] = 0
-    as_lists(cdata.DataLoader(Counting(), batch_size=1))
+    as_lists(cdata.DataLoader(Counting(wait=False), batch_size=1))
     assert state["peak"] == 1  # num_workers=0 fetches in the calling thread, one at a time
 
 

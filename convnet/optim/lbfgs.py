@@ -32,17 +32,20 @@ class LBFGS(Optimizer):
         self._params = self.param_groups[0]["params"]
 
     # ------------------------------------------------------------------ flat views
-    def _flat_grad(self) -> np.ndarray:
+    # The history is kept in float64 on the parameters' device (NumPy or CuPy arrays).
+    def _flat_grad(self):
+        xp = self._params[0]._xp
         parts = []
         for p in self._params:
-            g = np.zeros(p.shape, p.dtype) if p.grad is None else p.grad.numpy()
+            g = xp.zeros(p.shape, p.dtype) if p.grad is None else p.grad._data
             parts.append(g.reshape(-1))
-        return np.concatenate(parts).astype(np.float64)
+        return xp.concatenate(parts).astype(np.float64)
 
-    def _flat_params(self) -> np.ndarray:
-        return np.concatenate([p.numpy().reshape(-1) for p in self._params]).astype(np.float64)
+    def _flat_params(self):
+        xp = self._params[0]._xp
+        return xp.concatenate([p._data.reshape(-1) for p in self._params]).astype(np.float64)
 
-    def _set_params(self, flat: np.ndarray) -> None:
+    def _set_params(self, flat) -> None:
         start = 0
         for p in self._params:
             n = p.numel()

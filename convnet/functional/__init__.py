@@ -60,3 +60,7 @@ from ._onedim import avg_pool1d, conv1d, max_pool1d  # noqa: E402
 
 __all__ += ["dropout1d", "dropout2d", "softplus", "group_norm", "layer_norm", "avg_pool1d",
             "conv1d", "max_pool1d"]
+
+from ._nn import elu_, leaky_relu_, relu_  # noqa: E402 - PyTorch's in-place forms
+
+__all__ += ["elu_", "leaky_relu_", "relu_"]

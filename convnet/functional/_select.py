@@ -44,7 +44,9 @@ def _dim(dim, ndim):
 
 def _scatter_add(xp, out, index, g, axis):
     """out[..., index[...], ...] += g along ``axis`` (repeated indices accumulate)."""
-    idx = list(xp.indices(index.shape, sparse=True))
+    # an open grid over index's shape (CuPy's indices has no sparse form)
+    idx = [xp.arange(n).reshape([n if d == k else 1 for d in range(index.ndim)])
+           for k, n in enumerate(index.shape)]
     idx[axis] = index
     if xp is np:
         np.add.at(out, tuple(idx), g)
@@ -78,23 +80,30 @@ class Scatter(Function):
         xp = xp_of(a)
         axis = _dim(dim, a.ndim)
         index = index.astype(np.int64, copy=False)
-        src = xp.broadcast_to(src, index.shape) if src.ndim == 0 else \
-            src[tuple(slice(0, n) for n in index.shape)]
-        out = a.copy()
-        xp.put_along_axis(out, index, src, axis=axis)
         self.save_for_backward(axis, index, src.shape)
+        # PyTorch reads only the part of src (and of a, outside dim) that index covers
+        part = tuple(slice(0, n) for n in index.shape)
+        src = xp.broadcast_to(src, index.shape) if src.ndim == 0 else src[part]
+        out = a.copy()
+        xp.put_along_axis(out[tuple(slice(None) if d == axis else p
+                                    for d, p in enumerate(part))], index, src, axis=axis)
         return out
 
     def backward(self, g):
         axis, index, src_shape = self.saved
         xp = xp_of(g)
+        part = tuple(slice(None) if d == axis else slice(0, n)
+                     for d, n in enumerate(index.shape))
         ga = g.copy()
-        xp.put_along_axis(ga, index, 0, axis=axis)
+        xp.put_along_axis(ga[part], index, 0, axis=axis)
         gs = None
         if self.needs_grad[1]:
-            gs = xp.take_along_axis(g, index, axis=axis)
-            if gs.shape != src_shape:
-                gs = gs.sum() if not src_shape else gs
+            taken = xp.take_along_axis(g[part], index, axis=axis)
+            if not src_shape:
+                gs = taken.sum()
+            else:
+                gs = xp.zeros(src_shape, g.dtype)
+                gs[tuple(slice(0, n) for n in index.shape)] = taken
         return ga, gs
 
 

@@ -51,6 +51,15 @@ def test_program_runs_unchanged_under_convnet(name):
 
 
 @pytest.mark.parametrize("name", PROGRAMS)
+def test_program_is_valid_pytorch(name):
+    """The same program runs under real PyTorch: it is PyTorch code, not convnet's."""
+    torch = pytest.importorskip("torch")
+    result = program(name, torch, torch.nn.functional).main()
+    history = result[0] if isinstance(result, tuple) else result
+    assert len(history) > 0 and all(math.isfinite(v) for v in history)
+
+
+@pytest.mark.parametrize("name", PROGRAMS)
 def test_one_step_matches_pytorch(name):
     torch = pytest.importorskip("torch")
     tF = torch.nn.functional

@@ -6,6 +6,7 @@ from __future__ import annotations
 import numbers
 
 from ._nn import avg_pool2d, conv2d, max_pool2d
+from ._ops import cat
 
 __all__ = ["conv1d", "max_pool1d", "avg_pool1d"]
 
@@ -26,17 +27,28 @@ def _check_3d(fn, input):
 
 
 def conv1d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
-    """1-D cross-correlation. input (N, C, L), weight (K, C, k), bias (K,) -> (N, K, L').
-    padding: int, "same" or "valid"."""
+    """1-D cross-correlation. input (N, C, L), weight (K, C/groups, k), bias (K,) ->
+    (N, K, L'). padding: int, "same" or "valid"; ``groups`` splits the channels into
+    independent convolutions (``groups=C`` is depthwise)."""
     _check_3d("conv1d", input)
-    if groups != 1:
-        raise ValueError(f"conv1d: groups={groups} is not supported (only 1)")
     if weight.ndim != 3:
-        raise ValueError(f"conv1d: expected weight (K, C, k), got shape {weight.shape}")
+        raise ValueError(f"conv1d: expected weight (K, C/groups, k), got shape {weight.shape}")
+    g = _single("groups", groups)
+    c, k = input.shape[1], weight.shape[0]
+    if g < 1 or c % g or k % g or weight.shape[1] * g != c:
+        raise ValueError(f"conv1d: groups={groups} must divide the {c} input and {k} output "
+                         f"channels, with weight (K, C/groups, k); got weight {weight.shape}")
     pad = padding if isinstance(padding, str) else (0, _single("padding", padding))
-    y = conv2d(input.unsqueeze(2), weight.unsqueeze(2), bias, (1, _single("stride", stride)),
-               pad, (1, _single("dilation", dilation)))
-    return y.squeeze(2)
+    geometry = ((1, _single("stride", stride)), pad, (1, _single("dilation", dilation)))
+    x4, w4 = input.unsqueeze(2), weight.unsqueeze(2)
+    if g == 1:
+        return conv2d(x4, w4, bias, *geometry).squeeze(2)
+    # grouped: one convolution per group of channels, outputs side by side
+    ci, co = c // g, k // g
+    parts = [conv2d(x4[:, i * ci:(i + 1) * ci], w4[i * co:(i + 1) * co],
+                    None if bias is None else bias[i * co:(i + 1) * co], *geometry)
+             for i in range(g)]
+    return cat(parts, dim=1).squeeze(2)
 
 
 def max_pool1d(input, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False,

@@ -18,14 +18,15 @@ def _one(v):
 
 
 class Conv1d(Module):
-    """PyTorch's Conv1d: weight (out, in, k) Kaiming-uniform (a = sqrt(5)), bias bound
-    1/sqrt(in * k)."""
+    """PyTorch's Conv1d: weight (out, in/groups, k) Kaiming-uniform (a = sqrt(5)), bias
+    bound 1/sqrt(in/groups * k)."""
 
     def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0,
                  dilation=1, groups=1, bias=True, padding_mode="zeros", dtype=np.float32):
         super().__init__()
-        if groups != 1:
-            raise ValueError(f"Conv1d: groups={groups} is not supported (only 1)")
+        if in_channels % groups or out_channels % groups:
+            raise ValueError(f"Conv1d: groups={groups} must divide in_channels "
+                             f"({in_channels}) and out_channels ({out_channels})")
         if padding_mode != "zeros":
             raise ValueError(f"Conv1d: padding_mode={padding_mode!r} is not supported "
                              "(only 'zeros')")
@@ -34,8 +35,8 @@ class Conv1d(Module):
                                                         _one(dilation))
         self.padding = padding if isinstance(padding, str) else _one(padding)
         self.groups, self.padding_mode = groups, padding_mode
-        self.weight = Parameter(np.empty((out_channels, in_channels, self.kernel_size[0]),
-                                         dtype))
+        self.weight = Parameter(np.empty((out_channels, in_channels // groups,
+                                          self.kernel_size[0]), dtype))
         if bias:
             self.bias = Parameter(np.empty(out_channels, dtype))
         else:
@@ -45,17 +46,19 @@ class Conv1d(Module):
     def reset_parameters(self):
         init.kaiming_uniform_(self.weight, a=math.sqrt(5))
         if self.bias is not None:
-            bound = 1 / math.sqrt(self.in_channels * self.kernel_size[0])
+            bound = 1 / math.sqrt(self.weight.shape[1] * self.kernel_size[0])
             init.uniform_(self.bias, -bound, bound)
 
     def forward(self, x):
         pad = self.padding if isinstance(self.padding, str) else self.padding[0]
-        return F.conv1d(x, self.weight, self.bias, self.stride[0], pad, self.dilation[0])
+        return F.conv1d(x, self.weight, self.bias, self.stride[0], pad, self.dilation[0],
+                        self.groups)
 
     def extra_repr(self):
         return (f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, "
                 f"stride={self.stride}"
                 + (f", padding={self.padding}" if self.padding != (0,) else "")
+                + (f", groups={self.groups}" if self.groups != 1 else "")
                 + ("" if self.bias is not None else ", bias=False"))
 
 

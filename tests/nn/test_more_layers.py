@@ -119,6 +119,7 @@ def test_modules_match_torch_with_copied_weights(rng):
         (cn.nn.GroupNorm(2, 6), torch.nn.GroupNorm(2, 6), (3, 6, 5)),
         (cn.nn.Conv1d(3, 5, 3, stride=2, padding=1), torch.nn.Conv1d(3, 5, 3, stride=2,
                                                                       padding=1), (2, 3, 10)),
+        (cn.nn.Conv1d(4, 6, 3, groups=2), torch.nn.Conv1d(4, 6, 3, groups=2), (2, 4, 8)),
         (cn.nn.MaxPool1d(3, 2), torch.nn.MaxPool1d(3, 2), (2, 3, 10)),
         (cn.nn.AvgPool1d(2), torch.nn.AvgPool1d(2), (2, 3, 10)),
         (cn.nn.Softplus(beta=2), torch.nn.Softplus(beta=2), (4, 5)),
@@ -165,7 +166,21 @@ def test_bad_inputs():
     with pytest.raises(ValueError, match=r"\(N, C, L\)"):
         F.conv1d(cn.randn(2, 3), cn.randn(4, 3, 2))
     with pytest.raises(ValueError, match="groups"):
-        cn.nn.Conv1d(4, 4, 3, groups=2)
+        cn.nn.Conv1d(4, 6, 3, groups=4)
+    with pytest.raises(ValueError, match="groups"):
+        F.conv1d(cn.randn(2, 4, 5), cn.randn(6, 3, 2), groups=2)
+
+
+@pytest.mark.parametrize("c,k,groups", [(4, 6, 2), (3, 3, 3), (6, 4, 2)])
+def test_grouped_conv1d(c, k, groups, dtype, rng):
+    torch = torch_or_skip()
+    x = rng.standard_normal((2, c, 9))
+    w = rng.standard_normal((k, c // groups, 3))
+    b = rng.standard_normal(k)
+    check_op(lambda x, w, b: F.conv1d(x, w, b, stride=2, padding=1, groups=groups),
+             lambda x, w, b: torch.nn.functional.conv1d(x, w, b, stride=2, padding=1,
+                                                        groups=groups),
+             [x, w, b], dtype, rng=rng)
 
 
 class Custom(cn.nn.Module):
@@ -240,6 +255,7 @@ def test_apply_and_forward_hooks():
 REPRS = [
     "Linear(3, 4)", "LayerNorm(5)", "LayerNorm(5, elementwise_affine=False)", "GroupNorm(2, 4)",
     "Conv1d(2, 3, 4, stride=2)", "Conv1d(2, 3, 4, padding=1, bias=False)",
+    "Conv1d(4, 6, 3, groups=2)",
     "Unflatten(1, (2, 3))", "Softplus()", "Conv2d(3, 6, 5)",
     "Conv2d(2, 3, 3, padding=1, dilation=2, bias=False)", "Conv2d(1, 2, 3, padding='same')",
     "MaxPool2d(2, 2)", "MaxPool2d(3, 2, 1, ceil_mode=True)", "MaxPool1d(3)", "AvgPool1d(3)",

@@ -24,7 +24,8 @@ from .sampler import BatchSampler, RandomSampler, Sampler, SequentialSampler
 __all__ = ["DataLoader", "get_worker_info", "WorkerInfo"]
 
 _local = threading.local()
-_EXHAUSTED = object()
+_EXHAUSTED = object()  # a worker's answer: its share of an iterable dataset has ended
+_STREAM = object()  # a task for an iterable dataset: the worker's next batch
 
 
 @dataclass(frozen=True)
@@ -214,7 +215,7 @@ class DataLoader:
             try:
                 if init_error is not None:
                     raise init_error
-                if index is _EXHAUSTED:  # an iterable dataset: this worker's next batch
+                if index is _STREAM:
                     stream = iter(self.dataset) if stream is None else stream
                     result = self._next_from_stream(stream)
                 else:
@@ -243,10 +244,10 @@ class DataLoader:
             if not active:
                 return False
             if tasks is None:
-                index = _EXHAUSTED
+                index = _STREAM
             else:
-                index = next(tasks, _EXHAUSTED)
-                if index is _EXHAUSTED:
+                index = next(tasks, _STREAM)
+                if index is _STREAM:  # the sampler is done
                     return False
             w = active[next(turn) % len(active)]
             inboxes[w].put((sent, index))

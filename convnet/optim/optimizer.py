@@ -56,12 +56,17 @@ class Optimizer:
             grad = p.grad._data
             if grad.dtype != p.dtype:
                 grad = grad.astype(p.dtype)
-            # in place: views of the weights (.numpy(), .data, state_dict()) see the step
-            p._data[...] = self._update(p._data, grad, state, group)
+            # in place: views of the weights (.numpy(), .data, state_dict()) see the step;
+            # the optimizers here write into w; one that returns a new array is copied in
+            new = self._update(p._data, grad, state, group)
+            if new is not p._data:
+                p._data[...] = new
             p._vc[0] += 1
         return loss
 
     def _update(self, w, g, state, group):  # pragma: no cover - interface
+        """The new weights for ``w`` (the parameter's own array: updating it in place and
+        returning it saves a copy)."""
         raise NotImplementedError
 
     # ------------------------------------------------------------------ state
@@ -122,7 +127,8 @@ class SGD(Optimizer):
             buf = g.copy() if buf is None else mu * buf + (1 - group["dampening"]) * g
             state["momentum_buffer"] = buf
             g = g + mu * buf if group["nesterov"] else buf
-        return w - group["lr"] * g
+        w -= group["lr"] * g
+        return w
 
 
 class Adagrad(Optimizer):
@@ -140,7 +146,8 @@ class Adagrad(Optimizer):
         g = _decay(w, g, group["weight_decay"])
         clr = group["lr"] / (1 + (state["step"] - 1) * group["lr_decay"])
         state["sum"] = state["sum"] + g * g
-        return w - clr * g / (state["sum"] ** 0.5 + group["eps"])
+        w -= clr * g / (state["sum"] ** 0.5 + group["eps"])
+        return w
 
 
 class RMSprop(Optimizer):
@@ -168,8 +175,10 @@ class RMSprop(Optimizer):
             avg = state["square_avg"] ** 0.5 + group["eps"]
         if group["momentum"]:
             state["momentum_buffer"] = group["momentum"] * state["momentum_buffer"] + g / avg
-            return w - group["lr"] * state["momentum_buffer"]
-        return w - group["lr"] * g / avg
+            w -= group["lr"] * state["momentum_buffer"]
+            return w
+        w -= group["lr"] * g / avg
+        return w
 
 
 class Adam(Optimizer):
@@ -195,7 +204,7 @@ class Adam(Optimizer):
         state["step"] += 1
         t = state["step"]
         if self._decoupled:
-            w = w * (1 - lr * wd)
+            w *= 1 - lr * wd
         else:
             g = _decay(w, g, wd)
         state["exp_avg"] = b1 * state["exp_avg"] + (1 - b1) * g
@@ -207,7 +216,8 @@ class Adam(Optimizer):
             v = state["max_exp_avg_sq"]
         bc1, bc2 = 1 - b1**t, 1 - b2**t
         denom = v**0.5 / math.sqrt(bc2) + group["eps"]
-        return w - (lr / bc1) * state["exp_avg"] / denom
+        w -= (lr / bc1) * state["exp_avg"] / denom
+        return w
 
 
 class AdamW(Adam):
@@ -247,8 +257,9 @@ class NAdam(Optimizer):
         state["exp_avg_sq"] = b2 * state["exp_avg_sq"] + (1 - b2) * g * g
         denom = (state["exp_avg_sq"] / (1 - b2**t)) ** 0.5 + group["eps"]
         lr = group["lr"]
-        w = w - lr * (1 - mu) / (1 - mp) * g / denom
-        return w - lr * mu_next / (1 - mp * mu_next) * state["exp_avg"] / denom
+        w -= lr * (1 - mu) / (1 - mp) * g / denom
+        w -= lr * mu_next / (1 - mp * mu_next) * state["exp_avg"] / denom
+        return w
 
 
 Nadam = NAdam

@@ -27,7 +27,8 @@ class Adadelta(Optimizer):
         state["square_avg"] = rho * state["square_avg"] + (1 - rho) * g * g
         delta = xp.sqrt(state["acc_delta"] + eps) / xp.sqrt(state["square_avg"] + eps) * g
         state["acc_delta"] = rho * state["acc_delta"] + (1 - rho) * delta * delta
-        return w - group["lr"] * delta
+        w -= group["lr"] * delta  # w is the parameter's own array: updated in place
+        return w
 
 
 class Rprop(Optimizer):
@@ -54,4 +55,5 @@ class Rprop(Optimizer):
         state["step_size"] = xp.clip(state["step_size"] * factor, lo, hi).astype(w.dtype)
         g = xp.where(sign < 0, 0, g).astype(w.dtype)
         state["prev"] = g
-        return w - xp.sign(g) * state["step_size"]
+        w -= xp.sign(g) * state["step_size"]
+        return w

@@ -155,9 +155,11 @@ def refresh_view(t) -> None:
     """A view whose storage was written since its producer was recorded reads its base
     again (PyTorch regenerates a view's grad_fn the same way), so that its gradient goes
     through every in-place op that the base saw."""
-    t._view_v = t._vc[0]
     base = t._base
-    if base.requires_grad and is_grad_enabled():
+    if not base.requires_grad:
+        t._view_v = t._vc[0]
+    elif is_grad_enabled():  # (under no_grad it stays stale until used with grad)
+        t._view_v = t._vc[0]
         from .functional._inplace import ReadView
 
         node = ReadView()

@@ -355,3 +355,13 @@ def test_resnet_block_idioms_with_inplace_relu_and_residual_match_torch():
                         conv.weight.grad.numpy().copy(), bn.running_mean.numpy().copy()))
     for ours, theirs in zip(results[0], results[1]):
         np.testing.assert_allclose(ours, theirs, rtol=1e-9, atol=1e-11)
+
+
+def test_a_saved_view_written_through_its_base_raises_like_torch():
+    torch = pytest.importorskip("torch")
+    for lib in (torch, cn):
+        t = lib.ones(4, 5, requires_grad=True)
+        out = t * 1.0
+        out[0] = out[3] ** 2  # pow keeps the view out[3]; the write bumps their counter
+        with pytest.raises(RuntimeError, match="modified by an inplace operation"):
+            out.sum().backward()

@@ -6,13 +6,14 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
+from ..utils import data as _data
 from .transforms import apply_transform
 
 __all__ = ["Dataset", "ArrayDataset", "Subset", "random_split", "train_val_split"]
 
 
-class Dataset:
-    """Base class, like ``torch.utils.data.Dataset``: ``__len__`` and ``__getitem__``.
+class Dataset(_data.Dataset):
+    """Base class, :class:`convnet.utils.data.Dataset`: ``__len__`` and ``__getitem__``.
 
     A dataset may also define ``get_batch(indices, rng=None) -> (x, y)`` returning whole
     NumPy batches; :class:`~convnet.data.DataLoader` uses it when present and otherwise
@@ -92,12 +93,11 @@ class ArrayDataset(Dataset):
                 f"{self.images.dtype}, transform={self.transform!r})")
 
 
-class Subset(Dataset):
+class Subset(_data.Subset, Dataset):
     """The samples of ``dataset`` at ``indices`` (keeps the batch path when it has one)."""
 
     def __init__(self, dataset, indices):
-        self.dataset = dataset
-        self.indices = np.asarray(indices, dtype=np.intp)
+        super().__init__(dataset, np.asarray(indices, dtype=np.intp))
         n = len(dataset)
         if self.indices.ndim != 1 or (self.indices.size and (
                 self.indices.min() < 0 or self.indices.max() >= n)):
@@ -115,24 +115,6 @@ class Subset(Dataset):
                 return self.dataset.get_batch(self.indices[np.asarray(indices, np.intp)], rng)
             return get_batch
         raise AttributeError(name)
-
-
-def _lengths(n: int, lengths: Sequence[float]) -> list[int]:
-    lengths = list(lengths)
-    if not lengths:
-        raise ValueError("random_split: lengths must not be empty")
-    if all(isinstance(v, (int, np.integer)) for v in lengths):
-        if sum(lengths) != n or min(lengths) < 0:
-            raise ValueError(f"random_split: lengths {lengths} must be >= 0 and sum to the "
-                             f"{n} samples")
-        return [int(v) for v in lengths]
-    fractions = [float(v) for v in lengths]
-    if min(fractions) < 0 or abs(sum(fractions) - 1.0) > 1e-6:
-        raise ValueError(f"random_split: fractions {fractions} must be >= 0 and sum to 1")
-    counts = [int(np.floor(n * f)) for f in fractions]
-    for i in range(n - sum(counts)):  # the remainder round-robin, as torch does
-        counts[i % len(counts)] += 1
-    return counts
 
 
 def random_split(data, lengths: Sequence[float], seed: int = 0):
@@ -155,7 +137,7 @@ def random_split(data, lengths: Sequence[float], seed: int = 0):
         n = len(data)
     perm = np.random.default_rng(seed).permutation(n)
     parts, start = [], 0
-    for count in _lengths(n, lengths):
+    for count in _data.dataset._split_lengths(n, lengths):
         idx = perm[start:start + count]
         start += count
         if isinstance(data, (tuple, list)):

@@ -1,6 +1,6 @@
-"""Neural-network ops: convolution, pooling, batch norm, linear, activations, losses,
-dropout. Heavy ops call ``convnet.kernels`` (which picks the backend for the array's
-device); element-wise ones are written once for NumPy and CuPy.
+"""Neural-network ops: convolution, pooling, batch norm, linear, activations, dropout.
+Heavy ops call ``convnet.kernels`` (which picks the backend for the array's device);
+element-wise ones are written once for NumPy and CuPy.
 """
 
 from __future__ import annotations
@@ -321,129 +321,7 @@ def log_softmax(input, dim):
     return LogSoftmax.apply(input, dim=dim)
 
 
-# --------------------------------------------------------------------------- losses
-
-
-def _reduce(loss, reduction):
-    if reduction == "mean":
-        return loss.mean()
-    if reduction == "sum":
-        return loss.sum()
-    if reduction == "none":
-        return loss
-    raise ValueError(f"reduction: expected 'mean', 'sum' or 'none', got {reduction!r}")
-
-
-def _labels(target, n_classes, xp):
-    labels = target._data if isinstance(target, Tensor) else xp.asarray(target)
-    if labels.dtype.kind not in "iu":
-        raise TypeError(f"target: expected integer class labels, got dtype {labels.dtype}")
-    if labels.size and (int(labels.min()) < 0 or int(labels.max()) >= n_classes):
-        raise ValueError(f"target: labels must be in [0, {n_classes}), got values in "
-                         f"[{int(labels.min())}, {int(labels.max())}]")
-    return labels
-
-
-class NLLLoss(Function):
-    """Per-sample negative log-likelihood of the target class; input (N, C) log-probs."""
-
-    def forward(self, logp, labels=None):
-        xp = xp_of(logp)
-        rows = xp.arange(logp.shape[0])
-        self.save_for_backward(logp.shape, logp.dtype, labels)
-        return -logp[rows, labels]
-
-    def backward(self, g):
-        shape, dtype, labels = self.saved
-        xp = xp_of(g)
-        out = xp.zeros(shape, dtype=dtype)
-        out[xp.arange(shape[0]), labels] = -g
-        return out
-
-
-def _class_last(input):
-    """(N, C, d1, ...) -> (N*d1*..., C), as PyTorch's losses accept spatial inputs."""
-    if input.ndim > 2:
-        perm = (0,) + tuple(range(2, input.ndim)) + (1,)
-        return input.permute(*perm).reshape(-1, input.shape[1])
-    return input
-
-
-def nll_loss(input, target, reduction="mean"):
-    labels = _labels(target, input.shape[1], input._xp).reshape(-1)
-    return _reduce(NLLLoss.apply(_class_last(input), labels=labels), reduction)
-
-
-def cross_entropy(input, target, reduction="mean", label_smoothing=0.0):
-    """Softmax cross-entropy from logits (N, C) and integer labels (N,), with optional
-    label smoothing (the target mixes one-hot with the uniform distribution)."""
-    if input.ndim < 2:
-        raise ValueError(f"input: expected logits (N, C), got shape {input.shape}")
-    n_classes = input.shape[1]
-    labels = _labels(target, n_classes, input._xp).reshape(-1)
-    logp = log_softmax(_class_last(input), dim=1)
-    if labels.shape[0] != logp.shape[0]:
-        raise ValueError(f"target: {labels.shape[0]} labels for {logp.shape[0]} samples")
-    loss = NLLLoss.apply(logp, labels=labels)
-    if label_smoothing:
-        if not 0.0 <= label_smoothing <= 1.0:
-            raise ValueError(f"label_smoothing: expected a value in [0, 1], got {label_smoothing}")
-        smooth = -logp.mean(dim=1)
-        loss = loss * (1 - label_smoothing) + smooth * label_smoothing
-    return _reduce(loss, reduction)
-
-
-def _same_shape(input, target, name):
-    target = target if isinstance(target, Tensor) else Tensor._wrap(
-        input._xp.asarray(target, dtype=input.dtype), False)
-    if target.shape != input.shape:
-        raise ValueError(f"{name}: target shape {target.shape} differs from input shape "
-                         f"{input.shape}")
-    return target
-
-
-def mse_loss(input, target, reduction="mean"):
-    target = _same_shape(input, target, "mse_loss")
-    diff = input - target
-    return _reduce(diff * diff, reduction)
-
-
-def l1_loss(input, target, reduction="mean"):
-    target = _same_shape(input, target, "l1_loss")
-    return _reduce((input - target).abs(), reduction)
-
-
-class BCEWithLogits(Function):
-    def forward(self, z, t):
-        xp = xp_of(z)
-        # log(1 + exp(-|z|)) never overflows
-        loss = xp.maximum(z, 0) - z * t + xp.log1p(xp.exp(-xp.abs(z)))
-        self.save_for_backward(z, t)
-        return loss
-
-    def backward(self, g):
-        z, t = self.saved
-        xp = xp_of(z)
-        e = xp.exp(-xp.abs(z))
-        sig = xp.where(z >= 0, 1 / (1 + e), e / (1 + e))
-        return g * (sig - t), (g * -z if self.needs_grad[1] else None)
-
-
-def binary_cross_entropy_with_logits(input, target, reduction="mean"):
-    target = _same_shape(input, target, "binary_cross_entropy_with_logits")
-    return _reduce(BCEWithLogits.apply(input, target), reduction)
-
-
-def binary_cross_entropy(input, target, reduction="mean"):
-    """BCE on probabilities; log is clamped at -100 as in PyTorch."""
-    target = _same_shape(input, target, "binary_cross_entropy")
-    data = input._data
-    if data.size and (float(data.min()) < 0 or float(data.max()) > 1):
-        raise ValueError("binary_cross_entropy: input must hold probabilities in [0, 1] "
-                         "(use binary_cross_entropy_with_logits for logits)")
-    log_p = input.log().clip(min=-100)
-    log_q = (1 - input).log().clip(min=-100)
-    return _reduce(-(target * log_p + (1 - target) * log_q), reduction)
+# Losses live in _loss.py.
 
 
 # --------------------------------------------------------------------------- dropout

@@ -55,6 +55,31 @@ from .embedding import Embedding  # noqa: E402
 
 __all__ += ["Embedding"]
 
+# Loss modules.
+from .loss import (  # noqa: E402
+    BCELoss,
+    BCEWithLogitsLoss,
+    CrossEntropyLoss,
+    HuberLoss,
+    KLDivLoss,
+    L1Loss,
+    MSELoss,
+    NLLLoss,
+    SmoothL1Loss,
+)
+
+__all__ += ["CrossEntropyLoss", "NLLLoss", "MSELoss", "L1Loss", "SmoothL1Loss", "HuberLoss",
+            "BCELoss", "BCEWithLogitsLoss", "KLDivLoss"]
+
+# Normalisation over features, 1-D layers, containers and small layers.
+from .containers import ModuleDict, ParameterDict, ParameterList  # noqa: E402
+from .conv1d import AvgPool1d, Conv1d, MaxPool1d  # noqa: E402
+from .norm import GroupNorm, LayerNorm  # noqa: E402
+from .simple import Dropout1d, Dropout2d, Softplus, Unflatten  # noqa: E402
+
+__all__ += ["ModuleDict", "ParameterDict", "ParameterList", "AvgPool1d", "Conv1d", "MaxPool1d",
+            "GroupNorm", "LayerNorm", "Dropout1d", "Dropout2d", "Softplus", "Unflatten"]
+
 from . import parallel  # noqa: E402
 
 __all__ += ["parallel"]

@@ -107,7 +107,8 @@ class Conv2d(_ConvNd):
 
     def extra_repr(self):
         return (f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, "
-                f"stride={self.stride}, padding={self.padding}"
+                f"stride={self.stride}"
+                + (f", padding={self.padding}" if self.padding != (0, 0) else "")
                 + (f", dilation={self.dilation}" if self.dilation != (1, 1) else "")
                 + ("" if self.bias is not None else ", bias=False"))
 
@@ -123,7 +124,7 @@ class MaxPool2d(Module):
 
     def extra_repr(self):
         return f"kernel_size={self.kernel_size}, stride={self.stride or self.kernel_size}, " \
-               f"padding={self.padding}" + (", ceil_mode=True" if self.ceil_mode else "")
+               f"padding={self.padding}, dilation=1, ceil_mode={self.ceil_mode}"
 
 
 class AvgPool2d(Module):
@@ -175,7 +176,8 @@ class _BatchNorm(Module):
 
     def extra_repr(self):
         return f"{self.num_features}, eps={self.eps}, momentum={self.momentum}, " \
-               f"affine={self.affine}, track_running_stats={self.track_running_stats}"
+               f"affine={self.affine}, bias={self.affine}, " \
+               f"track_running_stats={self.track_running_stats}"
 
 
 class BatchNorm1d(_BatchNorm):
@@ -221,6 +223,9 @@ class Flatten(Module):
     def forward(self, x):
         return x.flatten(self.start_dim, self.end_dim)
 
+    def extra_repr(self):
+        return f"start_dim={self.start_dim}, end_dim={self.end_dim}"
+
 
 def _activation(name, fn, doc, **defaults):
     def __init__(self, *args, **kwargs):
@@ -236,7 +241,9 @@ def _activation(name, fn, doc, **defaults):
         return fn(x, **{k: getattr(self, k) for k in self._params})
 
     def extra_repr(self):
-        return ", ".join(f"{k}={getattr(self, k)}" for k in self._params)
+        # PyTorch shows inplace only when it is set
+        return ", ".join(f"{k}={getattr(self, k)}" for k in self._params
+                         if k != "inplace" or getattr(self, k))
 
     return type(name, (Module,), {"__init__": __init__, "forward": forward,
                                   "extra_repr": extra_repr, "__doc__": doc})

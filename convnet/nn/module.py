@@ -75,6 +75,29 @@ class Parameter(Tensor):
         return "Parameter containing:\n" + super().__repr__()
 
 
+class RemovableHandle:
+    """What ``register_*_hook`` returns: ``remove()`` (or leaving a ``with`` block)
+    unregisters the hook."""
+
+    _next_id = 0
+
+    def __init__(self, hooks: OrderedDict, hook):
+        self.hooks_dict = hooks
+        self.id = RemovableHandle._next_id
+        RemovableHandle._next_id += 1
+        hooks[self.id] = hook
+
+    def remove(self) -> None:
+        self.hooks_dict.pop(self.id, None)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.remove()
+        return False
+
+
 class Module:
     """Base class of layers and models: holds parameters, buffers and sub-modules."""
 
@@ -83,11 +106,17 @@ class Module:
         object.__setattr__(self, "_buffers", OrderedDict())
         object.__setattr__(self, "_modules", OrderedDict())
         object.__setattr__(self, "training", True)
+        object.__setattr__(self, "_forward_pre_hooks", OrderedDict())
+        object.__setattr__(self, "_forward_hooks", OrderedDict())
 
     # ------------------------------------------------------------------ registration
     def __setattr__(self, name, value):
         if "_parameters" not in self.__dict__:
             raise AttributeError("Module.__init__() must be called before assigning attributes")
+        if name in self._buffers and (value is None or (isinstance(value, Tensor)
+                                                        and not isinstance(value, Parameter))):
+            self._buffers[name] = value  # assigning to a buffer replaces it, as in PyTorch
+            return
         for store in (self._parameters, self._buffers, self._modules):
             store.pop(name, None)
         if isinstance(value, Parameter):
@@ -301,7 +330,30 @@ class Module:
         raise NotImplementedError(f"{type(self).__name__} does not define forward")
 
     def __call__(self, *args, **kwargs):
-        return self.forward(*args, **kwargs)
+        pre = self.__dict__.get("_forward_pre_hooks")
+        post = self.__dict__.get("_forward_hooks")
+        if not pre and not post:
+            return self.forward(*args, **kwargs)
+        for hook in list(pre.values()):
+            result = hook(self, args)
+            if result is not None:
+                args = result if isinstance(result, tuple) else (result,)
+        out = self.forward(*args, **kwargs)
+        for hook in list(post.values()):
+            result = hook(self, args, out)
+            if result is not None:
+                out = result
+        return out
+
+    def register_forward_pre_hook(self, hook) -> RemovableHandle:
+        """``hook(module, args)`` runs before ``forward``; a non-None result replaces the
+        positional arguments (a single value is wrapped in a tuple)."""
+        return RemovableHandle(self._forward_pre_hooks, hook)
+
+    def register_forward_hook(self, hook) -> RemovableHandle:
+        """``hook(module, args, output)`` runs after ``forward``; a non-None result
+        replaces the output. ``handle.remove()`` unregisters it."""
+        return RemovableHandle(self._forward_hooks, hook)
 
     def extra_repr(self) -> str:
         return ""

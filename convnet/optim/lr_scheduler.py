@@ -6,16 +6,28 @@ import math
 
 
 class LRScheduler:
-    def __init__(self, optimizer):
+    """Base of the epoch schedules: ``_lrs()`` gives every group's lr at ``last_epoch``
+    in closed form from ``base_lrs`` (the groups' ``initial_lr``). As in PyTorch the
+    constructor applies epoch 0 (``last_epoch=-1`` means a fresh start)."""
+
+    def __init__(self, optimizer, last_epoch: int = -1):
         self.optimizer = optimizer
+        for g in optimizer.param_groups:
+            if last_epoch == -1:
+                g.setdefault("initial_lr", g["lr"])
+            elif "initial_lr" not in g:
+                raise KeyError("param 'initial_lr' is not specified in param_groups when "
+                               "resuming an optimizer")
         self.base_lrs = [g["initial_lr"] for g in optimizer.param_groups]
-        self.last_epoch = 0
+        self.last_epoch = last_epoch
+        self.step()
 
     def get_last_lr(self) -> list[float]:
         return [g["lr"] for g in self.optimizer.param_groups]
 
-    def step(self) -> None:
-        self.last_epoch += 1
+    def step(self, epoch: int | None = None) -> None:
+        """Advance one epoch (or jump to ``epoch``) and set the groups' lr."""
+        self.last_epoch = self.last_epoch + 1 if epoch is None else epoch
         for g, lr in zip(self.optimizer.param_groups, self._lrs(), strict=True):
             g["lr"] = lr
 
@@ -32,18 +44,18 @@ class LRScheduler:
 class StepLR(LRScheduler):
     """lr = base * gamma ** (epoch // step_size)."""
 
-    def __init__(self, optimizer, step_size: int, gamma: float = 0.1):
+    def __init__(self, optimizer, step_size: int, gamma: float = 0.1, last_epoch: int = -1):
         self.step_size, self.gamma = step_size, gamma
-        super().__init__(optimizer)
+        super().__init__(optimizer, last_epoch)
 
     def _lrs(self):
         return [b * self.gamma ** (self.last_epoch // self.step_size) for b in self.base_lrs]
 
 
 class ExponentialLR(LRScheduler):
-    def __init__(self, optimizer, gamma: float):
+    def __init__(self, optimizer, gamma: float, last_epoch: int = -1):
         self.gamma = gamma
-        super().__init__(optimizer)
+        super().__init__(optimizer, last_epoch)
 
     def _lrs(self):
         return [b * self.gamma**self.last_epoch for b in self.base_lrs]
@@ -52,9 +64,9 @@ class ExponentialLR(LRScheduler):
 class CosineAnnealingLR(LRScheduler):
     """lr = eta_min + (base - eta_min) * (1 + cos(pi * epoch / T_max)) / 2."""
 
-    def __init__(self, optimizer, T_max: int, eta_min: float = 0.0):
+    def __init__(self, optimizer, T_max: int, eta_min: float = 0.0, last_epoch: int = -1):
         self.T_max, self.eta_min = T_max, eta_min
-        super().__init__(optimizer)
+        super().__init__(optimizer, last_epoch)
 
     def _lrs(self):
         c = (1 + math.cos(math.pi * self.last_epoch / self.T_max)) / 2
@@ -117,3 +129,17 @@ class ReduceLROnPlateau:
 
     def load_state_dict(self, state: dict) -> None:
         self.__dict__.update(state)
+
+
+from ._schedules import (  # noqa: E402
+    CosineAnnealingWarmRestarts,
+    LambdaLR,
+    LinearLR,
+    MultiStepLR,
+    OneCycleLR,
+    SequentialLR,
+)
+
+__all__ = ["LRScheduler", "StepLR", "ExponentialLR", "CosineAnnealingLR", "ReduceLROnPlateau",
+           "LambdaLR", "MultiStepLR", "OneCycleLR", "LinearLR", "SequentialLR",
+           "CosineAnnealingWarmRestarts"]

@@ -24,10 +24,12 @@ class _ShardedPlan:
 
     def __call__(self):
         # the class's plan on the copy: set_epoch on the copy picks the epoch
-        batches, seeds = type(self.loader)._epoch_plan(self.loader)
-        mine = [b[DistributedSampler(b, self.world, self.rank, shuffle=False).indices()]
-                for b in batches]
-        return mine, seeds
+        plan = type(self.loader)._epoch_plan(self.loader)
+        for batch in plan:
+            b = batch.indices
+            batch.indices = b[DistributedSampler(b, self.world, self.rank,
+                                                 shuffle=False).indices()]
+        return plan
 
 
 def shard_loader(loader, rank: int | None = None, world_size: int | None = None):

@@ -100,7 +100,7 @@ from .creation import (
 )
 from .functional import cat, stack, where
 from .kernels import backends
-from .random import manual_seed
+from .random import Generator, manual_seed
 from .serialization import load, save
 from .tensor import Tensor, tensor
 
@@ -110,6 +110,30 @@ half = float16
 long = int64
 int = int32  # noqa: A001
 short = int16
+
+
+def _typed_constructor(name: str, dtype):
+    def make(*data):
+        """Legacy ``torch.%s(data)``: a tensor of that dtype from a sequence or array;
+        ``torch.%s(n, m)`` with sizes gives zeros of that shape.""" % (name, name)
+        import builtins
+        import numbers
+
+        if data and builtins.all(isinstance(d, numbers.Integral) for d in data):
+            return zeros(*data, dtype=dtype)
+        if len(data) != 1:
+            raise TypeError(f"{name}: expected one sequence or sizes, got {len(data)} values")
+        return tensor(data[0], dtype=dtype)
+
+    make.__name__ = make.__qualname__ = name
+    return make
+
+
+FloatTensor = _typed_constructor("FloatTensor", float32)
+DoubleTensor = _typed_constructor("DoubleTensor", float64)
+LongTensor = _typed_constructor("LongTensor", int64)
+IntTensor = _typed_constructor("IntTensor", int32)
+BoolTensor = _typed_constructor("BoolTensor", bool)
 
 __version__ = "0.1.0"
 
@@ -127,7 +151,8 @@ __all__ = [
     "is_tensor", "log", "log_softmax", "masked_fill", "matmul", "max", "maximum", "mean",
     "min", "minimum", "mm", "numel", "permute", "relu", "reshape", "sigmoid", "softmax",
     "sort", "split", "sqrt", "squeeze", "std", "sum", "tanh", "topk", "transpose",
-    "unsqueeze", "var",
+    "unsqueeze", "var", "Generator", "FloatTensor", "DoubleTensor", "LongTensor", "IntTensor",
+    "BoolTensor",
 ]
 
 if "CONVNET_NUM_THREADS" in os.environ:

@@ -40,3 +40,34 @@ def randn(shape, dtype=np.float32):
 
 def uniform(low, high, shape, dtype=np.float32):
     return _cpu.uniform(low, high, shape).astype(dtype)
+
+
+class Generator:
+    """PyTorch's ``torch.Generator`` for the CPU: a seedable random source of its own,
+    accepted as ``generator=`` by ``random_split``, ``DataLoader`` and the samplers.
+    ``manual_seed`` returns the generator, so ``Generator().manual_seed(42)`` chains."""
+
+    def __init__(self, device="cpu"):
+        if str(device) != "cpu":
+            raise ValueError(f"Generator: only device 'cpu' is supported, got {device!r}")
+        self.device = "cpu"
+        self._initial = int(np.random.SeedSequence().entropy % 2**63)
+        self._rng = np.random.default_rng(self._initial)
+
+    def manual_seed(self, seed) -> Generator:
+        import numbers
+
+        if not isinstance(seed, numbers.Integral) or isinstance(seed, bool):
+            raise TypeError(f"manual_seed: expected an int, got {type(seed).__name__}")
+        self._initial = int(seed)
+        self._rng = np.random.default_rng(self._initial)
+        return self
+
+    def seed(self) -> int:
+        """Reseed from fresh entropy and return the new seed."""
+        self._initial = int(np.random.SeedSequence().entropy % 2**63)
+        self._rng = np.random.default_rng(self._initial)
+        return self._initial
+
+    def initial_seed(self) -> int:
+        return self._initial

@@ -93,18 +93,27 @@ def test_one_step_matches_pytorch(name):
                          f"model {k} grad of {pname}", floor=floor)
 
 
-@pytest.mark.xfail(strict=True, reason="not in convnet yet: the legacy typed constructors "
-                   "torch.LongTensor/FloatTensor that the seq2seq tutorial uses (its program "
-                   "here writes torch.tensor(..., dtype=torch.long) instead)")
-def test_legacy_typed_constructors():
-    assert convnet.LongTensor([1, 2]).dtype == np.int64
-    assert convnet.FloatTensor([1.0]).dtype == np.float32
+@pytest.mark.parametrize("name", ["FloatTensor", "DoubleTensor", "LongTensor", "IntTensor",
+                                  "BoolTensor"])
+def test_legacy_typed_constructors(name):
+    torch = pytest.importorskip("torch")
+    for args in (([1, 0, 2],), ([[1.0, 2.0]],), (2, 3)):
+        ours, theirs = getattr(convnet, name)(*args), getattr(torch, name)(*args)
+        assert ours.shape == tuple(theirs.shape)
+        assert str(ours.dtype) == str(theirs.dtype).replace("torch.", "")
+        if args != (2, 3):  # torch leaves sized ones uninitialised; ours are zeros
+            np.testing.assert_array_equal(ours.numpy(), theirs.numpy())
 
 
-@pytest.mark.xfail(strict=True, reason="not in convnet yet: torch.Generator (tutorials write "
-                   "random_split(ds, [...], generator=torch.Generator().manual_seed(42)); "
-                   "convnet takes a numpy.random.Generator or an int seed there)")
 def test_generator_object_for_random_split():
-    gen = convnet.Generator().manual_seed(42)
-    parts = convnet.utils.data.random_split(range(10), [7, 3], generator=gen)
+    parts = convnet.utils.data.random_split(range(10), [7, 3],
+                                            generator=convnet.Generator().manual_seed(42))
+    again = convnet.utils.data.random_split(range(10), [7, 3],
+                                            generator=convnet.Generator().manual_seed(42))
     assert [len(p) for p in parts] == [7, 3]
+    assert [list(p) for p in parts] == [list(p) for p in again]
+    assert sorted(list(parts[0]) + list(parts[1])) == list(range(10))
+    g = convnet.Generator()
+    assert g.manual_seed(7) is g and g.initial_seed() == 7
+    with pytest.raises(TypeError):
+        g.manual_seed(1.5)

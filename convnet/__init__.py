@@ -114,8 +114,6 @@ short = int16
 
 def _typed_constructor(name: str, dtype):
     def make(*data):
-        """Legacy ``torch.%s(data)``: a tensor of that dtype from a sequence or array;
-        ``torch.%s(n, m)`` with sizes gives zeros of that shape.""" % (name, name)
         import builtins
         import numbers
 
@@ -126,6 +124,8 @@ def _typed_constructor(name: str, dtype):
         return tensor(data[0], dtype=dtype)
 
     make.__name__ = make.__qualname__ = name
+    make.__doc__ = (f"Legacy ``torch.{name}(data)``: a tensor of that dtype from a sequence "
+                    f"or array; ``torch.{name}(n, m)`` with sizes gives zeros of that shape.")
     return make
 
 

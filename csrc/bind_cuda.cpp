@@ -364,6 +364,32 @@ void elu_backward(const std::string& dtype, ptr_t dy, ptr_t x, ptr_t dx, index_t
   });
 }
 
+// The formula activations of convnet/activation_table.h: NAME_forward(dtype, x, y, n, p, ...)
+// and NAME_backward(dtype, dy, x, dx, n, p, ...).
+template <typename Op>
+void formula_forward(const std::string& dtype, ptr_t x, ptr_t y, index_t n, double p,
+                     ptr_t stream, int device) {
+  nonneg({n}, "n");
+  if (n > 0) need({{x, "x"}, {y, "y"}});
+  on_dtype(dtype, device, [&](auto t) {
+    using T = decltype(t);
+    cu::formula_forward<Op, T>(n, ptr<const T>(x, "x", n), ptr<T>(y, "y", n), T(p),
+                               stream_of(stream));
+  });
+}
+
+template <typename Op>
+void formula_backward(const std::string& dtype, ptr_t dy, ptr_t x, ptr_t dx, index_t n,
+                      double p, ptr_t stream, int device) {
+  nonneg({n}, "n");
+  if (n > 0) need({{dy, "dy"}, {x, "x"}, {dx, "dx"}});
+  on_dtype(dtype, device, [&](auto t) {
+    using T = decltype(t);
+    cu::formula_backward<Op, T>(n, ptr<const T>(dy, "dy", n), ptr<const T>(x, "x", n),
+                                ptr<T>(dx, "dx", n), T(p), stream_of(stream));
+  });
+}
+
 // ---- recurrent cells and the recurrence (csrc/cuda/rnn.cu); shapes checked by the adapter
 
 void rnn_sizes(index_t B, index_t H) {
@@ -654,7 +680,15 @@ PYBIND11_MODULE(_cuda, m) {
         "y = scale * (x if x > 0 else alpha * (exp(x) - 1)).");
   m.def("elu_backward", &elu_backward, arg("dtype"), arg("dy"), arg("x"), arg("dx"), arg("n"),
         arg("alpha"), arg("scale"), arg("stream"), arg("device"),
-        "dx = dy * scale * (1 if x > 0 else alpha * exp(x)).");
+        "dx = dy * scale * (alpha * exp(x) if x <= 0 else 1).");
+#define BIND_FORMULA(name, Op)                                                             \
+  m.def(#name "_forward", &formula_forward<convnet::math::Op>, arg("dtype"), arg("x"),     \
+        arg("y"), arg("n"), arg("p"), arg("stream"), arg("device"), "y = " #name "(x).");  \
+  m.def(#name "_backward", &formula_backward<convnet::math::Op>, arg("dtype"), arg("dy"),  \
+        arg("x"), arg("dx"), arg("n"), arg("p"), arg("stream"), arg("device"),            \
+        "dx = dy * " #name "'(x).");
+  CONVNET_FORMULA_ACTIVATIONS(BIND_FORMULA)
+#undef BIND_FORMULA
   m.def("device_count", &device_count, "Number of CUDA devices; RuntimeError without a driver.");
   m.def("device_info", &device_info, arg("device"),
         "name, compute capability, SM count, memory and driver version of a device.");

@@ -117,12 +117,9 @@ class MatMul(Function):
 
     def forward(self, a, b):
         self.save_for_backward(a, b)
-        if a.ndim == 2 and b.ndim == 2 and not _is_cupy(a) and a.dtype == b.dtype and \
-                a.dtype in (np.float32, np.float64):
-            from .. import kernels
+        from .. import kernels
 
-            return kernels.gemm(a, b)
-        return a @ b
+        return kernels.matmul(a, b)
 
     def backward(self, g):
         a, b = self.saved

@@ -1167,7 +1167,9 @@ def _sigmoid_bwd(dy, y, dx):
 @_parallel
 def _leaky_fwd(x, y, slope):
     for i in prange(x.size):
-        y[i] = x[i] if x[i] > 0 else slope * x[i]
+        v = x[i]
+        # ReLU (slope 0) of -inf is 0, where slope * -inf would be NaN; NaN stays NaN
+        y[i] = v if v > 0 or v != v else (slope * v if slope != 0 else 0)
 
 
 @_parallel
@@ -1185,7 +1187,39 @@ def _elu_fwd(x, y, alpha, scale):
 @_parallel
 def _elu_bwd(dy, x, dx, alpha, scale):
     for i in prange(dy.size):
-        dx[i] = dy[i] * scale * (1.0 if x[i] > 0 else alpha * math.exp(x[i]))
+        # x <= 0 takes the exponential branch, so NaN takes the other one (as PyTorch)
+        dx[i] = dy[i] * scale * (alpha * math.exp(x[i]) if x[i] <= 0 else 1.0)
+
+
+_SQRT_2_PI = math.sqrt(2 / math.pi)
+
+
+@numba.njit(cache=True, inline="always")
+def _gelu1(v, approximate):
+    if approximate:
+        return 0.5 * v * (1 + math.tanh(_SQRT_2_PI * (v + 0.044715 * v * v * v)))
+    return 0.5 * v * (1 + math.erf(v / math.sqrt(2.0)))
+
+
+@numba.njit(cache=True, inline="always")
+def _gelu_grad1(v, approximate):
+    if approximate:
+        t = math.tanh(_SQRT_2_PI * (v + 0.044715 * v * v * v))
+        return 0.5 * (1 + t) + 0.5 * v * (1 - t * t) * _SQRT_2_PI * (1 + 3 * 0.044715 * v * v)
+    return 0.5 * (1 + math.erf(v / math.sqrt(2.0))) + v * math.exp(-0.5 * v * v) / math.sqrt(
+        2 * math.pi)
+
+
+@_parallel
+def _gelu_fwd(x, y, approximate):
+    for i in prange(x.size):
+        y[i] = _gelu1(x[i], approximate)
+
+
+@_parallel
+def _gelu_bwd(dy, x, dx, approximate):
+    for i in prange(dy.size):
+        dx[i] = dy[i] * _gelu_grad1(x[i], approximate)
 
 
 def tanh_forward(x, y):
@@ -1224,9 +1258,19 @@ def elu_forward(x, y, alpha, scale):
 
 
 def elu_backward(dy, x, dx, alpha, scale):
-    """dx = dy * scale * (1 if x > 0 else alpha * exp(x))."""
+    """dx = dy * scale * (alpha * exp(x) if x <= 0 else 1)."""
     _elu_bwd(dy.reshape(-1), x.reshape(-1), dx.reshape(-1), dy.dtype.type(alpha),
              dy.dtype.type(scale))
+
+
+def gelu_forward(x, y, approximate):
+    """y = gelu(x): x * Phi(x) (approximate 0) or its tanh form (1)."""
+    _gelu_fwd(x.reshape(-1), y.reshape(-1), bool(approximate))
+
+
+def gelu_backward(dy, x, dx, approximate):
+    """dx = dy * gelu'(x)."""
+    _gelu_bwd(dy.reshape(-1), x.reshape(-1), dx.reshape(-1), bool(approximate))
 
 
 # --------------------------------------------------------------------------------------
@@ -1426,10 +1470,10 @@ __all__ += ["rnn_recurrence_forward", "rnn_recurrence_backward"]
 
 def rnn_recurrence_forward(mode, xproj, w_hh, b_ih, b_hh, hbuf, cbuf, act, reverse):
     """The recurrence over a sequence: per step a GEMM and a fused cell kernel (the loop is
-    ``reference.recurrence_forward_loop`` over this backend's kernels)."""
+    ``convnet.kernels._recurrence`` loop over this backend's kernels)."""
     import sys
 
-    from .reference import recurrence_forward_loop
+    from ._recurrence import recurrence_forward_loop
 
     recurrence_forward_loop(sys.modules[__name__], mode, xproj, w_hh, b_ih, b_hh, hbuf, cbuf,
                             act, reverse)
@@ -1439,7 +1483,7 @@ def rnn_recurrence_backward(mode, w_hh, hbuf, cbuf, act, dH, dc, dgx, dgh, dbx, 
     """Backpropagation through time for :func:`rnn_recurrence_forward`."""
     import sys
 
-    from .reference import recurrence_backward_loop
+    from ._recurrence import recurrence_backward_loop
 
     recurrence_backward_loop(sys.modules[__name__], mode, w_hh, hbuf, cbuf, act, dH, dc, dgx,
                              dgh, dbx, dbh, reverse)

@@ -80,7 +80,11 @@ def get(name: str) -> ModuleType | None:
     """The backend module, or None if it cannot be loaded (see :func:`backends`)."""
     if name not in _modules:
         try:
-            _modules[name] = _LOADERS[name]()
+            module = _LOADERS[name]()
+            from .spec import check_backend
+
+            check_backend(name, module)
+            _modules[name] = module
         except Exception as exc:  # any failure means "unavailable", with the reason kept
             _modules[name] = None
             _errors[name] = f"{type(exc).__name__}: {exc}"

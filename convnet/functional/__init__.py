@@ -1,37 +1,12 @@
 """Differentiable ops (PyTorch's ``torch.nn.functional`` names and argument orders)."""
 
 from ._extra import adaptive_avg_pool2d, local_response_norm, pad
-from ._nn import (
-    alpha_dropout,
-    avg_pool2d,
-    batch_norm,
-    binary_cross_entropy,
-    binary_cross_entropy_with_logits,
-    conv2d,
-    cross_entropy,
-    dropout,
-    elu,
-    l1_loss,
-    leaky_relu,
-    linear,
-    log_softmax,
-    max_pool2d,
-    mse_loss,
-    nll_loss,
-    relu,
-    selu,
-    sigmoid,
-    softmax,
-    tanh,
-)
+from . import _nn
+from ._nn import *  # noqa: F403  (the ops of torch.nn.functional, listed in _nn.__all__)
 from ._ops import cat, stack, where
 
-__all__ = [
-    "adaptive_avg_pool2d", "alpha_dropout", "avg_pool2d", "batch_norm", "binary_cross_entropy",
-    "binary_cross_entropy_with_logits", "cat", "conv2d", "cross_entropy", "dropout", "elu",
-    "l1_loss", "leaky_relu", "linear", "local_response_norm", "log_softmax", "max_pool2d",
-    "mse_loss", "nll_loss", "pad", "relu", "selu", "sigmoid", "softmax", "stack", "tanh", "where",
-]
+__all__ = ["adaptive_avg_pool2d", "cat", "local_response_norm", "pad", "stack", "where",
+           *_nn.__all__]
 
 # recurrent layers and cells
 from ._rnn import gru_cell, lstm_cell, recurrent_layer, rnn_relu_cell, rnn_tanh_cell  # noqa: E402

@@ -16,6 +16,13 @@ from ..random import rand_like
 from ..tensor import Tensor
 from ._ops import xp_of
 
+__all__ = [
+    "alpha_dropout", "avg_pool2d", "batch_norm", "binary_cross_entropy",
+    "binary_cross_entropy_with_logits", "conv2d", "cross_entropy", "dropout", "elu", "gelu",
+    "l1_loss", "leaky_relu", "linear", "log_softmax", "max_pool2d", "mse_loss", "nll_loss",
+    "relu", "selu", "sigmoid", "softmax", "tanh",
+]
+
 SELU_ALPHA = K.SELU_ALPHA
 SELU_SCALE = K.SELU_SCALE
 

@@ -30,6 +30,7 @@ from .conv import *  # noqa: F403
 from .blas import *  # noqa: F403
 from .norm import *  # noqa: F403
 from .pool import *  # noqa: F403
+from .pool import _pool_geometry  # noqa: F401
 from .rnn import *  # noqa: F403
 from .upsample import *  # noqa: F403
 

@@ -49,6 +49,11 @@ def _dt(a) -> str:
     return str(a.dtype)
 
 
+def _counts(*arrays):
+    """Element counts of the buffers, which the extension checks against the sizes."""
+    return [0 if a is None else int(a.size) for a in arrays]
+
+
 # --------------------------------------------------------------------------- index tables
 
 _TABLES: OrderedDict = OrderedDict()
@@ -278,7 +283,7 @@ def rnn_recurrence_forward(mode, xproj, w_hh, b_ih, b_hh, hbuf, cbuf, act, rever
     _ext.rnn_recurrence_forward(_dt(hbuf), mode, _ptr(xproj), _ptr(w_hh), _ptr(b_ih),
                                 _ptr(b_hh), _ptr(hbuf), _ptr(cbuf if mode == 0 else None),
                                 _ptr(act if mode == 1 else None), t1 - 1, b, n, bool(reverse),
-                                stream, dev)
+                                _counts(xproj, w_hh, b_ih, b_hh, hbuf, cbuf, act), stream, dev)
 
 
 def rnn_recurrence_backward(mode, w_hh, hbuf, cbuf, act, dH, dc, dgx, dgh, dbx, dbh, reverse):
@@ -289,7 +294,9 @@ def rnn_recurrence_backward(mode, w_hh, hbuf, cbuf, act, dH, dc, dgx, dgh, dbx, 
                                  _ptr(cbuf if mode == 0 else None),
                                  _ptr(act if mode <= 1 else None), _ptr(dH),
                                  _ptr(dc if mode == 0 else None), _ptr(dgx), _ptr(dgh),
-                                 _ptr(dbx), _ptr(dbh), t1 - 1, b, n, bool(reverse), stream, dev)
+                                 _ptr(dbx), _ptr(dbh), t1 - 1, b, n, bool(reverse),
+                                 _counts(w_hh, hbuf, cbuf, act, dH, dc, dgx, dgh, dbx, dbh),
+                                 stream, dev)
 
 
 # --------------------------------------------------------------------------- upsampling

@@ -1194,19 +1194,21 @@ def _elu_bwd(dy, x, dx, alpha, scale):
 _SQRT_2_PI = math.sqrt(2 / math.pi)
 
 
+# Phi(x) = erfc(-x / sqrt 2) / 2 and (1 + tanh(u)) / 2 = sigmoid(2u): no cancellation for
+# negative x, where 1 + erf(...) would keep few float32 digits.
 @numba.njit(cache=True, inline="always")
 def _gelu1(v, approximate):
     if approximate:
-        return 0.5 * v * (1 + math.tanh(_SQRT_2_PI * (v + 0.044715 * v * v * v)))
-    return 0.5 * v * (1 + math.erf(v / math.sqrt(2.0)))
+        return v / (1 + math.exp(-2 * _SQRT_2_PI * (v + 0.044715 * v * v * v)))
+    return 0.5 * v * math.erfc(-v / math.sqrt(2.0))
 
 
 @numba.njit(cache=True, inline="always")
 def _gelu_grad1(v, approximate):
     if approximate:
-        t = math.tanh(_SQRT_2_PI * (v + 0.044715 * v * v * v))
-        return 0.5 * (1 + t) + 0.5 * v * (1 - t * t) * _SQRT_2_PI * (1 + 3 * 0.044715 * v * v)
-    return 0.5 * (1 + math.erf(v / math.sqrt(2.0))) + v * math.exp(-0.5 * v * v) / math.sqrt(
+        s = 1 / (1 + math.exp(-2 * _SQRT_2_PI * (v + 0.044715 * v * v * v)))
+        return s + 2 * v * s * (1 - s) * _SQRT_2_PI * (1 + 3 * 0.044715 * v * v)
+    return 0.5 * math.erfc(-v / math.sqrt(2.0)) + v * math.exp(-0.5 * v * v) / math.sqrt(
         2 * math.pi)
 
 

@@ -2,34 +2,12 @@
 
 from . import init, utils
 from .extra import AdaptiveAvgPool2d, LocalResponseNorm
-from .layers import (
-    ELU,
-    SELU,
-    AlphaDropout,
-    AvgPool2d,
-    BatchNorm1d,
-    BatchNorm2d,
-    Conv2d,
-    Dropout,
-    Flatten,
-    Identity,
-    LeakyReLU,
-    Linear,
-    LogSoftmax,
-    MaxPool2d,
-    ReLU,
-    Sigmoid,
-    Softmax,
-    Tanh,
-)
+from . import layers
+from .layers import *  # noqa: F403  (the layers, listed in layers.__all__)
 from .module import Module, ModuleList, Parameter, Sequential
 
-__all__ = [
-    "Module", "ModuleList", "Parameter", "Sequential", "Linear", "Conv2d", "MaxPool2d",
-    "AvgPool2d", "BatchNorm1d", "BatchNorm2d", "Dropout", "AlphaDropout", "Flatten", "Identity",
-    "ReLU", "LeakyReLU", "ELU", "SELU", "Sigmoid", "Tanh", "Softmax", "LogSoftmax", "init",
-    "utils", "AdaptiveAvgPool2d", "LocalResponseNorm",
-]
+__all__ = ["Module", "ModuleList", "Parameter", "Sequential", "init", "utils",
+           "AdaptiveAvgPool2d", "LocalResponseNorm", *layers.__all__]
 
 # recurrent layers and cells
 from .rnn import GRU, LSTM, RNN, GRUCell, LSTMCell, RNNCell  # noqa: E402

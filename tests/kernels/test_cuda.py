@@ -402,7 +402,7 @@ def test_batch_norm_running_stats_update_as_on_the_cpu(cp, dtype):
 # --------------------------------------------------------------------------- activations
 
 ACTS = [("relu", None), ("leaky_relu", 0.2), ("elu", 0.7), ("selu", None), ("tanh", None),
-        ("sigmoid", None)]
+        ("sigmoid", None), ("gelu", 0), ("gelu", 1)]
 
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
@@ -416,7 +416,7 @@ def test_activations_match_cpu(cp, kind, alpha, shape, dtype):
     y = K.activation_forward(cp.asarray(x), kind, alpha)
     y_cpu = K.activation_forward(x, kind, alpha, backend=cpu_backend())
     assert_close(host(y), y_cpu, dtype, f"{kind} forward")
-    saved = y_cpu if kind in ("tanh", "sigmoid") else x
+    saved = y_cpu if K.ACTIVATIONS[kind].saved == "y" else x
     dy = rng.standard_normal(shape).astype(dtype)
     poison_pool(cp)
     dx = K.activation_backward(cp.asarray(dy), cp.asarray(saved), kind, alpha)

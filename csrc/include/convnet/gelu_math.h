@@ -13,30 +13,35 @@
 namespace convnet {
 namespace math {
 
-// p: 0 exact (erf), 1 tanh approximation; the saved tensor for backward is x.
+// p: 0 exact, 1 tanh approximation; the saved tensor for backward is x. Written without
+// the cancellation of 1 + erf(x / sqrt 2) and 1 + tanh(u) for negative x, where float32
+// would keep few correct digits: Phi(x) = erfc(-x / sqrt 2) / 2 and
+// (1 + tanh(u)) / 2 = sigmoid(2u).
 struct Gelu {
-  // 0.5 x (1 + erf(x / sqrt 2)), or 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3)))
+  // x * Phi(x), or x * sigmoid(2u) with u = sqrt(2/pi) (x + 0.044715 x^3)
   template <typename T>
   CONVNET_HD static T forward(T x, T p) {
-    using std::erf;
-    using std::tanh;
-    if (p != T(0)) return T(0.5) * x * (T(1) + tanh(T(0.7978845608028654) * (x + T(0.044715) * x * x * x)));
-    return T(0.5) * x * (T(1) + erf(x * T(0.7071067811865476)));
+    using std::erfc;
+    using std::exp;
+    if (p != T(0)) return x / (T(1) + exp(T(-2) * u(x)));
+    return T(0.5) * x * erfc(x * T(-0.7071067811865476));
   }
-  // dy/dx: Phi(x) + x phi(x), or the derivative of the tanh form
+  // Phi(x) + x phi(x), or s + 2 x s (1 - s) u'(x) with s = sigmoid(2u)
   template <typename T>
   CONVNET_HD static T derivative(T x, T p) {
-    using std::erf;
+    using std::erfc;
     using std::exp;
-    using std::tanh;
     if (p != T(0)) {
-      const T k = T(0.7978845608028654);
-      const T t = tanh(k * (x + T(0.044715) * x * x * x));
-      return T(0.5) * (T(1) + t) +
-             T(0.5) * x * (T(1) - t * t) * k * (T(1) + T(3) * T(0.044715) * x * x);
+      const T s = T(1) / (T(1) + exp(T(-2) * u(x)));
+      return s + T(2) * x * s * (T(1) - s) * T(0.7978845608028654) *
+                     (T(1) + T(3) * T(0.044715) * x * x);
     }
-    return T(0.5) * (T(1) + erf(x * T(0.7071067811865476))) +
+    return T(0.5) * erfc(x * T(-0.7071067811865476)) +
            x * exp(T(-0.5) * x * x) * T(0.3989422804014327);
+  }
+  template <typename T>
+  CONVNET_HD static T u(T x) {
+    return T(0.7978845608028654) * (x + T(0.044715) * x * x * x);
   }
 };
 

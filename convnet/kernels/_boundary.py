@@ -19,6 +19,7 @@ import operator
 import numpy as np
 
 from . import spec
+from . import _registry
 from ._registry import default_cpu, require
 
 _FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
@@ -134,6 +135,8 @@ def _pick(backend, on_gpu):
     if backend == "cuda" and not on_gpu:
         raise ValueError("backend: 'cuda' needs CuPy arrays, but the inputs are NumPy arrays "
                          "(move them with cupy.asarray)")
+    if backend == "numba":
+        _registry.sync_numba_threads()
     return require(backend)
 
 

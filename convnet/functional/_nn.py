@@ -72,7 +72,7 @@ def max_pool2d(input, kernel_size, stride=None, padding=0, ceil_mode=False):
     """Max pooling; ``ceil_mode=True`` keeps the partial windows at the bottom/right edge
     (PyTorch's output size rule)."""
     if ceil_mode:
-        from ._extra import max_pool2d_ceil
+        from ._pool_norm import max_pool2d_ceil
 
         return max_pool2d_ceil(input, kernel_size, stride, padding)
     return MaxPool2d.apply(input, kernel_size=kernel_size, stride=stride, padding=padding)

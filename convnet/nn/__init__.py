@@ -1,7 +1,7 @@
 """Layers and models: PyTorch's ``torch.nn`` names."""
 
 from . import init, utils
-from .extra import AdaptiveAvgPool2d, LocalResponseNorm
+from .pool_norm import AdaptiveAvgPool2d, LocalResponseNorm
 from . import layers
 from .layers import *  # noqa: F403  (the layers, listed in layers.__all__)
 from .module import Module, ModuleList, Parameter, Sequential
@@ -15,12 +15,8 @@ from .rnn import GRU, LSTM, RNN, GRUCell, LSTMCell, RNNCell  # noqa: E402
 __all__ += ["RNN", "LSTM", "GRU", "RNNCell", "LSTMCell", "GRUCell"]
 
 # Decoders and generators.
-from .upsample import (  # noqa: E402
-    ConvTranspose2d,
-    Upsample,
-    UpsamplingBilinear2d,
-    UpsamplingNearest2d,
-)
+from .conv_transpose import ConvTranspose2d  # noqa: E402
+from .upsample import Upsample, UpsamplingBilinear2d, UpsamplingNearest2d  # noqa: E402
 
 __all__ += ["ConvTranspose2d", "Upsample", "UpsamplingBilinear2d", "UpsamplingNearest2d"]
 from .embedding import Embedding  # noqa: E402

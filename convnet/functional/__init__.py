@@ -1,9 +1,9 @@
 """Differentiable ops (PyTorch's ``torch.nn.functional`` names and argument orders)."""
 
-from ._pool_norm import adaptive_avg_pool2d, local_response_norm, pad
 from . import _nn
 from ._nn import *  # noqa: F403  (the ops of torch.nn.functional, listed in _nn.__all__)
 from ._ops import cat, stack, where
+from ._pool_norm import adaptive_avg_pool2d, local_response_norm, pad
 
 __all__ = ["adaptive_avg_pool2d", "cat", "local_response_norm", "pad", "stack", "where",
            *_nn.__all__]

@@ -7,7 +7,6 @@ from .. import kernels as K
 from ..autograd import Function
 
 
-
 class ConvTranspose2d(Function):
     def forward(self, x, w, *maybe_b, stride=1, padding=0, output_padding=0, dilation=1):
         b = maybe_b[0] if maybe_b else None

@@ -8,6 +8,7 @@ import math
 from .. import kernels as K
 from ..autograd import Function
 
+
 class Interpolate(Function):
     def forward(self, x, mode="nearest", size=(1, 1), align_corners=False, scales=None):
         self.save_for_backward(x.shape, mode, align_corners, scales)

@@ -16,7 +16,6 @@ Gate order and parameter shapes are PyTorch's (``weight_ih`` (G*H, I), ``weight_
 
 from __future__ import annotations
 
-
 from .. import kernels as K
 from ..autograd import Function
 from ..tensor import Tensor

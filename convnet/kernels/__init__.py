@@ -26,8 +26,8 @@ from __future__ import annotations
 from . import activation, blas, conv, norm, pool, rnn, spec, upsample
 from ._registry import backends, use_backend
 from .activation import *  # noqa: F403
-from .conv import *  # noqa: F403
 from .blas import *  # noqa: F403
+from .conv import *  # noqa: F403
 from .norm import *  # noqa: F403
 from .pool import *  # noqa: F403
 from .pool import _pool_geometry  # noqa: F401

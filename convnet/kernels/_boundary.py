@@ -18,8 +18,7 @@ import operator
 
 import numpy as np
 
-from . import spec
-from . import _registry
+from . import _registry, spec
 from ._registry import default_cpu, require
 
 _FLOATS = (np.dtype(np.float32), np.dtype(np.float64))

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-import numpy as np
-
 from . import _checks as ck
 from ._boundary import launch
 
-__all__ = ['conv2d_output_shape', 'conv2d_forward', 'conv2d_backward_data', 'conv2d_backward_weight', 'conv2d_backward_bias', 'conv_transpose2d_output_shape', 'conv_transpose2d_forward', 'conv_transpose2d_backward_data', 'conv_transpose2d_backward_weight']
+__all__ = [
+    "conv2d_output_shape", "conv2d_forward", "conv2d_backward_data", "conv2d_backward_weight",
+    "conv2d_backward_bias", "conv_transpose2d_output_shape", "conv_transpose2d_forward",
+    "conv_transpose2d_backward_data", "conv_transpose2d_backward_weight",
+]
 
 
 def _conv_geometry(x_shape, w_shape, stride, padding, dilation):

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import numpy as np
-
 from . import _checks as ck
 from ._boundary import launch
 
-__all__ = ['batch_norm_forward_training', 'batch_norm_forward_inference', 'batch_norm_backward']
+__all__ = [
+    "batch_norm_forward_training", "batch_norm_forward_inference", "batch_norm_backward",
+]
 
 
 def _bn_view(x):
@@ -54,7 +54,8 @@ def batch_norm_forward_training(x, weight=None, bias=None, running_mean=None, ru
     mean = xp.empty((c,), dtype=x.dtype)
     var = xp.empty((c,), dtype=x.dtype)
     invstd = xp.empty((c,), dtype=x.dtype)
-    launch("batch_norm_forward_training", backend, x3, weight, bias, y3, mean, var, invstd, float(eps))
+    launch("batch_norm_forward_training", backend, x3, weight, bias, y3, mean, var, invstd,
+           float(eps))
     if running_mean is not None:
         running_mean *= 1.0 - momentum
         running_mean += momentum * mean
@@ -75,7 +76,8 @@ def batch_norm_forward_inference(x, running_mean, running_var, weight=None, bias
     weight = _per_channel("weight", weight, c, x.dtype, xp, 1.0)
     bias = _per_channel("bias", bias, c, x.dtype, xp, 0.0)
     y3 = xp.empty_like(x3)
-    launch("batch_norm_forward_inference", backend, x3, weight, bias, running_mean, running_var, y3, float(eps))
+    launch("batch_norm_forward_inference", backend, x3, weight, bias, running_mean,
+           running_var, y3, float(eps))
     return y3.reshape(x.shape)
 
 
@@ -96,7 +98,8 @@ def batch_norm_backward(dy, x, mean, invstd, weight=None, *, backend=None):
     dx3 = xp.empty_like(x3)
     dweight = xp.empty((c,), dtype=x.dtype)
     dbias = xp.empty((c,), dtype=x.dtype)
-    launch("batch_norm_backward", backend, dy.reshape(x3.shape), x3, weight, mean, invstd, dx3, dweight, dbias)
+    launch("batch_norm_backward", backend, dy.reshape(x3.shape), x3, weight, mean, invstd,
+           dx3, dweight, dbias)
     return dx3.reshape(x.shape), dweight, dbias
 
 

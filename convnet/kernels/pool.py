@@ -7,7 +7,9 @@ import numpy as np
 from . import _checks as ck
 from ._boundary import launch
 
-__all__ = ['max_pool2d_forward', 'max_pool2d_backward', 'avg_pool2d_forward', 'avg_pool2d_backward']
+__all__ = [
+    "max_pool2d_forward", "max_pool2d_backward", "avg_pool2d_forward", "avg_pool2d_backward",
+]
 
 
 def _pool_geometry(x_shape, kernel_size, stride, padding):

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-import numpy as np
-
 from . import _checks as ck
 from ._boundary import launch
 
-__all__ = ['RNN_MODES', 'RNN_GATES', 'lstm_cell_forward', 'lstm_cell_backward', 'gru_cell_forward', 'gru_cell_backward', 'rnn_cell_forward', 'rnn_cell_backward', 'Recurrence', 'rnn_recurrence_forward', 'rnn_recurrence_backward']
+__all__ = [
+    "RNN_MODES", "RNN_GATES", "lstm_cell_forward", "lstm_cell_backward", "gru_cell_forward",
+    "gru_cell_backward", "rnn_cell_forward", "rnn_cell_backward", "Recurrence",
+    "rnn_recurrence_forward", "rnn_recurrence_backward",
+]
 #
 # One time step of an LSTM, GRU or plain RNN cell over a batch, gate order as PyTorch's
 # (LSTM i, f, g, o; GRU r, z, n). The cell kernels take the gate pre-activations, i.e. the
@@ -224,8 +226,8 @@ def rnn_recurrence_forward(mode, xproj, w_hh, h0, c0=None, b_ih=None, b_hh=None,
         cbuf[first] = c0
     elif mode == "gru":
         act = xp.empty((t_len, b, 4 * h), dt)
-    launch("rnn_recurrence_forward", backend, RNN_MODES.index(mode), xproj, w_hh, b_ih, b_hh, hbuf, cbuf,
-                                act, bool(reverse))
+    launch("rnn_recurrence_forward", backend, RNN_MODES.index(mode), xproj, w_hh, b_ih, b_hh,
+           hbuf, cbuf, act, bool(reverse))
     if mode == "lstm":
         act = xproj
     return Recurrence(mode, bool(reverse), hbuf, cbuf, act)
@@ -285,7 +287,7 @@ def rnn_recurrence_backward(rec, w_hh, dh_out=None, dh_n=None, dc_n=None, *, dH=
     dc0 = None
     if mode == "lstm":
         dc0 = xp.zeros((b, h), dt) if dc_n is None else xp.array(dc_n, dtype=dt, order="C")
-    launch("rnn_recurrence_backward", backend, RNN_MODES.index(mode), w_hh, hbuf, rec.cbuf, rec.act, dH, dc0,
-                                 dgx, dgh, dbx, dbh, rec.reverse)
+    launch("rnn_recurrence_backward", backend, RNN_MODES.index(mode), w_hh, hbuf, rec.cbuf,
+           rec.act, dH, dc0, dgx, dgh, dbx, dbh, rec.reverse)
     return dgx, dgh, dH[h0_slot], dc0, dbx, dbh
 

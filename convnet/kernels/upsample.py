@@ -7,7 +7,10 @@ import numpy as np
 from . import _checks as ck
 from ._boundary import launch
 
-__all__ = ['upsample_nearest2d_forward', 'upsample_nearest2d_backward', 'upsample_bilinear2d_forward', 'upsample_bilinear2d_backward']
+__all__ = [
+    "upsample_nearest2d_forward", "upsample_nearest2d_backward", "upsample_bilinear2d_forward",
+    "upsample_bilinear2d_backward",
+]
 #
 # PyTorch's rules (``F.interpolate``): ``scales`` are the scale factors the user gave, which
 # PyTorch uses for the source coordinates (step 1/scale) instead of in/out when the output

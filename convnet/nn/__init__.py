@@ -1,10 +1,9 @@
 """Layers and models: PyTorch's ``torch.nn`` names."""
 
-from . import init, utils
-from .pool_norm import AdaptiveAvgPool2d, LocalResponseNorm
-from . import layers
+from . import init, layers, utils
 from .layers import *  # noqa: F403  (the layers, listed in layers.__all__)
 from .module import Module, ModuleList, Parameter, Sequential
+from .pool_norm import AdaptiveAvgPool2d, LocalResponseNorm
 
 __all__ = ["Module", "ModuleList", "Parameter", "Sequential", "init", "utils",
            "AdaptiveAvgPool2d", "LocalResponseNorm", *layers.__all__]

@@ -11,7 +11,6 @@ from ..tensor import Tensor
 from . import init
 from .module import Module, Parameter
 
-
 __all__ = [
     "Identity",
     "Linear",

@@ -75,7 +75,7 @@ def test_gelu_module_and_bad_arguments():
     x = np.linspace(-4, 4, 11)
     np.testing.assert_allclose(m(cn.tensor(x)).numpy(),
                                torch.nn.GELU(approximate="tanh")(torch.tensor(x)).numpy(),
-                               rtol=1e-14)
+                               rtol=1e-12, atol=1e-15)  # torch's 1 + tanh(u) cancels a little
     with pytest.raises(ValueError, match="approximate: expected 'none' or 'tanh'"):
         F.gelu(cn.tensor(x), approximate="erf")
     with pytest.raises(ValueError, match=r"approximate: must be in \[0, 1\]"):

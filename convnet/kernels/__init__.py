@@ -28,6 +28,7 @@ from ._registry import backends, use_backend
 from .activation import *  # noqa: F403
 from .blas import *  # noqa: F403
 from .conv import *  # noqa: F403
+from .conv import _conv_geometry  # noqa: F401  (used by the GPU tests and benchmark)
 from .norm import *  # noqa: F403
 from .pool import *  # noqa: F403
 from .pool import _pool_geometry  # noqa: F401

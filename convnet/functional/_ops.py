@@ -348,13 +348,9 @@ class Index(Function):
             out[key] = g
             return out
         # add.at accumulates repeated indices (fancy indexing may pick an element twice)
-        if xp is np:
-            np.add.at(out, key, g)
-        else:
-            import cupyx
+        from .. import kernels
 
-            cupyx.scatter_add(out, key, g)
-        return out
+        return kernels.scatter_add(out, key, g)
 
 
 class Cat(Function):

@@ -40,28 +40,9 @@ import numba
 import numpy as np
 from numba import prange
 
-__all__ = [
-    "gemm",
-    "conv2d_forward",
-    "conv2d_backward_data",
-    "conv2d_backward_weight",
-    "conv2d_backward_bias",
-    "max_pool2d_forward",
-    "max_pool2d_backward",
-    "avg_pool2d_forward",
-    "avg_pool2d_backward",
-    "batch_norm_forward_training",
-    "batch_norm_forward_inference",
-    "batch_norm_backward",
-    "tanh_forward",
-    "tanh_backward",
-    "sigmoid_forward",
-    "sigmoid_backward",
-    "leaky_relu_forward",
-    "leaky_relu_backward",
-    "elu_forward",
-    "elu_backward",
-]
+from .spec import NAMES
+
+__all__ = list(NAMES)  # the manifest's kernels, each defined below
 
 # Parallel kernels and the serial helpers they call from inside prange bodies (a helper must
 # not open a nested parallel region).
@@ -1281,8 +1262,6 @@ def gelu_backward(dy, x, dx, approximate):
 # gradients (column sums) belong to one thread each and the inner loop runs along rows.
 # --------------------------------------------------------------------------------------
 
-__all__ += ["lstm_cell_forward", "lstm_cell_backward", "gru_cell_forward", "gru_cell_backward",
-            "rnn_cell_forward", "rnn_cell_backward"]
 
 _RNN_BLOCK = 32
 
@@ -1467,7 +1446,6 @@ def rnn_cell_backward(h, dh, dpre, db, relu, accumulate):
     _rnn_bwd(h, dh, dpre, db, bool(relu), bool(accumulate))
 
 
-__all__ += ["rnn_recurrence_forward", "rnn_recurrence_backward"]
 
 
 def rnn_recurrence_forward(mode, xproj, w_hh, b_ih, b_hh, hbuf, cbuf, act, reverse):
@@ -1493,12 +1471,6 @@ def rnn_recurrence_backward(mode, w_hh, hbuf, cbuf, act, dH, dc, dgx, dgh, dbx, 
 # upsampling (nearest, bilinear) with PyTorch's coordinate rules (see csrc/cpu/upsample.cpp)
 # --------------------------------------------------------------------------------------
 
-__all__ += [
-    "upsample_nearest2d_forward",
-    "upsample_nearest2d_backward",
-    "upsample_bilinear2d_forward",
-    "upsample_bilinear2d_backward",
-]
 
 
 def _nearest_table(n_in, n_out, scale):

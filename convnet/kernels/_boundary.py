@@ -21,105 +21,122 @@ import numpy as np
 from . import _registry, spec
 from ._registry import default_cpu, require
 
-_FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
-_INT64 = np.dtype(np.int64)
+_F32, _F64, _INT64 = np.dtype(np.float32), np.dtype(np.float64), np.dtype(np.int64)
 
 
 def _is_cupy(a) -> bool:
     return type(a).__module__.startswith("cupy")
 
 
-def _span(a):
-    """[start, end) bytes of a contiguous array, or None when it holds nothing."""
-    if a.size == 0:
-        return None
-    start = a.__array_interface__["data"][0] if isinstance(a, np.ndarray) else a.data.ptr
-    return start, start + a.nbytes
+def _overlap(v, u) -> bool:
+    """Whether two C-contiguous arrays share bytes (their extents are exact)."""
+    if type(v) is np.ndarray and type(u) is np.ndarray:
+        return np.may_share_memory(v, u)
+    if isinstance(v, np.ndarray) or isinstance(u, np.ndarray) or not v.size or not u.size:
+        return False
+    return v.data.ptr < u.data.ptr + u.nbytes and u.data.ptr < v.data.ptr + v.nbytes
 
 
 def _refuse(kernel, arg, what, exc=ValueError):
     raise exc(f"{arg}: {what} ({kernel})")
 
 
-def _check_array(k, a, v, dtype, on_gpu):
-    if not (isinstance(v, np.ndarray) or _is_cupy(v)):
-        _refuse(k.name, a.name, f"expected a NumPy or CuPy array, got {type(v).__name__}",
-                TypeError)
-    if _is_cupy(v) != on_gpu:
-        _refuse(k.name, a.name, "arrays are on different devices (NumPy and CuPy mixed)")
-    want = _INT64 if a.role in (spec.INDEX, spec.INDEX_OUT) else dtype
-    if v.dtype != want:
-        _refuse(k.name, a.name, f"expected dtype {want}, got {v.dtype}", TypeError)
+class _Plan:
+    """What validate needs of a kernel, worked out once: its arguments by kind, where the
+    dtype comes from, and which pairs of arrays must not overlap."""
+
+    def __init__(self, k: spec.Kernel):
+        self.kernel = k
+        self.names = k.arg_names
+        self.first = next(i for i, a in enumerate(k.args) if a.role in (spec.IN, spec.INOUT))
+        self.arrays = [(i, a, a.role in (spec.INDEX, spec.INDEX_OUT),
+                        a.role in spec.WRITTEN_ROLES, a.role in (spec.OPT, spec.OPT_INOUT))
+                       for i, a in enumerate(k.args) if a.role in spec.ARRAY_ROLES]
+        self.scalars = [(i, a) for i, a in enumerate(k.args) if a.role not in spec.ARRAY_ROLES]
+        self.pairs = [(i, a.name, j, b.name) for i, a, _, w, _ in self.arrays if w
+                      for j, b, *_ in self.arrays
+                      if j != i and (a.name, b.name) not in k.alias
+                      and (b.name, a.name) not in k.alias]
+
+
+_PLANS: dict[str, _Plan] = {}
+
+
+def _check_array(name, a, v, want, on_gpu, written):
+    if type(v) is not np.ndarray and not _is_cupy(v):
+        if not isinstance(v, np.ndarray):
+            _refuse(name, a.name, f"expected a NumPy or CuPy array, got {type(v).__name__}",
+                    TypeError)
+    if (type(v) is not np.ndarray and _is_cupy(v)) != on_gpu:
+        _refuse(name, a.name, "arrays are on different devices (NumPy and CuPy mixed)")
+    if v.dtype is not want and v.dtype != want:
+        _refuse(name, a.name, f"expected dtype {want}, got {v.dtype}", TypeError)
     if a.ndim is not None and v.ndim != a.ndim:
-        _refuse(k.name, a.name, f"expected a {a.ndim}-D array, got shape {tuple(v.shape)}")
-    if not v.flags.c_contiguous:
-        _refuse(k.name, a.name, "expected a C-contiguous array")
-    if a.role in spec.WRITTEN_ROLES and not v.flags.writeable:
-        _refuse(k.name, a.name, "is written but the array is read-only")
+        _refuse(name, a.name, f"expected a {a.ndim}-D array, got shape {tuple(v.shape)}")
+    flags = v.flags
+    if not flags.c_contiguous:
+        _refuse(name, a.name, "expected a C-contiguous array")
+    if written and not flags.writeable:
+        _refuse(name, a.name, "is written but the array is read-only")
 
 
-def _check_scalar(k, a, v):
+def _check_scalar(name, a, v):
+    t = type(v)
     if a.role == spec.BOOL:
-        if not isinstance(v, (bool, np.bool_)):
-            _refuse(k.name, a.name, f"expected a bool, got {v!r}", TypeError)
+        if t is not bool and not isinstance(v, np.bool_):
+            _refuse(name, a.name, f"expected a bool, got {v!r}", TypeError)
         return bool(v)
     if a.role == spec.INT:
-        if isinstance(v, (bool, np.bool_)):
-            _refuse(k.name, a.name, f"expected an int, got {v!r}", TypeError)
-        try:
-            v = operator.index(v)
-        except TypeError:
-            _refuse(k.name, a.name, f"expected an int, got {v!r}", TypeError)
+        if t is not int:
+            if isinstance(v, (bool, np.bool_)):
+                _refuse(name, a.name, f"expected an int, got {v!r}", TypeError)
+            try:
+                v = operator.index(v)
+            except TypeError:
+                _refuse(name, a.name, f"expected an int, got {v!r}", TypeError)
     else:
-        try:
-            v = float(v)
-        except (TypeError, ValueError):
-            _refuse(k.name, a.name, f"expected a number, got {v!r}", TypeError)
+        if t is not float:
+            try:
+                v = float(v)
+            except (TypeError, ValueError):
+                _refuse(name, a.name, f"expected a number, got {v!r}", TypeError)
         if not math.isfinite(v):
-            _refuse(k.name, a.name, f"must be finite, got {v}")
+            _refuse(name, a.name, f"must be finite, got {v}")
     if not a.lo <= v <= a.hi:
-        _refuse(k.name, a.name, f"must be in [{a.lo}, {a.hi}], got {v}")
+        _refuse(name, a.name, f"must be in [{a.lo}, {a.hi}], got {v}")
     return v
 
 
 def validate(name: str, args: tuple):
     """Check one backend-level call; returns (kernel, normalised args, on_gpu)."""
-    k = spec.BY_NAME[name]
+    plan = _PLANS.get(name) or _PLANS.setdefault(name, _Plan(spec.BY_NAME[name]))
+    k = plan.kernel
     if len(args) != len(k.args):
         raise TypeError(f"{name}: expected {len(k.args)} arguments {k.arg_names}, got "
                         f"{len(args)}")
-    first = next((v for a, v in zip(k.args, args) if a.role in (spec.IN, spec.INOUT)
-                  and v is not None), None)
-    on_gpu = first is not None and _is_cupy(first)
+    first = args[plan.first]
     dtype = getattr(first, "dtype", None)
-    if dtype not in _FLOATS:
-        _refuse(name, k.args[0].name, f"expected float32 or float64, got dtype {dtype}",
-                TypeError)
-    out = []
-    arrays = []
-    for a, v in zip(k.args, args):
-        if a.role in spec.ARRAY_ROLES:
-            if v is None:
-                if a.role not in (spec.OPT, spec.OPT_INOUT):
-                    _refuse(name, a.name, "is required, got None", TypeError)
-            else:
-                _check_array(k, a, v, dtype, on_gpu)
-                arrays.append((a, v))
-        else:
-            v = _check_scalar(k, a, v)
-        out.append(v)
-    for i, (a, v) in enumerate(arrays):
-        if a.role not in spec.WRITTEN_ROLES:
+    # identity first (the usual dtypes are singletons), then equality (a byte-swapped float32
+    # is not equal to the native one, and is refused)
+    if dtype is not _F32 and dtype is not _F64 and dtype != _F32 and dtype != _F64:
+        _refuse(name, k.args[plan.first].name,
+                f"expected float32 or float64, got dtype {dtype}", TypeError)
+    on_gpu = type(first) is not np.ndarray and _is_cupy(first)
+    out = list(args)
+    for i, a, index, written, optional in plan.arrays:
+        v = args[i]
+        if v is None:
+            if not optional:
+                _refuse(name, a.name, "is required, got None", TypeError)
             continue
-        sv = _span(v)
-        for j, (b, u) in enumerate(arrays):
-            if i == j or (a.name, b.name) in k.alias or (b.name, a.name) in k.alias:
-                continue
-            su = _span(u)
-            if sv and su and sv[0] < su[1] and su[0] < sv[1]:
-                _refuse(name, a.name, f"is written but overlaps {b.name} in memory")
-    ns = dict(zip(k.arg_names, out))
-    _RULES[name](ns)
+        _check_array(name, a, v, _INT64 if index else dtype, on_gpu, written)
+    for i, a in plan.scalars:
+        out[i] = _check_scalar(name, a, args[i])
+    for i, a_name, j, b_name in plan.pairs:
+        v, u = args[i], args[j]
+        if v is not None and u is not None and _overlap(v, u):
+            _refuse(name, a_name, f"is written but overlaps {b_name} in memory")
+    _RULES[name](dict(zip(plan.names, out)))
     return k, out, on_gpu
 
 

@@ -31,7 +31,9 @@ def _numba_threads() -> int | None:
 
 
 def set_num_threads(n: int) -> None:
-    """Use ``n`` threads in the native and Numba kernels (capped at Numba's pool size)."""
+    """Use ``n`` threads in the native and Numba kernels (capped at Numba's pool size), in
+    every thread that runs them: the native count is process-wide, and Numba's, which
+    Numba keeps per thread, is applied to each thread before its next Numba kernel."""
     n = positive_int("n", n)
     native = _registry.get("native")
     if native is not None:
@@ -39,4 +41,5 @@ def set_num_threads(n: int) -> None:
     if _registry.get("numba") is not None:
         import numba
 
-        numba.set_num_threads(min(n, numba.config.NUMBA_NUM_THREADS))
+        _registry.numba_threads = min(n, numba.config.NUMBA_NUM_THREADS)
+        numba.set_num_threads(_registry.numba_threads)

@@ -1,7 +1,12 @@
 """Kernel benchmarks: convnet's backends against the anchors, timed side by side in one run.
 
 The anchors are NumPy (OpenBLAS) for GEMM and PyTorch CPU for convolution, pooling and
-batch norm (skipped, with a note, when torch is not installed). Each case is timed in
+batch norm (skipped, with a note, when torch is not installed). The ``cuda`` backend runs
+the same cases on CuPy copies of the inputs, in the same table, against GPU anchors: cuBLAS
+(CuPy's matmul) for GEMM, cuDNN (PyTorch on the GPU, TF32 off) for the convolutions, and a
+device-to-device copy of the bytes the kernel moves for the memory-bound ones. GPU times
+are kernel times (CUDA events around each call, ``cupyx.profiler.benchmark``); the host
+time of a call (the Python adapter and the launches) is reported beside them. Each case is timed in
 blocks of repeats per implementation, with a pause between blocks so one library's
 spinning worker threads do not steal the cores from the next; the figure is the median.
 ``convnet bench`` prints the table; ``benchmarks/`` runs the same cases under
@@ -29,6 +34,17 @@ class Case:
     anchor: Callable[[], Callable[[], object]] | None
     anchor_name: str
     extra: dict = field(default_factory=dict)
+    # the GPU anchor: (name, factory of a zero-argument runner on the device), or None
+    gpu_anchor: tuple[str, Callable[[], Callable[[], object]]] | None = None
+
+
+def _dev(be, *arrays):
+    """The case's arrays where the backend runs: CuPy copies for cuda (made once per case)."""
+    if be != "cuda":
+        return arrays
+    import cupy
+
+    return tuple(cupy.asarray(a) for a in arrays)
 
 
 def _torch():
@@ -46,11 +62,19 @@ def gemm_case(n: int, rng) -> Case:
     a = rng.standard_normal((n, n), dtype=np.float32)
     b = rng.standard_normal((n, n), dtype=np.float32)
     c = np.empty((n, n), np.float32)
-    return Case(
-        "gemm", f"sgemm {n}x{n}x{n}", 2.0 * n**3,
-        lambda be: (lambda: K.gemm(a, b, c, backend=be)),
-        lambda: (lambda: np.matmul(a, b, out=c)), "numpy",
-    )
+    def ours(be):
+        da, db, dc = _dev(be, a, b, c)
+        return lambda: K.gemm(da, db, dc, backend=be)
+
+    def cublas():
+        da, db, dc = _dev("cuda", a, b, c)
+        import cupy
+
+        return lambda: cupy.matmul(da, db, out=dc)
+
+    return Case("gemm", f"sgemm {n}x{n}x{n}", 2.0 * n**3, ours,
+                lambda: (lambda: np.matmul(a, b, out=c)), "numpy",
+                gpu_anchor=("cuBLAS", cublas))
 
 
 # name: x shape, w shape, stride, padding
@@ -76,16 +100,37 @@ def conv_cases(name: str, spec, rng, torch) -> list[Case]:
     flops = 2.0 * np.prod(y_shape) * np.prod(w_shape[1:])
 
     def fwd(be):
-        return lambda: K.conv2d_forward(x, w, b, stride, padding, backend=be)
+        dx, dw, db = _dev(be, x, w, b)
+        return lambda: K.conv2d_forward(dx, dw, db, stride, padding, backend=be)
 
     def fwd_bwd(be):
+        dx, dw, db, ddy = _dev(be, x, w, b, dy)
+
         def run():
-            K.conv2d_forward(x, w, b, stride, padding, backend=be)
-            K.conv2d_backward_data(dy, w, x_shape, stride, padding, backend=be)
-            K.conv2d_backward_weight(dy, x, w_shape, stride, padding, backend=be)
-            K.conv2d_backward_bias(dy, backend=be)
+            K.conv2d_forward(dx, dw, db, stride, padding, backend=be)
+            K.conv2d_backward_data(ddy, dw, x_shape, stride, padding, backend=be)
+            K.conv2d_backward_weight(ddy, dx, w_shape, stride, padding, backend=be)
+            K.conv2d_backward_bias(ddy, backend=be)
 
         return run
+
+    def cudnn(backward):
+        def factory():
+            xt, wt, bt, dyt = (torch.from_numpy(a).cuda().requires_grad_(i < 3)
+                               for i, a in enumerate((x, w, b, dy)))
+
+            def run():
+                if backward:
+                    xt.grad = wt.grad = bt.grad = None
+                    torch.nn.functional.conv2d(xt, wt, bt, stride, padding).backward(dyt)
+                else:
+                    with torch.no_grad():
+                        torch.nn.functional.conv2d(xt, wt, bt, stride, padding)
+
+            return run
+        return factory
+
+    gpu = torch is not None and _torch_cuda(torch)
 
     anchor_fwd = anchor_fwd_bwd = None
     if torch is not None:
@@ -110,8 +155,10 @@ def conv_cases(name: str, spec, rng, torch) -> list[Case]:
             return run
 
     return [
-        Case("conv fwd", name, flops, fwd, anchor_fwd, "torch"),
-        Case("conv fwd+bwd", name, 3 * flops, fwd_bwd, anchor_fwd_bwd, "torch"),
+        Case("conv fwd", name, flops, fwd, anchor_fwd, "torch",
+             gpu_anchor=("cuDNN", cudnn(False)) if gpu else None),
+        Case("conv fwd+bwd", name, 3 * flops, fwd_bwd, anchor_fwd_bwd, "torch",
+             gpu_anchor=("cuDNN", cudnn(True)) if gpu else None),
     ]
 
 
@@ -129,6 +176,8 @@ def pool_cases(rng, torch) -> list[Case]:
             y, idx = K.max_pool2d_forward(x, k, s, p)
 
             def ours(be, x=x, k=k, s=s, p=p, idx=idx, y=y):
+                x, y, idx = _dev(be, x, y, idx)
+
                 def run():
                     K.max_pool2d_forward(x, k, s, p, backend=be)
                     K.max_pool2d_backward(y, idx, x.shape, backend=be)
@@ -138,6 +187,8 @@ def pool_cases(rng, torch) -> list[Case]:
             y = K.avg_pool2d_forward(x, k, s, p)
 
             def ours(be, x=x, k=k, s=s, p=p, y=y):
+                x, y = _dev(be, x, y)
+
                 def run():
                     K.avg_pool2d_forward(x, k, s, p, backend=be)
                     K.avg_pool2d_backward(y, x.shape, k, s, p, backend=be)
@@ -173,6 +224,8 @@ def bn_cases(rng, torch) -> list[Case]:
         _, mean, invstd = K.batch_norm_forward_training(x, w, b)
 
         def ours(be, x=x, w=w, b=b, rm=rm, rv=rv, mean=mean, invstd=invstd):
+            x, w, b, rm, rv, mean, invstd = _dev(be, x, w, b, rm, rv, mean, invstd)
+
             def run():
                 K.batch_norm_forward_training(x, w, b, rm, rv, backend=be)
                 K.batch_norm_backward(x, x, mean, invstd, w, backend=be)
@@ -222,6 +275,8 @@ def upsample_cases(rng, torch) -> list[Case]:
         bwd = getattr(K, f"upsample_{mode}2d_backward")
 
         def ours(be, x=x, dy=dy, size=size, fwd=fwd, bwd=bwd):
+            x, dy = _dev(be, x, dy)
+
             def run():
                 fwd(x, size, backend=be)
                 bwd(dy, x.shape, backend=be)
@@ -255,6 +310,8 @@ def conv_transpose_cases(rng, torch) -> list[Case]:
         flops = 2.0 * np.prod(x_shape) * np.prod(w_shape[1:])
 
         def ours(be, x=x, w=w, dy=dy, s=s, p=p, op=op):
+            x, w, dy = _dev(be, x, w, dy)
+
             def run():
                 K.conv_transpose2d_forward(x, w, None, s, p, op, backend=be)
                 K.conv_transpose2d_backward_data(dy, w, x.shape, s, p, op, backend=be)
@@ -292,7 +349,44 @@ def all_cases(quick: bool = False, groups: set[str] | None = None) -> list[Case]
     cases += upsample_cases(rng, torch) + conv_transpose_cases(rng, torch)
     if groups:
         cases = [c for c in cases if c.group.split()[0] in groups]
+    for c in cases:  # memory-bound kernels: against copying the bytes they move
+        if c.gpu_anchor is None and "bytes" in c.extra:
+            c.gpu_anchor = ("copy", _copy_anchor(c.extra["bytes"]))
     return cases
+
+
+def _torch_cuda(torch) -> bool:
+    try:
+        if not torch.cuda.is_available():
+            return False
+    except Exception:  # a CPU build or a broken driver: no cuDNN anchor
+        return False
+    torch.backends.cudnn.allow_tf32 = False
+    torch.backends.cuda.matmul.allow_tf32 = False
+    return True
+
+
+def _copy_anchor(nbytes: int):
+    def factory():
+        import cupy
+
+        src = cupy.ones(max(nbytes // 8, 1), cupy.float32)  # read half, write half
+        dst = cupy.empty_like(src)
+        return lambda: cupy.copyto(dst, src)
+    return factory
+
+
+def time_cuda(fn: Callable[[], object], min_time: float = 0.4) -> tuple[float, float]:
+    """(kernel seconds, host seconds) per call, medians: CUDA events around each call on
+    the current stream, and the host's time for the call itself (adapter, launches)."""
+    from cupyx.profiler import benchmark
+
+    fn()  # warm-up: module loading, the memory pool
+    res = benchmark(fn, n_repeat=10, n_warmup=1)
+    per_call = max(float(np.median(res.gpu_times[0])), 1e-7)
+    n = int(min(max(min_time / per_call, 3), 200))
+    res = benchmark(fn, n_repeat=n, n_warmup=0)
+    return float(np.median(res.gpu_times[0])), float(np.median(res.cpu_times))
 
 
 def time_block(fn: Callable[[], object], min_time: float = 0.4, max_reps: int = 50) -> list[float]:
@@ -308,37 +402,68 @@ def time_block(fn: Callable[[], object], min_time: float = 0.4, max_reps: int = 
 
 
 def run_case(case: Case, backends: list[str], rounds: int = 2, min_time: float = 0.4) -> dict:
-    runners = {be: case.ours(be) for be in backends}
-    if case.anchor is not None:
+    cpu = [be for be in backends if be != "cuda"]
+    runners = {be: case.ours(be) for be in cpu}
+    if case.anchor is not None and cpu:
         runners[case.anchor_name] = case.anchor()
     samples: dict[str, list[float]] = {k: [] for k in runners}
     for _ in range(rounds):  # alternate blocks so drifts in the machine's speed hit everyone
         for key, fn in runners.items():
             samples[key] += time_block(fn, min_time / rounds)
     medians = {k: float(np.median(v)) for k, v in samples.items()}
+    host: dict[str, float] = {}
+    gpu_anchor = None
+    if "cuda" in backends:
+        medians["cuda"], host["cuda"] = time_cuda(case.ours("cuda"), min_time)
+        if case.gpu_anchor is not None:
+            gpu_anchor = case.gpu_anchor[0]
+            medians[gpu_anchor], host[gpu_anchor] = time_cuda(case.gpu_anchor[1](), min_time)
     return {"group": case.group, "name": case.name, "flops": case.flops,
-            "anchor": case.anchor_name if case.anchor is not None else None,
-            "seconds": medians, **case.extra}
+            "anchor": case.anchor_name if case.anchor is not None and cpu else None,
+            "gpu_anchor": gpu_anchor, "seconds": medians, "host_seconds": host, **case.extra}
 
 
 def format_table(results: list[dict], backends: list[str]) -> str:
+    """One row per case: each backend's time and its ratio to its device's anchor (the CPU
+    anchor for native and numba; cuBLAS, cuDNN or the copy for cuda, whose host time per
+    call is its own column)."""
+    gpu = "cuda" in backends
     head = f"{'group':<17}{'case':<37}" + "".join(f"{b + ' ms':>11}" for b in backends)
-    head += f"{'anchor ms':>11}{'GFLOP/s':>9}" + "".join(f"{'x ' + b:>10}" for b in backends)
+    head += f"{'anchor ms':>11}"
+    if gpu:
+        head += f"{'gpu anchor':>18}{'cuda host ms':>13}"
+    head += f"{'GFLOP/s':>9}" + "".join(f"{'x ' + b:>10}" for b in backends)
     lines = [head, "-" * len(head)]
     for r in results:
         s = r["seconds"]
         anchor = s.get(r["anchor"]) if r["anchor"] else None
+        gpu_anchor = s.get(r.get("gpu_anchor")) if r.get("gpu_anchor") else None
         row = f"{r['group']:<17}{r['name'][:36]:<37}"
         row += "".join(f"{s[b] * 1e3:>11.2f}" for b in backends)
         row += f"{anchor * 1e3:>11.2f}" if anchor else f"{'-':>11}"
+        if gpu:
+            row += (f"{r['gpu_anchor'] + ' ' + format(gpu_anchor * 1e3, '.3f'):>18}"
+                    if gpu_anchor else f"{'-':>18}")
+            row += f"{r['host_seconds']['cuda'] * 1e3:>13.3f}"
         best = min(s[b] for b in backends)
         row += f"{r['flops'] / best / 1e9:>9.0f}" if r["flops"] else f"{'-':>9}"
-        row += "".join(f"{anchor / s[b]:>10.2f}" if anchor else f"{'-':>10}" for b in backends)
+        for b in backends:
+            ref = gpu_anchor if b == "cuda" else anchor
+            row += f"{ref / s[b]:>10.2f}" if ref else f"{'-':>10}"
         lines.append(row)
     lines.append("x BACKEND = anchor time / BACKEND time (above 1.00: faster than the anchor); "
                  "anchors: numpy for gemm, torch for the rest; medians")
+    if gpu:
+        lines.append("cuda: kernel time from CUDA events; x cuda against cuBLAS (gemm), cuDNN "
+                     "with TF32 off (conv) or a device-to-device copy of the bytes moved; "
+                     "cuda host ms: the host's time per call (adapter and launches)")
     return "\n".join(lines)
 
 
 def available_cpu_backends() -> list[str]:
     return [b for b in ("native", "numba") if _registry.get(b) is not None]
+
+
+def default_backends() -> list[str]:
+    """Every backend this machine can run: the CPU ones, and cuda when a GPU is usable."""
+    return available_cpu_backends() + (["cuda"] if _registry.get("cuda") is not None else [])

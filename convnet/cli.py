@@ -70,8 +70,13 @@ def cmd_verify(args) -> int:
 
 def cmd_bench(args) -> int:
     from . import bench
+    from .kernels import backends as backends_info
 
-    backends = args.backend or bench.available_cpu_backends()
+    backends = args.backend or bench.default_backends()
+    if "cuda" in backends and "cuda" not in bench.default_backends():
+        print(f"convnet bench: the cuda backend is unavailable: "
+              f"{backends_info()['cuda']['detail']}", file=sys.stderr)
+        return 2
     cases = bench.all_cases(quick=args.quick, groups=set(args.only) if args.only else None)
     results = []
     for i, case in enumerate(cases, 1):
@@ -430,9 +435,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="only this backend (repeatable); default: all available")
     p.set_defaults(func=cmd_verify)
 
-    p = sub.add_parser("bench", help="time the kernels against NumPy/PyTorch, print ratios")
-    p.add_argument("--backend", action="append", choices=["native", "numba"],
-                   help="only this backend (repeatable); default: all available")
+    p = sub.add_parser("bench", help="time the kernels against NumPy/PyTorch (and cuBLAS, "
+                       "cuDNN, copy bandwidth on a GPU), print ratios")
+    p.add_argument("--backend", action="append", choices=["native", "numba", "cuda"],
+                   help="only this backend (repeatable); default: all available, cuda "
+                        "included when a GPU is")
     p.add_argument("--only", action="append", choices=["gemm", "conv", "pool", "bn", "upsample",
                                                    "deconv"],
                    help="only this group of kernels (repeatable)")

@@ -1,8 +1,11 @@
-"""``convnet verify``: every kernel on every available backend against the float64
-reference (``convnet.kernels.reference``) and, when installed, PyTorch CPU.
+"""``convnet verify``: every kernel of the manifest (``convnet/kernels/spec.py``) on every
+available backend against the float64 reference (``convnet.kernels.reference``) and, when
+installed, PyTorch CPU.
 
 Inputs are random, over several shapes per kernel including odd ones. The error is the
-largest absolute difference relative to the largest magnitude of the expected output.
+largest absolute difference relative to the largest magnitude of the expected output. A
+kernel of the manifest without a check here is a failure row, so the list cannot fall
+behind the manifest.
 """
 
 from __future__ import annotations
@@ -12,8 +15,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .kernels import _boundary, _registry, spec
 from .kernels import _checks as ck
-from .kernels import _registry
 from .kernels import reference as ref
 
 TOLERANCE = {np.float32: 1e-4, np.float64: 1e-9}
@@ -22,7 +25,9 @@ TOLERANCE = {np.float32: 1e-4, np.float64: 1e-9}
 @dataclass
 class Check:
     kernel: str
-    # (rng, dtype) -> (inputs tuple, outputs list, scalar args tuple)
+    # (rng, dtype) -> (inputs tuple, outputs list, scalar args tuple), called as
+    # kernel(*inputs, *outputs, *scalars); or -> (all arguments list, indices of the
+    # outputs among them) for kernels whose arguments interleave
     make: Callable
     # inputs (float64 numpy) -> list of expected outputs, or None when torch is missing
     torch_oracle: Callable | None = None
@@ -170,21 +175,102 @@ def _checks() -> list[tuple[str, Check]]:
             (label, Check("batch_norm_forward_inference", bn_inf)),
             (label, Check("batch_norm_backward", bn_bwd)),
         ]
-    for kind, args in (("tanh", ()), ("sigmoid", ()), ("leaky_relu", (0.1,)),
-                       ("elu", (1.0, 1.0))):
-        def act_fwd(rng, dt, args=args):
-            x = (rng.standard_normal((3, 37, 5)) * 4).astype(dt)
-            return (x,), [np.empty_like(x)], args
-
-        def act_bwd(rng, dt, args=args):
-            dy = rng.standard_normal((3, 37, 5)).astype(dt)
-            saved = rng.uniform(-1, 1, (3, 37, 5)).astype(dt)
-            return (dy, saved), [np.empty_like(dy)], args
-
-        out += [("x(3,37,5)", Check(f"{kind}_forward", act_fwd)),
-                ("x(3,37,5)", Check(f"{kind}_backward", act_bwd))]
+    out += _activation_checks()
     out += _rnn_checks()
+    out += _recurrence_checks()
     out += _upsample_checks()
+    return out
+
+
+def _activation_checks() -> list[tuple[str, Check]]:
+    """Every activation of the manifest, with each value of a small integer parameter (an
+    approximation switch) or the manifest's example values."""
+    import itertools
+
+    out = []
+    for kind, (params, _) in spec.ACTIVATION_KERNELS.items():
+        choices = [range(int(a.lo), int(a.hi) + 1) if a.role == spec.INT and a.hi - a.lo <= 3
+                   else (a.example,) for a in params]
+        for args in itertools.product(*choices):
+            def act_fwd(rng, dt, args=args):
+                x = (rng.standard_normal((3, 37, 5)) * 4).astype(dt)
+                return (x,), [np.empty_like(x)], args
+
+            def act_bwd(rng, dt, args=args):
+                dy = rng.standard_normal((3, 37, 5)).astype(dt)
+                saved = rng.uniform(-1, 1, (3, 37, 5)).astype(dt)
+                return (dy, saved), [np.empty_like(dy)], args
+
+            label = f"x(3,37,5){args if args else ''}".replace(" ", "")
+            out += [(label, Check(f"{kind}_forward", act_fwd)),
+                    (label, Check(f"{kind}_backward", act_bwd))]
+    return out
+
+
+RECURRENCE_SHAPES = [(1, 1, 1), (4, 3, 7)]  # (T, B, H)
+
+
+def _recurrence_state(rng, dt, mode, t_len, b, h):
+    g = (4, 3, 1, 1)[mode]
+    xproj = rng.standard_normal((t_len, b, g * h))
+    w_hh = rng.standard_normal((g * h, h)) * 0.5
+    b_ih, b_hh = rng.standard_normal(g * h), rng.standard_normal(g * h)
+    hbuf = np.zeros((t_len + 1, b, h))
+    hbuf[0] = rng.standard_normal((b, h))
+    cbuf = act = None
+    if mode == 0:
+        cbuf = np.zeros((t_len + 1, b, h))
+        cbuf[0] = rng.standard_normal((b, h))
+    if mode == 1:
+        act = np.zeros((t_len, b, 4 * h))
+    arrays = [a.astype(dt) if a is not None else None
+              for a in (xproj, w_hh, b_ih, b_hh, hbuf, cbuf, act)]
+    return arrays
+
+
+def _recurrence_checks() -> list[tuple[str, Check]]:
+    """The whole-sequence recurrences, each mode, both directions."""
+    out = []
+    for t_len, b, h in RECURRENCE_SHAPES:
+        for mode, name in enumerate(("lstm", "gru", "rnn_tanh", "rnn_relu")):
+            for reverse in (False, True):
+                def fwd(rng, dt, mode=mode, t=t_len, b=b, h=h, reverse=reverse):
+                    xproj, w_hh, b_ih, b_hh, hbuf, cbuf, act = _recurrence_state(
+                        rng, dt, mode, t, b, h)
+                    if reverse:  # the initial state sits in the last slot
+                        hbuf = hbuf[::-1].copy()
+                        cbuf = None if cbuf is None else cbuf[::-1].copy()
+                    args = [mode, xproj, w_hh, b_ih, b_hh, hbuf, cbuf, act, reverse]
+                    # xproj is consumed; its contents after are the LSTM's gates only
+                    keep = (1, 5, 6) if mode == 0 else (5, 7)
+                    return args, [i for i in keep if args[i] is not None]
+
+                def bwd(rng, dt, mode=mode, t=t_len, b=b, h=h, reverse=reverse):
+                    xproj, w_hh, b_ih, b_hh, hbuf, cbuf, act = (
+                        None if a is None else a.astype(np.float64)
+                        for a in _recurrence_state(rng, dt, mode, t, b, h))
+                    if reverse:
+                        hbuf = hbuf[::-1].copy()
+                        cbuf = None if cbuf is None else cbuf[::-1].copy()
+                    ref.rnn_recurrence_forward(mode, xproj, w_hh, b_ih, b_hh, hbuf, cbuf, act,
+                                               reverse)
+                    saved = xproj if mode == 0 else act
+                    g = w_hh.shape[0]
+                    d_h = rng.standard_normal(hbuf.shape)
+                    dc = rng.standard_normal((b, h)) if mode == 0 else None
+                    dgx = np.zeros((t, b, g))
+                    dgh = np.zeros((t, b, g)) if mode == 1 else dgx
+                    dbx = np.zeros(g)
+                    dbh = np.zeros(g) if mode == 1 else dbx
+                    args = [mode, w_hh, hbuf, cbuf, saved, d_h, dc, dgx, dgh, dbx, dbh, reverse]
+                    args = [a.astype(dt) if isinstance(a, np.ndarray) else a for a in args]
+                    if mode != 1:  # one array for both, as the layers pass them
+                        args[8], args[10] = args[7], args[9]
+                    return args, [i for i in (5, 6, 7, 8, 9, 10) if args[i] is not None]
+
+                label = f"T{t_len}B{b}H{h} {name}{' reverse' if reverse else ''}"
+                out += [(label, Check("rnn_recurrence_forward", fwd)),
+                        (label, Check("rnn_recurrence_backward", bwd))]
     return out
 
 
@@ -316,40 +402,63 @@ def _rel_err(actual, expected) -> float:
     return float(diff.max(initial=0.0)) / norm
 
 
+def _arguments(check, rng, dt):
+    """(all arguments, indices of the outputs) of one check."""
+    made = check.make(rng, dt)
+    if len(made) == 2:
+        return list(made[0]), list(made[1])
+    inputs, outs, scalars = made
+    return [*inputs, *outs, *scalars], list(range(len(inputs), len(inputs) + len(outs)))
+
+
+def _copy(a, dtype=None):
+    if not isinstance(a, np.ndarray):
+        return a
+    with np.errstate(invalid="ignore", over="ignore"):  # outputs hold garbage before a run
+        return np.array(a, dtype=dtype if a.dtype.kind == "f" else a.dtype, order="C")
+
+
+def _written_only(kernel):
+    """Positions of the arguments a kernel only writes (poisoned before a run)."""
+    return [i for i, a in enumerate(spec.BY_NAME[kernel].args)
+            if a.role in (spec.OUT, spec.INDEX_OUT)]
+
+
 def run(backends: list[str] | None = None, seed: int = 0) -> tuple[list[dict], bool]:
     """Returns one row per (kernel, backend, dtype) with the worst errors, and overall ok."""
     if backends is None:
         backends = [b for b in ("native", "numba", "cuda") if _registry.get(b) is not None]
     worst: dict[tuple[str, str, str], dict] = {}
-    for label, check in _checks():
+    checks = _checks()
+    for label, check in checks:
         for dt in (np.float32, np.float64):
             rng = np.random.default_rng(seed)
-            inputs, outs, args = check.make(rng, dt)
-            inputs64 = tuple(a.astype(np.float64) if a.dtype.kind == "f" else a for a in inputs)
-            expected = [np.empty(o.shape, np.float64 if o.dtype != np.int64 else np.int64)
-                        for o in outs]
-            getattr(ref, check.kernel)(*inputs64, *expected, *args)
+            args, outs = _arguments(check, rng, dt)
+            args64 = [_copy(a, np.float64) for a in args]
+            for i in _written_only(check.kernel):
+                if check.kernel != "rnn_recurrence_backward":  # that one shares dgx, dgh
+                    args64[i] = np.zeros_like(args64[i])
+            if check.kernel == "rnn_recurrence_backward" and args64[0] != 1:
+                args64[8], args64[10] = args64[7], args64[9]
+            getattr(ref, check.kernel)(*args64)
+            expected = [args64[i] for i in outs]
+            inputs64 = tuple(args64[i] for i in range(len(args)) if i not in outs
+                             and isinstance(args64[i], np.ndarray))
             oracle = check.torch_oracle(inputs64) if check.torch_oracle else None
             for be in backends:
-                impl = _registry.require(be)
-                if hasattr(impl, check.kernel):
-                    err_ref, err_torch = _run_check(impl, be, check, inputs, outs, args,
-                                                    expected, oracle)
-                else:
+                if not hasattr(_registry.require(be), check.kernel):
                     # an extension built before the kernel existed: a failure, not a skip
-                    err_ref, err_torch = float("inf"), None
-                key = (check.kernel, be, np.dtype(dt).name)
-                row = worst.setdefault(key, {"kernel": check.kernel, "backend": be,
-                                             "dtype": np.dtype(dt).name, "cases": 0,
-                                             "err_reference": 0.0, "err_torch": None,
-                                             "worst_case": ""})
-                row["cases"] += 1
-                if err_ref >= row["err_reference"]:
-                    row["err_reference"] = err_ref
-                    row["worst_case"] = label if np.isfinite(err_ref) else (
-                        "kernel missing from the backend (rebuild: pip install -e .)")
-                if err_torch is not None:
-                    row["err_torch"] = max(row["err_torch"] or 0.0, err_torch)
+                    _record(worst, check.kernel, be, dt, "kernel missing from the backend "
+                            "(rebuild: pip install -e .)", float("inf"), None)
+                    continue
+                err_ref, err_torch = _run_check(be, check, args, outs, expected, oracle)
+                _record(worst, check.kernel, be, dt, label, err_ref, err_torch)
+    for k in spec.KERNELS:  # a kernel of the manifest that nothing here checks
+        if not any(c.kernel == k.name for _, c in checks):
+            for be in backends:
+                for dt in (np.float32, np.float64):
+                    _record(worst, k.name, be, dt, "no check in convnet/verify.py",
+                            float("inf"), None)
     rows = list(worst.values())
     ok = True
     for row in rows:
@@ -361,21 +470,41 @@ def run(backends: list[str] | None = None, seed: int = 0) -> tuple[list[dict], b
     return rows, ok
 
 
-def _run_check(impl, be, check, inputs, outs, args, expected, oracle):
-    """Run one kernel on NaN-poisoned outputs; its worst error vs the reference and torch."""
-    mine = [np.full(o.shape, np.nan, o.dtype) if o.dtype != np.int64 else
-            np.full(o.shape, -1, np.int64) for o in outs]
+def _record(worst, kernel, be, dt, label, err_ref, err_torch):
+    key = (kernel, be, np.dtype(dt).name)
+    row = worst.setdefault(key, {"kernel": kernel, "backend": be, "dtype": np.dtype(dt).name,
+                                 "cases": 0, "err_reference": 0.0, "err_torch": None,
+                                 "worst_case": ""})
+    row["cases"] += 1
+    if err_ref >= row["err_reference"]:
+        row["err_reference"] = err_ref
+        row["worst_case"] = label
+    if err_torch is not None:
+        row["err_torch"] = max(row["err_torch"] or 0.0, err_torch)
+
+
+def _run_check(be, check, args, outs, expected, oracle):
+    """Run one kernel through the validation boundary, its outputs poisoned with NaN (or -1
+    for indices) unless they also carry inputs; its worst error vs the reference and torch."""
+    mine = [_copy(a) for a in args]
+    for i in _written_only(check.kernel):
+        mine[i] = np.full(mine[i].shape, np.nan if mine[i].dtype.kind == "f" else -1,
+                          mine[i].dtype)
+    if check.kernel == "rnn_recurrence_backward" and mine[0] != 1:
+        mine[8], mine[10] = mine[7], mine[9]
     if be == "cuda":
         import cupy
 
-        dev = [cupy.asarray(a) for a in inputs]
-        dev_out = [cupy.asarray(o) for o in mine]
-        getattr(impl, check.kernel)(*dev, *dev_out, *args)
-        mine = [cupy.asnumpy(o) for o in dev_out]
+        dev = [cupy.asarray(a) if isinstance(a, np.ndarray) else a for a in mine]
+        if check.kernel == "rnn_recurrence_backward" and dev[0] != 1:
+            dev[8], dev[10] = dev[7], dev[9]
+        _boundary.launch(check.kernel, be, *dev)
+        mine = [cupy.asnumpy(a) if isinstance(a, cupy.ndarray) else a for a in dev]
     else:
-        getattr(impl, check.kernel)(*inputs, *mine, *args)
-    err_ref = max(_rel_err(m, e) for m, e in zip(mine, expected, strict=True))
-    err_torch = (max(_rel_err(m, e) for m, e in zip(mine, oracle, strict=True))
+        _boundary.launch(check.kernel, be, *mine)
+    got = [mine[i] for i in outs]
+    err_ref = max(_rel_err(m, e) for m, e in zip(got, expected, strict=True))
+    err_torch = (max(_rel_err(m, e) for m, e in zip(got, oracle, strict=True))
                  if oracle is not None else None)
     return err_ref, err_torch
 

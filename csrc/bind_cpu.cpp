@@ -70,10 +70,10 @@ convnet::ConvGeom conv_geom(const Arr<T>& x, const Arr<T>& w, const Arr<T>& y, i
   if (y.shape(0) != g.N || y.shape(1) != g.K) throw py::value_error("y: wrong batch/channels");
   if (sh < 1 || sw < 1 || dh < 1 || dw < 1 || ph < 0 || pw < 0)
     throw py::value_error("stride/dilation must be >= 1 and padding >= 0");
-  // Every window must start inside the padded input: the kernels index from these bounds.
-  if ((g.P - 1) * sh - ph > g.H - 1 + ph + (g.R - 1) * dh || g.P < 1 || g.Q < 1 ||
-      (g.Q - 1) * sw - pw > g.W - 1 + pw + (g.S - 1) * dw)
-    throw py::value_error("y: output size does not fit the input and padding");
+  // Any output size is in bounds (the kernels clip every window to the input, the rest is
+  // padding, which is how asymmetric padding reaches them); the geometry is checked in
+  // Python (convnet/kernels/_boundary.py).
+  if (g.P < 1 || g.Q < 1) throw py::value_error("y: empty output");
   return g;
 }
 
@@ -247,67 +247,27 @@ void batch_norm_backward(Arr<T> dy, Arr<T> x, Arr<T> weight, Arr<T> mean, Arr<T>
   convnet::batch_norm_backward<T>(N, C, L, pdy, px, pw, pm, pi, pdx, pdw, pdb);
 }
 
-template <typename T>
-void same_size(const Arr<T>& a, const Arr<T>& b, const char* name) {
-  if (a.size() != b.size() || !(b.flags() & py::array::c_style) || !(a.flags() & py::array::c_style))
-    throw py::value_error(std::string(name) + ": expected C-contiguous arrays of one size");
+// Element-wise kernels: f(n, inputs..., output) over arrays of one size (a smaller output
+// would be written past its end).
+template <typename T, typename F>
+void elementwise(std::initializer_list<const Arr<T>*> arrays, F&& f) {
+  const index_t n = (*arrays.begin())->size();
+  for (const Arr<T>* a : arrays)
+    if (a->size() != n || !(a->flags() & py::array::c_style))
+      throw py::value_error("expected C-contiguous arrays of one size");
+  py::gil_scoped_release nogil;
+  f(n);
 }
 
 template <typename T, void (*Fn)(index_t, const T*, T*)>
 void unary(Arr<T> x, Arr<T> y) {
-  same_size(x, y, "y");
-  const T* px = x.data();
-  T* py_ = y.mutable_data();
-  py::gil_scoped_release nogil;
-  Fn(x.size(), px, py_);
+  elementwise<T>({&x, &y}, [&](index_t n) { Fn(n, x.data(), y.mutable_data()); });
 }
 
 template <typename T, void (*Fn)(index_t, const T*, const T*, T*)>
 void binary(Arr<T> dy, Arr<T> saved, Arr<T> dx) {
-  same_size(dy, saved, "saved");
-  same_size(dy, dx, "dx");
-  const T *pd = dy.data(), *ps = saved.data();
-  T* pdx = dx.mutable_data();
-  py::gil_scoped_release nogil;
-  Fn(dy.size(), pd, ps, pdx);
-}
-
-template <typename T>
-void leaky_relu_forward(Arr<T> x, Arr<T> y, double slope) {
-  same_size(x, y, "y");
-  const T* px = x.data();
-  T* py_ = y.mutable_data();
-  py::gil_scoped_release nogil;
-  convnet::leaky_relu_forward<T>(x.size(), px, py_, T(slope));
-}
-
-template <typename T>
-void leaky_relu_backward(Arr<T> dy, Arr<T> x, Arr<T> dx, double slope) {
-  same_size(dy, x, "x");
-  same_size(dy, dx, "dx");
-  const T *pd = dy.data(), *px = x.data();
-  T* pdx = dx.mutable_data();
-  py::gil_scoped_release nogil;
-  convnet::leaky_relu_backward<T>(dy.size(), pd, px, pdx, T(slope));
-}
-
-template <typename T>
-void elu_forward(Arr<T> x, Arr<T> y, double alpha, double scale) {
-  same_size(x, y, "y");
-  const T* px = x.data();
-  T* py_ = y.mutable_data();
-  py::gil_scoped_release nogil;
-  convnet::elu_forward<T>(x.size(), px, py_, T(alpha), T(scale));
-}
-
-template <typename T>
-void elu_backward(Arr<T> dy, Arr<T> x, Arr<T> dx, double alpha, double scale) {
-  same_size(dy, x, "x");
-  same_size(dy, dx, "dx");
-  const T *pd = dy.data(), *px = x.data();
-  T* pdx = dx.mutable_data();
-  py::gil_scoped_release nogil;
-  convnet::elu_backward<T>(dy.size(), pd, px, pdx, T(alpha), T(scale));
+  elementwise<T>({&dy, &saved, &dx},
+                 [&](index_t n) { Fn(n, dy.data(), saved.data(), dx.mutable_data()); });
 }
 
 template <typename T>
@@ -357,14 +317,62 @@ void bind_all(py::module_& m) {
         "y = 1 / (1 + exp(-x)), stable for large |x|.");
   m.def("sigmoid_backward", &binary<T, convnet::sigmoid_backward<T>>, arr("dy"), arr("y"),
         arr("dx"), "dx = dy * y * (1 - y).");
-  m.def("leaky_relu_forward", &leaky_relu_forward<T>, arr("x"), arr("y"), arg("slope"),
-        "y = x if x > 0 else slope * x (ReLU for slope 0).");
-  m.def("leaky_relu_backward", &leaky_relu_backward<T>, arr("dy"), arr("x"), arr("dx"),
-        arg("slope"), "dx = dy if x > 0 else slope * dy.");
-  m.def("elu_forward", &elu_forward<T>, arr("x"), arr("y"), arg("alpha"), arg("scale"),
-        "y = scale * (x if x > 0 else alpha * (exp(x) - 1)) (SELU with its constants).");
-  m.def("elu_backward", &elu_backward<T>, arr("dy"), arr("x"), arr("dx"), arg("alpha"),
-        arg("scale"), "dx = dy * scale * (1 if x > 0 else alpha * exp(x)).");
+  m.def(
+      "leaky_relu_forward",
+      [](Arr<T> x, Arr<T> y, double slope) {
+        elementwise<T>({&x, &y}, [&](index_t n) {
+          convnet::leaky_relu_forward<T>(n, x.data(), y.mutable_data(), T(slope));
+        });
+      },
+      arr("x"), arr("y"), arg("slope"), "y = x if x > 0 else slope * x (ReLU for slope 0).");
+  m.def(
+      "leaky_relu_backward",
+      [](Arr<T> dy, Arr<T> x, Arr<T> dx, double slope) {
+        elementwise<T>({&dy, &x, &dx}, [&](index_t n) {
+          convnet::leaky_relu_backward<T>(n, dy.data(), x.data(), dx.mutable_data(), T(slope));
+        });
+      },
+      arr("dy"), arr("x"), arr("dx"), arg("slope"), "dx = dy if x > 0 else slope * dy.");
+  m.def(
+      "elu_forward",
+      [](Arr<T> x, Arr<T> y, double alpha, double scale) {
+        elementwise<T>({&x, &y}, [&](index_t n) {
+          convnet::elu_forward<T>(n, x.data(), y.mutable_data(), T(alpha), T(scale));
+        });
+      },
+      arr("x"), arr("y"), arg("alpha"), arg("scale"),
+      "y = scale * (x if x > 0 else alpha * (exp(x) - 1)) (SELU with its constants).");
+  m.def(
+      "elu_backward",
+      [](Arr<T> dy, Arr<T> x, Arr<T> dx, double alpha, double scale) {
+        elementwise<T>({&dy, &x, &dx}, [&](index_t n) {
+          convnet::elu_backward<T>(n, dy.data(), x.data(), dx.mutable_data(), T(alpha),
+                                   T(scale));
+        });
+      },
+      arr("dy"), arr("x"), arr("dx"), arg("alpha"), arg("scale"),
+      "dx = dy * scale * (alpha * exp(x) if x <= 0 else 1).");
+#define BIND_FORMULA(name, Op)                                                           \
+  m.def(                                                                                 \
+      #name "_forward",                                                                  \
+      [](Arr<T> x, Arr<T> y, double p) {                                                 \
+        elementwise<T>({&x, &y}, [&](index_t n) {                                        \
+          convnet::formula_forward<convnet::math::Op, T>(n, x.data(), y.mutable_data(), \
+                                                         T(p));                          \
+        });                                                                              \
+      },                                                                                 \
+      arr("x"), arr("y"), arg("p"), "y = " #name "(x) (activation_table.h).");          \
+  m.def(                                                                                 \
+      #name "_backward",                                                                 \
+      [](Arr<T> dy, Arr<T> x, Arr<T> dx, double p) {                                     \
+        elementwise<T>({&dy, &x, &dx}, [&](index_t n) {                                  \
+          convnet::formula_backward<convnet::math::Op, T>(n, dy.data(), x.data(),       \
+                                                          dx.mutable_data(), T(p));      \
+        });                                                                              \
+      },                                                                                 \
+      arr("dy"), arr("x"), arr("dx"), arg("p"), "dx = dy * " #name "'(x).");
+  CONVNET_FORMULA_ACTIVATIONS(BIND_FORMULA)
+#undef BIND_FORMULA
 }
 
 // ---- recurrent cells (rnn.cpp)

@@ -65,9 +65,9 @@ ConvGeom conv_geom(const std::vector<index_t>& v) {
     throw py::value_error("geom: every size must be >= 1");
   if (g.sh < 1 || g.sw < 1 || g.dh < 1 || g.dw < 1 || g.ph < 0 || g.pw < 0)
     throw py::value_error("stride/dilation must be >= 1 and padding >= 0");
-  if ((g.P - 1) * g.sh - g.ph > g.H - 1 + g.ph + (g.R - 1) * g.dh || g.P < 1 || g.Q < 1 ||
-      (g.Q - 1) * g.sw - g.pw > g.W - 1 + g.pw + (g.S - 1) * g.dw)
-    throw py::value_error("y: output size does not fit the input and padding");
+  // any output size stays in bounds (windows are clipped to the input; the rest is the
+  // bottom/right padding, which is how asymmetric padding reaches the kernels)
+  if (g.P < 1 || g.Q < 1) throw py::value_error("y: empty output");
   // The kernels index within one image, one filter bank and the tables with 32-bit ints.
   const index_t lim = (index_t(1) << 31) - 1;
   if (g.C * g.H * g.W > lim || g.K * g.P * g.Q > lim || g.K * g.C * g.R * g.S > lim ||
@@ -364,6 +364,32 @@ void elu_backward(const std::string& dtype, ptr_t dy, ptr_t x, ptr_t dx, index_t
   });
 }
 
+// The formula activations of convnet/activation_table.h: NAME_forward(dtype, x, y, n, p, ...)
+// and NAME_backward(dtype, dy, x, dx, n, p, ...).
+template <typename Op>
+void formula_forward(const std::string& dtype, ptr_t x, ptr_t y, index_t n, double p,
+                     ptr_t stream, int device) {
+  nonneg({n}, "n");
+  if (n > 0) need({{x, "x"}, {y, "y"}});
+  on_dtype(dtype, device, [&](auto t) {
+    using T = decltype(t);
+    cu::formula_forward<Op, T>(n, ptr<const T>(x, "x", n), ptr<T>(y, "y", n), T(p),
+                               stream_of(stream));
+  });
+}
+
+template <typename Op>
+void formula_backward(const std::string& dtype, ptr_t dy, ptr_t x, ptr_t dx, index_t n,
+                      double p, ptr_t stream, int device) {
+  nonneg({n}, "n");
+  if (n > 0) need({{dy, "dy"}, {x, "x"}, {dx, "dx"}});
+  on_dtype(dtype, device, [&](auto t) {
+    using T = decltype(t);
+    cu::formula_backward<Op, T>(n, ptr<const T>(dy, "dy", n), ptr<const T>(x, "x", n),
+                                ptr<T>(dx, "dx", n), T(p), stream_of(stream));
+  });
+}
+
 // ---- recurrent cells and the recurrence (csrc/cuda/rnn.cu); shapes checked by the adapter
 
 void rnn_sizes(index_t B, index_t H) {
@@ -453,6 +479,21 @@ void rnn_cell_backward(const std::string& dtype, ptr_t h, ptr_t dh, ptr_t dpre, 
   });
 }
 
+// The adapter passes each buffer's element count with its pointer: a smaller buffer than the
+// sizes imply would be overrun by the recurrence (want < 0: a buffer this mode ignores).
+void need_counts(const std::vector<index_t>& got,
+                 std::initializer_list<std::pair<const char*, index_t>> want) {
+  if (got.size() != want.size())
+    throw py::value_error("counts: expected " + std::to_string(want.size()) + " element counts");
+  std::size_t i = 0;
+  for (const auto& w : want) {
+    if (w.second >= 0 && got[i] < w.second)
+      throw py::value_error(std::string(w.first) + ": holds " + std::to_string(got[i]) +
+                            " values, the sizes need " + std::to_string(w.second));
+    ++i;
+  }
+}
+
 int rnn_mode(int mode) {
   if (mode < 0 || mode > 3) throw py::value_error("mode: expected 0 (lstm) .. 3 (rnn_relu)");
   return mode;
@@ -460,10 +501,15 @@ int rnn_mode(int mode) {
 
 void rnn_recurrence_forward(const std::string& dtype, int mode, ptr_t xproj, ptr_t w_hh,
                             ptr_t b_ih, ptr_t b_hh, ptr_t hbuf, ptr_t cbuf, ptr_t act, index_t Tn,
-                            index_t B, index_t H, bool reverse, ptr_t stream, int device) {
+                            index_t B, index_t H, bool reverse,
+                            const std::vector<index_t>& counts, ptr_t stream, int device) {
   rnn_mode(mode);
   rnn_sizes(B, H);
   if (Tn < 1) throw py::value_error("T: the sequence must have >= 1 steps");
+  const index_t G = mode == 0 ? 4 : mode == 1 ? 3 : 1, state = (Tn + 1) * B * H;
+  need_counts(counts, {{"xproj", Tn * B * G * H}, {"w_hh", G * H * H}, {"b_ih", G * H},
+                       {"b_hh", G * H}, {"hbuf", state}, {"cbuf", mode == 0 ? state : -1},
+                       {"act", mode == 1 ? Tn * B * 4 * H : -1}});
   need({{xproj, "xproj"}, {w_hh, "w_hh"}, {b_ih, "b_ih"}, {b_hh, "b_hh"}, {hbuf, "hbuf"}});
   if (mode == 0) need({{cbuf, "cbuf"}});
   if (mode == 1) need({{act, "act"}});
@@ -480,10 +526,15 @@ void rnn_recurrence_forward(const std::string& dtype, int mode, ptr_t xproj, ptr
 void rnn_recurrence_backward(const std::string& dtype, int mode, ptr_t w_hh, ptr_t hbuf,
                              ptr_t cbuf, ptr_t act, ptr_t dH, ptr_t dc, ptr_t dgx, ptr_t dgh,
                              ptr_t dbx, ptr_t dbh, index_t Tn, index_t B, index_t H, bool reverse,
-                             ptr_t stream, int device) {
+                             const std::vector<index_t>& counts, ptr_t stream, int device) {
   rnn_mode(mode);
   rnn_sizes(B, H);
   if (Tn < 1) throw py::value_error("T: the sequence must have >= 1 steps");
+  const index_t G = mode == 0 ? 4 : mode == 1 ? 3 : 1, state = (Tn + 1) * B * H;
+  need_counts(counts, {{"w_hh", G * H * H}, {"hbuf", state}, {"cbuf", mode == 0 ? state : -1},
+                       {"act", mode <= 1 ? Tn * B * (mode == 1 ? 4 : G) * H : -1},
+                       {"dH", state}, {"dc", mode == 0 ? B * H : -1}, {"dgx", Tn * B * G * H},
+                       {"dgh", Tn * B * G * H}, {"dbx", G * H}, {"dbh", G * H}});
   need({{w_hh, "w_hh"}, {hbuf, "hbuf"}, {dH, "dH"}, {dgx, "dgx"}, {dgh, "dgh"}, {dbx, "dbx"},
         {dbh, "dbh"}});
   if (mode == 0) need({{cbuf, "cbuf"}, {dc, "dc"}});
@@ -654,7 +705,15 @@ PYBIND11_MODULE(_cuda, m) {
         "y = scale * (x if x > 0 else alpha * (exp(x) - 1)).");
   m.def("elu_backward", &elu_backward, arg("dtype"), arg("dy"), arg("x"), arg("dx"), arg("n"),
         arg("alpha"), arg("scale"), arg("stream"), arg("device"),
-        "dx = dy * scale * (1 if x > 0 else alpha * exp(x)).");
+        "dx = dy * scale * (alpha * exp(x) if x <= 0 else 1).");
+#define BIND_FORMULA(name, Op)                                                             \
+  m.def(#name "_forward", &formula_forward<convnet::math::Op>, arg("dtype"), arg("x"),     \
+        arg("y"), arg("n"), arg("p"), arg("stream"), arg("device"), "y = " #name "(x).");  \
+  m.def(#name "_backward", &formula_backward<convnet::math::Op>, arg("dtype"), arg("dy"),  \
+        arg("x"), arg("dx"), arg("n"), arg("p"), arg("stream"), arg("device"),            \
+        "dx = dy * " #name "'(x).");
+  CONVNET_FORMULA_ACTIVATIONS(BIND_FORMULA)
+#undef BIND_FORMULA
   m.def("device_count", &device_count, "Number of CUDA devices; RuntimeError without a driver.");
   m.def("device_info", &device_info, arg("device"),
         "name, compute capability, SM count, memory and driver version of a device.");
@@ -683,13 +742,14 @@ PYBIND11_MODULE(_cuda, m) {
         arg("device"), "h, dh (B,H) -> dpre (B,H), db (H).");
   m.def("rnn_recurrence_forward", &rnn_recurrence_forward, arg("dtype"), arg("mode"),
         arg("xproj"), arg("w_hh"), arg("b_ih"), arg("b_hh"), arg("hbuf"), arg("cbuf"),
-        arg("act"), arg("T"), arg("B"), arg("H"), arg("reverse"), arg("stream"), arg("device"),
+        arg("act"), arg("T"), arg("B"), arg("H"), arg("reverse"), arg("counts"), arg("stream"),
+        arg("device"),
         "One layer direction over a sequence: xproj (T,B,G*H) consumed, hbuf (T+1,B,H) with "
         "h0 in place -> states; cbuf (LSTM) and act (GRU) or 0.");
   m.def("rnn_recurrence_backward", &rnn_recurrence_backward, arg("dtype"), arg("mode"),
         arg("w_hh"), arg("hbuf"), arg("cbuf"), arg("act"), arg("dH"), arg("dc"), arg("dgx"),
         arg("dgh"), arg("dbx"), arg("dbh"), arg("T"), arg("B"), arg("H"), arg("reverse"),
-        arg("stream"), arg("device"),
+        arg("counts"), arg("stream"), arg("device"),
         "Backpropagation through time: dH (T+1,B,H), dc (B,H) in/out -> dgx, dgh (T,B,G*H), "
         "dbx, dbh (G*H).");
   // upsampling (upsample.cu); geom (N,C,H,W,P,Q)

@@ -1,44 +1,13 @@
 """Differentiable ops (PyTorch's ``torch.nn.functional`` names and argument orders)."""
 
-from ._extra import adaptive_avg_pool2d, local_response_norm, pad
-from ._loss import (
-    binary_cross_entropy,
-    binary_cross_entropy_with_logits,
-    cross_entropy,
-    huber_loss,
-    kl_div,
-    l1_loss,
-    mse_loss,
-    nll_loss,
-    one_hot,
-    smooth_l1_loss,
-)
-from ._nn import (
-    alpha_dropout,
-    avg_pool2d,
-    batch_norm,
-    conv2d,
-    dropout,
-    elu,
-    leaky_relu,
-    linear,
-    log_softmax,
-    max_pool2d,
-    relu,
-    selu,
-    sigmoid,
-    softmax,
-    tanh,
-)
+from . import _loss, _nn
+from ._loss import *  # noqa: F403  (the losses and one_hot, listed in _loss.__all__)
+from ._nn import *  # noqa: F403  (the ops of torch.nn.functional, listed in _nn.__all__)
 from ._ops import cat, stack, where
+from ._pool_norm import adaptive_avg_pool2d, local_response_norm, pad
 
-__all__ = [
-    "adaptive_avg_pool2d", "alpha_dropout", "avg_pool2d", "batch_norm", "binary_cross_entropy",
-    "binary_cross_entropy_with_logits", "cat", "conv2d", "cross_entropy", "dropout", "elu",
-    "l1_loss", "leaky_relu", "linear", "local_response_norm", "log_softmax", "max_pool2d",
-    "mse_loss", "nll_loss", "pad", "relu", "selu", "sigmoid", "softmax", "stack", "tanh", "where",
-    "huber_loss", "kl_div", "one_hot", "smooth_l1_loss",
-]
+__all__ = ["adaptive_avg_pool2d", "cat", "local_response_norm", "pad", "stack", "where",
+           *_nn.__all__, *_loss.__all__]
 
 # recurrent layers and cells
 from ._rnn import gru_cell, lstm_cell, recurrent_layer, rnn_relu_cell, rnn_tanh_cell  # noqa: E402
@@ -46,7 +15,8 @@ from ._rnn import gru_cell, lstm_cell, recurrent_layer, rnn_relu_cell, rnn_tanh_
 __all__ += ["gru_cell", "lstm_cell", "recurrent_layer", "rnn_relu_cell", "rnn_tanh_cell"]
 
 # Decoders and generators: transposed convolution, interpolation, embedding.
-from ._upsample import conv_transpose2d, interpolate  # noqa: E402
+from ._conv_transpose import conv_transpose2d  # noqa: E402
+from ._interpolate import interpolate  # noqa: E402
 
 __all__ += ["conv_transpose2d", "interpolate"]
 from ._embedding import embedding  # noqa: E402

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from .. import kernels as K
 from ..autograd import Function
 from ..kernels._checks import xp_of
 
@@ -19,13 +20,7 @@ class Embedding(Function):
         xp = xp_of(g)
         dw = xp.zeros(shape, dtype=g.dtype)
         flat, rows = idx.reshape(-1), g.reshape(-1, shape[1])
-        # Repeated indices must add up, which fancy-index assignment would not do.
-        if xp is np:
-            np.add.at(dw, flat, rows)
-        else:
-            import cupyx
-
-            cupyx.scatter_add(dw, flat, rows)
+        K.scatter_add(dw, flat, rows)  # repeated indices add up
         if padding_idx is not None:
             dw[padding_idx] = 0
         return None, dw

@@ -16,6 +16,12 @@ from ..random import rand_like
 from ..tensor import Tensor
 from ._ops import xp_of
 
+__all__ = [
+    "alpha_dropout", "avg_pool2d", "batch_norm", "conv2d", "dropout", "elu", "gelu",
+    "leaky_relu", "linear", "log_softmax", "max_pool2d", "relu", "selu", "sigmoid", "softmax",
+    "tanh",
+]
+
 SELU_ALPHA = K.SELU_ALPHA
 SELU_SCALE = K.SELU_SCALE
 
@@ -65,7 +71,7 @@ def max_pool2d(input, kernel_size, stride=None, padding=0, ceil_mode=False):
     """Max pooling; ``ceil_mode=True`` keeps the partial windows at the bottom/right edge
     (PyTorch's output size rule)."""
     if ceil_mode:
-        from ._extra import max_pool2d_ceil
+        from ._pool_norm import max_pool2d_ceil
 
         return max_pool2d_ceil(input, kernel_size, stride, padding)
     return MaxPool2d.apply(input, kernel_size=kernel_size, stride=stride, padding=padding)
@@ -159,16 +165,13 @@ def batch_norm(input, running_mean, running_var, weight=None, bias=None, trainin
 
 
 class Linear(Function):
-    """y = x @ W^T + b over the last axis of x; the products run on the GEMM kernel."""
+    """y = x @ W^T + b over the last axis of x (the products: ``convnet.kernels.matmul``)."""
 
     def forward(self, x, w, *maybe_b):
         lead = x.shape[:-1]
         x2 = x.reshape(-1, x.shape[-1])
         self.save_for_backward(x2, w, lead, bool(maybe_b))
-        if xp_of(x) is np and x2.dtype == w.dtype:
-            y = K.gemm(x2, w, trans_b=True)
-        else:
-            y = x2 @ w.T
+        y = K.matmul(x2, w, trans_b=True)
         if maybe_b:
             y += maybe_b[0]
         return y.reshape(*lead, w.shape[0])
@@ -176,12 +179,11 @@ class Linear(Function):
     def backward(self, g):
         x2, w, lead, has_b = self.saved
         g2 = g.reshape(-1, w.shape[0])
-        cpu = xp_of(g) is np and g2.dtype == w.dtype
         dx = dw = db = None
         if self.needs_grad[0]:
-            dx = (K.gemm(g2, w) if cpu else g2 @ w).reshape(*lead, w.shape[1])
+            dx = K.matmul(g2, w).reshape(*lead, w.shape[1])
         if self.needs_grad[1]:
-            dw = K.gemm(g2, x2, trans_a=True) if cpu else g2.T @ x2
+            dw = K.matmul(g2, x2, trans_a=True)
         if has_b and self.needs_grad[2]:
             db = g2.sum(axis=0)
         return (dx, dw, db) if has_b else (dx, dw)
@@ -198,49 +200,18 @@ def linear(input, weight, bias=None):
 # --------------------------------------------------------------------------- activations
 
 
-def _xp_activation(x, kind, alpha):
-    """The activations in array code, for devices without an activation kernel."""
-    xp = xp_of(x)
-    a, scale = K._activation_params(kind, alpha)
-    if kind in ("relu", "leaky_relu"):
-        return xp.where(x > 0, x, x * x.dtype.type(a))
-    if kind in ("elu", "selu"):
-        neg = x.dtype.type(a) * xp.expm1(xp.minimum(x, 0))
-        return x.dtype.type(scale) * xp.where(x > 0, x, neg)
-    if kind == "tanh":
-        return xp.tanh(x)
-    e = xp.exp(-xp.abs(x))
-    return xp.where(x >= 0, 1 / (1 + e), e / (1 + e)).astype(x.dtype, copy=False)
-
-
-def _xp_activation_grad(g, saved, kind, alpha):
-    xp = xp_of(g)
-    a, scale = K._activation_params(kind, alpha)
-    if kind in ("relu", "leaky_relu"):
-        return xp.where(saved > 0, g, g * g.dtype.type(a))
-    if kind in ("elu", "selu"):
-        d = xp.where(saved > 0, 1, a * xp.exp(xp.minimum(saved, 0)))
-        return g * g.dtype.type(scale) * d.astype(g.dtype, copy=False)
-    if kind == "tanh":
-        return g * (1 - saved * saved)
-    return g * saved * (1 - saved)
-
-
 class Activation(Function):
-    """relu, leaky_relu, elu, selu, tanh, sigmoid: one fused kernel each way on the CPU.
-    The backward pass keeps the output for tanh/sigmoid and the input otherwise."""
+    """Every element-wise activation of ``convnet.kernels.ACTIVATIONS``: the table says which
+    kernel runs it and whether backward needs the input or the output."""
 
     def forward(self, x, kind, alpha=None):
-        on_cpu = K.has_kernels_for(x)  # NumPy, or CuPy with the cuda backend
-        y = K.activation_forward(x, kind, alpha) if on_cpu else _xp_activation(x, kind, alpha)
-        self.save_for_backward(y if kind in ("tanh", "sigmoid") else x, kind, alpha, on_cpu)
+        y = K.activation_forward(x, kind, alpha)
+        self.save_for_backward(y if K.ACTIVATIONS[kind].saved == "y" else x, kind, alpha)
         return y
 
     def backward(self, g):
-        saved, kind, alpha, on_cpu = self.saved
-        if on_cpu:
-            return K.activation_backward(g, saved, kind, alpha)
-        return _xp_activation_grad(g, saved, kind, alpha)
+        saved, kind, alpha = self.saved
+        return K.activation_backward(g, saved, kind, alpha)
 
 
 def _activate(input, kind, alpha=None, inplace=False):
@@ -285,6 +256,13 @@ def sigmoid(input):
 
 def tanh(input):
     return Activation.apply(input, kind="tanh")
+
+
+def gelu(input, approximate="none"):
+    """x * Phi(x), Phi the standard normal CDF; ``approximate="tanh"``: PyTorch's tanh form."""
+    if approximate not in ("none", "tanh"):
+        raise ValueError(f"approximate: expected 'none' or 'tanh', got {approximate!r}")
+    return Activation.apply(input, kind="gelu", alpha=int(approximate == "tanh"))
 
 
 class LogSoftmax(Function):

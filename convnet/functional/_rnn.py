@@ -16,8 +16,6 @@ Gate order and parameter shapes are PyTorch's (``weight_ih`` (G*H, I), ``weight_
 
 from __future__ import annotations
 
-import numpy as np
-
 from .. import kernels as K
 from ..autograd import Function
 from ..tensor import Tensor
@@ -26,12 +24,7 @@ from ._ops import xp_of
 MODES = K.RNN_MODES
 
 
-def _matmul(a, b, trans_a=False, trans_b=False):
-    """op(a) @ op(b): the project's GEMM kernel on the CPU, the array library's (cuBLAS)
-    on CuPy arrays, as F.linear does."""
-    if xp_of(a) is np:
-        return K.gemm(a, b, trans_a=trans_a, trans_b=trans_b)
-    return (a.T if trans_a else a) @ (b.T if trans_b else b)
+_matmul = K.matmul
 
 
 class _Part(Function):

@@ -146,3 +146,11 @@ def shape4(name: str, shape, empty_batch: bool = False) -> tuple[int, int, int, 
     if len(dims) != 4 or min(dims[1:]) < 1 or dims[0] < (0 if empty_batch else 1):
         raise ValueError(f"{name}: expected 4 positive sizes (N, C, H, W), got {shape!r}")
     return dims  # type: ignore[return-value]
+
+
+def output_grad(dy, expected, dtype):
+    """The gradient of an output: a float array of the output's shape."""
+    dy = float_array("dy", dy, dtype)
+    if tuple(dy.shape) != tuple(expected):
+        raise ValueError(f"dy: expected the output shape {tuple(expected)}, got {tuple(dy.shape)}")
+    return dy

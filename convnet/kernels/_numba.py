@@ -40,28 +40,9 @@ import numba
 import numpy as np
 from numba import prange
 
-__all__ = [
-    "gemm",
-    "conv2d_forward",
-    "conv2d_backward_data",
-    "conv2d_backward_weight",
-    "conv2d_backward_bias",
-    "max_pool2d_forward",
-    "max_pool2d_backward",
-    "avg_pool2d_forward",
-    "avg_pool2d_backward",
-    "batch_norm_forward_training",
-    "batch_norm_forward_inference",
-    "batch_norm_backward",
-    "tanh_forward",
-    "tanh_backward",
-    "sigmoid_forward",
-    "sigmoid_backward",
-    "leaky_relu_forward",
-    "leaky_relu_backward",
-    "elu_forward",
-    "elu_backward",
-]
+from .spec import NAMES
+
+__all__ = list(NAMES)  # the manifest's kernels, each defined below
 
 # Parallel kernels and the serial helpers they call from inside prange bodies (a helper must
 # not open a nested parallel region).
@@ -1167,7 +1148,9 @@ def _sigmoid_bwd(dy, y, dx):
 @_parallel
 def _leaky_fwd(x, y, slope):
     for i in prange(x.size):
-        y[i] = x[i] if x[i] > 0 else slope * x[i]
+        v = x[i]
+        # ReLU (slope 0) of -inf is 0, where slope * -inf would be NaN; NaN stays NaN
+        y[i] = v if v > 0 or v != v else (slope * v if slope != 0 else 0)
 
 
 @_parallel
@@ -1185,7 +1168,41 @@ def _elu_fwd(x, y, alpha, scale):
 @_parallel
 def _elu_bwd(dy, x, dx, alpha, scale):
     for i in prange(dy.size):
-        dx[i] = dy[i] * scale * (1.0 if x[i] > 0 else alpha * math.exp(x[i]))
+        # x <= 0 takes the exponential branch, so NaN takes the other one (as PyTorch)
+        dx[i] = dy[i] * scale * (alpha * math.exp(x[i]) if x[i] <= 0 else 1.0)
+
+
+_SQRT_2_PI = math.sqrt(2 / math.pi)
+
+
+# Phi(x) = erfc(-x / sqrt 2) / 2 and (1 + tanh(u)) / 2 = sigmoid(2u): no cancellation for
+# negative x, where 1 + erf(...) would keep few float32 digits.
+@numba.njit(cache=True, inline="always")
+def _gelu1(v, approximate):
+    if approximate:
+        return v / (1 + math.exp(-2 * _SQRT_2_PI * (v + 0.044715 * v * v * v)))
+    return 0.5 * v * math.erfc(-v / math.sqrt(2.0))
+
+
+@numba.njit(cache=True, inline="always")
+def _gelu_grad1(v, approximate):
+    if approximate:
+        s = 1 / (1 + math.exp(-2 * _SQRT_2_PI * (v + 0.044715 * v * v * v)))
+        return s + 2 * v * s * (1 - s) * _SQRT_2_PI * (1 + 3 * 0.044715 * v * v)
+    return 0.5 * math.erfc(-v / math.sqrt(2.0)) + v * math.exp(-0.5 * v * v) / math.sqrt(
+        2 * math.pi)
+
+
+@_parallel
+def _gelu_fwd(x, y, approximate):
+    for i in prange(x.size):
+        y[i] = _gelu1(x[i], approximate)
+
+
+@_parallel
+def _gelu_bwd(dy, x, dx, approximate):
+    for i in prange(dy.size):
+        dx[i] = dy[i] * _gelu_grad1(x[i], approximate)
 
 
 def tanh_forward(x, y):
@@ -1224,9 +1241,19 @@ def elu_forward(x, y, alpha, scale):
 
 
 def elu_backward(dy, x, dx, alpha, scale):
-    """dx = dy * scale * (1 if x > 0 else alpha * exp(x))."""
+    """dx = dy * scale * (alpha * exp(x) if x <= 0 else 1)."""
     _elu_bwd(dy.reshape(-1), x.reshape(-1), dx.reshape(-1), dy.dtype.type(alpha),
              dy.dtype.type(scale))
+
+
+def gelu_forward(x, y, approximate):
+    """y = gelu(x): x * Phi(x) (approximate 0) or its tanh form (1)."""
+    _gelu_fwd(x.reshape(-1), y.reshape(-1), bool(approximate))
+
+
+def gelu_backward(dy, x, dx, approximate):
+    """dx = dy * gelu'(x)."""
+    _gelu_bwd(dy.reshape(-1), x.reshape(-1), dx.reshape(-1), bool(approximate))
 
 
 # --------------------------------------------------------------------------------------
@@ -1235,8 +1262,6 @@ def elu_backward(dy, x, dx, alpha, scale):
 # gradients (column sums) belong to one thread each and the inner loop runs along rows.
 # --------------------------------------------------------------------------------------
 
-__all__ += ["lstm_cell_forward", "lstm_cell_backward", "gru_cell_forward", "gru_cell_backward",
-            "rnn_cell_forward", "rnn_cell_backward"]
 
 _RNN_BLOCK = 32
 
@@ -1421,15 +1446,14 @@ def rnn_cell_backward(h, dh, dpre, db, relu, accumulate):
     _rnn_bwd(h, dh, dpre, db, bool(relu), bool(accumulate))
 
 
-__all__ += ["rnn_recurrence_forward", "rnn_recurrence_backward"]
 
 
 def rnn_recurrence_forward(mode, xproj, w_hh, b_ih, b_hh, hbuf, cbuf, act, reverse):
     """The recurrence over a sequence: per step a GEMM and a fused cell kernel (the loop is
-    ``reference.recurrence_forward_loop`` over this backend's kernels)."""
+    ``convnet.kernels._recurrence`` loop over this backend's kernels)."""
     import sys
 
-    from .reference import recurrence_forward_loop
+    from ._recurrence import recurrence_forward_loop
 
     recurrence_forward_loop(sys.modules[__name__], mode, xproj, w_hh, b_ih, b_hh, hbuf, cbuf,
                             act, reverse)
@@ -1439,7 +1463,7 @@ def rnn_recurrence_backward(mode, w_hh, hbuf, cbuf, act, dH, dc, dgx, dgh, dbx, 
     """Backpropagation through time for :func:`rnn_recurrence_forward`."""
     import sys
 
-    from .reference import recurrence_backward_loop
+    from ._recurrence import recurrence_backward_loop
 
     recurrence_backward_loop(sys.modules[__name__], mode, w_hh, hbuf, cbuf, act, dH, dc, dgx,
                              dgh, dbx, dbh, reverse)
@@ -1447,12 +1471,6 @@ def rnn_recurrence_backward(mode, w_hh, hbuf, cbuf, act, dH, dc, dgx, dgh, dbx, 
 # upsampling (nearest, bilinear) with PyTorch's coordinate rules (see csrc/cpu/upsample.cpp)
 # --------------------------------------------------------------------------------------
 
-__all__ += [
-    "upsample_nearest2d_forward",
-    "upsample_nearest2d_backward",
-    "upsample_bilinear2d_forward",
-    "upsample_bilinear2d_backward",
-]
 
 
 def _nearest_table(n_in, n_out, scale):

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import importlib
 import os
+from contextvars import ContextVar
 from types import ModuleType
 
 BACKEND_NAMES = ("native", "numba", "cuda")
@@ -80,7 +81,11 @@ def get(name: str) -> ModuleType | None:
     """The backend module, or None if it cannot be loaded (see :func:`backends`)."""
     if name not in _modules:
         try:
-            _modules[name] = _LOADERS[name]()
+            module = _LOADERS[name]()
+            from .spec import check_backend
+
+            check_backend(name, module)
+            _modules[name] = module
         except Exception as exc:  # any failure means "unavailable", with the reason kept
             _modules[name] = None
             _errors[name] = f"{type(exc).__name__}: {exc}"
@@ -96,32 +101,50 @@ def require(name: str) -> ModuleType:
     return module
 
 
-_preferred_cpu: list[str] = []
+# The CPU backend chosen by use_backend: a context variable, so each thread (and each
+# asyncio task) has its own; a new thread starts with the default.
+_preferred_cpu: ContextVar[str | None] = ContextVar("convnet_cpu_backend", default=None)
 
 
 def default_cpu() -> str:
-    if _preferred_cpu:
-        return _preferred_cpu[-1]
+    name = _preferred_cpu.get()
+    if name is not None:
+        return name
     return "native" if get("native") is not None else "numba"
 
 
 class use_backend:
     """Context manager: kernels called with ``backend=None`` on NumPy arrays use ``name``
-    ("native" or "numba") inside the block, e.g. to run a whole model on Numba."""
+    ("native" or "numba") inside the block, e.g. to run a whole model on Numba. The choice
+    belongs to the calling thread: other threads keep theirs."""
 
     def __init__(self, name: str):
         if name not in ("native", "numba"):
             raise ValueError(f"name: expected 'native' or 'numba', got {name!r}")
         require(name)
         self.name = name
+        self._tokens: list = []
 
     def __enter__(self):
-        _preferred_cpu.append(self.name)
+        self._tokens.append(_preferred_cpu.set(self.name))
         return self
 
     def __exit__(self, *exc):
-        _preferred_cpu.pop()
+        _preferred_cpu.reset(self._tokens.pop())
         return False
+
+
+# Numba keeps its thread count per calling thread: the count set by convnet.set_num_threads
+# is applied to a thread when it first runs a Numba kernel after the change.
+numba_threads: int | None = None
+
+
+def sync_numba_threads() -> None:
+    if numba_threads is not None:
+        import numba
+
+        if numba.get_num_threads() != numba_threads:
+            numba.set_num_threads(numba_threads)
 
 
 def backends() -> dict[str, dict[str, object]]:

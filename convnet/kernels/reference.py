@@ -48,7 +48,11 @@ size fixes the bottom/right pad; outside the input is zero for convolution and a
 pooling, -inf for max pooling.
 """
 
+import math
+
 import numpy as np
+
+from ._recurrence import recurrence_backward_loop, recurrence_forward_loop
 
 
 def _f64(a):
@@ -404,7 +408,8 @@ def sigmoid_backward(dy, y, dx):
 
 def leaky_relu_forward(x, y, slope):
     x64 = _f64(x)
-    y[...] = np.where(x64 > 0, x64, slope * x64)
+    neg = np.zeros_like(x64) if slope == 0 else slope * x64  # relu(-inf) = 0
+    y[...] = np.where((x64 > 0) | np.isnan(x64), x64, neg)
 
 
 def leaky_relu_backward(dy, x, dx, slope):
@@ -418,7 +423,32 @@ def elu_forward(x, y, alpha, scale):
 
 def elu_backward(dy, x, dx, alpha, scale):
     x64 = _f64(x)
-    dx[...] = _f64(dy) * scale * np.where(x64 > 0, 1.0, alpha * np.exp(np.minimum(x64, 0)))
+    dx[...] = _f64(dy) * scale * np.where(x64 <= 0, alpha * np.exp(np.minimum(x64, 0)), 1.0)
+
+
+def _erf(v):
+    return np.vectorize(math.erf, otypes=[np.float64])(v)
+
+
+def gelu_forward(x, y, approximate):
+    """x * Phi(x), or PyTorch's tanh approximation."""
+    x64 = _f64(x)
+    if approximate:
+        y[...] = 0.5 * x64 * (1 + np.tanh(math.sqrt(2 / math.pi) * (x64 + 0.044715 * x64**3)))
+    else:
+        y[...] = 0.5 * x64 * (1 + _erf(x64 / math.sqrt(2)))
+
+
+def gelu_backward(dy, x, dx, approximate):
+    x64 = _f64(x)
+    if approximate:
+        k = math.sqrt(2 / math.pi)
+        t = np.tanh(k * (x64 + 0.044715 * x64**3))
+        d = 0.5 * (1 + t) + 0.5 * x64 * (1 - t * t) * k * (1 + 3 * 0.044715 * x64**2)
+    else:
+        d = 0.5 * (1 + _erf(x64 / math.sqrt(2))) + x64 * np.exp(-0.5 * x64**2) / math.sqrt(
+            2 * math.pi)
+    dx[...] = _f64(dy) * d
 
 
 # ---------------------------------------------------------------------- recurrent cells
@@ -523,55 +553,6 @@ def rnn_cell_backward(h, dh, dpre, db, relu, accumulate):
     d, s = rnn_cell_backward_ref(h, dh, relu)
     dpre[...] = d
     db[...] = db + s if accumulate else s
-
-
-# The recurrence of one layer direction over a sequence, as a loop of per-step GEMMs and
-# cell kernels taken from ``ops`` (this module, or the Numba backend, whose own
-# rnn_recurrence_* are this loop over its kernels). mode: 0 lstm, 1 gru, 2 rnn_tanh,
-# 3 rnn_relu. Buffers and conventions as the C++ rnn_recurrence_forward/backward: hbuf and
-# cbuf (T+1, B, H) hold the states in time order with the initial one at slot 0 (slot T
-# when reverse).
-
-def recurrence_forward_loop(ops, mode, xproj, w_hh, b_ih, b_hh, hbuf, cbuf, act, reverse):
-    t_len = xproj.shape[0]
-    bias = b_ih + b_hh
-    order = range(t_len - 1, -1, -1) if reverse else range(t_len)
-    off_out, off_prev = (0, 1) if reverse else (1, 0)
-    gh = xproj[0].copy() if mode == 1 else None  # scratch on xproj's device (NumPy or CuPy)
-    for t in order:
-        prev = hbuf[t + off_prev]
-        if mode == 0:
-            ops.gemm(prev, w_hh, xproj[t], 1.0, 1.0, False, True)
-            ops.lstm_cell_forward(xproj[t], bias, cbuf[t + off_prev], hbuf[t + off_out],
-                                  cbuf[t + off_out], xproj[t])
-        elif mode == 1:
-            ops.gemm(prev, w_hh, gh, 1.0, 0.0, False, True)
-            ops.gru_cell_forward(xproj[t], gh, b_ih, b_hh, prev, hbuf[t + off_out], act[t])
-        else:
-            ops.gemm(prev, w_hh, xproj[t], 1.0, 1.0, False, True)
-            ops.rnn_cell_forward(xproj[t], bias, hbuf[t + off_out], mode == 3)
-
-
-def recurrence_backward_loop(ops, mode, w_hh, hbuf, cbuf, act, dH, dc, dgx, dgh, dbx, dbh,
-                             reverse):
-    t_len = hbuf.shape[0] - 1
-    order = range(t_len) if reverse else range(t_len - 1, -1, -1)
-    off_out, off_prev = (0, 1) if reverse else (1, 0)
-    dbx[...] = 0
-    dbh[...] = 0
-    for t in order:
-        dprev, dh = dH[t + off_prev], dH[t + off_out]
-        if mode == 0:
-            ops.lstm_cell_backward(act[t], cbuf[t + off_prev], cbuf[t + off_out], dh, dc, dgx[t],
-                                   dc, dbx, True)
-            ops.gemm(dgx[t], w_hh, dprev, 1.0, 1.0, False, False)
-        elif mode == 1:
-            ops.gru_cell_backward(act[t], hbuf[t + off_prev], dh, dgx[t], dgh[t], dprev, dbx, dbh,
-                                  True)
-            ops.gemm(dgh[t], w_hh, dprev, 1.0, 1.0, False, False)
-        else:
-            ops.rnn_cell_backward(hbuf[t + off_out], dh, dgx[t], dbx, mode == 3, True)
-            ops.gemm(dgx[t], w_hh, dprev, 1.0, 1.0, False, False)
 
 
 def rnn_recurrence_forward(mode, xproj, w_hh, b_ih, b_hh, hbuf, cbuf, act, reverse):

@@ -3,39 +3,16 @@
 import sys
 
 from .. import functional
-from . import init, utils
-from .extra import AdaptiveAvgPool2d, LocalResponseNorm
-from .layers import (
-    ELU,
-    SELU,
-    AlphaDropout,
-    AvgPool2d,
-    BatchNorm1d,
-    BatchNorm2d,
-    Conv2d,
-    Dropout,
-    Flatten,
-    Identity,
-    LeakyReLU,
-    Linear,
-    LogSoftmax,
-    MaxPool2d,
-    ReLU,
-    Sigmoid,
-    Softmax,
-    Tanh,
-)
+from . import init, layers, utils
+from .layers import *  # noqa: F403  (the layers, listed in layers.__all__)
 from .module import Module, ModuleList, Parameter, Sequential
+from .pool_norm import AdaptiveAvgPool2d, LocalResponseNorm
 
 # ``import convnet.nn.functional as F`` is convnet.functional itself, as in PyTorch
 sys.modules[f"{__name__}.functional"] = functional
 
-__all__ = [
-    "Module", "ModuleList", "Parameter", "Sequential", "Linear", "Conv2d", "MaxPool2d",
-    "AvgPool2d", "BatchNorm1d", "BatchNorm2d", "Dropout", "AlphaDropout", "Flatten", "Identity",
-    "ReLU", "LeakyReLU", "ELU", "SELU", "Sigmoid", "Tanh", "Softmax", "LogSoftmax", "init",
-    "utils", "AdaptiveAvgPool2d", "LocalResponseNorm",
-]
+__all__ = ["Module", "ModuleList", "Parameter", "Sequential", "init", "utils",
+           "AdaptiveAvgPool2d", "LocalResponseNorm", *layers.__all__]
 
 # recurrent layers and cells
 from .rnn import GRU, LSTM, RNN, GRUCell, LSTMCell, RNNCell  # noqa: E402
@@ -43,12 +20,8 @@ from .rnn import GRU, LSTM, RNN, GRUCell, LSTMCell, RNNCell  # noqa: E402
 __all__ += ["RNN", "LSTM", "GRU", "RNNCell", "LSTMCell", "GRUCell"]
 
 # Decoders and generators.
-from .upsample import (  # noqa: E402
-    ConvTranspose2d,
-    Upsample,
-    UpsamplingBilinear2d,
-    UpsamplingNearest2d,
-)
+from .conv_transpose import ConvTranspose2d  # noqa: E402
+from .upsample import Upsample, UpsamplingBilinear2d, UpsamplingNearest2d  # noqa: E402
 
 __all__ += ["ConvTranspose2d", "Upsample", "UpsamplingBilinear2d", "UpsamplingNearest2d"]
 from .embedding import Embedding  # noqa: E402

@@ -11,6 +11,27 @@ from ..tensor import Tensor
 from . import init
 from .module import Module, Parameter
 
+__all__ = [
+    "Identity",
+    "Linear",
+    "Conv2d",
+    "MaxPool2d",
+    "AvgPool2d",
+    "BatchNorm1d",
+    "BatchNorm2d",
+    "Dropout",
+    "AlphaDropout",
+    "Flatten",
+    "ReLU",
+    "LeakyReLU",
+    "ELU",
+    "SELU",
+    "GELU",
+    "Sigmoid",
+    "Tanh",
+    "Softmax",
+    "LogSoftmax",
+]
 
 def _pair(v):
     return tuple(v) if isinstance(v, (tuple, list)) else (v, v)
@@ -255,6 +276,9 @@ LeakyReLU = _activation("LeakyReLU", F.leaky_relu, "x if x > 0 else negative_slo
 ELU = _activation("ELU", F.elu, "x if x > 0 else alpha*(e^x - 1)", alpha=1.0, inplace=False)
 SELU = _activation("SELU", F.selu, "scale * ELU(x, alpha), self-normalising", inplace=False)
 Sigmoid = _activation("Sigmoid", lambda x: F.sigmoid(x), "1 / (1 + e^-x)")
+GELU = _activation("GELU", lambda x, approximate: F.gelu(x, approximate),
+                   "x * Phi(x), Phi the normal CDF (approximate='tanh': PyTorch's tanh form)",
+                   approximate="none")
 Tanh = _activation("Tanh", lambda x: F.tanh(x), "tanh(x)")
 Softmax = _activation("Softmax", lambda x, dim: F.softmax(x, dim), "softmax over dim", dim=-1)
 LogSoftmax = _activation("LogSoftmax", lambda x, dim: F.log_softmax(x, dim),

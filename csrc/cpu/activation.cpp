@@ -4,6 +4,7 @@
 #include <cmath>
 #include <cstring>
 
+#include "convnet/activation_table.h"
 #include "vec_math.h"
 
 namespace convnet {
@@ -100,6 +101,13 @@ void sigmoid_backward(index_t n, const T* dy, const T* y, T* dx) {
 // x (n) -> y (n) = x > 0 ? x : slope * x   (ReLU when slope = 0)
 template <typename T>
 void leaky_relu_forward(index_t n, const T* x, T* y, T slope) {
+  if (slope == T(0)) {  // ReLU: 0 for every x <= 0, -inf included (slope * -inf is NaN)
+    map_scalar<T>(n, [=](index_t i) {
+      const T v = x[i];
+      y[i] = v > T(0) || v != v ? v : T(0);
+    });
+    return;
+  }
   map_scalar<T>(n, [=](index_t i) {
     const T v = x[i];  // one load, then a select: vectorises where a branch would not
     y[i] = v > T(0) ? v : slope * v;
@@ -141,16 +149,38 @@ void elu_backward(index_t n, const T* dy, const T* x, T* dx, T alpha, T scale) {
     const VF va = splat(alpha), vs = splat(scale);
     map_f32(n, [&](index_t i, index_t len) {
       block2(dy, x, dx, i, len, [&](VF g, VF v) {
-        const VF d = v > splat(0.f) ? splat(1.f) : va * vexp(v < splat(0.f) ? v : splat(0.f));
+        const VF d = v <= splat(0.f) ? va * vexp(v < splat(0.f) ? v : splat(0.f)) : splat(1.f);
         return g * vs * d;
       });
     });
   } else {
     map_scalar<T>(n, [=](index_t i) {
-      dx[i] = dy[i] * scale * (x[i] > T(0) ? T(1) : alpha * std::exp(x[i]));
+      dx[i] = dy[i] * scale * (x[i] <= T(0) ? alpha * std::exp(x[i]) : T(1));
     });
   }
 }
+
+// The formula activations (convnet/activation_table.h): x (n) -> y (n) = Op(x, p)
+template <typename Op, typename T>
+void formula_forward(index_t n, const T* x, T* y, T p) {
+  map_scalar<T>(n, [=](index_t i) { y[i] = Op::forward(x[i], p); });
+}
+
+// dy, x (n) -> dx (n) = dy * Op'(x, p)
+template <typename Op, typename T>
+void formula_backward(index_t n, const T* dy, const T* x, T* dx, T p) {
+  map_scalar<T>(n, [=](index_t i) { dx[i] = dy[i] * Op::derivative(x[i], p); });
+}
+
+#define INSTANTIATE_FORMULA(name, Op)                                                     \
+  template void formula_forward<math::Op, float>(index_t, const float*, float*, float);   \
+  template void formula_forward<math::Op, double>(index_t, const double*, double*, double); \
+  template void formula_backward<math::Op, float>(index_t, const float*, const float*,    \
+                                                  float*, float);                         \
+  template void formula_backward<math::Op, double>(index_t, const double*, const double*, \
+                                                   double*, double);
+CONVNET_FORMULA_ACTIVATIONS(INSTANTIATE_FORMULA)
+#undef INSTANTIATE_FORMULA
 
 #define INSTANTIATE(T)                                                              \
   template void tanh_forward<T>(index_t, const T*, T*);                             \

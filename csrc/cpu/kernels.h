@@ -1,6 +1,7 @@
 // Declarations of every CPU kernel (csrc/cpu/*.cpp); csrc/cuda mirrors the names.
 #pragma once
 
+#include "convnet/activation_table.h"
 #include "convnet/common.h"
 
 namespace convnet {
@@ -89,6 +90,12 @@ template <typename T>
 void elu_forward(index_t n, const T* x, T* y, T alpha, T scale);
 template <typename T>
 void elu_backward(index_t n, const T* dy, const T* x, T* dx, T alpha, T scale);
+// The formula activations of convnet/activation_table.h (Op a struct of convnet::math):
+// x -> y = Op::forward(x, p); dy, x -> dx = dy * Op::derivative(x, p)
+template <typename Op, typename T>
+void formula_forward(index_t n, const T* x, T* y, T p);
+template <typename Op, typename T>
+void formula_backward(index_t n, const T* dy, const T* x, T* dx, T p);
 
 // Recurrent cells (rnn.cpp), one time step over a batch; gate order as PyTorch's.
 // gates (B,4H) pre-activations i,f,g,o less the bias (4H); c_prev (B,H) -> h, c (B,H),

@@ -4,6 +4,7 @@
 // compiled without --use_fast_math).
 #include <cuda_runtime.h>
 
+#include "convnet/activation_table.h"
 #include "convnet/cuda_utils.cuh"
 #include "kernels.cuh"
 
@@ -63,7 +64,8 @@ struct LeakyF {
   T slope;
   __device__ void operator()(index_t i) const {
     const T v = x[i];
-    y[i] = v > T(0) ? v : slope * v;
+    // ReLU (slope 0) of -inf is 0, where slope * -inf would be NaN; NaN stays NaN
+    y[i] = v > T(0) || v != v ? v : (slope == T(0) ? T(0) : slope * v);
   }
 };
 template <typename T>
@@ -93,11 +95,49 @@ struct EluB {
   T alpha, scale;
   __device__ void operator()(index_t i) const {
     const T v = x[i];
-    dx[i] = dy[i] * scale * (v > T(0) ? T(1) : alpha * exp(v));
+    dx[i] = dy[i] * scale * (v <= T(0) ? alpha * exp(v) : T(1));  // NaN: 1, as PyTorch
   }
 };
 
+template <typename Op, typename T>
+struct FormulaF {
+  const T* x;
+  T* y;
+  T p;
+  __device__ void operator()(index_t i) const { y[i] = Op::forward(x[i], p); }
+};
+template <typename Op, typename T>
+struct FormulaB {
+  const T *dy, *x;
+  T* dx;
+  T p;
+  __device__ void operator()(index_t i) const { dx[i] = dy[i] * Op::derivative(x[i], p); }
+};
+
 }  // namespace
+
+// The formula activations (convnet/activation_table.h): x (n) -> y (n)
+template <typename Op, typename T>
+void formula_forward(index_t n, const T* x, T* y, T p, cudaStream_t stream) {
+  launch(n, FormulaF<Op, T>{x, y, p}, stream);
+}
+// dy, x (n) -> dx (n)
+template <typename Op, typename T>
+void formula_backward(index_t n, const T* dy, const T* x, T* dx, T p, cudaStream_t stream) {
+  launch(n, FormulaB<Op, T>{dy, x, dx, p}, stream);
+}
+
+#define INSTANTIATE_FORMULA(name, Op)                                                       \
+  template void formula_forward<math::Op, float>(index_t, const float*, float*, float,      \
+                                                 cudaStream_t);                             \
+  template void formula_forward<math::Op, double>(index_t, const double*, double*, double,  \
+                                                  cudaStream_t);                            \
+  template void formula_backward<math::Op, float>(index_t, const float*, const float*,      \
+                                                  float*, float, cudaStream_t);             \
+  template void formula_backward<math::Op, double>(index_t, const double*, const double*,   \
+                                                   double*, double, cudaStream_t);
+CONVNET_FORMULA_ACTIVATIONS(INSTANTIATE_FORMULA)
+#undef INSTANTIATE_FORMULA
 
 // x (n) -> y (n)
 template <typename T>

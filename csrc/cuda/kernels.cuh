@@ -98,6 +98,11 @@ void elu_forward(index_t n, const T* x, T* y, T alpha, T scale, cudaStream_t str
 template <typename T>
 void elu_backward(index_t n, const T* dy, const T* x, T* dx, T alpha, T scale,
                   cudaStream_t stream);
+// The formula activations of convnet/activation_table.h (see csrc/cpu/kernels.h).
+template <typename Op, typename T>
+void formula_forward(index_t n, const T* x, T* y, T p, cudaStream_t stream);
+template <typename Op, typename T>
+void formula_backward(index_t n, const T* dy, const T* x, T* dx, T p, cudaStream_t stream);
 
 // Recurrent cells, one time step over a batch (see csrc/cpu/rnn.cpp for the layouts).
 // gates (B,4H), bias (4H), c_prev (B,H) -> h, c (B,H), act (B,4H) (act may be gates)

@@ -59,7 +59,7 @@ def test_activation_relative_accuracy_near_zero(backend):
 
 def test_activation_bad_input():
     with pytest.raises(ValueError, match="kind: expected one of"):
-        K.activation_forward(np.ones(3, np.float32), "gelu")
+        K.activation_forward(np.ones(3, np.float32), "swish")
     with pytest.raises(ValueError, match="saved: shape"):
         K.activation_backward(np.ones(3, np.float32), np.ones(4, np.float32), "tanh")
     with pytest.raises(TypeError, match="x: expected float32 or float64"):

@@ -401,8 +401,12 @@ def test_batch_norm_running_stats_update_as_on_the_cpu(cp, dtype):
 
 # --------------------------------------------------------------------------- activations
 
-ACTS = [("relu", None), ("leaky_relu", 0.2), ("elu", 0.7), ("selu", None), ("tanh", None),
-        ("sigmoid", None)]
+# The kinds with parameters of their own, then every other activation kernel of the manifest
+# under its name, with each value of a small integer parameter (an approximation switch).
+ACTS = [("relu", None), ("leaky_relu", 0.2), ("elu", 0.7), ("selu", None)] + [
+    (kind, v) for kind, (params, _) in K.spec.ACTIVATION_KERNELS.items()
+    if kind not in ("leaky_relu", "elu")
+    for v in (range(int(params[0].lo), int(params[0].hi) + 1) if params else (None,))]
 
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
@@ -416,7 +420,7 @@ def test_activations_match_cpu(cp, kind, alpha, shape, dtype):
     y = K.activation_forward(cp.asarray(x), kind, alpha)
     y_cpu = K.activation_forward(x, kind, alpha, backend=cpu_backend())
     assert_close(host(y), y_cpu, dtype, f"{kind} forward")
-    saved = y_cpu if kind in ("tanh", "sigmoid") else x
+    saved = y_cpu if K.ACTIVATIONS[kind].saved == "y" else x
     dy = rng.standard_normal(shape).astype(dtype)
     poison_pool(cp)
     dx = K.activation_backward(cp.asarray(dy), cp.asarray(saved), kind, alpha)

@@ -17,22 +17,8 @@ from tests.helpers import assert_close
 
 K = cn.kernels
 
-# The backend-level kernels convnet._C exposes that the cuda backend must mirror.
-KERNELS = [
-    "gemm", "conv2d_forward", "conv2d_backward_data", "conv2d_backward_weight",
-    "conv2d_backward_bias", "max_pool2d_forward", "max_pool2d_backward", "avg_pool2d_forward",
-    "avg_pool2d_backward", "batch_norm_forward_training", "batch_norm_forward_inference",
-    "batch_norm_backward", "tanh_forward", "tanh_backward", "sigmoid_forward",
-    "sigmoid_backward", "leaky_relu_forward", "leaky_relu_backward", "elu_forward",
-    "elu_backward",
-]
-# Recurrent cells, the whole-sequence recurrence and upsampling (csrc/cuda/rnn.cu, upsample.cu).
-KERNELS += [
-    "lstm_cell_forward", "lstm_cell_backward", "gru_cell_forward", "gru_cell_backward",
-    "rnn_cell_forward", "rnn_cell_backward", "rnn_recurrence_forward",
-    "rnn_recurrence_backward", "upsample_nearest2d_forward", "upsample_nearest2d_backward",
-    "upsample_bilinear2d_forward", "upsample_bilinear2d_backward",
-]
+# Every backend mirrors the manifest's kernels.
+KERNELS = list(K.spec.NAMES)
 
 
 def _nvcc_present():
@@ -175,7 +161,7 @@ def test_binding_refuses_bad_sizes(ext):
 
 @pytest.mark.parametrize("geom,match", [
     (G_CONV[:14], "15 ints"),
-    ((2, 3, 7, 7, 4, 3, 3, 10, 5, 1, 1, 0, 0, 1, 1), "does not fit"),  # P too large
+    ((2, 3, 7, 7, 4, 3, 3, 0, 5, 1, 1, 0, 0, 1, 1), "empty output"),  # any P >= 1 is in bounds
     ((2, 3, 7, 7, 4, 3, 3, 5, 5, 0, 1, 0, 0, 1, 1), "stride"),
     ((2, 3, 7, 7, 4, 3, 3, 5, 5, 1, 1, -1, 0, 1, 1), "padding"),
     ((2, 0, 7, 7, 4, 3, 3, 5, 5, 1, 1, 0, 0, 1, 1), "every size"),
@@ -208,18 +194,24 @@ def test_binding_refuses_bad_pool_geometry(ext, geom, match):
 class _Flags:
     def __init__(self, c):
         self.c_contiguous = c
+        self.writeable = True
 
 
 class FakeCupyArray:
-    """Just what the adapter's checks read from a CuPy array (they run before CuPy is used)."""
+    """Just what the validation boundary reads from a CuPy array (it runs before CuPy is
+    used); each one at its own address."""
+
+    _next = [4096]
 
     def __init__(self, shape, dtype=np.float32, contiguous=True, device=0):
         self.shape = tuple(shape)
         self.ndim = len(shape)
         self.size = int(np.prod(shape))
         self.dtype = np.dtype(dtype)
+        self.nbytes = self.size * self.dtype.itemsize
         self.flags = _Flags(contiguous)
-        self.data = types.SimpleNamespace(ptr=4096)
+        self.data = types.SimpleNamespace(ptr=self._next[0])
+        self._next[0] += self.nbytes + 4096
         self.device = types.SimpleNamespace(id=device)
 
 
@@ -230,14 +222,23 @@ def F(*shape, **kw):
     return FakeCupyArray(shape, **kw)
 
 
-def test_adapter_refuses_numpy_arrays(adapter):
-    with pytest.raises(TypeError, match="needs a CuPy array"):
-        adapter.gemm(np.ones((2, 2), np.float32), F(2, 2), F(2, 2), 1.0, 0.0, False, False)
+class _Boundary:
+    """``boundary.NAME(*args)`` validates a backend-level call as every backend gets it."""
+
+    def __getattr__(self, name):
+        from convnet.kernels import _boundary
+
+        return lambda *args: _boundary.validate(name, args)
+
+
+def test_boundary_refuses_mixed_numpy_and_cupy_arrays():
+    with pytest.raises(ValueError, match="different devices"):
+        _Boundary().gemm(F(2, 2), np.ones((2, 2), np.float32), F(2, 2), 1.0, 0.0, False, False)
 
 
 @pytest.mark.parametrize("call,exc,match", [
     (lambda a: a.gemm(F(2, 3), F(3, 4, dtype=np.float64), F(2, 4), 1, 0, False, False),
-     TypeError, "b: dtype float64 differs"),
+     TypeError, "b: expected dtype float32, got float64"),
     (lambda a: a.gemm(F(2, 3), F(4, 4), F(2, 4), 1, 0, False, False), ValueError, "inner"),
     (lambda a: a.gemm(F(2, 3), F(3, 4), F(4, 2), 1, 0, False, False), ValueError, "c: expected"),
     (lambda a: a.gemm(F(2, 3, contiguous=False), F(3, 4), F(2, 4), 1, 0, False, False),
@@ -245,24 +246,25 @@ def test_adapter_refuses_numpy_arrays(adapter):
     (lambda a: a.gemm(F(2, 3, dtype=np.int32), F(3, 4), F(2, 4), 1, 0, False, False),
      TypeError, "float32 or float64"),
     (lambda a: a.conv2d_forward(F(1, 2, 5, 5), F(3, 4, 3, 3), None, F(1, 3, 3, 3),
-                                1, 1, 0, 0, 1, 1), ValueError, "input channels"),
+                                1, 1, 0, 0, 1, 1), ValueError, "w: expected shape"),
     (lambda a: a.conv2d_forward(F(1, 2, 5, 5), F(3, 2, 3, 3), F(4), F(1, 3, 3, 3),
                                 1, 1, 0, 0, 1, 1), ValueError, "b: expected shape"),
     (lambda a: a.conv2d_backward_bias(F(1, 3, 3, 3), F(4)), ValueError, "db: expected"),
     (lambda a: a.max_pool2d_forward(F(1, 2, 4, 4), F(1, 2, 2, 2), F(1, 2, 2, 2), 2, 2, 2, 2,
-                                    0, 0), TypeError, "indices: dtype float32"),
+                                    0, 0), TypeError, "indices: expected dtype int64"),
     (lambda a: a.max_pool2d_backward(F(1, 2, 2, 2), F(1, 2, 2, 2, dtype=np.int64),
-                                     F(1, 3, 4, 4)), ValueError, "batch/channels"),
+                                     F(1, 3, 4, 4)), ValueError, "dy: expected shape"),
     (lambda a: a.batch_norm_forward_training(F(4, 3, 5), F(3), F(3), F(4, 3, 5), F(2), F(3),
                                              F(3), 1e-5), ValueError, "mean: expected"),
     (lambda a: a.batch_norm_backward(F(4, 3, 5), F(4, 3, 5, dtype=np.float64), F(3), F(3),
-                                     F(3), F(4, 3, 5), F(3), F(3)), TypeError, "dy: dtype"),
-    (lambda a: a.tanh_forward(F(4, 3), F(13)), ValueError, "one size"),
-    (lambda a: a.elu_backward(F(4), F(4), F(5), 1.0, 1.0), ValueError, "one size"),
+                                     F(3), F(4, 3, 5), F(3), F(3)), TypeError, "x: expected dtype"),
+    (lambda a: a.tanh_forward(F(4, 3), F(13)), ValueError, "y: expected shape"),
+    (lambda a: a.elu_backward(F(4), F(4), F(5), 1.0, 1.0), ValueError, "dx: expected shape"),
+    (lambda a: a.gelu_forward(F(4), F(4), 2), ValueError, r"approximate: must be in \[0, 1\]"),
 ])
-def test_adapter_checks_arrays_before_any_launch(adapter, call, exc, match):
+def test_boundary_checks_cupy_arrays_before_any_launch(call, exc, match):
     with pytest.raises(exc, match=match):
-        call(adapter)
+        call(_Boundary())
 
 
 # --------------------------------------------------------------------------- index arithmetic
@@ -444,6 +446,10 @@ def test_numpy_arrays_to_the_cuda_rnn_and_upsample_kernels_are_refused(call):
         call()
 
 
+_FWD = [10**6] * 7  # element counts large enough for the sizes of these calls
+_BWD = [10**6] * 10
+
+
 def test_binding_checks_the_rnn_and_upsample_arguments(ext):
     with pytest.raises(ValueError, match="c_prev: null"):
         ext.lstm_cell_forward("float32", 8, 8, 0, 8, 8, 8, 2, 3, 0, 0)
@@ -452,17 +458,25 @@ def test_binding_checks_the_rnn_and_upsample_arguments(ext):
     with pytest.raises(TypeError, match="dtype"):
         ext.gru_cell_forward("float16", 8, 8, 8, 8, 8, 8, 8, 2, 3, 0, 0)
     with pytest.raises(ValueError, match="mode"):
-        ext.rnn_recurrence_forward("float32", 5, 8, 8, 8, 8, 8, 8, 8, 3, 2, 4, False, 0, 0)
+        ext.rnn_recurrence_forward("float32", 5, 8, 8, 8, 8, 8, 8, 8, 3, 2, 4, False, [], 0, 0)
     with pytest.raises(ValueError, match="cbuf: null"):
-        ext.rnn_recurrence_forward("float32", 0, 8, 8, 8, 8, 8, 0, 0, 3, 2, 4, False, 0, 0)
+        ext.rnn_recurrence_forward("float32", 0, 8, 8, 8, 8, 8, 0, 0, 3, 2, 4, False, _FWD, 0, 0)
     with pytest.raises(ValueError, match="act: null"):
-        ext.rnn_recurrence_forward("float32", 1, 8, 8, 8, 8, 8, 0, 0, 3, 2, 4, False, 0, 0)
+        ext.rnn_recurrence_forward("float32", 1, 8, 8, 8, 8, 8, 0, 0, 3, 2, 4, False, _FWD, 0, 0)
     with pytest.raises(ValueError, match="steps"):
         ext.rnn_recurrence_backward("float32", 2, 8, 8, 0, 0, 8, 0, 8, 8, 8, 8, 0, 2, 4, False,
-                                    0, 0)
+                                    _BWD, 0, 0)
     with pytest.raises(ValueError, match="GRU needs them apart"):
         ext.rnn_recurrence_backward("float32", 1, 8, 8, 0, 8, 8, 0, 8, 8, 16, 16, 3, 2, 4,
-                                    False, 0, 0)
+                                    False, _BWD, 0, 0)
+    # buffers smaller than the sizes need are refused (the extension never trusts them)
+    with pytest.raises(ValueError, match="counts: expected 7"):
+        ext.rnn_recurrence_forward("float32", 2, 8, 8, 8, 8, 8, 0, 0, 3, 2, 4, False, [1], 0, 0)
+    small = list(_FWD)
+    small[4] = 4 * 2 * 4 - 1  # hbuf (T+1, B, H) one value short
+    with pytest.raises(ValueError, match="hbuf: holds 31 values"):
+        ext.rnn_recurrence_forward("float32", 2, 8, 8, 8, 8, 8, 0, 0, 3, 2, 4, False, small, 0,
+                                   0)
     with pytest.raises(ValueError, match="6 ints"):
         ext.upsample_nearest2d_forward("float32", 8, 8, (1, 2, 3, 4, 5), 0.0, 0.0, 0, 0)
     with pytest.raises(ValueError, match="every size"):
@@ -478,7 +492,7 @@ def test_binding_checks_the_rnn_and_upsample_arguments(ext):
     (lambda a: a.lstm_cell_backward(F(2, 12), F(2, 3), F(2, 3), F(2, 3), F(2, 3), F(2, 12),
                                     F(2, 3), F(13), False), ValueError, "db: expected"),
     (lambda a: a.gru_cell_forward(F(2, 9), F(2, 9, dtype=np.float64), F(9), F(9), F(2, 3),
-                                  F(2, 3), F(2, 12)), TypeError, "gh: dtype"),
+                                  F(2, 3), F(2, 12)), TypeError, "gh: expected dtype"),
     (lambda a: a.rnn_cell_backward(F(2, 3), F(2, 3), F(2, 3), F(4), False, False), ValueError,
      "db: expected"),
     (lambda a: a.rnn_recurrence_forward(0, F(3, 2, 12), F(12, 3), F(12), F(12), F(4, 2, 3), None,
@@ -490,10 +504,10 @@ def test_binding_checks_the_rnn_and_upsample_arguments(ext):
                                          F(3, 2, 3), F(3), F(3), False), ValueError,
      "C-contiguous"),
     (lambda a: a.upsample_nearest2d_forward(F(1, 2, 4, 4), F(1, 3, 8, 8), 0.0, 0.0), ValueError,
-     "batch/channels"),
+     "y: expected shape"),
     (lambda a: a.upsample_bilinear2d_backward(F(1, 2, 8, 8), F(1, 2, 4), True, 0.0, 0.0),
      ValueError, "4-D"),
 ])
-def test_adapter_checks_rnn_and_upsample_arrays_before_any_launch(adapter, call, exc, match):
+def test_boundary_checks_rnn_and_upsample_arrays_before_any_launch(call, exc, match):
     with pytest.raises(exc, match=match):
-        call(adapter)
+        call(_Boundary())

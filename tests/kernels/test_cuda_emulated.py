@@ -195,25 +195,16 @@ def test_activations(emu, kind, alpha, shape, dtype):
     rng = np.random.default_rng(41)
     x = (rng.standard_normal(shape) * 4).astype(dtype)
     x.flat[0] = 30.0
-    a, scale = cn.kernels._activation_params(kind, alpha)
+    act = cn.kernels.ACTIVATIONS[kind]  # the kernel and scalars this kind runs on
+    params = act.params(alpha)
     y = np.full(shape, np.nan, dtype)
-    if kind in ("relu", "leaky_relu"):
-        emu.leaky_relu_forward(x, y, a)
-    elif kind in ("elu", "selu"):
-        emu.elu_forward(x, y, a, scale)
-    else:
-        getattr(emu, f"{kind}_forward")(x, y)
+    getattr(emu, f"{act.kernel}_forward")(x, y, *params)
     y_cpu = cn.kernels.activation_forward(x, kind, alpha, backend=gpu.cpu_backend())
     gpu.assert_close(y, y_cpu, dtype, f"{kind} forward")
-    saved = y_cpu if kind in ("tanh", "sigmoid") else x
+    saved = y_cpu if act.saved == "y" else x
     dy = rng.standard_normal(shape).astype(dtype)
     dx = np.full(shape, np.nan, dtype)
-    if kind in ("relu", "leaky_relu"):
-        emu.leaky_relu_backward(dy, saved, dx, a)
-    elif kind in ("elu", "selu"):
-        emu.elu_backward(dy, saved, dx, a, scale)
-    else:
-        getattr(emu, f"{kind}_backward")(dy, saved, dx)
+    getattr(emu, f"{act.kernel}_backward")(dy, saved, dx, *params)
     dx_cpu = cn.kernels.activation_backward(dy, saved, kind, alpha, backend=gpu.cpu_backend())
     gpu.assert_close(dx, dx_cpu, dtype, f"{kind} backward")
 

@@ -1,0 +1,369 @@
+"""The validation boundary and the dispatch point: every backend-level call crosses here.
+
+:func:`launch` checks a call against the manifest (``spec.py``) and the kernel's rule below,
+picks the backend for the arrays' device, and runs it. What is checked, once, for every
+backend (native, Numba, CUDA): array types and devices, dtypes (one float dtype per call,
+int64 indices), ranks, C-contiguity (refused here; the array-level API copies inputs
+first), writable outputs, outputs overlapping another argument (refused unless the
+manifest allows the pair), scalar types and ranges (geometry ints below 2**31, so every
+product the kernels form fits in 64 bits), and the rule of each kernel: shapes against
+each other, output geometry, index arrays in range, upsampling scales that stay inside the
+input. A call that passes cannot make a backend read or write out of bounds.
+"""
+
+from __future__ import annotations
+
+import math
+import operator
+
+import numpy as np
+
+from . import _registry, spec
+from ._registry import default_cpu, require
+
+_F32, _F64, _INT64 = np.dtype(np.float32), np.dtype(np.float64), np.dtype(np.int64)
+
+
+def _is_cupy(a) -> bool:
+    return type(a).__module__.startswith("cupy")
+
+
+def _overlap(v, u) -> bool:
+    """Whether two C-contiguous arrays share bytes (their extents are exact)."""
+    if type(v) is np.ndarray and type(u) is np.ndarray:
+        return np.may_share_memory(v, u)
+    if isinstance(v, np.ndarray) or isinstance(u, np.ndarray) or not v.size or not u.size:
+        return False
+    return v.data.ptr < u.data.ptr + u.nbytes and u.data.ptr < v.data.ptr + v.nbytes
+
+
+def _refuse(kernel, arg, what, exc=ValueError):
+    raise exc(f"{arg}: {what} ({kernel})")
+
+
+class _Plan:
+    """What validate needs of a kernel, worked out once: its arguments by kind, where the
+    dtype comes from, and which pairs of arrays must not overlap."""
+
+    def __init__(self, k: spec.Kernel):
+        self.kernel = k
+        self.names = k.arg_names
+        self.first = next(i for i, a in enumerate(k.args) if a.role in (spec.IN, spec.INOUT))
+        self.arrays = [(i, a, a.role in (spec.INDEX, spec.INDEX_OUT),
+                        a.role in spec.WRITTEN_ROLES, a.role in (spec.OPT, spec.OPT_INOUT))
+                       for i, a in enumerate(k.args) if a.role in spec.ARRAY_ROLES]
+        self.scalars = [(i, a) for i, a in enumerate(k.args) if a.role not in spec.ARRAY_ROLES]
+        self.pairs = [(i, a.name, j, b.name) for i, a, _, w, _ in self.arrays if w
+                      for j, b, *_ in self.arrays
+                      if j != i and (a.name, b.name) not in k.alias
+                      and (b.name, a.name) not in k.alias]
+
+
+_PLANS: dict[str, _Plan] = {}
+
+
+def _check_array(name, a, v, want, on_gpu, written):
+    if type(v) is not np.ndarray and not _is_cupy(v):
+        if not isinstance(v, np.ndarray):
+            _refuse(name, a.name, f"expected a NumPy or CuPy array, got {type(v).__name__}",
+                    TypeError)
+    if (type(v) is not np.ndarray and _is_cupy(v)) != on_gpu:
+        _refuse(name, a.name, "arrays are on different devices (NumPy and CuPy mixed)")
+    if v.dtype is not want and v.dtype != want:
+        _refuse(name, a.name, f"expected dtype {want}, got {v.dtype}", TypeError)
+    if a.ndim is not None and v.ndim != a.ndim:
+        _refuse(name, a.name, f"expected a {a.ndim}-D array, got shape {tuple(v.shape)}")
+    flags = v.flags
+    if not flags.c_contiguous:
+        _refuse(name, a.name, "expected a C-contiguous array")
+    if written and not flags.writeable:
+        _refuse(name, a.name, "is written but the array is read-only")
+
+
+def _check_scalar(name, a, v):
+    t = type(v)
+    if a.role == spec.BOOL:
+        if t is not bool and not isinstance(v, np.bool_):
+            _refuse(name, a.name, f"expected a bool, got {v!r}", TypeError)
+        return bool(v)
+    if a.role == spec.INT:
+        if t is not int:
+            if isinstance(v, (bool, np.bool_)):
+                _refuse(name, a.name, f"expected an int, got {v!r}", TypeError)
+            try:
+                v = operator.index(v)
+            except TypeError:
+                _refuse(name, a.name, f"expected an int, got {v!r}", TypeError)
+    else:
+        if t is not float:
+            try:
+                v = float(v)
+            except (TypeError, ValueError):
+                _refuse(name, a.name, f"expected a number, got {v!r}", TypeError)
+        if not math.isfinite(v):
+            _refuse(name, a.name, f"must be finite, got {v}")
+    if not a.lo <= v <= a.hi:
+        _refuse(name, a.name, f"must be in [{a.lo}, {a.hi}], got {v}")
+    return v
+
+
+def validate(name: str, args: tuple):
+    """Check one backend-level call; returns (kernel, normalised args, on_gpu)."""
+    plan = _PLANS.get(name) or _PLANS.setdefault(name, _Plan(spec.BY_NAME[name]))
+    k = plan.kernel
+    if len(args) != len(k.args):
+        raise TypeError(f"{name}: expected {len(k.args)} arguments {k.arg_names}, got "
+                        f"{len(args)}")
+    first = args[plan.first]
+    dtype = getattr(first, "dtype", None)
+    # identity first (the usual dtypes are singletons), then equality (a byte-swapped float32
+    # is not equal to the native one, and is refused)
+    if dtype is not _F32 and dtype is not _F64 and dtype != _F32 and dtype != _F64:
+        _refuse(name, k.args[plan.first].name,
+                f"expected float32 or float64, got dtype {dtype}", TypeError)
+    on_gpu = type(first) is not np.ndarray and _is_cupy(first)
+    out = list(args)
+    for i, a, index, written, optional in plan.arrays:
+        v = args[i]
+        if v is None:
+            if not optional:
+                _refuse(name, a.name, "is required, got None", TypeError)
+            continue
+        _check_array(name, a, v, _INT64 if index else dtype, on_gpu, written)
+    for i, a in plan.scalars:
+        out[i] = _check_scalar(name, a, args[i])
+    for i, a_name, j, b_name in plan.pairs:
+        v, u = args[i], args[j]
+        if v is not None and u is not None and _overlap(v, u):
+            _refuse(name, a_name, f"is written but overlaps {b_name} in memory")
+    _RULES[name](dict(zip(plan.names, out)))
+    return k, out, on_gpu
+
+
+def _pick(backend, on_gpu):
+    if backend is None:
+        backend = "cuda" if on_gpu else default_cpu()
+    elif backend not in ("native", "numba", "cuda"):
+        raise ValueError(f"backend: unknown backend {backend!r}; expected None, 'native', "
+                         "'numba' or 'cuda'")
+    if on_gpu and backend != "cuda":
+        raise ValueError(f"backend: {backend!r} runs on NumPy arrays, but the inputs are CuPy")
+    if backend == "cuda" and not on_gpu:
+        raise ValueError("backend: 'cuda' needs CuPy arrays, but the inputs are NumPy arrays "
+                         "(move them with cupy.asarray)")
+    if backend == "numba":
+        _registry.sync_numba_threads()
+    return require(backend)
+
+
+def launch(name: str, backend, *args):
+    """Validate a backend-level call, pick its backend (None: the fastest for the arrays'
+    device), run it. The single place where devices are dispatched."""
+    _, args, on_gpu = validate(name, args)
+    getattr(_pick(backend, on_gpu), name)(*args)
+
+
+# --------------------------------------------------------------------------- kernel rules
+
+
+def _shape(ns, name, want):
+    got = tuple(ns[name].shape)
+    if got != tuple(want):
+        raise ValueError(f"{name}: expected shape {tuple(want)}, got {got}")
+
+
+def _positive(what, **sizes):
+    for n, v in sizes.items():
+        if v < 1:
+            raise ValueError(f"{what}: {n} must be >= 1, got {v}")
+
+
+def _gemm(ns):
+    a, b = ns["a"], ns["b"]
+    m, k = (a.shape[1], a.shape[0]) if ns["trans_a"] else a.shape
+    kb, n = (b.shape[1], b.shape[0]) if ns["trans_b"] else b.shape
+    if k != kb:
+        raise ValueError(f"b: op(a) is {m}x{k} but op(b) is {kb}x{n}; inner dimensions must "
+                         "match")
+    _shape(ns, "c", (m, n))
+
+
+def _conv(x, w, y, bias=None):
+    def rule(ns):
+        n, c, _, _ = ns[x].shape
+        kk, _, r, s = ns[w].shape
+        _shape(ns, w, (kk, c, r, s))
+        _shape(ns, y, (n, kk, *ns[y].shape[2:]))
+        _positive(y, N=n, C=c, K=kk, R=r, S=s, P=ns[y].shape[2], Q=ns[y].shape[3])
+        if bias and ns[bias] is not None:
+            _shape(ns, bias, (kk,))
+    return rule
+
+
+def _conv_bias(ns):
+    _shape(ns, "db", (ns["dy"].shape[1],))
+
+
+def _pool_geometry(x, y, ns):
+    n, c, h, w = ns[x].shape
+    p, q = ns[y].shape[2:]
+    _shape(ns, y, (n, c, p, q))
+    _positive(y, N=n, C=c, H=h, W=w, P=p, Q=q)
+    if 2 * ns["ph"] > ns["kh"] or 2 * ns["pw"] > ns["kw"]:
+        raise ValueError(f"padding: must be at most half the kernel, got {(ns['ph'], ns['pw'])} "
+                         f"for kernel {(ns['kh'], ns['kw'])}")
+    # every window must hold at least one input element (max pooling returns its position)
+    if (p - 1) * ns["sh"] - ns["ph"] >= h or (q - 1) * ns["sw"] - ns["pw"] >= w:
+        raise ValueError(f"{y}: an output of {p}x{q} has windows outside the {h}x{w} input")
+
+
+def _max_pool_forward(ns):
+    _pool_geometry("x", "y", ns)
+    _shape(ns, "indices", ns["y"].shape)
+
+
+def _max_pool_backward(ns):
+    dy, idx, dx = ns["dy"], ns["indices"], ns["dx"]
+    _shape(ns, "indices", dy.shape)
+    _shape(ns, "dy", (*dx.shape[:2], *dy.shape[2:]))
+    plane = dx.shape[2] * dx.shape[3]
+    if idx.size:
+        lo, hi = int(idx.min()), int(idx.max())
+        if lo < 0 or hi >= plane:
+            raise ValueError(f"indices: values must be positions in the {dx.shape[2]}x"
+                             f"{dx.shape[3]} plane, [0, {plane}), got [{lo}, {hi}]")
+
+
+def _avg_pool(x, y):
+    return lambda ns: _pool_geometry(x, y, ns)
+
+
+def _bn(x, ys=(), per_channel=()):
+    def rule(ns):
+        n, c, l_ = ns[x].shape
+        for y in ys:
+            _shape(ns, y, (n, c, l_))
+        for v in per_channel:
+            _shape(ns, v, (c,))
+        if n * l_ < 1:
+            raise ValueError(f"{x}: shape {(n, c, l_)} has no values per channel")
+    return rule
+
+
+def _elementwise(*names):
+    def rule(ns):
+        for nm in names[1:]:
+            _shape(ns, nm, ns[names[0]].shape)
+    return rule
+
+
+def _cell(state, wide, narrow, gates):
+    """state (B, H) fixes B and H; ``wide`` arrays are (B, gates*H), ``narrow`` (B, H),
+    anything else listed in gates as name -> width multiplier of H (1-D)."""
+    def rule(ns):
+        b, h = ns[state].shape
+        _positive(state, B=b, H=h)
+        for nm, mult in wide:
+            _shape(ns, nm, (b, mult * h))
+        for nm in narrow:
+            _shape(ns, nm, (b, h))
+        for nm, mult in gates:
+            _shape(ns, nm, (mult * h,))
+    return rule
+
+
+_GATES = (4, 3, 1, 1)
+
+
+def _recurrence(ns, forward):
+    mode = ns["mode"]
+    g = _GATES[mode]
+    t1, b, h = ns["hbuf"].shape
+    _positive("hbuf", T=t1 - 1, B=b, H=h)
+    _shape(ns, "w_hh", (g * h, h))
+    if forward:
+        _shape(ns, "xproj", (t1 - 1, b, g * h))
+        _shape(ns, "b_ih", (g * h,))
+        _shape(ns, "b_hh", (g * h,))
+        act_width = 4 * h
+    else:
+        _shape(ns, "dH", (t1, b, h))
+        for nm in ("dgx", "dgh"):
+            _shape(ns, nm, (t1 - 1, b, g * h))
+        for nm in ("dbx", "dbh"):
+            _shape(ns, nm, (g * h,))
+        if mode == 1 and (ns["dgx"] is ns["dgh"] or ns["dbx"] is ns["dbh"]):
+            raise ValueError("dgh: the GRU needs separate dgx/dgh and dbx/dbh arrays")
+        act_width = 4 * h if mode == 1 else g * h
+        if mode == 0:
+            _need(ns, "dc", (b, h))
+    if mode == 0:
+        _need(ns, "cbuf", (t1, b, h))
+    if mode == 1 or (mode == 0 and not forward):
+        _need(ns, "act", (t1 - 1, b, act_width))
+
+
+def _need(ns, name, shape):
+    if ns[name] is None:
+        raise ValueError(f"{name}: required for this mode")
+    _shape(ns, name, shape)
+
+
+def _upsample(x, y):
+    def rule(ns):
+        n, c, h, w = ns[x].shape
+        p, q = ns[y].shape[2:]
+        _shape(ns, y, (n, c, p, q))
+        _positive(y, N=n, C=c, H=h, W=w, P=p, Q=q)
+        for scale, n_in, n_out in ((ns["scale_h"], h, p), (ns["scale_w"], w, q)):
+            # a given scale maps output d to input d / scale: the last one must stay inside
+            if scale > 0 and (n_out - 1) / scale >= n_in + 1:
+                raise ValueError(f"scales: a scale of {scale} maps the output size {n_out} "
+                                 f"outside the input size {n_in}")
+    return rule
+
+
+_RULES = {
+    "gemm": _gemm,
+    "conv2d_forward": _conv("x", "w", "y", "b"),
+    "conv2d_backward_data": _conv("dx", "w", "dy"),
+    "conv2d_backward_weight": _conv("x", "dw_out", "dy"),
+    "conv2d_backward_bias": _conv_bias,
+    "max_pool2d_forward": _max_pool_forward,
+    "max_pool2d_backward": _max_pool_backward,
+    "avg_pool2d_forward": _avg_pool("x", "y"),
+    "avg_pool2d_backward": _avg_pool("dx", "dy"),
+    "batch_norm_forward_training": _bn("x", ("y",), ("weight", "bias", "mean", "var",
+                                                     "invstd")),
+    "batch_norm_forward_inference": _bn("x", ("y",), ("weight", "bias", "running_mean",
+                                                      "running_var")),
+    "batch_norm_backward": _bn("x", ("dy", "dx"), ("weight", "mean", "invstd", "dweight",
+                                                   "dbias")),
+    "lstm_cell_forward": _cell("c_prev", (("gates", 4), ("act", 4)), ("h", "c"),
+                               (("bias", 4),)),
+    "lstm_cell_backward": _cell("c_prev", (("act", 4), ("dgates", 4)),
+                                ("c", "dh", "dc", "dc_prev"), (("db", 4),)),
+    "gru_cell_forward": _cell("h_prev", (("gx", 3), ("gh", 3), ("act", 4)), ("h",),
+                              (("b_ih", 3), ("b_hh", 3))),
+    "gru_cell_backward": _cell("h_prev", (("act", 4), ("dgx", 3), ("dgh", 3)),
+                               ("dh", "dh_prev"), (("dbx", 3), ("dbh", 3))),
+    "rnn_cell_forward": _cell("pre", (), ("h",), (("bias", 1),)),
+    "rnn_cell_backward": _cell("h", (), ("dh", "dpre"), (("db", 1),)),
+    "rnn_recurrence_forward": lambda ns: _recurrence(ns, True),
+    "rnn_recurrence_backward": lambda ns: _recurrence(ns, False),
+    "upsample_nearest2d_forward": _upsample("x", "y"),
+    "upsample_nearest2d_backward": _upsample("dx", "dy"),
+    "upsample_bilinear2d_forward": _upsample("x", "y"),
+    "upsample_bilinear2d_backward": _upsample("dx", "dy"),
+}
+# Element-wise kernels: every array of one shape (the manifest's activation rows).
+for _k in spec.KERNELS:
+    if _k.op == "activation":
+        _RULES[_k.name] = _elementwise(*(a.name for a in _k.args if a.role in spec.ARRAY_ROLES))
+
+# The rules are keyed by the manifest's names and must cover it exactly: a kernel added to
+# the manifest without its rule fails at import, never silently unchecked.
+if set(_RULES) != set(spec.NAMES):
+    raise ImportError(f"kernel rules out of step with the manifest: missing "
+                      f"{sorted(set(spec.NAMES) - set(_RULES))}, unknown "
+                      f"{sorted(set(_RULES) - set(spec.NAMES))}")

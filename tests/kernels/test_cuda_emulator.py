@@ -10,6 +10,7 @@ race ThreadSanitizer reports whatever the timing was.
 import os
 import shutil
 import subprocess
+import sys
 
 import pytest
 
@@ -100,3 +101,51 @@ def test_plain_add_across_blocks_is_reported_as_a_race(tsan):
     res = run(tsan, "plain-add", TSAN_OPTIONS="exitcode=66")
     assert res.returncode == 66 and "ThreadSanitizer: data race" in res.stderr, res.stderr[-3000:]
 
+
+
+# The real kernels that accumulate with atomics (split-K weight gradient, max-pool
+# backward over overlapping windows, both upsampling backwards) and those that share
+# memory within a block (the tiled GEMM, batch norm's reductions, the cell backward), run
+# once under ThreadSanitizer: a missing atomic or barrier anywhere on these paths is a
+# reported race. Python is not instrumented, so the run needs libtsan preloaded and
+# address-space randomisation off (setarch -R).
+RACE_SCRIPT = """
+import sys
+import numpy as np
+from tests.kernels import test_cuda as gpu
+from tests.kernels import test_cuda_emulated as E
+
+emu = E.load_adapter(E._load_extension(sys.argv[1]))
+cp = E._numpy_cupy()
+gpu.test_conv2d_matches_cpu_and_cudnn(cp, emu, None, ((64, 2, 12, 12), (3, 3, 3), 1, 1, 1),
+                                      np.float32)
+gpu.test_max_pool2d_matches_cpu_and_cudnn(cp, emu, None, ((2, 3, 7, 9), 3, 2, 1), np.float32)
+for mode, corners in gpu.UPSAMPLE_MODES:
+    gpu.test_upsample_matches_cpu_and_torch(cp, emu, None, ((2, 3, 5, 7), (11, 13), None),
+                                            mode, corners, np.float32)
+gpu.test_batch_norm_matches_cpu_and_cudnn(cp, emu, None, (64, 2, 16, 16), np.float32)
+gpu.test_rnn_cells_match_cpu(cp, emu, "lstm", 5, 33, True, np.float32)
+print("kernels ran")
+"""
+
+
+def test_real_kernels_are_race_free_under_tsan():
+    reason = emu_build.skip_reason()
+    if reason:
+        pytest.skip(reason)
+    setarch = shutil.which("setarch")
+    libtsan = subprocess.run([emu_build.compiler(), "-print-file-name=libtsan.so"],
+                             capture_output=True, text=True).stdout.strip()
+    if setarch is None or not os.path.isabs(libtsan):
+        pytest.skip("ThreadSanitizer runs need setarch and the compiler's libtsan.so")
+    so, error = emu_build.build(emu_build.build_dir("-tsan"), ["-fsanitize=thread"],
+                                ["-fsanitize=thread"])
+    if error:
+        pytest.fail(error)
+    env = {**os.environ, "LD_PRELOAD": libtsan, "TSAN_OPTIONS": "exitcode=66",
+           "PYTHONPATH": emu_build.ROOT, "CONVNET_EMU_BLOCKS_IN_FLIGHT": "2"}
+    res = subprocess.run([setarch, os.uname().machine, "-R", sys.executable, "-c",
+                          RACE_SCRIPT, so], capture_output=True, text=True, env=env,
+                         timeout=500, cwd=emu_build.ROOT)
+    assert "ThreadSanitizer" not in res.stderr, res.stderr[-6000:]
+    assert res.returncode == 0 and "kernels ran" in res.stdout, res.stderr[-3000:]

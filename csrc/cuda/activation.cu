@@ -1,10 +1,11 @@
 // Element-wise activations and their gradients over flat contiguous arrays, in grid-stride
-// loops. Mirrors csrc/cpu/activation.cpp: the same formulas (sigmoid through e^{-|x|} so it
-// never overflows, ELU through expm1), with the precise libdevice functions (this file is
-// compiled without --use_fast_math).
+// loops. The formulas are csrc/cpu/activation.cpp's, from convnet/kernel_math.h (sigmoid
+// through e^{-|x|} so it never overflows, ELU through expm1), with the precise libdevice
+// functions (this file is compiled without --use_fast_math).
 #include <cuda_runtime.h>
 
 #include "convnet/cuda_utils.cuh"
+#include "convnet/kernel_math.h"
 #include "kernels.cuh"
 
 namespace convnet {
@@ -33,58 +34,46 @@ template <typename T>
 struct TanhF {
   const T* x;
   T* y;
-  __device__ void operator()(index_t i) const { y[i] = tanh(x[i]); }
+  __device__ void operator()(index_t i) const { y[i] = math::tanh_(x[i]); }
 };
 template <typename T>
 struct TanhB {
   const T *dy, *y;
   T* dx;
-  __device__ void operator()(index_t i) const { dx[i] = dy[i] * (T(1) - y[i] * y[i]); }
+  __device__ void operator()(index_t i) const { dx[i] = math::tanh_grad(dy[i], y[i]); }
 };
 template <typename T>
 struct SigmoidF {
   const T* x;
   T* y;
-  __device__ void operator()(index_t i) const {
-    const T v = x[i], e = exp(-fabs(v));
-    y[i] = v >= T(0) ? T(1) / (T(1) + e) : e / (T(1) + e);
-  }
+  __device__ void operator()(index_t i) const { y[i] = math::sigmoid(x[i]); }
 };
 template <typename T>
 struct SigmoidB {
   const T *dy, *y;
   T* dx;
-  __device__ void operator()(index_t i) const { dx[i] = dy[i] * y[i] * (T(1) - y[i]); }
+  __device__ void operator()(index_t i) const { dx[i] = math::sigmoid_grad(dy[i], y[i]); }
 };
 template <typename T>
 struct LeakyF {
   const T* x;
   T* y;
   T slope;
-  __device__ void operator()(index_t i) const {
-    const T v = x[i];
-    y[i] = v > T(0) ? v : slope * v;
-  }
+  __device__ void operator()(index_t i) const { y[i] = math::leaky_relu(x[i], slope); }
 };
 template <typename T>
 struct LeakyB {
   const T *dy, *x;
   T* dx;
   T slope;
-  __device__ void operator()(index_t i) const {
-    const T g = dy[i];
-    dx[i] = x[i] > T(0) ? g : slope * g;
-  }
+  __device__ void operator()(index_t i) const { dx[i] = math::leaky_relu_grad(dy[i], x[i], slope); }
 };
 template <typename T>
 struct EluF {
   const T* x;
   T* y;
   T alpha, scale;
-  __device__ void operator()(index_t i) const {
-    const T v = x[i];
-    y[i] = scale * (v > T(0) ? v : alpha * expm1(v));
-  }
+  __device__ void operator()(index_t i) const { y[i] = math::elu(x[i], alpha, scale); }
 };
 template <typename T>
 struct EluB {
@@ -92,8 +81,7 @@ struct EluB {
   T* dx;
   T alpha, scale;
   __device__ void operator()(index_t i) const {
-    const T v = x[i];
-    dx[i] = dy[i] * scale * (v > T(0) ? T(1) : alpha * exp(v));
+    dx[i] = math::elu_grad(dy[i], x[i], alpha, scale);
   }
 };
 

@@ -129,9 +129,14 @@ def test_conv2d(emu, cp, case, dtype):
     gpu.test_conv2d_matches_cpu_and_cudnn(cp, emu, None, case, dtype)
 
 
-def test_conv2d_weight_gradient_split_k(emu, cp):
+@pytest.mark.parametrize("seed", range(4))
+def test_conv2d_weight_gradient_split_k(emu, cp, monkeypatch, seed):
     """Few filters, long reduction: the split-K path with atomics and a zeroed output
-    (one 64x64 tile, 576 reduction steps: 8 splits on the emulator's 4 SMs)."""
+    (one 64x64 tile, 576 reduction steps: 8 splits on the emulator's 4 SMs). Each seed
+    runs the 8 blocks in another order (one at a time for odd seeds), so a split that is
+    only right when some block runs first fails."""
+    monkeypatch.setenv("CONVNET_EMU_SEED", str(seed))
+    monkeypatch.setenv("CONVNET_EMU_BLOCKS_IN_FLIGHT", "1" if seed % 2 else "4")
     case = ((64, 2, 12, 12), (3, 3, 3), 1, 1, 1)
     gpu.test_conv2d_matches_cpu_and_cudnn(cp, emu, None, case, np.float32)
 

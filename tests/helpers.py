@@ -13,11 +13,13 @@ import pytest
 
 TOLERANCE = {np.dtype(np.float32): 2e-5, np.dtype(np.float64): 1e-10}
 # Per element: rtol of the element itself, atol in units of the expected output's largest
-# magnitude (so that it means the same whatever the data's scale), ten times tighter than
-# the norm check. Measured over the CPU kernel, functional and layer tests, the largest
-# atol any comparison needed with these rtols was 3.8e-7 (float32: conv2d and GEMM sums
-# whose terms cancel) and below 1e-16 (float64).
-ELEMENT_TOLERANCE = {np.dtype(np.float32): (1e-4, 2e-6), np.dtype(np.float64): (1e-9, 1e-11)}
+# magnitude (so that it means the same whatever the data's scale), four times (float32)
+# and ten times (float64) tighter than the norm check. Measured over the CPU kernel,
+# functional, layer and model tests with these rtols, the largest atol a comparison needed
+# was 2.3e-6 (float32: the gradient of a bias that batch norm cancels, exactly 0 in float64,
+# a long float32 sum of terms that cancel; GEMM and conv2d sums needed 3.8e-7) and below
+# 1e-16 (float64).
+ELEMENT_TOLERANCE = {np.dtype(np.float32): (1e-4, 5e-6), np.dtype(np.float64): (1e-9, 1e-11)}
 
 
 def torch_or_skip():

@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 
 import convnet as cn
+from tests.helpers import torch_or_skip
 
 CPU_BACKENDS = ("native", "numba")
 DTYPES = (np.float32, np.float64)
@@ -30,6 +31,13 @@ def backend(request):
 @pytest.fixture(params=DTYPES, ids=["float32", "float64"])
 def dtype(request):
     return request.param
+
+
+@pytest.fixture
+def torch():
+    """PyTorch CPU, the oracle; the test that asks for it skips (with the reason) where it
+    is not installed, and the tests next to it still run."""
+    return torch_or_skip()
 
 
 @pytest.fixture

@@ -9,8 +9,6 @@ import pytest
 import convnet as cn
 from tests.helpers import check_op
 
-torch = pytest.importorskip("torch", reason="PyTorch (the oracle) is not installed")
-
 BINARY = [
     ("add", lambda a, b: a + b), ("sub", lambda a, b: a - b), ("mul", lambda a, b: a * b),
     ("div", lambda a, b: a / b), ("pow", lambda a, b: a.abs() ** b),
@@ -63,7 +61,7 @@ def test_matmul_shapes(dtype, rng):
                  rng=rng)
 
 
-def test_cat_stack_where(dtype, rng):
+def test_cat_stack_where(torch, dtype, rng):
     a, b = rng.standard_normal((2, 3)), rng.standard_normal((4, 3))
     check_op(lambda x, y: cn.cat([x, y], 0), lambda x, y: torch.cat([x, y], 0), [a, b], dtype,
              rng=rng)

@@ -122,9 +122,21 @@ def test_resume_refuses_a_non_checkpoint(tmp_path):
         T.fit(model(), blobs(), epochs=1, resume=path, progress=False, log=lambda s: None)
 
 
-def test_progress_bar_runs():
+def test_progress_bar_shows_the_epoch_and_its_running_metrics(capsys):
+    pytest.importorskip("tqdm")
     m = model()
-    T.fit(m, blobs(), epochs=1, progress=True, log=lambda s: None)
+    history = T.fit(m, blobs(), epochs=1, progress=True, log=lambda s: None)
+    shown = capsys.readouterr().err
+    # the closed bar: all 8 batches, and the loss/accuracy over them that fit returns
+    assert "epoch 1/1" in shown and "8/8" in shown
+    assert f"loss={history['loss'][0]:.4f}" in shown
+    assert f"acc={history['accuracy'][0]:.4f}" in shown
+    quiet = model()
+    T.fit(quiet, blobs(), epochs=1, progress=False, log=lambda s: None)
+    assert capsys.readouterr().err == ""
+    # the bar only reports: the same training without it ends at the same weights
+    for a, b in zip(m.parameters(), quiet.parameters()):
+        np.testing.assert_array_equal(a.numpy(), b.numpy())
 
 
 def test_plot_history(tmp_path):

@@ -1,10 +1,12 @@
 // Element-wise activations and their gradients, over flat contiguous arrays.
 // float32 uses a vectorised exp (Cephes' polynomial, ~1 ulp) so tanh, sigmoid and ELU run at
-// SIMD width; float64 keeps the C library's functions (gradient checks, not speed).
+// SIMD width; the rest is the formulas of convnet/kernel_math.h, shared with the CUDA
+// kernels (float64 through the C library's functions: gradient checks, not speed).
 #include <cmath>
 #include <cstring>
 
 #include "convnet/activation_table.h"
+#include "convnet/kernel_math.h"
 #include "vec_math.h"
 
 namespace convnet {
@@ -69,14 +71,14 @@ void tanh_forward(index_t n, const T* x, T* y) {
   if constexpr (std::is_same_v<T, float>) {
     map_f32(n, [&](index_t i, index_t len) { block1(x, y, i, len, vtanh); });
   } else {
-    map_scalar<T>(n, [=](index_t i) { y[i] = std::tanh(x[i]); });
+    map_scalar<T>(n, [=](index_t i) { y[i] = math::tanh_(x[i]); });
   }
 }
 
 // dy, y (n) -> dx (n) = dy * (1 - y^2)
 template <typename T>
 void tanh_backward(index_t n, const T* dy, const T* y, T* dx) {
-  map_scalar<T>(n, [=](index_t i) { dx[i] = dy[i] * (T(1) - y[i] * y[i]); });
+  map_scalar<T>(n, [=](index_t i) { dx[i] = math::tanh_grad(dy[i], y[i]); });
 }
 
 // x (n) -> y (n)
@@ -85,42 +87,27 @@ void sigmoid_forward(index_t n, const T* x, T* y) {
   if constexpr (std::is_same_v<T, float>) {
     map_f32(n, [&](index_t i, index_t len) { block1(x, y, i, len, vsigmoid); });
   } else {
-    map_scalar<T>(n, [=](index_t i) {
-      const T e = std::exp(-std::fabs(x[i]));
-      y[i] = x[i] >= 0 ? T(1) / (T(1) + e) : e / (T(1) + e);
-    });
+    map_scalar<T>(n, [=](index_t i) { y[i] = math::sigmoid(x[i]); });
   }
 }
 
 // dy, y (n) -> dx (n) = dy * y * (1 - y)
 template <typename T>
 void sigmoid_backward(index_t n, const T* dy, const T* y, T* dx) {
-  map_scalar<T>(n, [=](index_t i) { dx[i] = dy[i] * y[i] * (T(1) - y[i]); });
+  map_scalar<T>(n, [=](index_t i) { dx[i] = math::sigmoid_grad(dy[i], y[i]); });
 }
 
 // x (n) -> y (n) = x > 0 ? x : slope * x   (ReLU when slope = 0)
 template <typename T>
 void leaky_relu_forward(index_t n, const T* x, T* y, T slope) {
-  if (slope == T(0)) {  // ReLU: 0 for every x <= 0, -inf included (slope * -inf is NaN)
-    map_scalar<T>(n, [=](index_t i) {
-      const T v = x[i];
-      y[i] = v > T(0) || v != v ? v : T(0);
-    });
-    return;
-  }
-  map_scalar<T>(n, [=](index_t i) {
-    const T v = x[i];  // one load, then a select: vectorises where a branch would not
-    y[i] = v > T(0) ? v : slope * v;
-  });
+  // one load, then a select: vectorises where a branch would not
+  map_scalar<T>(n, [=](index_t i) { y[i] = math::leaky_relu(x[i], slope); });
 }
 
 // dy, x (n) -> dx (n) = x > 0 ? dy : slope * dy
 template <typename T>
 void leaky_relu_backward(index_t n, const T* dy, const T* x, T* dx, T slope) {
-  map_scalar<T>(n, [=](index_t i) {
-    const T g = dy[i];
-    dx[i] = x[i] > T(0) ? g : slope * g;
-  });
+  map_scalar<T>(n, [=](index_t i) { dx[i] = math::leaky_relu_grad(dy[i], x[i], slope); });
 }
 
 // x (n) -> y (n) = scale * (x > 0 ? x : alpha * (e^x - 1))   (SELU: its alpha and scale)
@@ -136,9 +123,7 @@ void elu_forward(index_t n, const T* x, T* y, T alpha, T scale) {
       });
     });
   } else {
-    map_scalar<T>(n, [=](index_t i) {
-      y[i] = scale * (x[i] > T(0) ? x[i] : alpha * std::expm1(x[i]));
-    });
+    map_scalar<T>(n, [=](index_t i) { y[i] = math::elu(x[i], alpha, scale); });
   }
 }
 
@@ -154,9 +139,7 @@ void elu_backward(index_t n, const T* dy, const T* x, T* dx, T alpha, T scale) {
       });
     });
   } else {
-    map_scalar<T>(n, [=](index_t i) {
-      dx[i] = dy[i] * scale * (x[i] <= T(0) ? alpha * std::exp(x[i]) : T(1));
-    });
+    map_scalar<T>(n, [=](index_t i) { dx[i] = math::elu_grad(dy[i], x[i], alpha, scale); });
   }
 }
 

@@ -4,6 +4,7 @@
 #include <limits>
 #include <vector>
 
+#include "convnet/kernel_math.h"
 #include "kernels.h"
 
 namespace convnet {
@@ -12,18 +13,16 @@ namespace {
 
 int pool_threads(const PoolGeom& g) { return threads_for(double(g.N) * g.C * g.H * g.W, 1 << 15); }
 
-// Window bounds along one axis, clipped to the input, and the extents PyTorch divides by:
-// clipped to the padded input (count_include_pad) or to the input itself.
+// The windows of every output along one axis (math::pool_window, tabulated once).
 struct Span {
+  std::vector<math::PoolWindow<index_t>> w;
   std::vector<index_t> lo, hi;
-  std::vector<index_t> padded_extent;
   Span(index_t out, index_t in, index_t k, index_t stride, index_t pad)
-      : lo(out), hi(out), padded_extent(out) {
+      : w(out), lo(out), hi(out) {
     for (index_t o = 0; o < out; ++o) {
-      const index_t start = o * stride - pad;
-      lo[o] = std::max<index_t>(start, 0);
-      hi[o] = std::min<index_t>(start + k, in);
-      padded_extent[o] = std::min<index_t>(start + k, in + pad) - start;
+      w[o] = math::pool_window(o, in, k, stride, pad);
+      lo[o] = w[o].lo;
+      hi[o] = w[o].hi;
     }
   }
 };
@@ -33,11 +32,8 @@ template <typename T>
 std::vector<T> avg_scales(const PoolGeom& g, const Span& rows, const Span& cols, bool cip) {
   std::vector<T> inv(g.P * g.Q);
   for (index_t p = 0; p < g.P; ++p)
-    for (index_t q = 0; q < g.Q; ++q) {
-      const index_t d = cip ? rows.padded_extent[p] * cols.padded_extent[q]
-                            : (rows.hi[p] - rows.lo[p]) * (cols.hi[q] - cols.lo[q]);
-      inv[p * g.Q + q] = T(1) / T(d);
-    }
+    for (index_t q = 0; q < g.Q; ++q)
+      inv[p * g.Q + q] = T(1) / T(math::pool_divisor(rows.w[p], cols.w[q], cip));
   return inv;
 }
 

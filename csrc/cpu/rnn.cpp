@@ -15,6 +15,7 @@
 #include <cstring>
 #include <type_traits>
 
+#include "convnet/kernel_math.h"
 #include "vec_math.h"
 
 namespace convnet {
@@ -56,21 +57,12 @@ struct Lanes<float> {
   static V relu_grad(V g, V y) { return y > VF{} ? g : VF{}; }
 };
 
+// float64: the scalar activations the CUDA kernels use.
 template <>
-struct Lanes<double> {
-  using V = double;
+struct Lanes<double> : math::ScalarOps<double> {
   static constexpr int L = 1;
   static V load(const double* p, int) { return *p; }
   static void store(double* p, V v, int) { *p = v; }
-  static V sig(V x) {
-    const double e = std::exp(-std::fabs(x));
-    return x >= 0 ? 1.0 / (1.0 + e) : e / (1.0 + e);
-  }
-  static V tnh(V x) { return std::tanh(x); }
-  static V one() { return 1.0; }
-  static V zero() { return 0.0; }
-  static V relu(V x) { return x > 0 ? x : 0.0; }
-  static V relu_grad(V g, V y) { return y > 0 ? g : 0.0; }
 };
 
 // Runs body(j0, len) over the hidden axis [0, H) in lane groups, the groups split into
@@ -111,17 +103,15 @@ void lstm_cell_forward(index_t B, index_t H, const T* gates, const T* bias, cons
     for (index_t b = 0; b < B; ++b) {
       const T* gr = gates + b * 4 * H + j0;
       T* ar = act + b * 4 * H + j0;
-      const V i = S::sig(S::load(gr, len) + bi);
-      const V f = S::sig(S::load(gr + H, len) + bf);
-      const V g = S::tnh(S::load(gr + 2 * H, len) + bg);
-      const V o = S::sig(S::load(gr + 3 * H, len) + bo);
-      const V cn = f * S::load(c_prev + b * H + j0, len) + i * g;
-      S::store(c + b * H + j0, cn, len);
-      S::store(h + b * H + j0, o * S::tnh(cn), len);
-      S::store(ar, i, len);
-      S::store(ar + H, f, len);
-      S::store(ar + 2 * H, g, len);
-      S::store(ar + 3 * H, o, len);
+      const auto st = math::lstm_forward<S>(
+          S::load(gr, len) + bi, S::load(gr + H, len) + bf, S::load(gr + 2 * H, len) + bg,
+          S::load(gr + 3 * H, len) + bo, S::load(c_prev + b * H + j0, len));
+      S::store(c + b * H + j0, st.c, len);
+      S::store(h + b * H + j0, st.h, len);
+      S::store(ar, st.i, len);
+      S::store(ar + H, st.f, len);
+      S::store(ar + 2 * H, st.g, len);
+      S::store(ar + 3 * H, st.o, len);
     }
   });
 }
@@ -137,29 +127,23 @@ void lstm_cell_backward(index_t B, index_t H, const T* act, const T* c_prev, con
   using V = typename S::V;
   over_columns<T>(B, H, 40.0, [=](index_t j0, int len) {
     V si = S::zero(), sf = S::zero(), sg = S::zero(), so = S::zero();
-    const V one = S::one();
     for (index_t b = 0; b < B; ++b) {
       const T* ar = act + b * 4 * H + j0;
       T* dr = dgates + b * 4 * H + j0;
       const index_t k = b * H + j0;
-      const V i = S::load(ar, len), f = S::load(ar + H, len), g = S::load(ar + 2 * H, len),
-              o = S::load(ar + 3 * H, len);
-      const V tc = S::tnh(S::load(c + k, len));
-      const V gh = S::load(dh + k, len);
-      const V dct = S::load(dc + k, len) + gh * o * (one - tc * tc);
-      const V di = dct * g * i * (one - i);
-      const V df = dct * S::load(c_prev + k, len) * f * (one - f);
-      const V dg = dct * i * (one - g * g);
-      const V d_o = gh * tc * o * (one - o);
-      S::store(dc_prev + k, dct * f, len);
-      S::store(dr, di, len);
-      S::store(dr + H, df, len);
-      S::store(dr + 2 * H, dg, len);
-      S::store(dr + 3 * H, d_o, len);
-      si += di;
-      sf += df;
-      sg += dg;
-      so += d_o;
+      const auto d = math::lstm_backward<S>(
+          S::load(ar, len), S::load(ar + H, len), S::load(ar + 2 * H, len),
+          S::load(ar + 3 * H, len), S::load(c + k, len), S::load(c_prev + k, len),
+          S::load(dh + k, len), S::load(dc + k, len));
+      S::store(dc_prev + k, d.dc_prev, len);
+      S::store(dr, d.di, len);
+      S::store(dr + H, d.df, len);
+      S::store(dr + 2 * H, d.dg, len);
+      S::store(dr + 3 * H, d.d_o, len);
+      si += d.di;
+      sf += d.df;
+      sg += d.dg;
+      so += d.d_o;
     }
     const V sums[4] = {si, sf, sg, so};
     for (int q = 0; q < 4; ++q) {
@@ -184,15 +168,15 @@ void gru_cell_forward(index_t B, index_t H, const T* gx, const T* gh, const T* b
       const T* xr = gx + b * 3 * H + j0;
       const T* hr = gh + b * 3 * H + j0;
       T* ar = act + b * 4 * H + j0;
-      const V r = S::sig(S::load(xr, len) + S::load(hr, len) + br);
-      const V z = S::sig(S::load(xr + H, len) + S::load(hr + H, len) + bz);
       const V hn = S::load(hr + 2 * H, len) + bn;
-      const V n = S::tnh(S::load(xr + 2 * H, len) + bxn + r * hn);
-      const V hp = S::load(h_prev + b * H + j0, len);
-      S::store(h + b * H + j0, n + z * (hp - n), len);
-      S::store(ar, r, len);
-      S::store(ar + H, z, len);
-      S::store(ar + 2 * H, n, len);
+      const V pre_r = S::load(xr, len) + S::load(hr, len) + br;
+      const V pre_z = S::load(xr + H, len) + S::load(hr + H, len) + bz;
+      const auto st = math::gru_forward<S>(pre_r, pre_z, S::load(xr + 2 * H, len) + bxn, hn,
+                                           S::load(h_prev + b * H + j0, len));
+      S::store(h + b * H + j0, st.h, len);
+      S::store(ar, st.r, len);
+      S::store(ar + H, st.z, len);
+      S::store(ar + 2 * H, st.n, len);
       S::store(ar + 3 * H, hn, len);
     }
   });
@@ -208,32 +192,26 @@ void gru_cell_backward(index_t B, index_t H, const T* act, const T* h_prev, cons
   using V = typename S::V;
   over_columns<T>(B, H, 30.0, [=](index_t j0, int len) {
     V sr = S::zero(), sz = S::zero(), sn = S::zero(), shn = S::zero();
-    const V one = S::one();
     for (index_t b = 0; b < B; ++b) {
       const T* ar = act + b * 4 * H + j0;
       const index_t k = b * H + j0;
-      const V r = S::load(ar, len), z = S::load(ar + H, len), n = S::load(ar + 2 * H, len),
-              hn = S::load(ar + 3 * H, len);
-      const V g = S::load(dh + k, len);
-      const V hp = S::load(h_prev + k, len);
-      const V dn = g * (one - z) * (one - n * n);
-      const V dz = g * (hp - n) * z * (one - z);
-      const V dr = dn * hn * r * (one - r);
-      const V dhn = dn * r;
+      const auto d = math::gru_backward<S>(S::load(ar, len), S::load(ar + H, len),
+                                           S::load(ar + 2 * H, len), S::load(ar + 3 * H, len),
+                                           S::load(h_prev + k, len), S::load(dh + k, len));
       T* xo = dgx + b * 3 * H + j0;
       T* ho = dgh + b * 3 * H + j0;
-      S::store(xo, dr, len);
-      S::store(xo + H, dz, len);
-      S::store(xo + 2 * H, dn, len);
-      S::store(ho, dr, len);
-      S::store(ho + H, dz, len);
-      S::store(ho + 2 * H, dhn, len);
-      const V direct = g * z;
-      S::store(dh_prev + k, accumulate ? S::load(dh_prev + k, len) + direct : direct, len);
-      sr += dr;
-      sz += dz;
-      sn += dn;
-      shn += dhn;
+      S::store(xo, d.dr, len);
+      S::store(xo + H, d.dz, len);
+      S::store(xo + 2 * H, d.dn, len);
+      S::store(ho, d.dr, len);
+      S::store(ho + H, d.dz, len);
+      S::store(ho + 2 * H, d.dhn, len);
+      S::store(dh_prev + k,
+               accumulate ? S::load(dh_prev + k, len) + d.dh_prev : d.dh_prev, len);
+      sr += d.dr;
+      sz += d.dz;
+      sn += d.dn;
+      shn += d.dhn;
     }
     const V xs[3] = {sr, sz, sn}, hs[3] = {sr, sz, shn};
     for (int q = 0; q < 3; ++q) {
@@ -255,7 +233,7 @@ void rnn_cell_forward(index_t B, index_t H, const T* pre, const T* bias, T* h, b
     for (index_t b = 0; b < B; ++b) {
       const index_t k = b * H + j0;
       const auto v = S::load(pre + k, len) + bv;
-      S::store(h + k, relu ? S::relu(v) : S::tnh(v), len);
+      S::store(h + k, math::rnn_forward<S>(v, relu), len);
     }
   });
 }
@@ -272,7 +250,7 @@ void rnn_cell_backward(index_t B, index_t H, const T* h, const T* dh, T* dpre, T
     for (index_t b = 0; b < B; ++b) {
       const index_t k = b * H + j0;
       const V y = S::load(h + k, len), g = S::load(dh + k, len);
-      const V d = relu ? S::relu_grad(g, y) : g * (S::one() - y * y);
+      const V d = math::rnn_backward<S>(y, g, relu);
       S::store(dpre + k, d, len);
       s += d;
     }

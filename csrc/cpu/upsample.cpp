@@ -2,7 +2,8 @@
 // per task, parallel over planes. The source index/weight of every output row and column
 // is computed once per call into small tables shared by all planes.
 //
-// PyTorch's rules (ATen UpSample.h), which these follow to the rounding:
+// PyTorch's rules (ATen UpSample.h), which these follow to the rounding (written once, for
+// the CUDA kernels too, in convnet/kernel_math.h):
 //   step = 1 / scale_factor when the user gave one (the scale argument > 0), else in / out;
 //   nearest:  src = min(floor(dst * step), in - 1), in float32 whatever the data type, with
 //             out == in copying and out == 2 * in halving the index exactly;
@@ -14,6 +15,7 @@
 #include <cmath>
 #include <vector>
 
+#include "convnet/kernel_math.h"
 #include "kernels.h"
 
 namespace convnet {
@@ -26,17 +28,8 @@ int upsample_threads(const UpsampleGeom& g) {
 
 std::vector<index_t> nearest_table(index_t in, index_t out, double scale) {
   std::vector<index_t> src(out);
-  const float step = scale > 0 ? static_cast<float>(1.0 / scale)
-                               : static_cast<float>(in) / static_cast<float>(out);
-  for (index_t d = 0; d < out; ++d) {
-    if (out == in)
-      src[d] = d;
-    else if (out == 2 * in)
-      src[d] = d >> 1;
-    else
-      src[d] = std::min<index_t>(static_cast<index_t>(std::floor(static_cast<float>(d) * step)),
-                                 in - 1);
-  }
+  const float step = math::nearest_step(in, out, scale);
+  for (index_t d = 0; d < out; ++d) src[d] = math::nearest_source(d, in, out, step);
   return src;
 }
 
@@ -46,26 +39,13 @@ struct LinearTable {
   std::vector<T> l0, l1;  // weights of i0 and i1
   LinearTable(index_t in, index_t out, bool align_corners, double scale)
       : i0(out), i1(out), l0(out), l1(out) {
-    T step;
-    if (align_corners)
-      step = out > 1 ? static_cast<T>(in - 1) / static_cast<T>(out - 1) : T(0);
-    else
-      step = scale > 0 ? static_cast<T>(1.0 / scale) : static_cast<T>(in) / static_cast<T>(out);
+    const T step = math::linear_step<T>(in, out, align_corners, scale);
     for (index_t d = 0; d < out; ++d) {
-      if (out == in) {
-        i0[d] = i1[d] = d;
-        l0[d] = T(1);
-        l1[d] = T(0);
-        continue;
-      }
-      T src = align_corners ? step * static_cast<T>(d) : step * (static_cast<T>(d) + T(0.5)) - T(0.5);
-      if (!align_corners && src < T(0)) src = T(0);
-      const index_t lo = std::min<index_t>(static_cast<index_t>(std::floor(src)), in - 1);
-      const T lambda = std::min(std::max(src - static_cast<T>(lo), T(0)), T(1));
-      i0[d] = lo;
-      i1[d] = lo + (lo < in - 1 ? 1 : 0);
-      l1[d] = lambda;
-      l0[d] = T(1) - lambda;
+      const auto s = math::linear_source(d, in, out, step, align_corners);
+      i0[d] = s.i0;
+      i1[d] = s.i1;
+      l0[d] = s.l0;
+      l1[d] = s.l1;
     }
   }
 };

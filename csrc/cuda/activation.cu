@@ -1,11 +1,12 @@
 // Element-wise activations and their gradients over flat contiguous arrays, in grid-stride
-// loops. Mirrors csrc/cpu/activation.cpp: the same formulas (sigmoid through e^{-|x|} so it
-// never overflows, ELU through expm1), with the precise libdevice functions (this file is
-// compiled without --use_fast_math).
+// loops. The formulas are csrc/cpu/activation.cpp's, from convnet/kernel_math.h (sigmoid
+// through e^{-|x|} so it never overflows, ELU through expm1), with the precise libdevice
+// functions (this file is compiled without --use_fast_math).
 #include <cuda_runtime.h>
 
 #include "convnet/activation_table.h"
 #include "convnet/cuda_utils.cuh"
+#include "convnet/kernel_math.h"
 #include "kernels.cuh"
 
 namespace convnet {
@@ -34,59 +35,46 @@ template <typename T>
 struct TanhF {
   const T* x;
   T* y;
-  __device__ void operator()(index_t i) const { y[i] = tanh(x[i]); }
+  __device__ void operator()(index_t i) const { y[i] = math::tanh_(x[i]); }
 };
 template <typename T>
 struct TanhB {
   const T *dy, *y;
   T* dx;
-  __device__ void operator()(index_t i) const { dx[i] = dy[i] * (T(1) - y[i] * y[i]); }
+  __device__ void operator()(index_t i) const { dx[i] = math::tanh_grad(dy[i], y[i]); }
 };
 template <typename T>
 struct SigmoidF {
   const T* x;
   T* y;
-  __device__ void operator()(index_t i) const {
-    const T v = x[i], e = exp(-fabs(v));
-    y[i] = v >= T(0) ? T(1) / (T(1) + e) : e / (T(1) + e);
-  }
+  __device__ void operator()(index_t i) const { y[i] = math::sigmoid(x[i]); }
 };
 template <typename T>
 struct SigmoidB {
   const T *dy, *y;
   T* dx;
-  __device__ void operator()(index_t i) const { dx[i] = dy[i] * y[i] * (T(1) - y[i]); }
+  __device__ void operator()(index_t i) const { dx[i] = math::sigmoid_grad(dy[i], y[i]); }
 };
 template <typename T>
 struct LeakyF {
   const T* x;
   T* y;
   T slope;
-  __device__ void operator()(index_t i) const {
-    const T v = x[i];
-    // ReLU (slope 0) of -inf is 0, where slope * -inf would be NaN; NaN stays NaN
-    y[i] = v > T(0) || v != v ? v : (slope == T(0) ? T(0) : slope * v);
-  }
+  __device__ void operator()(index_t i) const { y[i] = math::leaky_relu(x[i], slope); }
 };
 template <typename T>
 struct LeakyB {
   const T *dy, *x;
   T* dx;
   T slope;
-  __device__ void operator()(index_t i) const {
-    const T g = dy[i];
-    dx[i] = x[i] > T(0) ? g : slope * g;
-  }
+  __device__ void operator()(index_t i) const { dx[i] = math::leaky_relu_grad(dy[i], x[i], slope); }
 };
 template <typename T>
 struct EluF {
   const T* x;
   T* y;
   T alpha, scale;
-  __device__ void operator()(index_t i) const {
-    const T v = x[i];
-    y[i] = scale * (v > T(0) ? v : alpha * expm1(v));
-  }
+  __device__ void operator()(index_t i) const { y[i] = math::elu(x[i], alpha, scale); }
 };
 template <typename T>
 struct EluB {
@@ -94,8 +82,7 @@ struct EluB {
   T* dx;
   T alpha, scale;
   __device__ void operator()(index_t i) const {
-    const T v = x[i];
-    dx[i] = dy[i] * scale * (v <= T(0) ? alpha * exp(v) : T(1));  // NaN: 1, as PyTorch
+    dx[i] = math::elu_grad(dy[i], x[i], alpha, scale);
   }
 };
 

@@ -8,6 +8,7 @@
 #include <cmath>
 
 #include "convnet/cuda_utils.cuh"
+#include "convnet/kernel_math.h"
 #include "kernels.cuh"
 
 namespace convnet {
@@ -37,9 +38,9 @@ __global__ void max_pool_forward_kernel(const T* __restrict__ x, T* __restrict__
     const int p = int(t % d.P);
     const index_t plane = t / d.P;
     const T* src = x + plane * d.H * d.W;
-    const int hs = p * d.sh - d.ph, ws = q * d.sw - d.pw;
-    const int h0 = max(hs, 0), h1 = min(hs + d.kh, d.H);
-    const int w0 = max(ws, 0), w1 = min(ws + d.kw, d.W);
+    const auto rw = math::pool_window(p, d.H, d.kh, d.sh, d.ph);
+    const auto cw = math::pool_window(q, d.W, d.kw, d.sw, d.pw);
+    const int h0 = rw.lo, h1 = rw.hi, w0 = cw.lo, w1 = cw.hi;
     // As PyTorch: start from -inf at the window's first real element.
     T best = -INFINITY;
     index_t best_i = index_t(h0) * d.W + w0;
@@ -69,11 +70,9 @@ __global__ void max_pool_backward_kernel(const T* __restrict__ dy,
   }
 }
 
-// The divisor of output (p, q), as the CPU kernel's Span/avg_scales.
 __device__ inline int avg_divisor(const PoolDims& d, int p, int q, bool cip) {
-  const int hs = p * d.sh - d.ph, ws = q * d.sw - d.pw;
-  if (cip) return (min(hs + d.kh, d.H + d.ph) - hs) * (min(ws + d.kw, d.W + d.pw) - ws);
-  return (min(hs + d.kh, d.H) - max(hs, 0)) * (min(ws + d.kw, d.W) - max(ws, 0));
+  return math::pool_divisor(math::pool_window(p, d.H, d.kh, d.sh, d.ph),
+                            math::pool_window(q, d.W, d.kw, d.sw, d.pw), cip);
 }
 
 template <typename T>
@@ -86,13 +85,12 @@ __global__ void avg_pool_forward_kernel(const T* __restrict__ x, T* __restrict__
     const int p = int(t % d.P);
     const index_t plane = t / d.P;
     const T* src = x + plane * d.H * d.W;
-    const int hs = p * d.sh - d.ph, ws = q * d.sw - d.pw;
-    const int h0 = max(hs, 0), h1 = min(hs + d.kh, d.H);
-    const int w0 = max(ws, 0), w1 = min(ws + d.kw, d.W);
+    const auto rw = math::pool_window(p, d.H, d.kh, d.sh, d.ph);
+    const auto cw = math::pool_window(q, d.W, d.kw, d.sw, d.pw);
     T sum = T(0);
-    for (int h = h0; h < h1; ++h)
-      for (int w = w0; w < w1; ++w) sum += src[h * d.W + w];
-    y[o] = sum * (T(1) / T(avg_divisor(d, p, q, cip)));
+    for (int h = rw.lo; h < rw.hi; ++h)
+      for (int w = cw.lo; w < cw.hi; ++w) sum += src[h * d.W + w];
+    y[o] = sum * (T(1) / T(math::pool_divisor(rw, cw, cip)));
   }
 }
 
@@ -108,12 +106,9 @@ __global__ void avg_pool_backward_kernel(const T* __restrict__ dy, T* __restrict
     const int h = int(t % d.H);
     const index_t plane = t / d.H;
     const T* g = dy + plane * d.P * d.Q;
-    // Window p covers h when p*sh - ph <= h < p*sh - ph + kh.
-    const int hp = h + d.ph, wp = w + d.pw;
-    const int p0 = hp - d.kh + 1 > 0 ? (hp - d.kh + 1 + d.sh - 1) / d.sh : 0;
-    const int p1 = min(hp / d.sh, d.P - 1);
-    const int q0 = wp - d.kw + 1 > 0 ? (wp - d.kw + 1 + d.sw - 1) / d.sw : 0;
-    const int q1 = min(wp / d.sw, d.Q - 1);
+    int p0, p1, q0, q1;
+    math::windows_containing(h, d.kh, d.sh, d.ph, d.P, p0, p1);
+    math::windows_containing(w, d.kw, d.sw, d.pw, d.Q, q0, q1);
     T sum = T(0);
     for (int p = p0; p <= p1; ++p)
       for (int q = q0; q <= q1; ++q) sum += g[p * d.Q + q] * (T(1) / T(avg_divisor(d, p, q, cip)));

@@ -1,6 +1,6 @@
 // Fused element-wise cells of the recurrent layers (LSTM, GRU, plain tanh/ReLU RNN) and the
-// recurrence over a whole sequence. Mirrors csrc/cpu/rnn.cpp: same formulas (sigmoid through
-// e^{-|x|}, precise libdevice exp/tanh: this file is built without --use_fast_math), same
+// recurrence over a whole sequence. Mirrors csrc/cpu/rnn.cpp: the same formulas, from
+// convnet/kernel_math.h (precise libdevice exp/tanh: built without --use_fast_math), same
 // gate order (LSTM i, f, g, o; GRU r, z, n with n = tanh(x_n + r * (W_hn h + b_hn))), same
 // saved activations and the same buffer layouts and aliasing rules.
 //
@@ -18,6 +18,7 @@
 #include <cmath>
 
 #include "convnet/cuda_utils.cuh"
+#include "convnet/kernel_math.h"
 #include "kernels.cuh"
 
 namespace convnet {
@@ -28,12 +29,6 @@ namespace {
 constexpr int kThreads = 256;
 constexpr int kCols = 32;                  // columns per block in the backward kernels
 constexpr int kRowLanes = kThreads / kCols;  // rows taken at once
-
-template <typename T>
-__device__ inline T sigm(T x) {
-  const T e = exp(-fabs(x));
-  return x >= T(0) ? T(1) / (T(1) + e) : e / (T(1) + e);
-}
 
 // Grid-stride loop over the B*H states; f(b, j).
 template <typename F>
@@ -126,18 +121,15 @@ struct LstmForward {
     const T* gr = gates + b * 4 * H + j;
     T* ar = act + b * 4 * H + j;
     auto bias = [&](int q) { return b2 ? b1[q * H + j] + b2[q * H + j] : b1[q * H + j]; };
-    const T i = sigm(gr[0] + bias(0));
-    const T f = sigm(gr[H] + bias(1));
-    const T g = tanh(gr[2 * H] + bias(2));
-    const T o = sigm(gr[3 * H] + bias(3));
     const index_t k = b * H + j;
-    const T cn = f * c_prev[k] + i * g;
-    c[k] = cn;
-    h[k] = o * tanh(cn);
-    ar[0] = i;
-    ar[H] = f;
-    ar[2 * H] = g;
-    ar[3 * H] = o;
+    const auto st = math::lstm_forward<math::ScalarOps<T>>(
+        gr[0] + bias(0), gr[H] + bias(1), gr[2 * H] + bias(2), gr[3 * H] + bias(3), c_prev[k]);
+    c[k] = st.c;
+    h[k] = st.h;
+    ar[0] = st.i;
+    ar[H] = st.f;
+    ar[2 * H] = st.g;
+    ar[3 * H] = st.o;
   }
 };
 
@@ -150,23 +142,17 @@ struct LstmBackward {
     const T* ar = act + b * 4 * H + j;
     T* dr = dgates + b * 4 * H + j;
     const index_t k = b * H + j;
-    const T i = ar[0], f = ar[H], g = ar[2 * H], o = ar[3 * H];
-    const T tc = tanh(c[k]);
-    const T gh = dh[k];
-    const T dct = dc[k] + gh * o * (T(1) - tc * tc);
-    const T di = dct * g * i * (T(1) - i);
-    const T df = dct * c_prev[k] * f * (T(1) - f);
-    const T dg = dct * i * (T(1) - g * g);
-    const T d_o = gh * tc * o * (T(1) - o);
-    dc_prev[k] = dct * f;
-    dr[0] = di;
-    dr[H] = df;
-    dr[2 * H] = dg;
-    dr[3 * H] = d_o;
-    s[0] += di;
-    s[1] += df;
-    s[2] += dg;
-    s[3] += d_o;
+    const auto d = math::lstm_backward<math::ScalarOps<T>>(ar[0], ar[H], ar[2 * H], ar[3 * H],
+                                                           c[k], c_prev[k], dh[k], dc[k]);
+    dc_prev[k] = d.dc_prev;
+    dr[0] = d.di;
+    dr[H] = d.df;
+    dr[2 * H] = d.dg;
+    dr[3 * H] = d.d_o;
+    s[0] += d.di;
+    s[1] += d.df;
+    s[2] += d.dg;
+    s[3] += d.d_o;
   }
 };
 
@@ -180,17 +166,15 @@ struct GruForward {
     const T* xr = gx + b * 3 * H + j;
     const T* hr = gh + b * ldgh + j;
     const T br = b_ih[j] + b_hh[j], bz = b_ih[H + j] + b_hh[H + j];
-    const T r = sigm(xr[0] + hr[0] + br);
-    const T z = sigm(xr[H] + hr[H] + bz);
     const T hn = hr[2 * H] + b_hh[2 * H + j];
-    const T n = tanh(xr[2 * H] + b_ih[2 * H + j] + r * hn);
     const index_t k = b * H + j;
-    const T hp = h_prev[k];
+    const auto st = math::gru_forward<math::ScalarOps<T>>(
+        xr[0] + hr[0] + br, xr[H] + hr[H] + bz, xr[2 * H] + b_ih[2 * H + j], hn, h_prev[k]);
     T* ar = act + b * 4 * H + j;  // may be hr's row: every read above comes first
-    h[k] = n + z * (hp - n);
-    ar[0] = r;
-    ar[H] = z;
-    ar[2 * H] = n;
+    h[k] = st.h;
+    ar[0] = st.r;
+    ar[H] = st.z;
+    ar[2 * H] = st.n;
     ar[3 * H] = hn;
   }
 };
@@ -204,26 +188,21 @@ struct GruBackward {
   __device__ void operator()(index_t b, index_t j, T (&s)[4]) const {
     const T* ar = act + b * 4 * H + j;
     const index_t k = b * H + j;
-    const T r = ar[0], z = ar[H], n = ar[2 * H], hn = ar[3 * H];
-    const T g = dh[k], hp = h_prev[k];
-    const T dn = g * (T(1) - z) * (T(1) - n * n);
-    const T dz = g * (hp - n) * z * (T(1) - z);
-    const T dr = dn * hn * r * (T(1) - r);
-    const T dhn = dn * r;
+    const auto d = math::gru_backward<math::ScalarOps<T>>(ar[0], ar[H], ar[2 * H], ar[3 * H],
+                                                          h_prev[k], dh[k]);
     T* xo = dgx + b * 3 * H + j;
     T* ho = dgh + b * 3 * H + j;
-    xo[0] = dr;
-    xo[H] = dz;
-    xo[2 * H] = dn;
-    ho[0] = dr;
-    ho[H] = dz;
-    ho[2 * H] = dhn;
-    const T direct = g * z;
-    dh_prev[k] = accumulate ? dh_prev[k] + direct : direct;
-    s[0] += dr;
-    s[1] += dz;
-    s[2] += dn;
-    s[3] += dhn;
+    xo[0] = d.dr;
+    xo[H] = d.dz;
+    xo[2 * H] = d.dn;
+    ho[0] = d.dr;
+    ho[H] = d.dz;
+    ho[2 * H] = d.dhn;
+    dh_prev[k] = accumulate ? dh_prev[k] + d.dh_prev : d.dh_prev;
+    s[0] += d.dr;
+    s[1] += d.dz;
+    s[2] += d.dn;
+    s[3] += d.dhn;
   }
 };
 
@@ -236,7 +215,7 @@ struct RnnForward {
   __device__ void operator()(index_t b, index_t j) const {
     const index_t k = b * H + j;
     const T v = pre[k] + (b2 ? b1[j] + b2[j] : b1[j]);
-    h[k] = relu ? (v > T(0) ? v : T(0)) : tanh(v);
+    h[k] = math::rnn_forward<math::ScalarOps<T>>(v, relu);
   }
 };
 
@@ -248,8 +227,7 @@ struct RnnBackward {
   bool relu;
   __device__ void operator()(index_t b, index_t j, T (&s)[1]) const {
     const index_t k = b * H + j;
-    const T y = h[k], g = dh[k];
-    const T d = relu ? (y > T(0) ? g : T(0)) : g * (T(1) - y * y);
+    const T d = math::rnn_backward<math::ScalarOps<T>>(h[k], dh[k], relu);
     dpre[k] = d;
     s[0] += d;
   }

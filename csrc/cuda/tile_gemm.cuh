@@ -37,9 +37,11 @@ struct Vec16<double> {
 
 // 16-byte global -> shared copy that bypasses the registers (cp.async, sm_80+): the bytes
 // past src_bytes are zero-filled, so tiles at the matrix edge need no branch. Older
-// targets copy through registers.
+// targets copy through registers. The test emulator queues the copy until the wait.
 __device__ inline void cp_async16(void* smem, const void* gmem, int src_bytes) {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+#if defined(CONVNET_CUDA_EMULATE)
+  ::convnet_emu::cp_async16(smem, gmem, src_bytes);
+#elif defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
   const unsigned dst = static_cast<unsigned>(__cvta_generic_to_shared(smem));
   asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(dst), "l"(gmem),
                "r"(src_bytes));
@@ -52,7 +54,9 @@ __device__ inline void cp_async16(void* smem, const void* gmem, int src_bytes) {
 
 // Waits for this thread's cp.async copies; a __syncthreads after it publishes them.
 __device__ inline void cp_async_wait_all() {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+#if defined(CONVNET_CUDA_EMULATE)
+  ::convnet_emu::cp_async_wait_all();
+#elif defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
   asm volatile("cp.async.wait_all;\n" ::);
 #endif
 }

@@ -1,9 +1,9 @@
 // Nearest and bilinear upsampling (NCHW) with PyTorch's coordinate rules, one thread per
 // output element in grid-stride loops (consecutive threads take consecutive columns, so
-// loads and stores coalesce). Mirrors csrc/cpu/upsample.cpp and keeps its arithmetic to the
-// rounding: the steps are computed on the host exactly as the CPU tables compute them, and
-// each thread derives its source index and weights with the same operations in the same
-// type (float for nearest, T for bilinear). Not built with --use_fast_math.
+// loads and stores coalesce). Mirrors csrc/cpu/upsample.cpp to the rounding: the steps and
+// each thread's source index and weights come from the functions the CPU tables use
+// (convnet/kernel_math.h), in the same type (float for nearest, T for bilinear). Not built
+// with --use_fast_math.
 //
 // Backward scatters each dy value to the input pixels it came from with atomicAdd (several
 // outputs share an input), after the gradient is zeroed on the stream.
@@ -12,6 +12,7 @@
 #include <cmath>
 
 #include "convnet/cuda_utils.cuh"
+#include "convnet/kernel_math.h"
 #include "kernels.cuh"
 
 namespace convnet {
@@ -21,27 +22,12 @@ namespace {
 
 constexpr int kThreads = 256;
 
-// PyTorch's step for nearest: 1/scale when a scale factor was given, else in/out, in float.
-float nearest_step(index_t in, index_t out, double scale) {
-  return scale > 0 ? static_cast<float>(1.0 / scale)
-                   : static_cast<float>(in) / static_cast<float>(out);
-}
-
-template <typename T>
-T linear_step(index_t in, index_t out, bool align_corners, double scale) {
-  if (align_corners) return out > 1 ? static_cast<T>(in - 1) / static_cast<T>(out - 1) : T(0);
-  return scale > 0 ? static_cast<T>(1.0 / scale) : static_cast<T>(in) / static_cast<T>(out);
-}
-
+// One axis of the map from output to source coordinates (convnet/kernel_math.h, the
+// CPU kernels' rule).
 struct NearestAxis {
   index_t in, out;
   float step;
-  __device__ index_t src(index_t d) const {
-    if (out == in) return d;
-    if (out == 2 * in) return d >> 1;
-    const index_t s = static_cast<index_t>(floorf(static_cast<float>(d) * step));
-    return s < in - 1 ? s : in - 1;
-  }
+  __device__ index_t src(index_t d) const { return math::nearest_source(d, in, out, step); }
 };
 
 template <typename T>
@@ -49,24 +35,13 @@ struct LinearAxis {
   index_t in, out;
   T step;
   bool align_corners;
-  // i0, i1 and the weights l0 (of i0), l1 (of i1), as LinearTable in upsample.cpp.
+  // i0, i1 and the weights l0 (of i0), l1 (of i1)
   __device__ void src(index_t d, index_t& i0, index_t& i1, T& l0, T& l1) const {
-    if (out == in) {
-      i0 = i1 = d;
-      l0 = T(1);
-      l1 = T(0);
-      return;
-    }
-    T s = align_corners ? step * static_cast<T>(d) : step * (static_cast<T>(d) + T(0.5)) - T(0.5);
-    if (!align_corners && s < T(0)) s = T(0);
-    index_t lo = static_cast<index_t>(floor(s));
-    if (lo > in - 1) lo = in - 1;
-    T lambda = s - static_cast<T>(lo);
-    lambda = lambda < T(0) ? T(0) : (lambda > T(1) ? T(1) : lambda);
-    i0 = lo;
-    i1 = lo + (lo < in - 1 ? 1 : 0);
-    l1 = lambda;
-    l0 = T(1) - lambda;
+    const auto s = math::linear_source(d, in, out, step, align_corners);
+    i0 = s.i0;
+    i1 = s.i1;
+    l0 = s.l0;
+    l1 = s.l1;
   }
 };
 
@@ -148,8 +123,8 @@ void upsample_nearest2d_forward(const UpsampleGeom& g, const T* x, T* y, double 
                                 double scale_w, cudaStream_t stream) {
   const index_t total = outputs(g);
   if (total <= 0) return;
-  const NearestAxis rows{g.H, g.P, nearest_step(g.H, g.P, scale_h)};
-  const NearestAxis cols{g.W, g.Q, nearest_step(g.W, g.Q, scale_w)};
+  const NearestAxis rows{g.H, g.P, math::nearest_step(g.H, g.P, scale_h)};
+  const NearestAxis cols{g.W, g.Q, math::nearest_step(g.W, g.Q, scale_w)};
   CONVNET_LAUNCH(grid_of(total), kThreads, 0, stream, nearest_forward_kernel<T>)(x, y, total, rows,
                                                                                 cols);
   CUDA_CHECK_LAUNCH();
@@ -162,8 +137,8 @@ void upsample_nearest2d_backward(const UpsampleGeom& g, const T* dy, T* dx, doub
   zero(g, dx, stream);
   const index_t total = outputs(g);
   if (total <= 0) return;
-  const NearestAxis rows{g.H, g.P, nearest_step(g.H, g.P, scale_h)};
-  const NearestAxis cols{g.W, g.Q, nearest_step(g.W, g.Q, scale_w)};
+  const NearestAxis rows{g.H, g.P, math::nearest_step(g.H, g.P, scale_h)};
+  const NearestAxis cols{g.W, g.Q, math::nearest_step(g.W, g.Q, scale_w)};
   CONVNET_LAUNCH(grid_of(total), kThreads, 0, stream, nearest_backward_kernel<T>)(dy, dx, total,
                                                                                  rows, cols);
   CUDA_CHECK_LAUNCH();
@@ -175,9 +150,9 @@ void upsample_bilinear2d_forward(const UpsampleGeom& g, const T* x, T* y, bool a
                                  double scale_h, double scale_w, cudaStream_t stream) {
   const index_t total = outputs(g);
   if (total <= 0) return;
-  const LinearAxis<T> rows{g.H, g.P, linear_step<T>(g.H, g.P, align_corners, scale_h),
+  const LinearAxis<T> rows{g.H, g.P, math::linear_step<T>(g.H, g.P, align_corners, scale_h),
                            align_corners};
-  const LinearAxis<T> cols{g.W, g.Q, linear_step<T>(g.W, g.Q, align_corners, scale_w),
+  const LinearAxis<T> cols{g.W, g.Q, math::linear_step<T>(g.W, g.Q, align_corners, scale_w),
                            align_corners};
   CONVNET_LAUNCH(grid_of(total), kThreads, 0, stream, bilinear_forward_kernel<T>)(x, y, total,
                                                                                  rows, cols);
@@ -191,9 +166,9 @@ void upsample_bilinear2d_backward(const UpsampleGeom& g, const T* dy, T* dx, boo
   zero(g, dx, stream);
   const index_t total = outputs(g);
   if (total <= 0) return;
-  const LinearAxis<T> rows{g.H, g.P, linear_step<T>(g.H, g.P, align_corners, scale_h),
+  const LinearAxis<T> rows{g.H, g.P, math::linear_step<T>(g.H, g.P, align_corners, scale_h),
                            align_corners};
-  const LinearAxis<T> cols{g.W, g.Q, linear_step<T>(g.W, g.Q, align_corners, scale_w),
+  const LinearAxis<T> cols{g.W, g.Q, math::linear_step<T>(g.W, g.Q, align_corners, scale_w),
                            align_corners};
   CONVNET_LAUNCH(grid_of(total), kThreads, 0, stream, bilinear_backward_kernel<T>)(dy, dx, total,
                                                                                   rows, cols);

@@ -63,7 +63,13 @@ def test_run_writes_sample_grids_and_reports_quality(model, judge_path, tmp_path
         scores = out[key]
         assert scores["n"] == 40 and sum(scores["class_histogram"]) == 40
         assert 0.1 <= scores["confidence"] <= 1.0
-        assert scores["frechet"] >= 0.0
+        assert np.isfinite(scores["frechet"]) and scores["frechet"] > 0.0
+    # Held-out real images sit far closer to the real test images, in the judge's features,
+    # than an untrained generator's noise does (0.0125 against 0.087 for gan and 0.118
+    # for dcgan with these seeds), and two epochs on 64 images do not reach the real ones.
+    floor, ceiling = out["real_held_out"]["frechet"], out["untrained"]["frechet"]
+    assert floor < ceiling / 3, (floor, ceiling)
+    assert out["quality"]["frechet"] > 2 * floor, (out["quality"]["frechet"], floor)
     assert out["classifier"]["cached"] is True
 
 

@@ -8,9 +8,6 @@ import convnet as cn
 import convnet.functional as F
 from tests.helpers import check_op
 
-torch = pytest.importorskip("torch", reason="PyTorch (the oracle) is not installed")
-TF = torch.nn.functional
-
 
 @pytest.fixture
 def kernels_backend(backend):
@@ -22,8 +19,9 @@ def kernels_backend(backend):
     (1, 0, 0, 1), (2, 1, 1, 1), (3, 1, 2, 1), ((2, 1), (0, 2), (1, 0), 1), (1, 1, 1, 2),
 ])
 @pytest.mark.parametrize("bias", [True, False])
-def test_conv_transpose2d(stride, padding, output_padding, dilation, bias, dtype,
+def test_conv_transpose2d(torch, stride, padding, output_padding, dilation, bias, dtype,
                           kernels_backend, rng):
+    TF = torch.nn.functional
     x = rng.standard_normal((2, 3, 5, 4))
     w = rng.standard_normal((3, 4, 3, 2)) / 3
     b = rng.standard_normal(4)
@@ -50,7 +48,8 @@ def test_conv_transpose2d_groups_refused(rng):
                                 {"size": 3}, {"scale_factor": 0.5}])
 @pytest.mark.parametrize("mode,align_corners", [("nearest", None), ("bilinear", False),
                                                 ("bilinear", True), ("bilinear", None)])
-def test_interpolate(kw, mode, align_corners, dtype, kernels_backend, rng):
+def test_interpolate(torch, kw, mode, align_corners, dtype, kernels_backend, rng):
+    TF = torch.nn.functional
     x = rng.standard_normal((2, 3, 5, 6))
 
     def ours(t):
@@ -62,7 +61,8 @@ def test_interpolate(kw, mode, align_corners, dtype, kernels_backend, rng):
     check_op(ours, theirs, [x], dtype)
 
 
-def test_interpolate_recompute_scale_factor(rng):
+def test_interpolate_recompute_scale_factor(torch, rng):
+    TF = torch.nn.functional
     x = rng.standard_normal((1, 2, 3, 4))
     for mode in ("nearest", "bilinear"):
         y = F.interpolate(cn.tensor(x), scale_factor=1.7, mode=mode, recompute_scale_factor=True)
@@ -87,7 +87,8 @@ def test_interpolate_bad_arguments(rng):
         F.interpolate(x, scale_factor=0.1)
 
 
-def test_embedding(dtype, rng):
+def test_embedding(torch, dtype, rng):
+    TF = torch.nn.functional
     idx = np.array([[1, 4, 4], [0, 1, 3]])
     w = rng.standard_normal((5, 6))
     check_op(lambda i, t: F.embedding(i, t), lambda i, t: TF.embedding(i, t), [idx, w], dtype,

@@ -9,64 +9,25 @@ split-K, reductions and the binding. It says nothing about speed or the GPU memo
 test_cuda.py on a GPU does.
 """
 
-import glob
 import importlib.machinery
 import importlib.util
 import os
-import shutil
-import subprocess
-import sysconfig
+import sys
 import types
 
 import numpy as np
 import pytest
 
 import convnet as cn
+from tests.kernels import emu_build
 from tests.kernels import test_conv2d as conv_cases
 from tests.kernels import test_cuda as gpu
 from tests.kernels import test_pool2d as pool_cases
 from tests.nn import test_rnn as layer_cases
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-EMU = os.path.join(ROOT, "tests", "kernels", "cuda_emu")
-
-
-def _build(out_dir):
-    """Compile the emulated _cuda module (in parallel, reusing objects that are current)."""
-    import pybind11
-
-    cxx = shutil.which(os.environ.get("CXX", "g++")) or "g++"
-    flags = ["-std=c++20", "-O1", "-fPIC", "-DCONVNET_CUDA_EMULATE", f"-I{EMU}",
-             f"-I{ROOT}/csrc", f"-I{ROOT}/csrc/include", f"-I{pybind11.get_include()}",
-             f"-I{sysconfig.get_paths()['include']}"]
-    sources = sorted(glob.glob(os.path.join(ROOT, "csrc", "cuda", "*.cu")))
-    sources.append(os.path.join(ROOT, "csrc", "bind_cuda.cpp"))
-    deps = (glob.glob(os.path.join(ROOT, "csrc", "cuda", "*.cuh")) +
-            glob.glob(os.path.join(ROOT, "csrc", "include", "convnet", "*")) +
-            glob.glob(os.path.join(EMU, "*.h")) + [os.path.join(ROOT, "csrc", "cpu", "kernels.h")])
-    newest_dep = max(os.path.getmtime(d) for d in deps)
-    os.makedirs(out_dir, exist_ok=True)
-    procs, objects = [], []
-    for src in sources:
-        obj = os.path.join(out_dir, os.path.basename(src) + ".o")
-        objects.append(obj)
-        if os.path.exists(obj) and os.path.getmtime(obj) >= max(os.path.getmtime(src),
-                                                                 newest_dep):
-            continue
-        lang = ["-x", "c++"] if src.endswith(".cu") else []
-        procs.append((src, subprocess.Popen([cxx, *flags, *lang, "-c", src, "-o", obj],
-                                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                            text=True)))
-    for src, p in procs:
-        out = p.communicate()[0]
-        if p.returncode != 0:
-            pytest.fail(f"emulated build of {os.path.basename(src)} failed:\n{out[-4000:]}")
-    so = os.path.join(out_dir, "_cuda" + sysconfig.get_config_var("EXT_SUFFIX"))
-    res = subprocess.run([cxx, "-shared", *objects, "-o", so, "-lpthread"], capture_output=True,
-                         text=True)
-    if res.returncode != 0:
-        pytest.fail(f"emulated link failed:\n{res.stderr[-4000:]}")
-    return so
+ROOT = emu_build.ROOT
+# Everything here runs kernels on emulated threads: a deadlock must fail, not hang CI.
+pytestmark = pytest.mark.timeout(900)
 
 
 def _load_extension(path):
@@ -87,28 +48,42 @@ def _numpy_cupy():
     return cp
 
 
-@pytest.fixture(scope="module")
-def emu(tmp_path_factory):
-    if shutil.which(os.environ.get("CXX", "g++")) is None:
-        pytest.skip("no C++ compiler for the emulated CUDA build")
-    pytest.importorskip("pybind11")
-    if not cn.backends()["native"]["available"]:
-        pytest.skip("the comparisons need the native CPU backend")
-    build_dir = os.environ.get("CONVNET_EMU_BUILD") or os.path.join(ROOT, "build", "cuda-emu")
-    ext = _load_extension(_build(build_dir))
-    # The real adapter, loaded a second time under another name, its extension swapped for
-    # the emulated one; NumPy arrays pass for CuPy ones.
+def load_adapter(ext):
+    """The real adapter, loaded a second time under another name with `ext` in place of
+    convnet._cuda (which need not exist: no nvcc is needed here); NumPy arrays pass for
+    CuPy ones."""
     adapter_path = os.path.join(ROOT, "convnet", "kernels", "_cuda.py")
     spec = importlib.util.spec_from_file_location("convnet.kernels._cuda_emulated",
                                                   adapter_path)
     adapter = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(adapter)  # imports convnet._cuda (or fails where it is not built)
+    saved = sys.modules.get("convnet._cuda")
+    sys.modules["convnet._cuda"] = ext
+    try:
+        spec.loader.exec_module(adapter)
+    finally:
+        if saved is None:
+            del sys.modules["convnet._cuda"]
+        else:
+            sys.modules["convnet._cuda"] = saved
     adapter._ext = ext
     adapter._is_cupy = lambda a: isinstance(a, np.ndarray)
     adapter._ptr = lambda a: 0 if a is None else int(a.ctypes.data)
     adapter._launch_args = lambda **arrays: (0, 0)
     adapter._cupy = _numpy_cupy
     return adapter
+
+
+@pytest.fixture(scope="module")
+def emu():
+    reason = emu_build.skip_reason()
+    if reason:
+        pytest.skip(reason)
+    if not cn.backends()["native"]["available"]:
+        pytest.skip("the comparisons need the native CPU backend")
+    so, error = emu_build.build(emu_build.build_dir())
+    if error:
+        pytest.fail(error)
+    return load_adapter(_load_extension(so))
 
 
 @pytest.fixture(scope="module")
@@ -154,9 +129,14 @@ def test_conv2d(emu, cp, case, dtype):
     gpu.test_conv2d_matches_cpu_and_cudnn(cp, emu, None, case, dtype)
 
 
-def test_conv2d_weight_gradient_split_k(emu, cp):
+@pytest.mark.parametrize("seed", range(4))
+def test_conv2d_weight_gradient_split_k(emu, cp, monkeypatch, seed):
     """Few filters, long reduction: the split-K path with atomics and a zeroed output
-    (one 64x64 tile, 576 reduction steps: 8 splits on the emulator's 4 SMs)."""
+    (one 64x64 tile, 576 reduction steps: 8 splits on the emulator's 4 SMs). Each seed
+    runs the 8 blocks in another order (one at a time for odd seeds), so a split that is
+    only right when some block runs first fails."""
+    monkeypatch.setenv("CONVNET_EMU_SEED", str(seed))
+    monkeypatch.setenv("CONVNET_EMU_BLOCKS_IN_FLIGHT", "1" if seed % 2 else "4")
     case = ((64, 2, 12, 12), (3, 3, 3), 1, 1, 1)
     gpu.test_conv2d_matches_cpu_and_cudnn(cp, emu, None, case, np.float32)
 

@@ -8,10 +8,7 @@ import pytest
 import convnet as cn
 import convnet.models as M
 from convnet import nn
-from tests.helpers import assert_close
-
-torch = pytest.importorskip("torch", reason="PyTorch (the oracle) is not installed")
-T = torch.nn
+from tests.helpers import assert_close, torch_or_skip
 
 BN_KEYS = ("weight", "bias", "running_mean", "running_var", "num_batches_tracked")
 
@@ -132,46 +129,52 @@ def test_alexnet_lrn_variant_and_get_model():
 # --------------------------------------------------------------------------- against torch.nn
 
 
-class TorchBasicBlock(T.Module):
-    def __init__(self, inplanes, planes, stride=1):
-        super().__init__()
-        self.conv1 = T.Conv2d(inplanes, planes, 3, stride, 1, bias=False)
-        self.bn1 = T.BatchNorm2d(planes)
-        self.relu = T.ReLU()
-        self.conv2 = T.Conv2d(planes, planes, 3, 1, 1, bias=False)
-        self.bn2 = T.BatchNorm2d(planes)
-        self.downsample = None
-        if stride != 1 or inplanes != planes:
-            self.downsample = T.Sequential(T.Conv2d(inplanes, planes, 1, stride, bias=False),
-                                           T.BatchNorm2d(planes))
+def torch_small_resnet18(num_classes, in_channels):
+    """torchvision's BasicBlock ResNet-18 with a 3x3 stride-1 stem (small inputs)."""
+    T = torch_or_skip().nn
 
-    def forward(self, x):
-        identity = x if self.downsample is None else self.downsample(x)
-        out = self.relu(self.bn1(self.conv1(x)))
-        return self.relu(self.bn2(self.conv2(out)) + identity)
+    class BasicBlock(T.Module):
+        def __init__(self, inplanes, planes, stride=1):
+            super().__init__()
+            self.conv1 = T.Conv2d(inplanes, planes, 3, stride, 1, bias=False)
+            self.bn1 = T.BatchNorm2d(planes)
+            self.relu = T.ReLU()
+            self.conv2 = T.Conv2d(planes, planes, 3, 1, 1, bias=False)
+            self.bn2 = T.BatchNorm2d(planes)
+            self.downsample = None
+            if stride != 1 or inplanes != planes:
+                self.downsample = T.Sequential(T.Conv2d(inplanes, planes, 1, stride,
+                                                        bias=False), T.BatchNorm2d(planes))
 
+        def forward(self, x):
+            identity = x if self.downsample is None else self.downsample(x)
+            out = self.relu(self.bn1(self.conv1(x)))
+            return self.relu(self.bn2(self.conv2(out)) + identity)
 
-class TorchSmallResNet18(T.Module):
-    def __init__(self, num_classes, in_channels):
-        super().__init__()
-        self.conv1 = T.Conv2d(in_channels, 64, 3, 1, 1, bias=False)
-        self.bn1 = T.BatchNorm2d(64)
-        self.relu = T.ReLU()
-        inplanes = 64
-        for i, planes in enumerate((64, 128, 256, 512), start=1):
-            stride = 1 if i == 1 else 2
-            setattr(self, f"layer{i}", T.Sequential(TorchBasicBlock(inplanes, planes, stride),
-                                                    TorchBasicBlock(planes, planes)))
-            inplanes = planes
-        self.fc = T.Linear(512, num_classes)
+    class SmallResNet18(T.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv1 = T.Conv2d(in_channels, 64, 3, 1, 1, bias=False)
+            self.bn1 = T.BatchNorm2d(64)
+            self.relu = T.ReLU()
+            inplanes = 64
+            for i, planes in enumerate((64, 128, 256, 512), start=1):
+                stride = 1 if i == 1 else 2
+                setattr(self, f"layer{i}", T.Sequential(BasicBlock(inplanes, planes, stride),
+                                                        BasicBlock(planes, planes)))
+                inplanes = planes
+            self.fc = T.Linear(512, num_classes)
 
-    def forward(self, x):
-        x = self.relu(self.bn1(self.conv1(x)))
-        x = self.layer4(self.layer3(self.layer2(self.layer1(x))))
-        return self.fc(x.mean(dim=(2, 3)))
+        def forward(self, x):
+            x = self.relu(self.bn1(self.conv1(x)))
+            x = self.layer4(self.layer3(self.layer2(self.layer1(x))))
+            return self.fc(x.mean(dim=(2, 3)))
+
+    return SmallResNet18()
 
 
 def torch_lenet5(activation, pooling):
+    T = torch_or_skip().nn
     act = {"tanh": T.Tanh, "relu": T.ReLU}[activation]
     pool = {"avg": T.AvgPool2d, "max": T.MaxPool2d}[pooling]
     features = T.Sequential(T.Conv2d(1, 6, 5, padding=2), act(), pool(2, 2),
@@ -181,6 +184,9 @@ def torch_lenet5(activation, pooling):
 
 
 def torch_inception(cin, c1, c3r, c3, c5r, c5, pp):
+    torch = torch_or_skip()
+    T = torch.nn
+
     def basic(i, o, k, p=0):
         return T.Sequential(T.Conv2d(i, o, k, padding=p, bias=False),
                             T.BatchNorm2d(o, eps=0.001), T.ReLU())
@@ -203,6 +209,7 @@ def torch_inception(cin, c1, c3r, c3, c5r, c5, pp):
 def torch_state(ours, theirs_keys):
     """Our state_dict under the twin's names: ours "x.conv.w"/"x.bn.w" are the twin's
     Sequential "x.0.w"/"x.1.w" (same order), so keys are mapped by position."""
+    torch = torch_or_skip()
     mine = ours.state_dict()
     assert len(mine) == len(theirs_keys)
     for a, b in zip(mine, theirs_keys):
@@ -212,6 +219,7 @@ def torch_state(ours, theirs_keys):
 
 def compare_float64(ours, theirs, x, train=True):
     """Logits, input and parameter gradients (and batch-norm statistics) in float64."""
+    torch = torch_or_skip()
     ours.to(dtype=np.float64).train(train)
     theirs.double().train(train)
     xo = cn.tensor(x, requires_grad=True)
@@ -233,10 +241,10 @@ def compare_float64(ours, theirs, x, train=True):
         assert_close(b.numpy(), bt.numpy(), np.float64, "buffer")
 
 
-def test_resnet18_small_input_matches_torch(rng):
+def test_resnet18_small_input_matches_torch(torch, rng):
     cn.manual_seed(0)
     ours = M.resnet18(num_classes=10, in_channels=1, small_input=True)
-    theirs = TorchSmallResNet18(10, 1)
+    theirs = torch_small_resnet18(10, 1)
     theirs.load_state_dict(torch_state(ours, list(theirs.state_dict())))
     x = rng.standard_normal((2, 1, 28, 28))
     compare_float64(ours, theirs, x, train=True)

@@ -9,9 +9,6 @@ import convnet as cn
 import convnet.functional as F
 from tests.helpers import assert_close, check_op
 
-torch = pytest.importorskip("torch", reason="PyTorch (the oracle) is not installed")
-TF = torch.nn.functional
-
 
 @pytest.mark.parametrize("shape,out", [
     ((2, 3, 7, 9), (3, 4)),      # uneven bins on both axes, overlapping
@@ -23,7 +20,8 @@ TF = torch.nn.functional
     ((2, 3, 8, 7), (2, None)),   # None keeps the width
     ((3, 5, 7), (2, 3)),         # (C, H, W) input
 ])
-def test_adaptive_avg_pool2d(shape, out, dtype, rng):
+def test_adaptive_avg_pool2d(torch, shape, out, dtype, rng):
+    TF = torch.nn.functional
     x = rng.standard_normal(shape)
     check_op(lambda t: F.adaptive_avg_pool2d(t, out),
              lambda t: TF.adaptive_avg_pool2d(t, out), [x], dtype, rng=rng)
@@ -53,7 +51,8 @@ def test_adaptive_avg_pool2d_refuses_bad_sizes():
     ((3, 4, 5), 2, 0.3, 0.6, 1.0),         # (N, C, L)
     ((2, 5, 2, 2), 1, 0.8, 0.75, 1.0),     # size 1: each channel alone
 ])
-def test_local_response_norm(shape, size, alpha, beta, k, dtype, rng):
+def test_local_response_norm(torch, shape, size, alpha, beta, k, dtype, rng):
+    TF = torch.nn.functional
     # alpha large enough for the normalisation (and its gradient term) to matter
     x = rng.standard_normal(shape) * 2
     check_op(lambda t: F.local_response_norm(t, size, alpha, beta, k),
@@ -68,7 +67,8 @@ def test_local_response_norm_refuses_bad_input():
 
 
 @pytest.mark.parametrize("widths", [(1, 2), (0, 1, 2, 0), (1, 1, 0, 0, 2, 3)])
-def test_pad(widths, dtype, rng):
+def test_pad(torch, widths, dtype, rng):
+    TF = torch.nn.functional
     x = rng.standard_normal((2, 3, 4, 5))
     check_op(lambda t: F.pad(t, widths, value=0.5), lambda t: TF.pad(t, widths, value=0.5),
              [x], dtype, rng=rng)
@@ -84,14 +84,15 @@ def test_pad(widths, dtype, rng):
     ((1, 2, 4, 4), 2, 3, 1),        # stride > kernel: a last window in the padding is dropped
     ((2, 2, 6, 5), (3, 2), (2, 3), (1, 0)),
 ])
-def test_max_pool2d_ceil_mode(shape, kernel, stride, padding, dtype, rng):
+def test_max_pool2d_ceil_mode(torch, shape, kernel, stride, padding, dtype, rng):
+    TF = torch.nn.functional
     x = rng.permutation(int(np.prod(shape))).reshape(shape) / 10.0  # distinct: no ties
     check_op(lambda t: F.max_pool2d(t, kernel, stride, padding, ceil_mode=True),
              lambda t: TF.max_pool2d(t, kernel, stride, padding, ceil_mode=True), [x], dtype,
              rng=rng)
 
 
-def test_modules_match_torch(dtype, rng):
+def test_modules_match_torch(torch, dtype, rng):
     x = rng.standard_normal((2, 6, 11, 10)) * 3
     pairs = [
         (cn.nn.AdaptiveAvgPool2d((4, 3)), torch.nn.AdaptiveAvgPool2d((4, 3))),

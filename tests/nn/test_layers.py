@@ -4,14 +4,14 @@ import numpy as np
 import pytest
 
 import convnet as cn
-from tests.helpers import assert_close
+from tests.helpers import assert_close, torch_or_skip
 
-torch = pytest.importorskip("torch", reason="PyTorch (the oracle) is not installed")
 nn = cn.nn
 
 
 def compare(ours, theirs, x, dtype, train=True, scale=1.0):
     """Forward, input and parameter gradients, buffers; the oracle runs in float64."""
+    torch = torch_or_skip()
     ours.train(train)
     theirs.train(train)
     theirs.double()
@@ -35,6 +35,8 @@ def compare(ours, theirs, x, dtype, train=True, scale=1.0):
 
 
 def lenet_pair():
+    torch = torch_or_skip()
+    T = torch.nn
     ours = nn.Sequential(nn.Conv2d(1, 6, 5, padding=2), nn.Tanh(), nn.AvgPool2d(2),
                          nn.Conv2d(6, 16, 5), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(),
                          nn.Linear(400, 32), nn.BatchNorm1d(32), nn.ELU(), nn.Dropout(0.0),
@@ -48,7 +50,7 @@ def lenet_pair():
 
 
 @pytest.mark.parametrize("train", [True, False])
-def test_small_cnn_matches_torch(train, dtype, rng):
+def test_small_cnn_matches_torch(torch, train, dtype, rng):
     cn.manual_seed(0)
     ours, theirs = lenet_pair()
     ours.to(dtype=dtype)
@@ -56,7 +58,7 @@ def test_small_cnn_matches_torch(train, dtype, rng):
     compare(ours, theirs, rng.standard_normal((5, 1, 28, 28)), dtype, train, scale=5)
 
 
-def test_batchnorm2d_running_stats_and_eval(rng):
+def test_batchnorm2d_running_stats_and_eval(torch, rng):
     ours, theirs = nn.BatchNorm2d(3, momentum=0.2), torch.nn.BatchNorm2d(3, momentum=0.2)
     for _ in range(3):
         x = rng.standard_normal((4, 3, 5, 5)).astype(np.float32) * 2 + 1
@@ -67,7 +69,7 @@ def test_batchnorm2d_running_stats_and_eval(rng):
     compare(ours, theirs, rng.standard_normal((2, 3, 5, 5)), np.float32, train=False)
 
 
-def test_state_dict_keys_and_shapes_match_torch():
+def test_state_dict_keys_and_shapes_match_torch(torch):
     ours, theirs = lenet_pair()
     mine = ours.state_dict()
     ref = theirs.state_dict()
@@ -176,7 +178,7 @@ SINGLE = [
 
 @pytest.mark.parametrize("name,make,shape", SINGLE, ids=[s[0] for s in SINGLE])
 @pytest.mark.parametrize("train", [True, False])
-def test_each_module_matches_torch(name, make, shape, train, dtype, rng):
+def test_each_module_matches_torch(torch, name, make, shape, train, dtype, rng):
     if "Dropout" in name and train:
         pytest.skip("random masks differ by design; dropout is tested statistically")
     cn.manual_seed(0)

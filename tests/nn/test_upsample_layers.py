@@ -6,7 +6,6 @@ import pytest
 import convnet as cn
 from tests.nn.test_layers import compare
 
-torch = pytest.importorskip("torch", reason="PyTorch (the oracle) is not installed")
 nn = cn.nn
 
 
@@ -15,7 +14,7 @@ nn = cn.nn
     ((4, 2, 3), {"stride": 2, "padding": 1, "output_padding": 1}),
     ((2, 3, (3, 2)), {"stride": (3, 1), "padding": (1, 0), "dilation": (1, 2), "bias": False}),
 ])
-def test_conv_transpose2d_matches_torch(args, kwargs, dtype, rng):
+def test_conv_transpose2d_matches_torch(torch, args, kwargs, dtype, rng):
     cn.manual_seed(0)
     ours, theirs = nn.ConvTranspose2d(*args, **kwargs), torch.nn.ConvTranspose2d(*args, **kwargs)
     assert list(ours.state_dict()) == list(theirs.state_dict())
@@ -52,7 +51,7 @@ def test_generator_stack_shapes():
 @pytest.mark.parametrize("kwargs", [{"scale_factor": 2}, {"size": (9, 7), "mode": "bilinear"},
                                     {"scale_factor": 1.5, "mode": "bilinear",
                                      "align_corners": True}])
-def test_upsample_matches_torch(kwargs, dtype, rng):
+def test_upsample_matches_torch(torch, kwargs, dtype, rng):
     ours, theirs = nn.Upsample(**kwargs), torch.nn.Upsample(**kwargs)
     x = rng.standard_normal((2, 3, 4, 5))
     xo = cn.tensor(x.astype(dtype), requires_grad=True)
@@ -65,7 +64,7 @@ def test_upsample_matches_torch(kwargs, dtype, rng):
     assert repr(ours).startswith("Upsample(")
 
 
-def test_upsampling_aliases(rng):
+def test_upsampling_aliases(torch, rng):
     x = rng.standard_normal((1, 2, 3, 3))
     for ours, theirs in ((nn.UpsamplingNearest2d(scale_factor=2),
                           torch.nn.UpsamplingNearest2d(scale_factor=2)),
@@ -82,7 +81,7 @@ def test_upsample_bad_arguments():
         nn.Upsample(scale_factor=2, mode="trilinear")
 
 
-def test_embedding_matches_torch(rng):
+def test_embedding_matches_torch(torch, rng):
     cn.manual_seed(0)
     ours = nn.Embedding(7, 5, padding_idx=2)
     theirs = torch.nn.Embedding(7, 5, padding_idx=2).double()

@@ -4,8 +4,7 @@ import numpy as np
 import pytest
 
 import convnet as cn
-
-torch = pytest.importorskip("torch", reason="PyTorch (the oracle) is not installed")
+from tests.helpers import torch_or_skip
 
 CASES = [
     ("SGD", dict(lr=0.1)),
@@ -24,6 +23,7 @@ CASES = [
 
 
 def run_both(name, kwargs, steps=8, seed=0):
+    torch = torch_or_skip()
     rng = np.random.default_rng(seed)
     w0 = [rng.standard_normal((5, 4)), rng.standard_normal(3)]
     ours = [cn.nn.Parameter(w.copy()) for w in w0]
@@ -99,7 +99,7 @@ SCHEDULES = [
 
 
 @pytest.mark.parametrize("name,kwargs", SCHEDULES, ids=[s[0] for s in SCHEDULES])
-def test_schedules_match_torch(name, kwargs):
+def test_schedules_match_torch(torch, name, kwargs):
     p = cn.nn.Parameter(np.ones(1))
     pt = torch.nn.Parameter(torch.ones(1))
     opt, opt_t = cn.optim.SGD([p], lr=0.1), torch.optim.SGD([pt], lr=0.1)
@@ -112,7 +112,7 @@ def test_schedules_match_torch(name, kwargs):
         assert s.get_last_lr()[0] == pytest.approx(st.get_last_lr()[0], rel=1e-12)
 
 
-def test_reduce_on_plateau_matches_torch():
+def test_reduce_on_plateau_matches_torch(torch):
     p, pt = cn.nn.Parameter(np.ones(1)), torch.nn.Parameter(torch.ones(1))
     opt, opt_t = cn.optim.SGD([p], lr=1.0), torch.optim.SGD([pt], lr=1.0)
     kw = dict(factor=0.5, patience=2, cooldown=1, min_lr=0.05)
@@ -127,7 +127,7 @@ def test_reduce_on_plateau_matches_torch():
     assert opt.param_groups[0]["lr"] < 1.0
 
 
-def test_clip_grad_norm_and_value_match_torch():
+def test_clip_grad_norm_and_value_match_torch(torch):
     rng = np.random.default_rng(0)
     gs = [rng.standard_normal((3, 4)) * 5, rng.standard_normal(7) * 5]
     ours = [cn.nn.Parameter(np.zeros_like(g)) for g in gs]

@@ -1,18 +1,31 @@
 // A CPU stand-in for the parts of CUDA that csrc/cuda uses, so the kernels can run (slowly,
 // on host threads) where there is no GPU: tests/kernels/test_cuda_emulated.py compiles
 // csrc/cuda/*.cu and csrc/bind_cuda.cpp with g++ against this header and runs the CUDA
-// tests' comparisons through it. Each block runs as blockDim real threads (so
-// __syncthreads and warp shuffles are real barriers); blocks run one after another, which
-// lets __shared__ be a plain static. "Device" pointers are host pointers.
+// tests' comparisons through it. "Device" pointers are host pointers.
 //
-// What this cannot show: anything about the GPU's memory model, timing, or warp-synchronous
-// behaviour the kernels do not rely on. It checks the index arithmetic, the tile mappings,
-// the edge handling and the reductions.
+// It is strict where a lenient stand-in would hide bugs that real hardware shows:
+// - each block runs as blockDim real threads (__syncthreads and warp shuffles are real
+//   barriers), several blocks at once, in a shuffled order (CONVNET_EMU_SEED,
+//   CONVNET_EMU_BLOCKS_IN_FLIGHT): a kernel that depends on block order, or that updates
+//   memory another block updates without an atomic, is exposed (built with
+//   -fsanitize=thread, every such race is reported, see test_cuda_emulated.py);
+// - __shared__ memory is per block and starts as NaN (all bits set) at each block's
+//   start, so a read of a slot nobody wrote poisons the result; more than 48 KiB of static
+//   shared memory per block is a launch error, as is a block larger than the kernel's
+//   __launch_bounds__;
+// - cp.async copies land only at cp.async.wait_all: a missing wait reads stale or NaN data.
+// The test build rewrites each `__shared__ T name[...];` into a reference to this block's
+// arena (convnet_emu::shared) and each `__launch_bounds__(...)` into a check at kernel
+// entry (convnet_emu::launch_bounds); see _rewrite in test_cuda_emulated.py.
+//
+// What this cannot show: timing, the memory model beyond "no ordering between blocks
+// without atomics", or warp-synchronous behaviour the kernels do not rely on.
 #pragma once
 
 #include <math.h>
 
 #include <algorithm>
+#include <atomic>
 #include <barrier>
 #include <cmath>
 #include <cstdint>
@@ -21,6 +34,9 @@
 #include <functional>
 #include <memory>
 #include <mutex>
+#include <random>
+#include <stdexcept>
+#include <string>
 #include <thread>
 #include <tuple>
 #include <vector>
@@ -29,10 +45,13 @@
 #define __device__
 #define __host__
 #define __forceinline__ inline
-#define __shared__ static
 #define __align__(n) __attribute__((aligned(n)))
-#define __launch_bounds__(...)
 #define __restrict__ __restrict
+// Left in a source the test build did not rewrite, these stop the compilation: a plain
+// static would be shared by the blocks that now run concurrently.
+#define __shared__ static_assert(false, "__shared__ must be rewritten by the emulated build");
+#define __launch_bounds__(...) \
+  static_assert(false, "__launch_bounds__ must be rewritten by the emulated build");
 
 struct dim3 {
   unsigned x = 1, y = 1, z = 1;
@@ -63,30 +82,94 @@ struct cudaDeviceProp {
 
 namespace convnet_emu {
 
+inline int env_int(const char* name, int fallback) {
+  const char* s = std::getenv(name);
+  return s && *s ? std::atoi(s) : fallback;
+}
+
 // SM count the launch heuristics see (CONVNET_EMU_SMS, default 4: small grids, so the
 // 128x128 tiles and the split-K paths are reached with small problems).
-inline int sms() {
-  const char* s = std::getenv("CONVNET_EMU_SMS");
-  return s ? std::atoi(s) : 4;
-}
+inline int sms() { return env_int("CONVNET_EMU_SMS", 4); }
+
+// The static shared memory a block may declare without opting in (sm_70 and later).
+constexpr std::size_t kSharedLimit = 48 * 1024;
 
 struct Block {
   explicit Block(int n) : bar(n), warps((n + 31) / 32), slots(((n + 31) / 32) * 32) {
     for (int w = 0; w < (n + 31) / 32; ++w)
       warps[w] = std::make_unique<std::barrier<>>(std::min(32, n - 32 * w));
+    std::memset(smem, 0xff, sizeof(smem));  // every float and double slot is a NaN
   }
   std::barrier<> bar;
   std::vector<std::unique_ptr<std::barrier<>>> warps;
   std::vector<std::uint64_t> slots;
+  std::mutex smem_lock;
+  std::vector<std::pair<const void*, std::size_t>> smem_vars;  // declaration -> offset
+  std::size_t smem_used = 0;
+  alignas(128) unsigned char smem[kSharedLimit];
+};
+
+struct PendingCopy {
+  void* dst;
+  const void* src;
+  int bytes;
 };
 
 inline thread_local uint3 thread_idx, block_idx;
+inline thread_local dim3 block_dim, grid_dim;
 inline thread_local Block* block = nullptr;
-inline dim3 block_dim, grid_dim;
+inline thread_local std::vector<PendingCopy> pending_copies;
 inline std::mutex atomic_lock;
 
-// CONVNET_LAUNCH(grid, block, smem, stream, kernel)(args...): every block in turn, each
-// with blockDim threads that call the kernel on their own copies of the arguments.
+// The storage of one `__shared__ T name` declaration (`key` tells declarations apart) in
+// this block's arena: the first thread to reach it places it, the others find it.
+template <typename T, std::size_t Align = alignof(T)>
+T& shared(const void* key) {
+  Block& b = *block;
+  std::lock_guard<std::mutex> g(b.smem_lock);
+  for (const auto& [k, off] : b.smem_vars)
+    if (k == key) return *reinterpret_cast<T*>(b.smem + off);
+  constexpr std::size_t align = Align > 16 ? Align : 16;
+  const std::size_t off = (b.smem_used + align - 1) / align * align;
+  if (off + sizeof(T) > kSharedLimit)
+    throw std::runtime_error("too much static shared memory: " +
+                             std::to_string(off + sizeof(T)) + " bytes in one block, the "
+                             "limit is 49152");
+  b.smem_used = off + sizeof(T);
+  b.smem_vars.emplace_back(key, off);
+  return *reinterpret_cast<T*>(b.smem + off);
+}
+
+// __launch_bounds__(max_threads[, min_blocks]): a larger block fails to launch on a GPU.
+inline void launch_bounds(long max_threads, long = 0, long = 0) {
+  const long n = long(block_dim.x) * block_dim.y * block_dim.z;
+  if (n > max_threads)
+    throw std::runtime_error("launch of " + std::to_string(n) + " threads per block exceeds "
+                             "the kernel's __launch_bounds__(" + std::to_string(max_threads) +
+                             ")");
+}
+
+// cp.async: queued by the issuing thread, landed (the bytes past `bytes` zero-filled) only
+// when that thread waits.
+inline void cp_async16(void* smem, const void* gmem, int bytes) {
+  pending_copies.push_back({smem, gmem, bytes});
+}
+inline void cp_async_wait_all() {
+  for (const PendingCopy& c : pending_copies) {
+    std::memcpy(c.dst, c.src, std::size_t(c.bytes));
+    std::memset(static_cast<char*>(c.dst) + c.bytes, 0, std::size_t(16 - c.bytes));
+  }
+  pending_copies.clear();
+}
+
+// Launches are numbered so that each one shuffles its blocks differently, reproducibly
+// for a given CONVNET_EMU_SEED.
+inline std::atomic<std::uint64_t> launch_count{0};
+
+// CONVNET_LAUNCH(grid, block, smem, stream, kernel)(args...): the blocks in a shuffled
+// order, CONVNET_EMU_BLOCKS_IN_FLIGHT (default 4) at a time, each as blockDim threads
+// that call the kernel on their own copies of the arguments. The first error a thread
+// throws is rethrown here, after every block has stopped.
 template <class F>
 struct Launcher {
   dim3 grid, blk;
@@ -95,25 +178,59 @@ struct Launcher {
   template <class... A>
   void operator()(const A&... args) const {
     const int n = int(blk.x * blk.y * blk.z);
-    block_dim = blk;
-    grid_dim = grid;
+    std::vector<uint3> order;
     for (unsigned bz = 0; bz < grid.z; ++bz)
       for (unsigned by = 0; by < grid.y; ++by)
-        for (unsigned bx = 0; bx < grid.x; ++bx) {
-          Block ctx(n);
-          std::vector<std::thread> threads;
-          threads.reserve(n);
-          for (int t = 0; t < n; ++t)
-            threads.emplace_back([&, t] {
-              thread_idx = uint3{unsigned(t) % blk.x, (unsigned(t) / blk.x) % blk.y,
-                                 unsigned(t) / (blk.x * blk.y)};
-              block_idx = uint3{bx, by, bz};
-              block = &ctx;
-              std::tuple<A...> copies(args...);
-              std::apply(f, copies);
-            });
-          for (auto& th : threads) th.join();
+        for (unsigned bx = 0; bx < grid.x; ++bx) order.push_back(uint3{bx, by, bz});
+    std::mt19937_64 rng(std::uint64_t(env_int("CONVNET_EMU_SEED", 0)) * 1000003u +
+                        launch_count++);
+    std::shuffle(order.begin(), order.end(), rng);
+    const int in_flight = std::max(
+        1, std::min(env_int("CONVNET_EMU_BLOCKS_IN_FLIGHT", 4), int(order.size())));
+    std::atomic<std::size_t> next{0};
+    std::mutex err_lock;
+    std::string error;
+    auto run_block = [&](uint3 bidx) {
+      auto ctx = std::make_unique<Block>(n);
+      std::vector<std::thread> threads;
+      threads.reserve(n);
+      for (int t = 0; t < n; ++t)
+        threads.emplace_back([&, t] {
+          thread_idx = uint3{unsigned(t) % blk.x, (unsigned(t) / blk.x) % blk.y,
+                             unsigned(t) / (blk.x * blk.y)};
+          block_idx = bidx;
+          block_dim = blk;
+          grid_dim = grid;
+          block = ctx.get();
+          pending_copies.clear();
+          try {
+            std::tuple<A...> copies(args...);
+            std::apply(f, copies);
+          } catch (const std::exception& e) {
+            {
+              std::lock_guard<std::mutex> g(err_lock);
+              if (error.empty()) error = e.what();
+            }
+            // The rest of the block must not wait for this thread at a barrier.
+            ctx->warps[t / 32]->arrive_and_drop();
+            ctx->bar.arrive_and_drop();
+          }
+        });
+      for (auto& th : threads) th.join();
+    };
+    std::vector<std::thread> lanes;
+    for (int s = 0; s < in_flight; ++s)
+      lanes.emplace_back([&] {
+        for (std::size_t i; (i = next++) < order.size();) {
+          {
+            std::lock_guard<std::mutex> g(err_lock);
+            if (!error.empty()) return;
+          }
+          run_block(order[i]);
         }
+      });
+    for (auto& th : lanes) th.join();
+    if (!error.empty()) throw std::runtime_error("emulated kernel launch: " + error);
   }
 };
 

@@ -28,7 +28,8 @@ def positive_int(name: str, v) -> int:
     return v
 
 def is_cupy(a) -> bool:
-    return type(a).__module__.startswith("cupy")
+    t = type(a)
+    return t is not np.ndarray and t.__module__.startswith("cupy")
 
 
 def float_array(name: str, a, dtype=None):
@@ -52,7 +53,7 @@ def ndim(name: str, a, n: int, what: str):
 
 def xp_of(a):
     """The array module (NumPy or CuPy) of ``a``."""
-    if is_cupy(a):
+    if type(a) is not np.ndarray and is_cupy(a):
         import cupy
 
         return cupy

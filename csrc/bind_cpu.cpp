@@ -670,4 +670,20 @@ PYBIND11_MODULE(_C, m) {
   m.def("set_num_threads", &convnet::set_num_threads, py::arg("n"));
   m.def("has_openmp", &convnet::has_openmp);
   m.def("simd_level", &convnet::simd_level);
+  // One pass for the validation boundary's index-range rule (NumPy needs two reductions).
+  m.def(
+      "index_range",
+      [](Arr<std::int64_t> a) {
+        need(a, "a", static_cast<int>(a.ndim()));
+        const std::int64_t* p = a.data();
+        const index_t n = a.size();
+        if (n == 0) throw py::value_error("a: empty array");
+        std::int64_t lo = p[0], hi = p[0];
+        for (index_t i = 1; i < n; ++i) {
+          lo = p[i] < lo ? p[i] : lo;
+          hi = p[i] > hi ? p[i] : hi;
+        }
+        return py::make_tuple(lo, hi);
+      },
+      py::arg("a"), "(min, max) of a C-contiguous int64 array, in one pass.");
 }

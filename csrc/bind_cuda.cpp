@@ -390,93 +390,14 @@ void formula_backward(const std::string& dtype, ptr_t dy, ptr_t x, ptr_t dx, ind
   });
 }
 
-// ---- recurrent cells and the recurrence (csrc/cuda/rnn.cu); shapes checked by the adapter
+// ---- recurrent cells and the recurrence (csrc/cuda/rnn.cu): every buffer's element count
+// is checked against the sizes
 
 void rnn_sizes(index_t B, index_t H) {
   if (B < 1 || H < 1) throw py::value_error("batch and hidden sizes must be >= 1");
-}
-
-void lstm_cell_forward(const std::string& dtype, ptr_t gates, ptr_t bias, ptr_t c_prev, ptr_t h,
-                       ptr_t c, ptr_t act, index_t B, index_t H, ptr_t stream, int device) {
-  rnn_sizes(B, H);
-  need({{gates, "gates"}, {bias, "bias"}, {c_prev, "c_prev"}, {h, "h"}, {c, "c"}, {act, "act"}});
-  on_dtype(dtype, device, [&](auto t) {
-    using T = decltype(t);
-    cu::lstm_cell_forward<T>(B, H, ptr<const T>(gates, "gates", 1), ptr<const T>(bias, "bias", 1),
-                             ptr<const T>(c_prev, "c_prev", 1), ptr<T>(h, "h", 1),
-                             ptr<T>(c, "c", 1), ptr<T>(act, "act", 1), stream_of(stream));
-  });
-}
-
-void lstm_cell_backward(const std::string& dtype, ptr_t act, ptr_t c_prev, ptr_t c, ptr_t dh,
-                        ptr_t dc, ptr_t dgates, ptr_t dc_prev, ptr_t db, index_t B, index_t H,
-                        bool accumulate, ptr_t stream, int device) {
-  rnn_sizes(B, H);
-  need({{act, "act"}, {c_prev, "c_prev"}, {c, "c"}, {dh, "dh"}, {dc, "dc"}, {dgates, "dgates"},
-        {dc_prev, "dc_prev"}, {db, "db"}});
-  on_dtype(dtype, device, [&](auto t) {
-    using T = decltype(t);
-    cu::lstm_cell_backward<T>(B, H, ptr<const T>(act, "act", 1), ptr<const T>(c_prev, "c_prev", 1),
-                              ptr<const T>(c, "c", 1), ptr<const T>(dh, "dh", 1),
-                              ptr<const T>(dc, "dc", 1), ptr<T>(dgates, "dgates", 1),
-                              ptr<T>(dc_prev, "dc_prev", 1), ptr<T>(db, "db", 1), accumulate,
-                              stream_of(stream));
-  });
-}
-
-void gru_cell_forward(const std::string& dtype, ptr_t gx, ptr_t gh, ptr_t b_ih, ptr_t b_hh,
-                      ptr_t h_prev, ptr_t h, ptr_t act, index_t B, index_t H, ptr_t stream,
-                      int device) {
-  rnn_sizes(B, H);
-  need({{gx, "gx"}, {gh, "gh"}, {b_ih, "b_ih"}, {b_hh, "b_hh"}, {h_prev, "h_prev"}, {h, "h"},
-        {act, "act"}});
-  on_dtype(dtype, device, [&](auto t) {
-    using T = decltype(t);
-    cu::gru_cell_forward<T>(B, H, ptr<const T>(gx, "gx", 1), ptr<const T>(gh, "gh", 1),
-                            ptr<const T>(b_ih, "b_ih", 1), ptr<const T>(b_hh, "b_hh", 1),
-                            ptr<const T>(h_prev, "h_prev", 1), ptr<T>(h, "h", 1),
-                            ptr<T>(act, "act", 1), stream_of(stream));
-  });
-}
-
-void gru_cell_backward(const std::string& dtype, ptr_t act, ptr_t h_prev, ptr_t dh, ptr_t dgx,
-                       ptr_t dgh, ptr_t dh_prev, ptr_t dbx, ptr_t dbh, index_t B, index_t H,
-                       bool accumulate, ptr_t stream, int device) {
-  rnn_sizes(B, H);
-  need({{act, "act"}, {h_prev, "h_prev"}, {dh, "dh"}, {dgx, "dgx"}, {dgh, "dgh"},
-        {dh_prev, "dh_prev"}, {dbx, "dbx"}, {dbh, "dbh"}});
-  on_dtype(dtype, device, [&](auto t) {
-    using T = decltype(t);
-    cu::gru_cell_backward<T>(B, H, ptr<const T>(act, "act", 1), ptr<const T>(h_prev, "h_prev", 1),
-                             ptr<const T>(dh, "dh", 1), ptr<T>(dgx, "dgx", 1),
-                             ptr<T>(dgh, "dgh", 1), ptr<T>(dh_prev, "dh_prev", 1),
-                             ptr<T>(dbx, "dbx", 1), ptr<T>(dbh, "dbh", 1), accumulate,
-                             stream_of(stream));
-  });
-}
-
-void rnn_cell_forward(const std::string& dtype, ptr_t pre, ptr_t bias, ptr_t h, index_t B,
-                      index_t H, bool relu, ptr_t stream, int device) {
-  rnn_sizes(B, H);
-  need({{pre, "pre"}, {bias, "bias"}, {h, "h"}});
-  on_dtype(dtype, device, [&](auto t) {
-    using T = decltype(t);
-    cu::rnn_cell_forward<T>(B, H, ptr<const T>(pre, "pre", 1), ptr<const T>(bias, "bias", 1),
-                            ptr<T>(h, "h", 1), relu, stream_of(stream));
-  });
-}
-
-void rnn_cell_backward(const std::string& dtype, ptr_t h, ptr_t dh, ptr_t dpre, ptr_t db,
-                       index_t B, index_t H, bool relu, bool accumulate, ptr_t stream,
-                       int device) {
-  rnn_sizes(B, H);
-  need({{h, "h"}, {dh, "dh"}, {dpre, "dpre"}, {db, "db"}});
-  on_dtype(dtype, device, [&](auto t) {
-    using T = decltype(t);
-    cu::rnn_cell_backward<T>(B, H, ptr<const T>(h, "h", 1), ptr<const T>(dh, "dh", 1),
-                             ptr<T>(dpre, "dpre", 1), ptr<T>(db, "db", 1), relu, accumulate,
-                             stream_of(stream));
-  });
+  // every buffer size below (4*B*H per step at most, G*H*H) must fit in 64 bits
+  if (B > INT32_MAX || H > INT32_MAX || B > (INT64_MAX / 16) / H)
+    throw py::value_error("batch and hidden sizes are too large");
 }
 
 // The adapter passes each buffer's element count with its pointer: a smaller buffer than the
@@ -492,6 +413,112 @@ void need_counts(const std::vector<index_t>& got,
                             " values, the sizes need " + std::to_string(w.second));
     ++i;
   }
+}
+
+
+void lstm_cell_forward(const std::string& dtype, ptr_t gates, ptr_t bias, ptr_t c_prev, ptr_t h,
+                       ptr_t c, ptr_t act, index_t B, index_t H,
+                       const std::vector<index_t>& counts, ptr_t stream, int device) {
+  rnn_sizes(B, H);
+  const index_t BH = B * H;
+  need_counts(counts, {{"gates", 4 * BH}, {"bias", 4 * H}, {"c_prev", BH}, {"h", BH}, {"c", BH},
+                       {"act", 4 * BH}});
+  need({{gates, "gates"}, {bias, "bias"}, {c_prev, "c_prev"}, {h, "h"}, {c, "c"}, {act, "act"}});
+  on_dtype(dtype, device, [&](auto t) {
+    using T = decltype(t);
+    cu::lstm_cell_forward<T>(B, H, ptr<const T>(gates, "gates", 1), ptr<const T>(bias, "bias", 1),
+                             ptr<const T>(c_prev, "c_prev", 1), ptr<T>(h, "h", 1),
+                             ptr<T>(c, "c", 1), ptr<T>(act, "act", 1), stream_of(stream));
+  });
+}
+
+void lstm_cell_backward(const std::string& dtype, ptr_t act, ptr_t c_prev, ptr_t c, ptr_t dh,
+                        ptr_t dc, ptr_t dgates, ptr_t dc_prev, ptr_t db, index_t B, index_t H,
+                        const std::vector<index_t>& counts,
+                        bool accumulate, ptr_t stream, int device) {
+  rnn_sizes(B, H);
+  const index_t BH = B * H;
+  need_counts(counts, {{"act", 4 * BH}, {"c_prev", BH}, {"c", BH}, {"dh", BH}, {"dc", BH},
+                       {"dgates", 4 * BH}, {"dc_prev", BH}, {"db", 4 * H}});
+  need({{act, "act"}, {c_prev, "c_prev"}, {c, "c"}, {dh, "dh"}, {dc, "dc"}, {dgates, "dgates"},
+        {dc_prev, "dc_prev"}, {db, "db"}});
+  on_dtype(dtype, device, [&](auto t) {
+    using T = decltype(t);
+    cu::lstm_cell_backward<T>(B, H, ptr<const T>(act, "act", 1), ptr<const T>(c_prev, "c_prev", 1),
+                              ptr<const T>(c, "c", 1), ptr<const T>(dh, "dh", 1),
+                              ptr<const T>(dc, "dc", 1), ptr<T>(dgates, "dgates", 1),
+                              ptr<T>(dc_prev, "dc_prev", 1), ptr<T>(db, "db", 1), accumulate,
+                              stream_of(stream));
+  });
+}
+
+void gru_cell_forward(const std::string& dtype, ptr_t gx, ptr_t gh, ptr_t b_ih, ptr_t b_hh,
+                      ptr_t h_prev, ptr_t h, ptr_t act, index_t B, index_t H,
+                      const std::vector<index_t>& counts, ptr_t stream,
+                      int device) {
+  rnn_sizes(B, H);
+  const index_t BH = B * H;
+  need_counts(counts, {{"gx", 3 * BH}, {"gh", 3 * BH}, {"b_ih", 3 * H}, {"b_hh", 3 * H},
+                       {"h_prev", BH}, {"h", BH}, {"act", 4 * BH}});
+  need({{gx, "gx"}, {gh, "gh"}, {b_ih, "b_ih"}, {b_hh, "b_hh"}, {h_prev, "h_prev"}, {h, "h"},
+        {act, "act"}});
+  on_dtype(dtype, device, [&](auto t) {
+    using T = decltype(t);
+    cu::gru_cell_forward<T>(B, H, ptr<const T>(gx, "gx", 1), ptr<const T>(gh, "gh", 1),
+                            ptr<const T>(b_ih, "b_ih", 1), ptr<const T>(b_hh, "b_hh", 1),
+                            ptr<const T>(h_prev, "h_prev", 1), ptr<T>(h, "h", 1),
+                            ptr<T>(act, "act", 1), stream_of(stream));
+  });
+}
+
+void gru_cell_backward(const std::string& dtype, ptr_t act, ptr_t h_prev, ptr_t dh, ptr_t dgx,
+                       ptr_t dgh, ptr_t dh_prev, ptr_t dbx, ptr_t dbh, index_t B, index_t H,
+                       const std::vector<index_t>& counts,
+                       bool accumulate, ptr_t stream, int device) {
+  rnn_sizes(B, H);
+  const index_t BH = B * H;
+  need_counts(counts, {{"act", 4 * BH}, {"h_prev", BH}, {"dh", BH}, {"dgx", 3 * BH},
+                       {"dgh", 3 * BH}, {"dh_prev", BH}, {"dbx", 3 * H}, {"dbh", 3 * H}});
+  need({{act, "act"}, {h_prev, "h_prev"}, {dh, "dh"}, {dgx, "dgx"}, {dgh, "dgh"},
+        {dh_prev, "dh_prev"}, {dbx, "dbx"}, {dbh, "dbh"}});
+  on_dtype(dtype, device, [&](auto t) {
+    using T = decltype(t);
+    cu::gru_cell_backward<T>(B, H, ptr<const T>(act, "act", 1), ptr<const T>(h_prev, "h_prev", 1),
+                             ptr<const T>(dh, "dh", 1), ptr<T>(dgx, "dgx", 1),
+                             ptr<T>(dgh, "dgh", 1), ptr<T>(dh_prev, "dh_prev", 1),
+                             ptr<T>(dbx, "dbx", 1), ptr<T>(dbh, "dbh", 1), accumulate,
+                             stream_of(stream));
+  });
+}
+
+void rnn_cell_forward(const std::string& dtype, ptr_t pre, ptr_t bias, ptr_t h, index_t B,
+                      index_t H,
+                      const std::vector<index_t>& counts, bool relu, ptr_t stream, int device) {
+  rnn_sizes(B, H);
+  const index_t BH = B * H;
+  need_counts(counts, {{"pre", BH}, {"bias", H}, {"h", BH}});
+  need({{pre, "pre"}, {bias, "bias"}, {h, "h"}});
+  on_dtype(dtype, device, [&](auto t) {
+    using T = decltype(t);
+    cu::rnn_cell_forward<T>(B, H, ptr<const T>(pre, "pre", 1), ptr<const T>(bias, "bias", 1),
+                            ptr<T>(h, "h", 1), relu, stream_of(stream));
+  });
+}
+
+void rnn_cell_backward(const std::string& dtype, ptr_t h, ptr_t dh, ptr_t dpre, ptr_t db,
+                       index_t B, index_t H,
+                       const std::vector<index_t>& counts, bool relu, bool accumulate, ptr_t stream,
+                       int device) {
+  rnn_sizes(B, H);
+  const index_t BH = B * H;
+  need_counts(counts, {{"h", BH}, {"dh", BH}, {"dpre", BH}, {"db", H}});
+  need({{h, "h"}, {dh, "dh"}, {dpre, "dpre"}, {db, "db"}});
+  on_dtype(dtype, device, [&](auto t) {
+    using T = decltype(t);
+    cu::rnn_cell_backward<T>(B, H, ptr<const T>(h, "h", 1), ptr<const T>(dh, "dh", 1),
+                             ptr<T>(dpre, "dpre", 1), ptr<T>(db, "db", 1), relu, accumulate,
+                             stream_of(stream));
+  });
 }
 
 int rnn_mode(int mode) {
@@ -721,24 +748,26 @@ PYBIND11_MODULE(_cuda, m) {
   m.def("runtime_version", &cu::runtime_version, "CUDA runtime version linked in (e.g. 13000).");
   // recurrent cells and the recurrence (rnn.cu)
   m.def("lstm_cell_forward", &lstm_cell_forward, arg("dtype"), arg("gates"), arg("bias"),
-        arg("c_prev"), arg("h"), arg("c"), arg("act"), arg("B"), arg("H"), arg("stream"),
-        arg("device"), "gates (B,4H), bias (4H), c_prev (B,H) -> h, c (B,H), act (B,4H).");
+        arg("c_prev"), arg("h"), arg("c"), arg("act"), arg("B"), arg("H"), arg("counts"),
+        arg("stream"), arg("device"),
+        "gates (B,4H), bias (4H), c_prev (B,H) -> h, c (B,H), act (B,4H).");
   m.def("lstm_cell_backward", &lstm_cell_backward, arg("dtype"), arg("act"), arg("c_prev"),
         arg("c"), arg("dh"), arg("dc"), arg("dgates"), arg("dc_prev"), arg("db"), arg("B"),
-        arg("H"), arg("accumulate"), arg("stream"), arg("device"),
+        arg("H"), arg("counts"), arg("accumulate"), arg("stream"), arg("device"),
         "act (B,4H), c_prev, c, dh, dc (B,H) -> dgates (B,4H), dc_prev (B,H), db (4H).");
   m.def("gru_cell_forward", &gru_cell_forward, arg("dtype"), arg("gx"), arg("gh"), arg("b_ih"),
-        arg("b_hh"), arg("h_prev"), arg("h"), arg("act"), arg("B"), arg("H"), arg("stream"),
-        arg("device"), "gx, gh (B,3H), b_ih, b_hh (3H), h_prev (B,H) -> h (B,H), act (B,4H).");
+        arg("b_hh"), arg("h_prev"), arg("h"), arg("act"), arg("B"), arg("H"), arg("counts"),
+        arg("stream"), arg("device"),
+        "gx, gh (B,3H), b_ih, b_hh (3H), h_prev (B,H) -> h (B,H), act (B,4H).");
   m.def("gru_cell_backward", &gru_cell_backward, arg("dtype"), arg("act"), arg("h_prev"),
         arg("dh"), arg("dgx"), arg("dgh"), arg("dh_prev"), arg("dbx"), arg("dbh"), arg("B"),
-        arg("H"), arg("accumulate"), arg("stream"), arg("device"),
+        arg("H"), arg("counts"), arg("accumulate"), arg("stream"), arg("device"),
         "act (B,4H), h_prev, dh (B,H) -> dgx, dgh (B,3H), dh_prev (B,H), dbx, dbh (3H).");
   m.def("rnn_cell_forward", &rnn_cell_forward, arg("dtype"), arg("pre"), arg("bias"), arg("h"),
-        arg("B"), arg("H"), arg("relu"), arg("stream"), arg("device"),
+        arg("B"), arg("H"), arg("counts"), arg("relu"), arg("stream"), arg("device"),
         "pre (B,H), bias (H) -> h (B,H) = tanh or relu of pre + bias.");
   m.def("rnn_cell_backward", &rnn_cell_backward, arg("dtype"), arg("h"), arg("dh"), arg("dpre"),
-        arg("db"), arg("B"), arg("H"), arg("relu"), arg("accumulate"), arg("stream"),
+        arg("db"), arg("B"), arg("H"), arg("counts"), arg("relu"), arg("accumulate"), arg("stream"),
         arg("device"), "h, dh (B,H) -> dpre (B,H), db (H).");
   m.def("rnn_recurrence_forward", &rnn_recurrence_forward, arg("dtype"), arg("mode"),
         arg("xproj"), arg("w_hh"), arg("b_ih"), arg("b_hh"), arg("hbuf"), arg("cbuf"),

@@ -19,13 +19,14 @@ import operator
 import numpy as np
 
 from . import _registry, spec
-from ._registry import default_cpu, require
+from ._registry import default_cpu, get, require
 
 _F32, _F64, _INT64 = np.dtype(np.float32), np.dtype(np.float64), np.dtype(np.int64)
 
 
 def _is_cupy(a) -> bool:
-    return type(a).__module__.startswith("cupy")
+    t = type(a)
+    return t is not np.ndarray and t.__module__.startswith("cupy")
 
 
 def _overlap(v, u) -> bool:
@@ -159,8 +160,81 @@ def _pick(backend, on_gpu):
 def launch(name: str, backend, *args):
     """Validate a backend-level call, pick its backend (None: the fastest for the arrays'
     device), run it. The single place where devices are dispatched."""
+    check = _FAST.get(name) or _fast_check(name)
+    if check(args):  # the usual call: NumPy arrays and Python scalars, all in order
+        getattr(_pick(backend, False), name)(*args)
+        return
     _, args, on_gpu = validate(name, args)
     getattr(_pick(backend, on_gpu), name)(*args)
+
+
+# --------------------------------------------------------------------------- fast path
+# validate() walks the plan generically, which costs more than a tiny kernel. Each kernel
+# also gets a straight-line check, generated once from the same plan, that accepts only the
+# common case: NumPy arrays of the exact dtype, rank, C order and writability, Python
+# scalars in range, no overlap, and the kernel's rule. Anything else (CuPy, NumPy scalars,
+# a dtype equal but not identical, every error) returns False and takes validate(), which
+# converts or refuses with its message: both paths accept the same calls.
+
+_FAST: dict = {}
+
+
+def _fast_check(name):
+    plan = _PLANS.get(name) or _PLANS.setdefault(name, _Plan(spec.BY_NAME[name]))
+    k = plan.kernel
+    v = [f"a{i}" for i in range(len(k.args))]
+    first = v[plan.first]
+    lines = ["def check(args):",
+             f"    if len(args) != {len(v)}:",
+             "        return False",
+             f"    {', '.join(v)}, = args",
+             f"    if type({first}) is not ndarray:",
+             "        return False",
+             f"    dt = {first}.dtype",
+             "    if dt is not F32 and dt is not F64:",
+             "        return False"]
+    for i, a, index, written, optional in plan.arrays:
+        conds = [f"type({v[i]}) is not ndarray",
+                 f"{v[i]}.dtype is not {'I64' if index else 'dt'}"]
+        if a.ndim is not None:
+            conds.append(f"{v[i]}.ndim != {a.ndim}")
+        conds.append(f"not {v[i]}.flags.c_contiguous")
+        if written:
+            conds.append(f"not {v[i]}.flags.writeable")
+        test = " or ".join(conds)
+        if optional:
+            test = f"{v[i]} is not None and ({test})"
+        lines += [f"    if {test}:", "        return False"]
+    for i, a in plan.scalars:
+        if a.role == spec.BOOL:
+            test = f"{v[i]} is not True and {v[i]} is not False"
+        else:
+            kind = "int" if a.role == spec.INT else "float"
+            test = f"type({v[i]}) is not {kind}"
+            if a.lo is not None:
+                test += f" or not {a.lo!r} <= {v[i]}"
+            if a.hi is not None:
+                test += f" or not {v[i]} <= {a.hi!r}"
+        lines += [f"    if {test}:", "        return False"]
+    opt = {i for i, *rest in plan.arrays if rest[-1]}
+    for i, _, j, _ in plan.pairs:
+        test = f"may_share({v[i]}, {v[j]})"
+        if i in opt or j in opt:
+            test = f"{v[i]} is not None and {v[j]} is not None and {test}"
+        lines += [f"    if {test}:", "        return False"]
+    if k.op == "activation":  # the element-wise rule, inline: every array of one shape
+        arrays = [v[i] for i, *_ in plan.arrays]
+        lines += [f"    if {x}.shape != {arrays[0]}.shape:\n        return False"
+                  for x in arrays[1:]]
+    else:
+        ns = ", ".join(f"{n!r}: {v[i]}" for i, n in enumerate(plan.names))
+        lines.append(f"    rule({{{ns}}})")
+    lines.append("    return True")
+    env = {"F32": _F32, "F64": _F64, "I64": _INT64, "ndarray": np.ndarray,
+           "may_share": np.may_share_memory, "rule": _RULES[name]}
+    exec("\n".join(lines), env)  # noqa: S102  (source built above from the manifest only)
+    _FAST[name] = env["check"]
+    return env["check"]
 
 
 # --------------------------------------------------------------------------- kernel rules
@@ -190,6 +264,12 @@ def _gemm(ns):
 
 def _conv(x, w, y, bias=None):
     def rule(ns):
+        xs, ws, ys = ns[x].shape, ns[w].shape, ns[y].shape
+        # one comparison for the usual good call; the detailed checks below say what is wrong
+        if (ws[1] == xs[1] and ys[0] == xs[0] and ys[1] == ws[0]
+                and min(xs[0], xs[1], ws[0], ws[2], ws[3], ys[2], ys[3]) >= 1
+                and (not bias or ns[bias] is None or ns[bias].shape == (ws[0],))):
+            return
         n, c, _, _ = ns[x].shape
         kk, _, r, s = ns[w].shape
         _shape(ns, w, (kk, c, r, s))
@@ -228,10 +308,18 @@ def _max_pool_backward(ns):
     _shape(ns, "dy", (*dx.shape[:2], *dy.shape[2:]))
     plane = dx.shape[2] * dx.shape[3]
     if idx.size:
-        lo, hi = int(idx.min()), int(idx.max())
+        lo, hi = _index_range(idx)
         if lo < 0 or hi >= plane:
             raise ValueError(f"indices: values must be positions in the {dx.shape[2]}x"
                              f"{dx.shape[3]} plane, [0, {plane}), got [{lo}, {hi}]")
+
+
+def _index_range(idx):
+    """(min, max) of an index array: one native pass on NumPy arrays when _C is built."""
+    native = get("native") if type(idx) is np.ndarray else None
+    if native is not None and hasattr(native, "index_range"):
+        return native.index_range(idx)
+    return int(idx.min()), int(idx.max())
 
 
 def _avg_pool(x, y):

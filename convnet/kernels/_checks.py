@@ -28,7 +28,8 @@ def positive_int(name: str, v) -> int:
     return v
 
 def is_cupy(a) -> bool:
-    return type(a).__module__.startswith("cupy")
+    t = type(a)
+    return t is not np.ndarray and t.__module__.startswith("cupy")
 
 
 def float_array(name: str, a, dtype=None):
@@ -52,7 +53,7 @@ def ndim(name: str, a, n: int, what: str):
 
 def xp_of(a):
     """The array module (NumPy or CuPy) of ``a``."""
-    if is_cupy(a):
+    if type(a) is not np.ndarray and is_cupy(a):
         import cupy
 
         return cupy
@@ -69,6 +70,8 @@ def same_device(**arrays) -> None:
 
 def pair(name: str, v, positive: bool = True) -> tuple[int, int]:
     """An int or a pair of ints, as (h, w)."""
+    if type(v) is int and v >= positive:  # the usual case, without the Sequence ABC check
+        return v, v
     if isinstance(v, Sequence) and not isinstance(v, str):
         if len(v) != 2:
             raise ValueError(f"{name}: expected an int or a pair (h, w), got {v!r}")
@@ -96,6 +99,8 @@ def conv_padding(padding, in_hw, kernel_hw, stride, dilation) -> tuple[int, int,
     ``"valid"``: none. ``"same"``: TensorFlow/Keras's SAME, output = ceil(input / stride),
     the odd pixel of padding going to the bottom/right (PyTorch's "same" for stride 1).
     """
+    if type(padding) is int and padding >= 0:
+        return padding, padding, padding, padding
     if isinstance(padding, str):
         mode = padding.lower()
         if mode == "valid":
@@ -139,6 +144,9 @@ def conv_output_hw(in_hw, kernel_hw, stride, pads, dilation, what: str) -> tuple
 
 def shape4(name: str, shape, empty_batch: bool = False) -> tuple[int, int, int, int]:
     """4 positive sizes; with ``empty_batch`` the first (N) may be 0, as PyTorch allows."""
+    if type(shape) is tuple and len(shape) == 4 and all(type(d) is int for d in shape):
+        if min(shape[1:]) >= 1 and shape[0] >= (0 if empty_batch else 1):
+            return shape  # the usual case: a tuple of Python ints, nothing to convert
     try:
         dims = tuple(operator.index(d) for d in shape)
     except TypeError:

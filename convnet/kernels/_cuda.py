@@ -239,7 +239,8 @@ for _k in spec.KERNELS:
 def lstm_cell_forward(gates, bias, c_prev, h, c, act):
     stream, dev = _launch_args(gates=gates, bias=bias, c_prev=c_prev, h=h, c=c, act=act)
     _ext.lstm_cell_forward(_dt(c_prev), _ptr(gates), _ptr(bias), _ptr(c_prev), _ptr(h), _ptr(c),
-                           _ptr(act), *c_prev.shape, stream, dev)
+                           _ptr(act), *c_prev.shape,
+                           _counts(gates, bias, c_prev, h, c, act), stream, dev)
 
 
 def lstm_cell_backward(act, c_prev, c, dh, dc, dgates, dc_prev, db, accumulate):
@@ -247,13 +248,15 @@ def lstm_cell_backward(act, c_prev, c, dh, dc, dgates, dc_prev, db, accumulate):
                                dc_prev=dc_prev, db=db)
     _ext.lstm_cell_backward(_dt(c_prev), _ptr(act), _ptr(c_prev), _ptr(c), _ptr(dh), _ptr(dc),
                             _ptr(dgates), _ptr(dc_prev), _ptr(db), *c_prev.shape,
+                            _counts(act, c_prev, c, dh, dc, dgates, dc_prev, db),
                             bool(accumulate), stream, dev)
 
 
 def gru_cell_forward(gx, gh, b_ih, b_hh, h_prev, h, act):
     stream, dev = _launch_args(gx=gx, gh=gh, b_ih=b_ih, b_hh=b_hh, h_prev=h_prev, h=h, act=act)
     _ext.gru_cell_forward(_dt(h_prev), _ptr(gx), _ptr(gh), _ptr(b_ih), _ptr(b_hh), _ptr(h_prev),
-                          _ptr(h), _ptr(act), *h_prev.shape, stream, dev)
+                          _ptr(h), _ptr(act), *h_prev.shape,
+                          _counts(gx, gh, b_ih, b_hh, h_prev, h, act), stream, dev)
 
 
 def gru_cell_backward(act, h_prev, dh, dgx, dgh, dh_prev, dbx, dbh, accumulate):
@@ -261,18 +264,21 @@ def gru_cell_backward(act, h_prev, dh, dgx, dgh, dh_prev, dbx, dbh, accumulate):
                                dbx=dbx, dbh=dbh)
     _ext.gru_cell_backward(_dt(h_prev), _ptr(act), _ptr(h_prev), _ptr(dh), _ptr(dgx), _ptr(dgh),
                            _ptr(dh_prev), _ptr(dbx), _ptr(dbh), *h_prev.shape,
+                           _counts(act, h_prev, dh, dgx, dgh, dh_prev, dbx, dbh),
                            bool(accumulate), stream, dev)
 
 
 def rnn_cell_forward(pre, bias, h, relu):
     stream, dev = _launch_args(pre=pre, bias=bias, h=h)
-    _ext.rnn_cell_forward(_dt(pre), _ptr(pre), _ptr(bias), _ptr(h), *pre.shape, bool(relu),
+    _ext.rnn_cell_forward(_dt(pre), _ptr(pre), _ptr(bias), _ptr(h), *pre.shape,
+                          _counts(pre, bias, h), bool(relu),
                           stream, dev)
 
 
 def rnn_cell_backward(h, dh, dpre, db, relu, accumulate):
     stream, dev = _launch_args(h=h, dh=dh, dpre=dpre, db=db)
     _ext.rnn_cell_backward(_dt(h), _ptr(h), _ptr(dh), _ptr(dpre), _ptr(db), *h.shape,
+                           _counts(h, dh, dpre, db),
                            bool(relu), bool(accumulate), stream, dev)
 
 

@@ -206,3 +206,34 @@ def test_read_only_output_is_refused(backend):
     y.flags.writeable = False
     with pytest.raises(ValueError, match="y: is written but the array is read-only"):
         _boundary.launch("tanh_forward", backend, np.ones(4), y)
+
+
+def test_fast_path_accepts_exactly_what_validate_accepts():
+    # launch() first tries a check generated from the manifest; whatever it declines goes
+    # through validate(). A call both accept, calls only validate normalises, and bad calls.
+    x, y = np.ones((2, 3), f32), np.empty((2, 3), f32)
+    check = _boundary._FAST.get("leaky_relu_forward") or _boundary._fast_check(
+        "leaky_relu_forward")
+    assert check((x, y, 0.5)) is True
+    _boundary.validate("leaky_relu_forward", (x, y, 0.5))
+    for args in [(x, y, f32(0.5)), (x, y, 1), (x.astype(">f4"), y, 0.5)]:
+        assert check(args) is False  # not the common case: validate decides
+    _boundary.validate("leaky_relu_forward", (x, y, f32(0.5)))
+    for args in [(x, np.empty((3, 2), f32), 0.5), (x, x, 0.5), (x, y, float("nan")),
+                 (x, y, float("inf")), (x, y[:, :2], 0.5), (x, y.astype(np.float64), 0.5),
+                 (x, y), (x, y, 0.5, 1)]:
+        assert check(args) is False
+        with pytest.raises((ValueError, TypeError)):
+            _boundary.validate("leaky_relu_forward", args)
+
+
+def test_index_range_native_pass_matches_numpy():
+    native = cn.kernels._registry.get("native")
+    if native is None:
+        pytest.skip("native backend not built")
+    rng = np.random.default_rng(3)
+    for shape in [(1,), (7,), (2, 3, 5, 4)]:
+        a = rng.integers(-10**12, 10**12, size=shape, dtype=np.int64)
+        assert native.index_range(a) == (a.min(), a.max())
+    with pytest.raises(ValueError, match="empty"):
+        native.index_range(np.ones(0, np.int64))

@@ -452,11 +452,11 @@ _BWD = [10**6] * 10
 
 def test_binding_checks_the_rnn_and_upsample_arguments(ext):
     with pytest.raises(ValueError, match="c_prev: null"):
-        ext.lstm_cell_forward("float32", 8, 8, 0, 8, 8, 8, 2, 3, 0, 0)
+        ext.lstm_cell_forward("float32", 8, 8, 0, 8, 8, 8, 2, 3, [10**6] * 6, 0, 0)
     with pytest.raises(ValueError, match="batch and hidden"):
-        ext.rnn_cell_backward("float32", 8, 8, 8, 8, 0, 3, False, False, 0, 0)
+        ext.rnn_cell_backward("float32", 8, 8, 8, 8, 0, 3, [10**6] * 4, False, False, 0, 0)
     with pytest.raises(TypeError, match="dtype"):
-        ext.gru_cell_forward("float16", 8, 8, 8, 8, 8, 8, 8, 2, 3, 0, 0)
+        ext.gru_cell_forward("float16", 8, 8, 8, 8, 8, 8, 8, 2, 3, [10**6] * 7, 0, 0)
     with pytest.raises(ValueError, match="mode"):
         ext.rnn_recurrence_forward("float32", 5, 8, 8, 8, 8, 8, 8, 8, 3, 2, 4, False, [], 0, 0)
     with pytest.raises(ValueError, match="cbuf: null"):
@@ -470,6 +470,14 @@ def test_binding_checks_the_rnn_and_upsample_arguments(ext):
         ext.rnn_recurrence_backward("float32", 1, 8, 8, 0, 8, 8, 0, 8, 8, 16, 16, 3, 2, 4,
                                     False, _BWD, 0, 0)
     # buffers smaller than the sizes need are refused (the extension never trusts them)
+    with pytest.raises(ValueError, match="act: holds 23 values, the sizes need 24"):
+        ext.lstm_cell_forward("float32", 8, 8, 8, 8, 8, 8, 2, 3, [24, 12, 6, 6, 6, 23], 0, 0)
+    with pytest.raises(ValueError, match="db: holds 2 values, the sizes need 3"):
+        ext.rnn_cell_backward("float32", 8, 8, 8, 8, 2, 3, [6, 6, 6, 2], False, False, 0, 0)
+    with pytest.raises(ValueError, match="counts: expected 8"):
+        ext.gru_cell_backward("float32", 8, 8, 8, 8, 8, 8, 8, 8, 2, 3, [1], False, 0, 0)
+    with pytest.raises(ValueError, match="too large"):
+        ext.rnn_cell_forward("float32", 8, 8, 8, 2**31, 2**31 - 1, [2**62] * 3, False, 0, 0)
     with pytest.raises(ValueError, match="counts: expected 7"):
         ext.rnn_recurrence_forward("float32", 2, 8, 8, 8, 8, 8, 0, 0, 3, 2, 4, False, [1], 0, 0)
     small = list(_FWD)

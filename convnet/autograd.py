@@ -307,7 +307,7 @@ def backward(root: Tensor, grad=None, retain_graph: bool = False) -> None:
 
 def _release_leaves(node: Function, pending: dict, grads: dict) -> None:
     """Count ``node``'s edges to leaves as done; accumulate each leaf whose last one it was."""
-    from .tensor import Tensor
+    Tensor = _types[0]  # noqa: N806 - bound by convnet.tensor; no import on this hot path
 
     # reversed: a layer's later parameters (the bias) are final first, in the reverse of
     # registration order that DistributedDataParallel's buckets follow

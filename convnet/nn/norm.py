@@ -12,6 +12,20 @@ from .module import Module, Parameter
 __all__ = ["LayerNorm", "GroupNorm"]
 
 
+
+def _affine_parameters(module, shape, affine: bool, bias: bool, dtype) -> None:
+    """The per-element scale (ones) and shift (zeros) of a normalisation layer, registered
+    as None where ``affine``/``bias`` turn them off, as PyTorch's are."""
+    if not affine:
+        module.register_parameter("weight", None)
+        module.register_parameter("bias", None)
+        return
+    module.weight = Parameter(np.ones(shape, dtype))
+    if bias:
+        module.bias = Parameter(np.zeros(shape, dtype))
+    else:
+        module.register_parameter("bias", None)
+
 class LayerNorm(Module):
     """Normalise over the trailing ``normalized_shape`` axes, then scale and shift
     element-wise (weight ones, bias zeros) when ``elementwise_affine``."""
@@ -24,15 +38,7 @@ class LayerNorm(Module):
         self.normalized_shape = tuple(int(s) for s in normalized_shape)
         self.eps, self.elementwise_affine = eps, elementwise_affine
         self._bias = bool(bias and elementwise_affine)
-        if elementwise_affine:
-            self.weight = Parameter(np.ones(self.normalized_shape, dtype))
-            if bias:
-                self.bias = Parameter(np.zeros(self.normalized_shape, dtype))
-            else:
-                self.register_parameter("bias", None)
-        else:
-            self.register_parameter("weight", None)
-            self.register_parameter("bias", None)
+        _affine_parameters(self, self.normalized_shape, elementwise_affine, bias, dtype)
 
     def forward(self, x):
         return F.layer_norm(x, self.normalized_shape, self.weight, self.bias, self.eps)
@@ -55,15 +61,7 @@ class GroupNorm(Module):
         self.num_groups, self.num_channels = num_groups, num_channels
         self.eps, self.affine = eps, affine
         self._bias = bool(bias and affine)
-        if affine:
-            self.weight = Parameter(np.ones(num_channels, dtype))
-            if bias:
-                self.bias = Parameter(np.zeros(num_channels, dtype))
-            else:
-                self.register_parameter("bias", None)
-        else:
-            self.register_parameter("weight", None)
-            self.register_parameter("bias", None)
+        _affine_parameters(self, num_channels, affine, bias, dtype)
 
     def forward(self, x):
         return F.group_norm(x, self.num_groups, self.weight, self.bias, self.eps)

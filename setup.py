@@ -62,7 +62,9 @@ class BuildExt(build_ext):
         super().build_extensions()
 
 
-cpu_sources = sorted(glob("csrc/cpu/*.cpp")) + ["csrc/bind_cpu.cpp"]
+# csrc/bind_cpu.cpp holds the module; csrc/bind_cpu_<topic>.cpp files add bindings to it
+# (each defines a bind_<topic>(module) that bind_cpu.cpp calls).
+cpu_sources = sorted(glob("csrc/cpu/*.cpp")) + sorted(glob("csrc/bind_cpu*.cpp"))
 ext_modules = [
     Pybind11Extension(
         "convnet._C",
@@ -197,7 +199,7 @@ if not _env_on("CONVNET_NO_CUDA") and (find_cuda() or _env_on("CONVNET_REQUIRE_C
     ext_modules.append(
         Pybind11Extension(
             "convnet._cuda",
-            ["csrc/bind_cuda.cpp"],
+            sorted(glob("csrc/bind_cuda*.cpp")),
             include_dirs=["csrc", "csrc/include"],
             cxx_std=17,
             optional=not _env_on("CONVNET_REQUIRE_CUDA_BUILD"),

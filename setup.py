@@ -36,7 +36,7 @@ def _flag_works(compiler_cmd, flags):
         path = os.path.join(tmp, "probe.cpp")
         with open(path, "w") as f:
             f.write(src)
-        cmd = [compiler_cmd, path, "-o", os.path.join(tmp, "probe"), *flags]
+        cmd = [*compiler_cmd, path, "-o", os.path.join(tmp, "probe"), *flags]
         try:
             return subprocess.run(cmd, capture_output=True).returncode == 0
         except OSError:
@@ -45,8 +45,9 @@ def _flag_works(compiler_cmd, flags):
 
 class BuildExt(build_ext):
     def build_extensions(self):
-        cxx = self.compiler.compiler_so[0] if hasattr(self.compiler, "compiler_so") else "c++"
-        cxx = shutil.which(cxx) or cxx
+        cxx = list(getattr(self.compiler, "compiler_so", None) or ["c++"])
+        # A launcher such as ccache (CC="ccache g++") goes with its compiler into the probe.
+        cxx = cxx[:2] if os.path.basename(cxx[0]) == "ccache" and len(cxx) > 1 else cxx[:1]
         compile_args = ["-O3", "-std=c++17", "-fvisibility=hidden", "-ffp-contract=fast"]
         link_args = []
         if os.environ.get("CONVNET_PORTABLE", "0") != "1":

@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "gemm.h"
+#include "winograd.h"
 
 namespace convnet {
 
@@ -343,6 +344,7 @@ bool direct_forward_fits(const ConvGeom& g, std::size_t elem) {
 template <typename T>
 void conv2d_forward(const ConvGeom& g, const T* x, const T* w, const T* b, T* y) {
   FlushToZero ftz;
+  if (winograd_selected(g, sizeof(T))) return conv2d_forward_winograd<T>(g, x, w, b, y);
   const std::vector<ColIndex> idx = col_index(g);
   const index_t plane = g.P * g.Q;
   const int threads = threads_for(conv_flops(g), 1 << 18);
@@ -431,8 +433,9 @@ void conv2d_backward_data(const ConvGeom& g, const T* dy, const T* w, T* dx) {
   // With few input channels the flipped convolution has few filters and takes the direct
   // forward path, which beats col2im as well.
   const ConvGeom flipped{g.N, g.K, g.P, g.Q, g.C, g.R, g.S, g.H, g.W, 1, 1, 0, 0, g.dh, g.dw};
-  if (g.sh == 1 && g.sw == 1 && (g.K <= g.C || (g.C >= 4 && direct_forward_fits(flipped,
-                                                                               sizeof(T)))))
+  if (g.sh == 1 && g.sw == 1 &&
+      (g.K <= g.C || winograd_selected_backward_data(g, sizeof(T)) ||
+       (g.C >= 4 && direct_forward_fits(flipped, sizeof(T)))))
     return conv2d_backward_data_stride1(g, dy, w, dx);
   // Otherwise: dcol = W^T dy over a range of (image, output pixel) columns into a buffer of
   // at most ~1 MiB (col2im then reads it back from cache), images in parallel.

@@ -1,0 +1,290 @@
+// Winograd F(4x4, 3x3) convolution (Lavin & Gray 2016) on the packed GEMM of gemm.h.
+//
+// The tiles are processed in blocks of whole tile rows, one block per thread at a time:
+// input transform of the block into V (36 x C x tiles), 36 GEMMs M = U^T V on one thread,
+// output transform of M into y. The transforms are vectorised across the tiles of a row:
+// the input rows are split into their four column phases (column 4u + s) once, so that the
+// 6 columns of tile u are the contiguous vectors phase0..3[u] and phase0..1[u + 1], and the
+// output tiles are interleaved back the same way.
+#include "winograd.h"
+
+#include <algorithm>
+#include <cstdlib>
+#include <cstring>
+#include <string>
+
+#include "gemm.h"
+
+namespace convnet {
+
+namespace {
+
+int initial_mode() {
+  const char* env = std::getenv("CONVNET_CONV_ALGO");
+  if (!env) return kWinogradAuto;
+  const std::string v(env);
+  if (v == "winograd") return kWinogradAlways;
+  if (v == "gemm") return kWinogradNever;
+  return kWinogradAuto;
+}
+
+int g_mode = initial_mode();
+
+// Input transform B^T d (one axis): six values of a 6-tap line -> six transformed values.
+template <typename V>
+inline void input_line(const V d[6], V r[6]) {
+  const V a = d[4] - d[2] * 4, b = d[3] - d[1] * 4;  // shared by rows 1 and 2
+  const V c = d[4] - d[2], e = (d[3] - d[1]) * 2;    // shared by rows 3 and 4
+  r[0] = d[0] * 4 - d[2] * 5 + d[4];
+  r[1] = a + b;
+  r[2] = a - b;
+  r[3] = c + e;
+  r[4] = c - e;
+  r[5] = d[1] * 4 - d[3] * 5 + d[5];
+}
+
+// Output transform A^T m (one axis): six sums -> four outputs.
+template <typename V>
+inline void output_line(const V m[6], V o[4]) {
+  const V s12 = m[1] + m[2], d12 = m[1] - m[2];
+  const V s34 = m[3] + m[4], d34 = m[3] - m[4];
+  o[0] = m[0] + s12 + s34;
+  o[1] = d12 + d34 * 2;
+  o[2] = s12 + s34 * 4;
+  o[3] = d12 + d34 * 8 + m[5];
+}
+
+template <typename V>
+inline V load(const void* p) {
+  V v;
+  std::memcpy(&v, p, sizeof(V));
+  return v;
+}
+template <typename V>
+inline void store(void* p, const V& v) {
+  std::memcpy(p, &v, sizeof(V));
+}
+
+// U[xi][c][k] = (G w[k][c] G^T)[xi], computed in double: the 1/6 and 1/24 of G are inexact.
+template <typename T>
+void filter_transform(const ConvGeom& g, const T* w, T* U, int threads) {
+  static const double G[6][3] = {{1.0 / 4, 0, 0},           {-1.0 / 6, -1.0 / 6, -1.0 / 6},
+                                 {-1.0 / 6, 1.0 / 6, -1.0 / 6}, {1.0 / 24, 1.0 / 12, 1.0 / 6},
+                                 {1.0 / 24, -1.0 / 12, 1.0 / 6}, {0, 0, 1}};
+  const index_t CK = g.C * g.K;
+#pragma omp parallel for schedule(static) num_threads(threads) if (threads > 1)
+  for (index_t k = 0; k < g.K; ++k)
+    for (index_t c = 0; c < g.C; ++c) {
+      const T* f = w + (k * g.C + c) * 9;
+      double t[6][3];
+      for (int i = 0; i < 6; ++i)
+        for (int j = 0; j < 3; ++j)
+          t[i][j] = G[i][0] * f[j] + G[i][1] * f[3 + j] + G[i][2] * f[6 + j];
+      for (int i = 0; i < 6; ++i)
+        for (int j = 0; j < 6; ++j)
+          U[(i * 6 + j) * CK + c * g.K + k] =
+              static_cast<T>(t[i][0] * G[j][0] + t[i][1] * G[j][1] + t[i][2] * G[j][2]);
+    }
+}
+
+template <typename T>
+struct Plan {
+  using V = typename Vec<T>::type;
+  static constexpr int L = kVecBytes / int(sizeof(T));
+  const ConvGeom& g;
+  index_t tiles_h, tiles_w;  // tiles per image
+  index_t phase_len;         // tiles_w + 1 columns per phase, +1 vector of slack, rounded
+  index_t ldv;               // row length of V and M: tiles per block + one vector of slack
+
+  explicit Plan(const ConvGeom& geom, index_t rows_per_block) : g(geom) {
+    tiles_h = ceil_div(g.P, 4);
+    tiles_w = ceil_div(g.Q, 4);
+    phase_len = round_up(tiles_w + 1, L) + L;
+    ldv = rows_per_block * tiles_w + L;
+  }
+
+  // V[xi][c][t] for the tile rows [r0, r1) (row = image * tiles_h + tile row).
+  // work: 6*4 + 6*4 phase rows and one linear row.
+  void input_transform(const T* x, index_t r0, index_t r1, T* Vb, T* work) const {
+    T* ph = work;                       // [6 input rows][4 phases][phase_len]
+    T* tr = ph + 24 * phase_len;        // [6 transformed rows][4 phases][phase_len]
+    T* lin = tr + 24 * phase_len;       // one input row with its zero padding
+    const index_t len = 4 * (tiles_w + 1);  // columns -pw .. -pw + len - 1
+    const index_t e_lo = std::min(std::max<index_t>(g.pw, 0), len);
+    const index_t e_hi = std::min(std::max<index_t>(g.W + g.pw, e_lo), len);
+    for (index_t c = 0; c < g.C; ++c)
+      for (index_t row = r0; row < r1; ++row) {
+        const index_t n = row / tiles_h, th = row % tiles_h;
+        const T* plane = x + (n * g.C + c) * g.H * g.W;
+        for (int j = 0; j < 6; ++j) {
+          T* pj = ph + j * 4 * phase_len;
+          const index_t h = 4 * th - g.ph + j;
+          if (h < 0 || h >= g.H) {
+            std::fill(pj, pj + 4 * phase_len, T(0));
+            continue;
+          }
+          const T* src = plane + h * g.W - g.pw;
+          std::fill(lin, lin + e_lo, T(0));
+          std::copy(src + e_lo, src + e_hi, lin + e_lo);
+          std::fill(lin + e_hi, lin + len, T(0));
+          T* __restrict p0 = pj;
+          T* __restrict p1 = pj + phase_len;
+          T* __restrict p2 = pj + 2 * phase_len;
+          T* __restrict p3 = pj + 3 * phase_len;
+          for (index_t u = 0; u <= tiles_w; ++u) {
+            p0[u] = lin[4 * u];
+            p1[u] = lin[4 * u + 1];
+            p2[u] = lin[4 * u + 2];
+            p3[u] = lin[4 * u + 3];
+          }
+        }
+        // Along the rows: 6 rows -> 6, every phase and tile column at once.
+        for (int s = 0; s < 4; ++s)
+          for (index_t u = 0; u <= tiles_w; u += L) {
+            V d[6], r[6];
+            for (int j = 0; j < 6; ++j) d[j] = load<V>(ph + (j * 4 + s) * phase_len + u);
+            input_line(d, r);
+            for (int i = 0; i < 6; ++i) store(tr + (i * 4 + s) * phase_len + u, r[i]);
+          }
+        // Along the columns: tile u's columns are phases 0-3 at u and phases 0-1 at u + 1.
+        // The last vector of a row runs past it into the next row's place, which is
+        // written afterwards (or into the slack of ldv).
+        T* dst = Vb + c * ldv + (row - r0) * tiles_w;
+        for (int i = 0; i < 6; ++i) {
+          const T* t = tr + i * 4 * phase_len;
+          for (index_t u = 0; u < tiles_w; u += L) {
+            V d[6], r[6];
+            for (int k = 0; k < 6; ++k) d[k] = load<V>(t + (k & 3) * phase_len + u + (k >> 2));
+            input_line(d, r);
+            for (int j = 0; j < 6; ++j) store(dst + (i * 6 + j) * g.C * ldv + u, r[j]);
+          }
+        }
+      }
+  }
+
+  // y rows of the tile rows [r0, r1) from M[xi][k][t], plus the bias.
+  // work: 4*4 output phase rows and one linear row.
+  void output_transform(const T* Mb, const T* b, index_t r0, index_t r1, T* y, T* work) const {
+    T* ob = work;                  // [4 output rows][4 phases][phase_len]
+    T* lin = ob + 16 * phase_len;  // one output row, 4 * tiles_w values
+    for (index_t k = 0; k < g.K; ++k) {
+      const T bias = b ? b[k] : T(0);
+      for (index_t row = r0; row < r1; ++row) {
+        const index_t n = row / tiles_h, th = row % tiles_h;
+        const T* src = Mb + k * ldv + (row - r0) * tiles_w;
+        for (index_t u = 0; u < tiles_w; u += L) {
+          V q[4][6];
+          for (int j = 0; j < 6; ++j) {  // along the rows of the tile, column j
+            V m[6], o[4];
+            for (int i = 0; i < 6; ++i) m[i] = load<V>(src + (i * 6 + j) * g.K * ldv + u);
+            output_line(m, o);
+            for (int r = 0; r < 4; ++r) q[r][j] = o[r];
+          }
+          for (int r = 0; r < 4; ++r) {  // along the columns
+            V o[4];
+            output_line(q[r], o);
+            for (int s = 0; s < 4; ++s) {
+              // Fused epilogue: an activation would be applied to o[s] here, in registers.
+              store(ob + (r * 4 + s) * phase_len + u, o[s] + bias);
+            }
+          }
+        }
+        T* yk = y + (n * g.K + k) * g.P * g.Q;
+        for (int r = 0; r < 4; ++r) {
+          const index_t p = 4 * th + r;
+          if (p >= g.P) break;
+          const T* __restrict o0 = ob + (r * 4) * phase_len;
+          const T* __restrict o1 = o0 + phase_len;
+          const T* __restrict o2 = o1 + phase_len;
+          const T* __restrict o3 = o2 + phase_len;
+          for (index_t u = 0; u < tiles_w; ++u) {
+            lin[4 * u] = o0[u];
+            lin[4 * u + 1] = o1[u];
+            lin[4 * u + 2] = o2[u];
+            lin[4 * u + 3] = o3[u];
+          }
+          std::copy(lin, lin + g.Q, yk + p * g.Q);
+        }
+      }
+    }
+  }
+};
+
+}  // namespace
+
+void set_winograd_mode(int mode) {
+  g_mode = mode < 0 ? kWinogradNever : (mode > 0 ? kWinogradAlways : kWinogradAuto);
+}
+int get_winograd_mode() { return g_mode; }
+
+bool winograd_applies(const ConvGeom& g) {
+  return g.R == 3 && g.S == 3 && g.sh == 1 && g.sw == 1 && g.dh == 1 && g.dw == 1 && g.N > 0 &&
+         g.P > 0 && g.Q > 0 && g.C > 0 && g.K > 0;
+}
+
+bool winograd_selected(const ConvGeom& g, std::size_t elem) {
+  (void)elem;
+  if (g_mode == kWinogradNever || !winograd_applies(g)) return false;
+  if (g_mode == kWinogradAlways) return true;
+  // Measured rule (see the report in tests/kernels/test_winograd.py's module docstring):
+  // the GEMMs have depth C and K rows, so both need to fill the micro-kernel.
+  return g.C >= 16 && g.K >= 16;
+}
+
+bool winograd_selected_backward_data(const ConvGeom& g, std::size_t elem) {
+  const ConvGeom t{g.N, g.K, g.P, g.Q, g.C, g.R, g.S, g.H, g.W, 1, 1,
+                   g.dh * (g.R - 1) - g.ph, g.dw * (g.S - 1) - g.pw, g.dh, g.dw};
+  return g.sh == 1 && g.sw == 1 && winograd_selected(t, elem);
+}
+
+// x (N,C,H,W), w (K,C,3,3), b (K) or null -> y (N,K,P,Q)
+template <typename T>
+void conv2d_forward_winograd(const ConvGeom& g, const T* x, const T* w, const T* b, T* y) {
+  FlushToZero ftz;
+  const index_t tiles_h = ceil_div(g.P, 4), tiles_w = ceil_div(g.Q, 4);
+  const index_t rows = g.N * tiles_h;
+  const int threads = threads_for(2.0 * g.N * g.K * g.crs() * g.P * g.Q, 1 << 18);
+  // Blocks of about 192 tiles (four GEMM panels), at least two per thread when there are
+  // enough rows, in a count that divides evenly among the threads.
+  index_t blocks = std::max<index_t>(1, ceil_div(rows * tiles_w, 192));
+  blocks = std::min(rows, round_up(std::max<index_t>(blocks, 2 * threads), threads));
+  const index_t rows_per_block = ceil_div(rows, blocks);
+  blocks = ceil_div(rows, rows_per_block);
+  const Plan<T> plan(g, rows_per_block);
+  Scratch<T> U(static_cast<size_t>(36) * g.C * g.K);
+  filter_transform(g, w, U.data(), threads);
+  const int team = static_cast<int>(std::min<index_t>(threads, blocks));
+#pragma omp parallel num_threads(team) if (team > 1)
+  {
+    FlushToZero ftz_worker;
+    static thread_local Scratch<T> v_buf, m_buf, work_buf;
+    const size_t v_size = static_cast<size_t>(36) * g.C * plan.ldv;
+    const size_t m_size = static_cast<size_t>(36) * g.K * plan.ldv;
+    const size_t w_size = static_cast<size_t>(48) * plan.phase_len + 4 * plan.phase_len;
+    v_buf.resize(v_size);
+    m_buf.resize(m_size);
+    work_buf.resize(w_size);
+    // The slack past each row is read by full vectors (never used): keep it finite.
+    std::fill(v_buf.data(), v_buf.data() + v_size, T(0));
+    std::fill(m_buf.data(), m_buf.data() + m_size, T(0));
+    std::fill(work_buf.data(), work_buf.data() + w_size, T(0));
+#pragma omp for schedule(dynamic, 1)
+    for (index_t blk = 0; blk < blocks; ++blk) {
+      const index_t r0 = blk * rows_per_block, r1 = std::min(rows, r0 + rows_per_block);
+      const index_t nt = (r1 - r0) * tiles_w;
+      plan.input_transform(x, r0, r1, v_buf.data(), work_buf.data());
+      for (int xi = 0; xi < 36; ++xi)
+        gemm_auto<T>(g.K, g.C, T(1), DenseA<T>{U.data() + xi * g.C * g.K, g.K, true},
+                     DenseB<T>{v_buf.data() + xi * g.C * plan.ldv, plan.ldv, false, nt}, T(0),
+                     m_buf.data() + xi * g.K * plan.ldv, plan.ldv, 1);
+      plan.output_transform(m_buf.data(), b, r0, r1, y, work_buf.data());
+    }
+  }
+}
+
+template void conv2d_forward_winograd<float>(const ConvGeom&, const float*, const float*,
+                                             const float*, float*);
+template void conv2d_forward_winograd<double>(const ConvGeom&, const double*, const double*,
+                                              const double*, double*);
+
+}  // namespace convnet

@@ -23,9 +23,10 @@ any backend, and the dispatch to the backend) and one module per op: ``blas`` (G
 
 from __future__ import annotations
 
-from . import activation, arrays, blas, conv, norm, pool, rnn, spec, upsample
+from . import activation, algorithms, arrays, blas, conv, norm, pool, rnn, spec, upsample
 from ._registry import backends, use_backend
 from .activation import *  # noqa: F403
+from .algorithms import *  # noqa: F403
 from .arrays import *  # noqa: F403
 from .blas import *  # noqa: F403
 from .conv import *  # noqa: F403
@@ -40,5 +41,5 @@ _OPS = {"activation": activation, "conv": conv, "blas": blas, "norm": norm, "poo
         "rnn": rnn, "upsample": upsample}
 # Every kernel of the manifest belongs to one of these modules, which re-export their API.
 assert {k.op for k in spec.KERNELS} == set(_OPS), "an op of the manifest has no module"
-__all__ = (["backends", "use_backend", "spec", *arrays.__all__]
+__all__ = (["backends", "use_backend", "spec", *arrays.__all__, *algorithms.__all__]
            + [n for m in _OPS.values() for n in m.__all__])

@@ -1,0 +1,194 @@
+"""Winograd F(4x4, 3x3) convolution (native backend) against the float64 reference and PyTorch.
+
+Both algorithms run on the same shapes: ``conv_algorithm("winograd")`` forces Winograd
+wherever it applies (3x3, stride 1, dilation 1: forward and data gradient), ``"gemm"``
+keeps the implicit-GEMM/direct paths. Measured float32 error of Winograd (largest
+|error| / largest |output|, against the float64 reference): 1e-6 to 4e-6 forward and data
+gradient at 16-64 channels, 3e-6 to 7e-6 at 128-260 channels (the tolerance is 2e-5); the
+implicit GEMM is at 2e-7 to 5e-7 on the same shapes, so Winograd loses about one decimal
+digit, 10-25x the direct path's error (test_float32_error_against_direct_path checks the
+bound and prints both; float64 Winograd is at 2e-15 to 7e-15).
+"""
+
+import numpy as np
+import pytest
+
+import convnet as cn
+from convnet.kernels import reference as ref
+from tests.helpers import assert_close, finite_difference, torch_or_skip
+from tests.kernels.test_conv2d import explicit_pads
+
+K = cn.kernels
+
+# (N, C, H, W), filters, padding: partial tiles, odd sizes, channel counts off the vector
+# width, padding 0/1/2/3/"same"/asymmetric, depth past one GEMM block (C > 256) and rows
+# past one block of A (K > 192).
+CASES = [
+    ((1, 1, 5, 5), 1, 0),
+    ((2, 17, 5, 5), 33, 1),
+    ((3, 20, 13, 7), 16, 2),
+    ((1, 16, 9, 11), 20, 0),
+    ((2, 32, 14, 14), 32, 1),
+    ((1, 3, 4, 70), 5, 1),
+    ((2, 16, 8, 8), 16, 3),
+    ((1, 16, 1, 1), 16, 1),
+    ((2, 19, 6, 6), 7, "same"),
+    ((1, 8, 3, 3), 4, "valid"),
+    ((2, 24, 10, 9), 40, (1, 0)),
+    ((2, 12, 7, 10), 9, ((0, 2), (1, 0))),
+    ((2, 48, 17, 19), 24, 1),
+    ((1, 260, 6, 6), 9, 1),
+    ((2, 8, 12, 12), 200, 1),
+    ((4, 64, 14, 14), 64, 1),
+]
+IDS = [f"x{c[0]}-k{c[1]}-p{c[2]}".replace(" ", "") for c in CASES]
+DTYPES = [np.float32, np.float64]
+
+
+@pytest.fixture(autouse=True)
+def _native():
+    if not cn.backends()["native"]["available"]:
+        pytest.skip("native backend unavailable")
+    previous = K.get_conv_algorithm()
+    yield
+    K.set_conv_algorithm(previous)
+
+
+def make(rng, x_shape, k, dtype):
+    c = x_shape[1]
+    x = rng.standard_normal(x_shape)
+    w = rng.standard_normal((k, c, 3, 3)) / np.sqrt(9 * c)
+    b = rng.standard_normal(k)
+    return x.astype(dtype), w.astype(dtype), b.astype(dtype)
+
+
+def reference(x, w, b, dy, padding):
+    """float64 forward and data gradient for any padding, from the zero-padded input."""
+    top, bottom, left, right = explicit_pads(x.shape, (w.shape[0], 3, 3), 1, padding, 1)
+    xp = np.pad(x.astype(np.float64), ((0, 0), (0, 0), (top, bottom), (left, right)))
+    y = ref.conv2d_forward_ref(xp, w, b)
+    if dy is None:
+        return y, None
+    dxp = ref.conv2d_backward_data_ref(dy, w, xp.shape[2:])
+    return y, dxp[:, :, top:top + x.shape[2], left:left + x.shape[3]]
+
+
+def run(algorithm, x, w, b, dy, padding):
+    with K.conv_algorithm(algorithm):
+        y = K.conv2d_forward(x, w, b, 1, padding, backend="native")
+        dx = K.conv2d_backward_data(dy, w, x.shape, 1, padding, backend="native")
+    return y, dx
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=["f32", "f64"])
+@pytest.mark.parametrize("algorithm", ["winograd", "gemm"])
+@pytest.mark.parametrize("case", CASES, ids=IDS)
+def test_matches_reference(case, algorithm, dtype, rng):
+    x_shape, k, padding = case
+    x, w, b = make(rng, x_shape, k, dtype)
+    y_ref, _ = reference(x, w, b, None, padding)
+    dy = rng.standard_normal(y_ref.shape).astype(dtype)
+    y_ref, dx_ref = reference(x, w, b, dy, padding)
+    y, dx = run(algorithm, x, w, b, dy, padding)
+    assert y.dtype == dtype and dx.dtype == dtype
+    assert_close(y, y_ref, dtype, f"{algorithm} forward")
+    assert_close(dx, dx_ref, dtype, f"{algorithm} data gradient")
+
+
+@pytest.mark.parametrize("case", CASES[1:6] + CASES[10:12], ids=IDS[1:6] + IDS[10:12])
+def test_matches_torch(case, rng):
+    torch = torch_or_skip()
+    x_shape, k, padding = case
+    x, w, b = make(rng, x_shape, k, np.float32)
+    top, bottom, left, right = explicit_pads(x.shape, (k, 3, 3), 1, padding, 1)
+    xt = torch.tensor(x.astype(np.float64), requires_grad=True)
+    yt = torch.nn.functional.conv2d(torch.nn.functional.pad(xt, (left, right, top, bottom)),
+                                    torch.tensor(w.astype(np.float64)),
+                                    torch.tensor(b.astype(np.float64)))
+    dy = rng.standard_normal(tuple(yt.shape)).astype(np.float32)
+    yt.backward(torch.tensor(dy.astype(np.float64)))
+    y, dx = run("winograd", x, w, b, dy, padding)
+    assert_close(y, yt.detach().numpy(), np.float32, "forward vs torch")
+    assert_close(dx, xt.grad.numpy(), np.float32, "data gradient vs torch")
+
+
+@pytest.mark.parametrize("case", CASES[1:5] + CASES[12:13], ids=IDS[1:5] + IDS[12:13])
+def test_winograd_really_runs(case, rng):
+    """The setting changes the arithmetic: float32 results differ in their rounding."""
+    x_shape, k, padding = case
+    x, w, b = make(rng, x_shape, k, np.float32)
+    dy = rng.standard_normal(K.conv2d_output_shape(x.shape, w.shape, 1, padding))
+    dy = dy.astype(np.float32)
+    yw, dxw = run("winograd", x, w, b, dy, padding)
+    yg, dxg = run("gemm", x, w, b, dy, padding)
+    assert not np.array_equal(yw, yg)
+    assert not np.array_equal(dxw, dxg)
+
+
+def test_auto_rule_is_deterministic(rng):
+    """"auto" takes Winograd on a ResNet body shape and the GEMM on a 3-channel input."""
+    for x_shape, k, expect in [((8, 64, 14, 14), 64, "winograd"), ((2, 3, 16, 16), 64, "gemm"),
+                               ((1, 16, 8, 8), 16, "gemm")]:
+        x, w, b = make(rng, x_shape, k, np.float32)
+        dy = rng.standard_normal((x_shape[0], k) + x_shape[2:]).astype(np.float32)
+        auto = run("auto", x, w, b, dy, 1)
+        forced = run(expect, x, w, b, dy, 1)
+        assert np.array_equal(auto[0], forced[0]), (x_shape, k, expect)
+        assert np.array_equal(auto[1], forced[1]), (x_shape, k, expect)
+
+
+def test_float32_error_against_direct_path(rng):
+    """Winograd's float32 error stays within the tolerance and within 40x the direct path's."""
+    for x_shape, k in [((4, 64, 14, 14), 64), ((2, 128, 12, 12), 128), ((1, 260, 6, 6), 32)]:
+        x, w, b = make(rng, x_shape, k, np.float32)
+        dy = rng.standard_normal((x_shape[0], k) + x_shape[2:]).astype(np.float32)
+        y_ref, dx_ref = reference(x, w, b, dy, 1)
+        errors = {}
+        for algorithm in ("winograd", "gemm"):
+            y, dx = run(algorithm, x, w, b, dy, 1)
+            errors[algorithm] = (assert_close(y, y_ref, np.float32, f"{algorithm} forward"),
+                                 assert_close(dx, dx_ref, np.float32, f"{algorithm} dx"))
+        print(x_shape, k, "float32 error winograd", errors["winograd"], "gemm", errors["gemm"])
+        for e_w, e_g in zip(errors["winograd"], errors["gemm"]):
+            assert e_w <= max(40 * e_g, 1e-6)
+
+
+@pytest.mark.parametrize("case", [CASES[2], CASES[10], CASES[11], CASES[6]],
+                         ids=[IDS[2], IDS[10], IDS[11], IDS[6]])
+def test_gradients_finite_difference(case, rng):
+    """float64, Winograd forced: the data gradient is the derivative of the forward pass."""
+    x_shape, k, padding = case
+    x, w, b = make(rng, x_shape, k, np.float64)
+    with K.conv_algorithm("winograd"):
+        y = K.conv2d_forward(x, w, b, 1, padding, backend="native")
+        dy = rng.standard_normal(y.shape)
+
+        def loss(xv):
+            return float(np.sum(K.conv2d_forward(xv, w, b, 1, padding, backend="native") * dy))
+
+        v = rng.standard_normal(x.shape)
+        dx = K.conv2d_backward_data(dy, w, x.shape, 1, padding, backend="native")
+        assert np.sum(dx * v) == pytest.approx(finite_difference(loss, x, v), rel=1e-7)
+
+
+def test_functional_conv2d_uses_it_with_exact_gradients(rng):
+    """Through autograd (F.conv2d), Winograd forced, against PyTorch in float64."""
+    torch = torch_or_skip()
+    x, w, b = make(rng, (2, 20, 9, 10), 24, np.float64)
+    with K.conv_algorithm("winograd"):
+        xc, wc, bc = (cn.tensor(a, requires_grad=True) for a in (x, w, b))
+        y = cn.functional.conv2d(xc, wc, bc, padding=1)
+        dy = rng.standard_normal(y.shape)
+        y.backward(cn.tensor(dy))
+    xt, wt, bt = (torch.tensor(a, requires_grad=True) for a in (x, w, b))
+    yt = torch.nn.functional.conv2d(xt, wt, bt, padding=1)
+    yt.backward(torch.tensor(dy))
+    assert_close(y.numpy(), yt.detach().numpy(), np.float64, "forward")
+    assert_close(xc.grad.numpy(), xt.grad.numpy(), np.float64, "dx")
+    assert_close(wc.grad.numpy(), wt.grad.numpy(), np.float64, "dw")
+
+
+def test_bad_algorithm_name():
+    with pytest.raises(ValueError, match="algorithm"):
+        K.set_conv_algorithm("fast")
+    assert K.get_conv_algorithm() in ("auto", "winograd", "gemm")

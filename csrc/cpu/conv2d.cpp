@@ -570,6 +570,8 @@ void conv2d_backward_weight_dots(const ConvGeom& g, const T* dy, const T* x, T* 
 template <typename T>
 void conv2d_backward_weight(const ConvGeom& g, const T* dy, const T* x, T* dw) {
   FlushToZero ftz;
+  if (winograd_selected_backward_weight(g, sizeof(T)))
+    return conv2d_backward_weight_winograd<T>(g, dy, x, dw);
   const std::vector<ColIndex> idx = col_index(g);
   const index_t in_size = g.C * g.H * g.W, out_plane = g.P * g.Q;
   const index_t crs = g.crs(), w_size = g.K * crs;

@@ -54,6 +54,19 @@ inline void output_line(const V m[6], V o[4]) {
   o[3] = d12 + d34 * 8 + m[5];
 }
 
+// Transposed output transform A e (one axis), for the weight gradient: 4 values -> 6.
+template <typename V>
+inline void grad_line(const V e[4], V m[6]) {
+  const V s02 = e[0] + e[2], s13 = e[1] + e[3];
+  const V t02 = e[0] + e[2] * 4, t13 = (e[1] + e[3] * 4) * 2;
+  m[0] = e[0];
+  m[1] = s02 + s13;
+  m[2] = s02 - s13;
+  m[3] = t02 + t13;
+  m[4] = t02 - t13;
+  m[5] = e[3];
+}
+
 template <typename V>
 inline V load(const void* p) {
   V v;
@@ -185,6 +198,57 @@ struct Plan {
       }
   }
 
+  // D[xi][k][t] = (A dy_tile A^T)[xi] for the tile rows [r0, r1) (the weight gradient's
+  // transform of the output gradient; zero past the output's edge). work as input_transform.
+  void grad_transform(const T* dy, index_t r0, index_t r1, T* Db, T* work) const {
+    T* ph = work;                 // [4 dy rows][4 phases][phase_len]
+    T* tr = ph + 16 * phase_len;  // [6 transformed rows][4 phases][phase_len]
+    T* lin = tr + 24 * phase_len;
+    const index_t len = 4 * tiles_w;
+    for (index_t k = 0; k < g.K; ++k)
+      for (index_t row = r0; row < r1; ++row) {
+        const index_t n = row / tiles_h, th = row % tiles_h;
+        const T* plane = dy + (n * g.K + k) * g.P * g.Q;
+        for (int r = 0; r < 4; ++r) {
+          T* pr = ph + r * 4 * phase_len;
+          const index_t p = 4 * th + r;
+          if (p >= g.P) {
+            std::fill(pr, pr + 4 * phase_len, T(0));
+            continue;
+          }
+          std::copy(plane + p * g.Q, plane + (p + 1) * g.Q, lin);
+          std::fill(lin + g.Q, lin + len, T(0));
+          T* __restrict p0 = pr;
+          T* __restrict p1 = pr + phase_len;
+          T* __restrict p2 = pr + 2 * phase_len;
+          T* __restrict p3 = pr + 3 * phase_len;
+          for (index_t u = 0; u < tiles_w; ++u) {
+            p0[u] = lin[4 * u];
+            p1[u] = lin[4 * u + 1];
+            p2[u] = lin[4 * u + 2];
+            p3[u] = lin[4 * u + 3];
+          }
+        }
+        for (int s = 0; s < 4; ++s)
+          for (index_t u = 0; u < tiles_w; u += L) {
+            V e[4], m[6];
+            for (int r = 0; r < 4; ++r) e[r] = load<V>(ph + (r * 4 + s) * phase_len + u);
+            grad_line(e, m);
+            for (int i = 0; i < 6; ++i) store(tr + (i * 4 + s) * phase_len + u, m[i]);
+          }
+        T* dst = Db + k * ldv + (row - r0) * tiles_w;
+        for (int i = 0; i < 6; ++i) {
+          const T* t = tr + i * 4 * phase_len;
+          for (index_t u = 0; u < tiles_w; u += L) {
+            V e[4], m[6];
+            for (int s = 0; s < 4; ++s) e[s] = load<V>(t + s * phase_len + u);
+            grad_line(e, m);
+            for (int j = 0; j < 6; ++j) store(dst + (i * 6 + j) * g.K * ldv + u, m[j]);
+          }
+        }
+      }
+  }
+
   // y rows of the tile rows [r0, r1) from M[xi][k][t], plus the bias.
   // work: 4*4 output phase rows and one linear row.
   void output_transform(const T* Mb, const T* b, index_t r0, index_t r1, T* y, T* work) const {
@@ -233,6 +297,21 @@ struct Plan {
   }
 };
 
+// The blocks of tile rows a convolution is cut into, shared by the passes.
+struct Blocks {
+  index_t rows, per_block, count;
+  Blocks(const ConvGeom& g, int threads) {
+    const index_t tiles_h = ceil_div(g.P, 4), tiles_w = ceil_div(g.Q, 4);
+    rows = g.N * tiles_h;
+    // About 192 tiles (four GEMM panels) a block, at least two blocks per thread when
+    // there are enough rows, in a count that divides evenly among the threads.
+    count = std::max<index_t>(1, ceil_div(rows * tiles_w, 192));
+    count = std::min(rows, round_up(std::max<index_t>(count, 2 * threads), threads));
+    per_block = ceil_div(rows, count);
+    count = ceil_div(rows, per_block);
+  }
+};
+
 }  // namespace
 
 void set_winograd_mode(int mode) {
@@ -270,15 +349,9 @@ bool winograd_selected_backward_data(const ConvGeom& g, std::size_t elem) {
 template <typename T>
 void conv2d_forward_winograd(const ConvGeom& g, const T* x, const T* w, const T* b, T* y) {
   FlushToZero ftz;
-  const index_t tiles_h = ceil_div(g.P, 4), tiles_w = ceil_div(g.Q, 4);
-  const index_t rows = g.N * tiles_h;
   const int threads = threads_for(2.0 * g.N * g.K * g.crs() * g.P * g.Q, 1 << 18);
-  // Blocks of about 192 tiles (four GEMM panels), at least two per thread when there are
-  // enough rows, in a count that divides evenly among the threads.
-  index_t blocks = std::max<index_t>(1, ceil_div(rows * tiles_w, 192));
-  blocks = std::min(rows, round_up(std::max<index_t>(blocks, 2 * threads), threads));
-  const index_t rows_per_block = ceil_div(rows, blocks);
-  blocks = ceil_div(rows, rows_per_block);
+  const Blocks bl(g, threads);
+  const index_t rows = bl.rows, rows_per_block = bl.per_block, blocks = bl.count;
   const Plan<T> plan(g, rows_per_block);
   using Sh = TileGeneral<T>;
   const index_t u_slice = round_up(g.K, Sh::MR) * g.C;
@@ -302,7 +375,7 @@ void conv2d_forward_winograd(const ConvGeom& g, const T* x, const T* w, const T*
 #pragma omp for schedule(dynamic, 1)
     for (index_t blk = 0; blk < blocks; ++blk) {
       const index_t r0 = blk * rows_per_block, r1 = std::min(rows, r0 + rows_per_block);
-      const index_t nt = (r1 - r0) * tiles_w;
+      const index_t nt = (r1 - r0) * plan.tiles_w;
       plan.input_transform(x, r0, r1, v_buf.data(), work_buf.data());
       for (int xi = 0; xi < 36; ++xi)
         gemm_packed<T, Sh>(g.K, g.C, T(1), PrepackedA<T, Sh::MR>{U.data() + xi * u_slice, g.C},
@@ -313,6 +386,82 @@ void conv2d_forward_winograd(const ConvGeom& g, const T* x, const T* w, const T*
   }
 }
 
+// dy (N,K,P,Q), x (N,C,H,W) -> dw (K,C,3,3)
+// dW[k][c] = G^T Z[k][c] G with Z[xi] = sum over tiles of D[xi] V[xi]^T: per block, 36
+// GEMMs (K x tiles times tiles x C) accumulate into each thread's own Z.
+template <typename T>
+void conv2d_backward_weight_winograd(const ConvGeom& g, const T* dy, const T* x, T* dw) {
+  FlushToZero ftz;
+  const int threads = threads_for(2.0 * g.N * g.K * g.crs() * g.P * g.Q, 1 << 18);
+  const Blocks bl(g, threads);
+  const Plan<T> plan(g, bl.per_block);
+  const int team = static_cast<int>(std::min<index_t>(threads, bl.count));
+  const size_t z_size = static_cast<size_t>(36) * g.K * g.C;
+  Scratch<T> z_all(z_size * team);
+  std::fill(z_all.data(), z_all.data() + z_size * team, T(0));
+#pragma omp parallel num_threads(team) if (team > 1)
+  {
+    FlushToZero ftz_worker;
+    static thread_local Scratch<T> v_buf, d_buf, work_buf;
+    const size_t v_size = static_cast<size_t>(36) * g.C * plan.ldv;
+    const size_t d_size = static_cast<size_t>(36) * g.K * plan.ldv;
+    const size_t w_size = static_cast<size_t>(52) * plan.phase_len;
+    v_buf.resize(v_size);
+    d_buf.resize(d_size);
+    work_buf.resize(w_size);
+    std::fill(v_buf.data(), v_buf.data() + v_size, T(0));
+    std::fill(d_buf.data(), d_buf.data() + d_size, T(0));
+    std::fill(work_buf.data(), work_buf.data() + w_size, T(0));
+    T* z = z_all.data() + z_size * thread_id();
+    // Static: each thread sums its own blocks into its own Z, in a fixed order.
+#pragma omp for schedule(static)
+    for (index_t blk = 0; blk < bl.count; ++blk) {
+      const index_t r0 = blk * bl.per_block, r1 = std::min(bl.rows, r0 + bl.per_block);
+      const index_t nt = (r1 - r0) * plan.tiles_w;
+      plan.input_transform(x, r0, r1, v_buf.data(), work_buf.data());
+      plan.grad_transform(dy, r0, r1, d_buf.data(), work_buf.data());
+      for (int xi = 0; xi < 36; ++xi)
+        gemm_auto<T>(g.K, nt, T(1), DenseA<T>{d_buf.data() + xi * g.K * plan.ldv, plan.ldv, false},
+                     DenseB<T>{v_buf.data() + xi * g.C * plan.ldv, plan.ldv, true, g.C}, T(1),
+                     z + xi * g.K * g.C, g.C, 1);
+    }
+  }
+  // Threads' sums added, then dW = G^T Z G, in double (the 1/6 and 1/24 of G are inexact).
+  static const double G[6][3] = {{1.0 / 4, 0, 0},           {-1.0 / 6, -1.0 / 6, -1.0 / 6},
+                                 {-1.0 / 6, 1.0 / 6, -1.0 / 6}, {1.0 / 24, 1.0 / 12, 1.0 / 6},
+                                 {1.0 / 24, -1.0 / 12, 1.0 / 6}, {0, 0, 1}};
+  const index_t KC = g.K * g.C;
+#pragma omp parallel for schedule(static) num_threads(threads) if (threads > 1)
+  for (index_t kc = 0; kc < KC; ++kc) {
+    double zt[36], t[3][6];
+    for (int xi = 0; xi < 36; ++xi) {
+      double sum = 0;
+      for (int p = 0; p < team; ++p) sum += z_all.data()[z_size * p + xi * KC + kc];
+      zt[xi] = sum;
+    }
+    for (int r = 0; r < 3; ++r)
+      for (int j = 0; j < 6; ++j) {
+        double acc = 0;
+        for (int i = 0; i < 6; ++i) acc += G[i][r] * zt[i * 6 + j];
+        t[r][j] = acc;
+      }
+    for (int r = 0; r < 3; ++r)
+      for (int s = 0; s < 3; ++s) {
+        double acc = 0;
+        for (int j = 0; j < 6; ++j) acc += t[r][j] * G[j][s];
+        dw[kc * 9 + r * 3 + s] = static_cast<T>(acc);
+      }
+  }
+}
+
+bool winograd_selected_backward_weight(const ConvGeom& g, std::size_t elem) {
+  return winograd_selected(g, elem);
+}
+
+template void conv2d_backward_weight_winograd<float>(const ConvGeom&, const float*, const float*,
+                                                     float*);
+template void conv2d_backward_weight_winograd<double>(const ConvGeom&, const double*,
+                                                      const double*, double*);
 template void conv2d_forward_winograd<float>(const ConvGeom&, const float*, const float*,
                                              const float*, float*);
 template void conv2d_forward_winograd<double>(const ConvGeom&, const double*, const double*,

@@ -14,7 +14,8 @@
 namespace convnet {
 
 // Which algorithm 3x3 stride-1 convolutions use: kWinogradAuto picks by a measured rule,
-// kWinogradAlways takes Winograd wherever it applies (3x3, stride 1, dilation 1), kWinogradNever
+// kWinogradAlways takes Winograd wherever it applies (3x3, stride 1, dilation 1; forward, data and weight
+// gradients), kWinogradNever
 // keeps the implicit-GEMM/direct paths. The initial mode comes from the environment variable
 // CONVNET_CONV_ALGO (auto | winograd | gemm), read once.
 enum WinogradMode { kWinogradNever = -1, kWinogradAuto = 0, kWinogradAlways = 1 };
@@ -29,8 +30,15 @@ bool winograd_selected(const ConvGeom& g, std::size_t elem);
 // flipped filters (padding dilation*(R-1) - pad).
 bool winograd_selected_backward_data(const ConvGeom& g, std::size_t elem);
 
+// The same for conv2d_backward_weight.
+bool winograd_selected_backward_weight(const ConvGeom& g, std::size_t elem);
+
 // x (N,C,H,W), w (K,C,3,3), b (K) or null -> y (N,K,P,Q); needs winograd_applies(g).
 template <typename T>
 void conv2d_forward_winograd(const ConvGeom& g, const T* x, const T* w, const T* b, T* y);
+
+// dy (N,K,P,Q), x (N,C,H,W) -> dw (K,C,3,3); needs winograd_applies(g).
+template <typename T>
+void conv2d_backward_weight_winograd(const ConvGeom& g, const T* dy, const T* x, T* dw);
 
 }  // namespace convnet

@@ -1,10 +1,12 @@
 """Winograd F(4x4, 3x3) convolution (native backend) against the float64 reference and PyTorch.
 
 Both algorithms run on the same shapes: ``conv_algorithm("winograd")`` forces Winograd
-wherever it applies (3x3, stride 1, dilation 1: forward and data gradient), ``"gemm"``
+wherever it applies (3x3, stride 1, dilation 1: forward, data and weight gradients),
+``"gemm"``
 keeps the implicit-GEMM/direct paths. Measured float32 error of Winograd (largest
 |error| / largest |output|, against the float64 reference): 1e-6 to 4e-6 forward and data
-gradient at 16-64 channels, 3e-6 to 7e-6 at 128-260 channels (the tolerance is 2e-5); the
+gradient at 16-64 channels, 3e-6 to 7e-6 at 128-260 channels, 1e-6 to 3e-6 for the weight
+gradient (the tolerance is 2e-5); the
 implicit GEMM is at 2e-7 to 5e-7 on the same shapes, so Winograd loses about one decimal
 digit, 10-25x the direct path's error (test_float32_error_against_direct_path checks the
 bound and prints both; float64 Winograd is at 2e-15 to 7e-15).
@@ -63,21 +65,24 @@ def make(rng, x_shape, k, dtype):
 
 
 def reference(x, w, b, dy, padding):
-    """float64 forward and data gradient for any padding, from the zero-padded input."""
+    """float64 forward, data and weight gradients for any padding, from the zero-padded
+    input."""
     top, bottom, left, right = explicit_pads(x.shape, (w.shape[0], 3, 3), 1, padding, 1)
     xp = np.pad(x.astype(np.float64), ((0, 0), (0, 0), (top, bottom), (left, right)))
     y = ref.conv2d_forward_ref(xp, w, b)
     if dy is None:
-        return y, None
+        return y, None, None
     dxp = ref.conv2d_backward_data_ref(dy, w, xp.shape[2:])
-    return y, dxp[:, :, top:top + x.shape[2], left:left + x.shape[3]]
+    dw = ref.conv2d_backward_weight_ref(dy, xp, (3, 3))
+    return y, dxp[:, :, top:top + x.shape[2], left:left + x.shape[3]], dw
 
 
 def run(algorithm, x, w, b, dy, padding):
     with K.conv_algorithm(algorithm):
         y = K.conv2d_forward(x, w, b, 1, padding, backend="native")
         dx = K.conv2d_backward_data(dy, w, x.shape, 1, padding, backend="native")
-    return y, dx
+        dw = K.conv2d_backward_weight(dy, x, w.shape, 1, padding, backend="native")
+    return y, dx, dw
 
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=["f32", "f64"])
@@ -86,13 +91,14 @@ def run(algorithm, x, w, b, dy, padding):
 def test_matches_reference(case, algorithm, dtype, rng):
     x_shape, k, padding = case
     x, w, b = make(rng, x_shape, k, dtype)
-    y_ref, _ = reference(x, w, b, None, padding)
+    y_ref = reference(x, w, b, None, padding)[0]
     dy = rng.standard_normal(y_ref.shape).astype(dtype)
-    y_ref, dx_ref = reference(x, w, b, dy, padding)
-    y, dx = run(algorithm, x, w, b, dy, padding)
-    assert y.dtype == dtype and dx.dtype == dtype
+    y_ref, dx_ref, dw_ref = reference(x, w, b, dy, padding)
+    y, dx, dw = run(algorithm, x, w, b, dy, padding)
+    assert y.dtype == dtype and dx.dtype == dtype and dw.dtype == dtype
     assert_close(y, y_ref, dtype, f"{algorithm} forward")
     assert_close(dx, dx_ref, dtype, f"{algorithm} data gradient")
+    assert_close(dw, dw_ref, dtype, f"{algorithm} weight gradient")
 
 
 @pytest.mark.parametrize("case", CASES[1:6] + CASES[10:12], ids=IDS[1:6] + IDS[10:12])
@@ -102,14 +108,15 @@ def test_matches_torch(case, rng):
     x, w, b = make(rng, x_shape, k, np.float32)
     top, bottom, left, right = explicit_pads(x.shape, (k, 3, 3), 1, padding, 1)
     xt = torch.tensor(x.astype(np.float64), requires_grad=True)
+    wt = torch.tensor(w.astype(np.float64), requires_grad=True)
     yt = torch.nn.functional.conv2d(torch.nn.functional.pad(xt, (left, right, top, bottom)),
-                                    torch.tensor(w.astype(np.float64)),
-                                    torch.tensor(b.astype(np.float64)))
+                                    wt, torch.tensor(b.astype(np.float64)))
     dy = rng.standard_normal(tuple(yt.shape)).astype(np.float32)
     yt.backward(torch.tensor(dy.astype(np.float64)))
-    y, dx = run("winograd", x, w, b, dy, padding)
+    y, dx, dw = run("winograd", x, w, b, dy, padding)
     assert_close(y, yt.detach().numpy(), np.float32, "forward vs torch")
     assert_close(dx, xt.grad.numpy(), np.float32, "data gradient vs torch")
+    assert_close(dw, wt.grad.numpy(), np.float32, "weight gradient vs torch")
 
 
 @pytest.mark.parametrize("case", CASES[1:5] + CASES[12:13], ids=IDS[1:5] + IDS[12:13])
@@ -119,10 +126,9 @@ def test_winograd_really_runs(case, rng):
     x, w, b = make(rng, x_shape, k, np.float32)
     dy = rng.standard_normal(K.conv2d_output_shape(x.shape, w.shape, 1, padding))
     dy = dy.astype(np.float32)
-    yw, dxw = run("winograd", x, w, b, dy, padding)
-    yg, dxg = run("gemm", x, w, b, dy, padding)
-    assert not np.array_equal(yw, yg)
-    assert not np.array_equal(dxw, dxg)
+    for ours, theirs in zip(run("winograd", x, w, b, dy, padding),
+                            run("gemm", x, w, b, dy, padding)):
+        assert not np.array_equal(ours, theirs)
 
 
 def test_auto_rule_is_deterministic(rng):
@@ -133,8 +139,8 @@ def test_auto_rule_is_deterministic(rng):
         dy = rng.standard_normal((x_shape[0], k) + x_shape[2:]).astype(np.float32)
         auto = run("auto", x, w, b, dy, 1)
         forced = run(expect, x, w, b, dy, 1)
-        assert np.array_equal(auto[0], forced[0]), (x_shape, k, expect)
-        assert np.array_equal(auto[1], forced[1]), (x_shape, k, expect)
+        for a, f in zip(auto, forced):
+            assert np.array_equal(a, f), (x_shape, k, expect)
 
 
 def test_float32_error_against_direct_path(rng):
@@ -142,12 +148,12 @@ def test_float32_error_against_direct_path(rng):
     for x_shape, k in [((4, 64, 14, 14), 64), ((2, 128, 12, 12), 128), ((1, 260, 6, 6), 32)]:
         x, w, b = make(rng, x_shape, k, np.float32)
         dy = rng.standard_normal((x_shape[0], k) + x_shape[2:]).astype(np.float32)
-        y_ref, dx_ref = reference(x, w, b, dy, 1)
+        expected = reference(x, w, b, dy, 1)
         errors = {}
         for algorithm in ("winograd", "gemm"):
-            y, dx = run(algorithm, x, w, b, dy, 1)
-            errors[algorithm] = (assert_close(y, y_ref, np.float32, f"{algorithm} forward"),
-                                 assert_close(dx, dx_ref, np.float32, f"{algorithm} dx"))
+            errors[algorithm] = [assert_close(a, e, np.float32, f"{algorithm} {what}")
+                                 for a, e, what in zip(run(algorithm, x, w, b, dy, 1), expected,
+                                                       ("forward", "dx", "dw"))]
         print(x_shape, k, "float32 error winograd", errors["winograd"], "gemm", errors["gemm"])
         for e_w, e_g in zip(errors["winograd"], errors["gemm"]):
             assert e_w <= max(40 * e_g, 1e-6)
@@ -156,19 +162,24 @@ def test_float32_error_against_direct_path(rng):
 @pytest.mark.parametrize("case", [CASES[2], CASES[10], CASES[11], CASES[6]],
                          ids=[IDS[2], IDS[10], IDS[11], IDS[6]])
 def test_gradients_finite_difference(case, rng):
-    """float64, Winograd forced: the data gradient is the derivative of the forward pass."""
+    """float64, Winograd forced: the gradients are the derivatives of the forward pass."""
     x_shape, k, padding = case
     x, w, b = make(rng, x_shape, k, np.float64)
     with K.conv_algorithm("winograd"):
         y = K.conv2d_forward(x, w, b, 1, padding, backend="native")
         dy = rng.standard_normal(y.shape)
 
-        def loss(xv):
+        def loss_x(xv):
             return float(np.sum(K.conv2d_forward(xv, w, b, 1, padding, backend="native") * dy))
 
-        v = rng.standard_normal(x.shape)
+        def loss_w(wv):
+            return float(np.sum(K.conv2d_forward(x, wv, b, 1, padding, backend="native") * dy))
+
+        vx, vw = rng.standard_normal(x.shape), rng.standard_normal(w.shape)
         dx = K.conv2d_backward_data(dy, w, x.shape, 1, padding, backend="native")
-        assert np.sum(dx * v) == pytest.approx(finite_difference(loss, x, v), rel=1e-7)
+        dw = K.conv2d_backward_weight(dy, x, w.shape, 1, padding, backend="native")
+        assert np.sum(dx * vx) == pytest.approx(finite_difference(loss_x, x, vx), rel=1e-7)
+        assert np.sum(dw * vw) == pytest.approx(finite_difference(loss_w, w, vw), rel=1e-7)
 
 
 def test_functional_conv2d_uses_it_with_exact_gradients(rng):

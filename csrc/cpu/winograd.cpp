@@ -2,10 +2,11 @@
 //
 // The tiles are processed in blocks of whole tile rows, one block per thread at a time:
 // input transform of the block into V (36 x C x tiles), 36 GEMMs M = U^T V on one thread,
-// output transform of M into y. The transforms are vectorised across the tiles of a row:
-// the input rows are split into their four column phases (column 4u + s) once, so that the
-// 6 columns of tile u are the contiguous vectors phase0..3[u] and phase0..1[u + 1], and the
-// output tiles are interleaved back the same way.
+// output transform of M into y. The transforms are vectorised across all the tiles of a
+// block: each input row is split into the six column phases of its tiles (column 4u + s of
+// tile u in phase s), laid end to end for the block's rows, so that every stage is a
+// linear combination of contiguous vectors; the output tiles are interleaved back the
+// same way.
 #include "winograd.h"
 
 #include <algorithm>
@@ -129,99 +130,105 @@ struct Plan {
   static constexpr int L = kVecBytes / int(sizeof(T));
   const ConvGeom& g;
   index_t tiles_h, tiles_w;  // tiles per image
-  index_t phase_len;         // tiles_w + 1 columns per phase, +1 vector of slack, rounded
-  index_t ldv;               // row length of V and M: tiles per block + one vector of slack
+  index_t ldv;               // row length of V, D and M: tiles per block + one vector of slack
+  index_t tlen;              // length of one phase array, the same rounded up + one vector
 
   explicit Plan(const ConvGeom& geom, index_t rows_per_block) : g(geom) {
     tiles_h = ceil_div(g.P, 4);
     tiles_w = ceil_div(g.Q, 4);
-    phase_len = round_up(tiles_w + 1, L) + L;
     ldv = rows_per_block * tiles_w + L;
+    tlen = round_up(rows_per_block * tiles_w, L) + L;
   }
+  index_t work_size() const { return 72 * tlen + 4 * (tiles_w + 2) + L; }
 
-  // V[xi][c][t] for the tile rows [r0, r1) (row = image * tiles_h + tile row).
-  // work: 6*4 + 6*4 phase rows and one linear row.
-  void input_transform(const T* x, index_t r0, index_t r1, T* Vb, T* work) const {
-    T* ph = work;                       // [6 input rows][4 phases][phase_len]
-    T* tr = ph + 24 * phase_len;        // [6 transformed rows][4 phases][phase_len]
-    T* lin = tr + 24 * phase_len;       // one input row with its zero padding
+  // Column phases of one input row h of a plane, for tile row slot `off`:
+  // dst[s][off + u] = x[h][4u + s - pw] (zero outside), s = 0..5.
+  void split_row(const T* plane, index_t h, index_t off, T* dst, T* lin) const {
+    if (h < 0 || h >= g.H) {
+      for (int s = 0; s < 6; ++s) std::fill(dst + s * tlen + off, dst + s * tlen + off + tiles_w, T(0));
+      return;
+    }
     const index_t len = 4 * (tiles_w + 1);  // columns -pw .. -pw + len - 1
     const index_t e_lo = std::min(std::max<index_t>(g.pw, 0), len);
     const index_t e_hi = std::min(std::max<index_t>(g.W + g.pw, e_lo), len);
-    for (index_t c = 0; c < g.C; ++c)
+    const T* src = plane + h * g.W - g.pw;
+    std::fill(lin, lin + e_lo, T(0));
+    std::copy(src + e_lo, src + e_hi, lin + e_lo);
+    std::fill(lin + e_hi, lin + len, T(0));
+    T* __restrict p0 = dst + off;
+    T* __restrict p1 = p0 + tlen;
+    T* __restrict p2 = p1 + tlen;
+    T* __restrict p3 = p2 + tlen;
+    T* __restrict p4 = p3 + tlen;
+    T* __restrict p5 = p4 + tlen;
+    for (index_t u = 0; u < tiles_w; ++u) {
+      p0[u] = lin[4 * u];
+      p1[u] = lin[4 * u + 1];
+      p2[u] = lin[4 * u + 2];
+      p3[u] = lin[4 * u + 3];
+    }
+    for (index_t u = 0; u < tiles_w; ++u) {
+      p4[u] = lin[4 * u + 4];
+      p5[u] = lin[4 * u + 5];
+    }
+  }
+
+  // V[xi][c][t] for the tile rows [r0, r1) (row = image * tiles_h + tile row; tile t of the
+  // block is row slot t / tiles_w, column t % tiles_w). Every stage runs on vectors of
+  // tiles across the whole block, whatever the width of a row.
+  void input_transform(const T* x, index_t r0, index_t r1, T* Vb, T* work) const {
+    T* ph = work;              // [6 input rows j][6 phases s][tlen]
+    T* tr = ph + 36 * tlen;    // [6 transformed rows i][6 phases s][tlen]
+    T* lin = tr + 36 * tlen;   // one input row with its zero padding
+    const index_t nt = (r1 - r0) * tiles_w;
+    for (index_t c = 0; c < g.C; ++c) {
       for (index_t row = r0; row < r1; ++row) {
         const index_t n = row / tiles_h, th = row % tiles_h;
         const T* plane = x + (n * g.C + c) * g.H * g.W;
-        for (int j = 0; j < 6; ++j) {
-          T* pj = ph + j * 4 * phase_len;
-          const index_t h = 4 * th - g.ph + j;
-          if (h < 0 || h >= g.H) {
-            std::fill(pj, pj + 4 * phase_len, T(0));
-            continue;
-          }
-          const T* src = plane + h * g.W - g.pw;
-          std::fill(lin, lin + e_lo, T(0));
-          std::copy(src + e_lo, src + e_hi, lin + e_lo);
-          std::fill(lin + e_hi, lin + len, T(0));
-          T* __restrict p0 = pj;
-          T* __restrict p1 = pj + phase_len;
-          T* __restrict p2 = pj + 2 * phase_len;
-          T* __restrict p3 = pj + 3 * phase_len;
-          for (index_t u = 0; u <= tiles_w; ++u) {
-            p0[u] = lin[4 * u];
-            p1[u] = lin[4 * u + 1];
-            p2[u] = lin[4 * u + 2];
-            p3[u] = lin[4 * u + 3];
-          }
-        }
-        // Along the rows: 6 rows -> 6, every phase and tile column at once.
-        for (int s = 0; s < 4; ++s)
-          for (index_t u = 0; u <= tiles_w; u += L) {
-            V d[6], r[6];
-            for (int j = 0; j < 6; ++j) d[j] = load<V>(ph + (j * 4 + s) * phase_len + u);
-            input_line(d, r);
-            for (int i = 0; i < 6; ++i) store(tr + (i * 4 + s) * phase_len + u, r[i]);
-          }
-        // Along the columns: tile u's columns are phases 0-3 at u and phases 0-1 at u + 1.
-        // The last vector of a row runs past it into the next row's place, which is
-        // written afterwards (or into the slack of ldv).
-        T* dst = Vb + c * ldv + (row - r0) * tiles_w;
-        for (int i = 0; i < 6; ++i) {
-          const T* t = tr + i * 4 * phase_len;
-          for (index_t u = 0; u < tiles_w; u += L) {
-            V d[6], r[6];
-            for (int k = 0; k < 6; ++k) d[k] = load<V>(t + (k & 3) * phase_len + u + (k >> 2));
-            input_line(d, r);
-            for (int j = 0; j < 6; ++j) store(dst + (i * 6 + j) * g.C * ldv + u, r[j]);
-          }
-        }
+        for (int j = 0; j < 6; ++j)
+          split_row(plane, 4 * th - g.ph + j, (row - r0) * tiles_w, ph + j * 6 * tlen, lin);
       }
+      for (int s = 0; s < 6; ++s)  // along the rows of the tiles
+        for (index_t t = 0; t < nt; t += L) {
+          V d[6], r[6];
+          for (int j = 0; j < 6; ++j) d[j] = load<V>(ph + (j * 6 + s) * tlen + t);
+          input_line(d, r);
+          for (int i = 0; i < 6; ++i) store(tr + (i * 6 + s) * tlen + t, r[i]);
+        }
+      T* dst = Vb + c * ldv;
+      for (int i = 0; i < 6; ++i)  // along the columns
+        for (index_t t = 0; t < nt; t += L) {
+          V d[6], r[6];
+          for (int s = 0; s < 6; ++s) d[s] = load<V>(tr + (i * 6 + s) * tlen + t);
+          input_line(d, r);
+          for (int j = 0; j < 6; ++j) store(dst + (i * 6 + j) * g.C * ldv + t, r[j]);
+        }
+    }
   }
 
   // D[xi][k][t] = (A dy_tile A^T)[xi] for the tile rows [r0, r1) (the weight gradient's
-  // transform of the output gradient; zero past the output's edge). work as input_transform.
+  // transform of the output gradient; zero past the output's edge).
   void grad_transform(const T* dy, index_t r0, index_t r1, T* Db, T* work) const {
-    T* ph = work;                 // [4 dy rows][4 phases][phase_len]
-    T* tr = ph + 16 * phase_len;  // [6 transformed rows][4 phases][phase_len]
-    T* lin = tr + 24 * phase_len;
-    const index_t len = 4 * tiles_w;
-    for (index_t k = 0; k < g.K; ++k)
+    T* ph = work;              // [4 dy rows r][4 phases s][tlen]
+    T* tr = ph + 16 * tlen;    // [6 transformed rows i][4 phases s][tlen]
+    T* lin = tr + 24 * tlen;
+    const index_t nt = (r1 - r0) * tiles_w, len = 4 * tiles_w;
+    for (index_t k = 0; k < g.K; ++k) {
       for (index_t row = r0; row < r1; ++row) {
-        const index_t n = row / tiles_h, th = row % tiles_h;
+        const index_t n = row / tiles_h, th = row % tiles_h, off = (row - r0) * tiles_w;
         const T* plane = dy + (n * g.K + k) * g.P * g.Q;
         for (int r = 0; r < 4; ++r) {
-          T* pr = ph + r * 4 * phase_len;
+          T* __restrict p0 = ph + r * 4 * tlen + off;
+          T* __restrict p1 = p0 + tlen;
+          T* __restrict p2 = p1 + tlen;
+          T* __restrict p3 = p2 + tlen;
           const index_t p = 4 * th + r;
           if (p >= g.P) {
-            std::fill(pr, pr + 4 * phase_len, T(0));
+            for (int s = 0; s < 4; ++s) std::fill(p0 + s * tlen, p0 + s * tlen + tiles_w, T(0));
             continue;
           }
           std::copy(plane + p * g.Q, plane + (p + 1) * g.Q, lin);
           std::fill(lin + g.Q, lin + len, T(0));
-          T* __restrict p0 = pr;
-          T* __restrict p1 = pr + phase_len;
-          T* __restrict p2 = pr + 2 * phase_len;
-          T* __restrict p3 = pr + 3 * phase_len;
           for (index_t u = 0; u < tiles_w; ++u) {
             p0[u] = lin[4 * u];
             p1[u] = lin[4 * u + 1];
@@ -229,61 +236,60 @@ struct Plan {
             p3[u] = lin[4 * u + 3];
           }
         }
-        for (int s = 0; s < 4; ++s)
-          for (index_t u = 0; u < tiles_w; u += L) {
-            V e[4], m[6];
-            for (int r = 0; r < 4; ++r) e[r] = load<V>(ph + (r * 4 + s) * phase_len + u);
-            grad_line(e, m);
-            for (int i = 0; i < 6; ++i) store(tr + (i * 4 + s) * phase_len + u, m[i]);
-          }
-        T* dst = Db + k * ldv + (row - r0) * tiles_w;
-        for (int i = 0; i < 6; ++i) {
-          const T* t = tr + i * 4 * phase_len;
-          for (index_t u = 0; u < tiles_w; u += L) {
-            V e[4], m[6];
-            for (int s = 0; s < 4; ++s) e[s] = load<V>(t + s * phase_len + u);
-            grad_line(e, m);
-            for (int j = 0; j < 6; ++j) store(dst + (i * 6 + j) * g.K * ldv + u, m[j]);
-          }
-        }
       }
+      for (int s = 0; s < 4; ++s)
+        for (index_t t = 0; t < nt; t += L) {
+          V e[4], m[6];
+          for (int r = 0; r < 4; ++r) e[r] = load<V>(ph + (r * 4 + s) * tlen + t);
+          grad_line(e, m);
+          for (int i = 0; i < 6; ++i) store(tr + (i * 4 + s) * tlen + t, m[i]);
+        }
+      T* dst = Db + k * ldv;
+      for (int i = 0; i < 6; ++i)
+        for (index_t t = 0; t < nt; t += L) {
+          V e[4], m[6];
+          for (int s = 0; s < 4; ++s) e[s] = load<V>(tr + (i * 4 + s) * tlen + t);
+          grad_line(e, m);
+          for (int j = 0; j < 6; ++j) store(dst + (i * 6 + j) * g.K * ldv + t, m[j]);
+        }
+    }
   }
 
   // y rows of the tile rows [r0, r1) from M[xi][k][t], plus the bias.
-  // work: 4*4 output phase rows and one linear row.
   void output_transform(const T* Mb, const T* b, index_t r0, index_t r1, T* y, T* work) const {
-    T* ob = work;                  // [4 output rows][4 phases][phase_len]
-    T* lin = ob + 16 * phase_len;  // one output row, 4 * tiles_w values
+    T* ob = work;              // [4 output rows r][4 phases s][tlen]
+    T* lin = ob + 16 * tlen;   // one output row, 4 * tiles_w values
+    const index_t nt = (r1 - r0) * tiles_w;
     for (index_t k = 0; k < g.K; ++k) {
       const T bias = b ? b[k] : T(0);
-      for (index_t row = r0; row < r1; ++row) {
-        const index_t n = row / tiles_h, th = row % tiles_h;
-        const T* src = Mb + k * ldv + (row - r0) * tiles_w;
-        for (index_t u = 0; u < tiles_w; u += L) {
-          V q[4][6];
-          for (int j = 0; j < 6; ++j) {  // along the rows of the tile, column j
-            V m[6], o[4];
-            for (int i = 0; i < 6; ++i) m[i] = load<V>(src + (i * 6 + j) * g.K * ldv + u);
-            output_line(m, o);
-            for (int r = 0; r < 4; ++r) q[r][j] = o[r];
-          }
-          for (int r = 0; r < 4; ++r) {  // along the columns
-            V o[4];
-            output_line(q[r], o);
-            for (int s = 0; s < 4; ++s) {
-              // Fused epilogue: an activation would be applied to o[s] here, in registers.
-              store(ob + (r * 4 + s) * phase_len + u, o[s] + bias);
-            }
+      const T* src = Mb + k * ldv;
+      for (index_t t = 0; t < nt; t += L) {
+        V q[4][6];
+        for (int j = 0; j < 6; ++j) {  // along the rows of the tile, column j
+          V m[6], o[4];
+          for (int i = 0; i < 6; ++i) m[i] = load<V>(src + (i * 6 + j) * g.K * ldv + t);
+          output_line(m, o);
+          for (int r = 0; r < 4; ++r) q[r][j] = o[r];
+        }
+        for (int r = 0; r < 4; ++r) {  // along the columns
+          V o[4];
+          output_line(q[r], o);
+          for (int s = 0; s < 4; ++s) {
+            // Fused epilogue: an activation would be applied to o[s] + bias here, in registers.
+            store(ob + (r * 4 + s) * tlen + t, o[s] + bias);
           }
         }
+      }
+      for (index_t row = r0; row < r1; ++row) {
+        const index_t n = row / tiles_h, th = row % tiles_h, off = (row - r0) * tiles_w;
         T* yk = y + (n * g.K + k) * g.P * g.Q;
         for (int r = 0; r < 4; ++r) {
           const index_t p = 4 * th + r;
           if (p >= g.P) break;
-          const T* __restrict o0 = ob + (r * 4) * phase_len;
-          const T* __restrict o1 = o0 + phase_len;
-          const T* __restrict o2 = o1 + phase_len;
-          const T* __restrict o3 = o2 + phase_len;
+          const T* __restrict o0 = ob + (r * 4) * tlen + off;
+          const T* __restrict o1 = o0 + tlen;
+          const T* __restrict o2 = o1 + tlen;
+          const T* __restrict o3 = o2 + tlen;
           for (index_t u = 0; u < tiles_w; ++u) {
             lin[4 * u] = o0[u];
             lin[4 * u + 1] = o1[u];
@@ -355,7 +361,8 @@ void conv2d_forward_winograd(const ConvGeom& g, const T* x, const T* w, const T*
   const Plan<T> plan(g, rows_per_block);
   using Sh = TileGeneral<T>;
   const index_t u_slice = round_up(g.K, Sh::MR) * g.C;
-  Scratch<T> U(static_cast<size_t>(36) * u_slice);
+  static thread_local Scratch<T> U;  // kept across calls: no page faults on every call
+  U.resize(static_cast<size_t>(36) * u_slice);
   filter_transform<T, Sh::MR>(g, w, U.data(), threads);
   const int team = static_cast<int>(std::min<index_t>(threads, blocks));
 #pragma omp parallel num_threads(team) if (team > 1)
@@ -364,7 +371,7 @@ void conv2d_forward_winograd(const ConvGeom& g, const T* x, const T* w, const T*
     static thread_local Scratch<T> v_buf, m_buf, work_buf;
     const size_t v_size = static_cast<size_t>(36) * g.C * plan.ldv;
     const size_t m_size = static_cast<size_t>(36) * g.K * plan.ldv;
-    const size_t w_size = static_cast<size_t>(48) * plan.phase_len + 4 * plan.phase_len;
+    const size_t w_size = plan.work_size();
     v_buf.resize(v_size);
     m_buf.resize(m_size);
     work_buf.resize(w_size);
@@ -397,7 +404,8 @@ void conv2d_backward_weight_winograd(const ConvGeom& g, const T* dy, const T* x,
   const Plan<T> plan(g, bl.per_block);
   const int team = static_cast<int>(std::min<index_t>(threads, bl.count));
   const size_t z_size = static_cast<size_t>(36) * g.K * g.C;
-  Scratch<T> z_all(z_size * team);
+  static thread_local Scratch<T> z_all;
+  z_all.resize(z_size * team);
   std::fill(z_all.data(), z_all.data() + z_size * team, T(0));
 #pragma omp parallel num_threads(team) if (team > 1)
   {
@@ -405,7 +413,7 @@ void conv2d_backward_weight_winograd(const ConvGeom& g, const T* dy, const T* x,
     static thread_local Scratch<T> v_buf, d_buf, work_buf;
     const size_t v_size = static_cast<size_t>(36) * g.C * plan.ldv;
     const size_t d_size = static_cast<size_t>(36) * g.K * plan.ldv;
-    const size_t w_size = static_cast<size_t>(52) * plan.phase_len;
+    const size_t w_size = plan.work_size();
     v_buf.resize(v_size);
     d_buf.resize(d_size);
     work_buf.resize(w_size);

@@ -1,6 +1,6 @@
 // Winograd F(4x4, 3x3) convolution (Lavin & Gray 2016) on the packed GEMM of gemm.h.
 //
-// The tiles are processed in blocks of whole tile rows, one block per thread at a time:
+// The tiles are processed in blocks (runs of whole GEMM panels), one per thread at a time:
 // input transform of the block into V (36 x C x tiles), 36 GEMMs M = U^T V on one thread,
 // output transform of M into y. The transforms are vectorised across all the tiles of a
 // block: each input row is split into the six column phases of its tiles (column 4u + s of
@@ -112,6 +112,30 @@ void filter_transform(const ConvGeom& g, const T* w, T* U, int threads) {
 }
 
 // A = one slice of the transformed filters, packed by filter_transform: packing is a copy.
+// B = one slice of V, written by input_transform in the GEMM's panel order: a copy too.
+template <typename T, int PNR>
+struct PrepackedB {
+  const T* v;  // [panel][depth][PNR]
+  index_t depth, N;
+  template <int NR>
+  index_t panels() const {
+    return ceil_div(N, NR);
+  }
+  template <int NR>
+  int cols(index_t jp) const {
+    return static_cast<int>(std::min<index_t>(NR, N - jp * NR));
+  }
+  template <int NR>
+  index_t c_offset(index_t jp) const {
+    return jp * NR;
+  }
+  template <int NR>
+  void pack(index_t k0, index_t kc, index_t jp, T* dst) const {
+    static_assert(NR == PNR, "the GEMM runs with the tile V was laid out for");
+    std::memcpy(dst, v + (jp * depth + k0) * NR, sizeof(T) * kc * NR);
+  }
+};
+
 template <typename T, int PMR>
 struct PrepackedA {
   const T* u;  // [panel][depth][PMR]
@@ -130,22 +154,43 @@ struct Plan {
   static constexpr int L = kVecBytes / int(sizeof(T));
   const ConvGeom& g;
   index_t tiles_h, tiles_w;  // tiles per image
+  static constexpr int NR = TileGeneral<T>::NR;  // a multiple of L
+  static_assert(NR % L == 0, "a vector of tiles must not straddle two GEMM panels");
   index_t ldv;               // row length of V, D and M: tiles per block + one vector of slack
   index_t tlen;              // length of one phase array, the same rounded up + one vector
+  index_t vpan;              // tiles per block rounded up to whole GEMM panels
 
-  explicit Plan(const ConvGeom& geom, index_t rows_per_block) : g(geom) {
+  explicit Plan(const ConvGeom& geom, index_t tiles_per_block) : g(geom) {
     tiles_h = ceil_div(g.P, 4);
     tiles_w = ceil_div(g.Q, 4);
-    ldv = rows_per_block * tiles_w + L;
-    tlen = round_up(rows_per_block * tiles_w, L) + L;
+    ldv = tiles_per_block + L;
+    tlen = round_up(tiles_per_block, L) + L;
+    vpan = round_up(tiles_per_block, NR);
   }
+
+  // Calls f(image, tile row, first tile column, end tile column, slot in the block) for
+  // each piece of a tile row in the block's tiles [t0, t1) (tiles numbered row-major over
+  // the batch).
+  template <typename F>
+  void for_segments(index_t t0, index_t t1, F f) const {
+    for (index_t t = t0; t < t1;) {
+      const index_t row = t / tiles_w, u_lo = t % tiles_w;
+      const index_t u_hi = std::min(tiles_w, u_lo + (t1 - t));
+      f(row / tiles_h, row % tiles_h, u_lo, u_hi, t - t0);
+      t += u_hi - u_lo;
+    }
+  }
+  // Size of V for `depth` channels in either layout of input_transform.
+  size_t v_size(index_t depth) const { return size_t(36) * depth * std::max(ldv, vpan); }
   index_t work_size() const { return 72 * tlen + 4 * (tiles_w + 2) + L; }
 
-  // Column phases of one input row h of a plane, for tile row slot `off`:
-  // dst[s][off + u] = x[h][4u + s - pw] (zero outside), s = 0..5.
-  void split_row(const T* plane, index_t h, index_t off, T* dst, T* lin) const {
+  // Column phases of tiles [u_lo, u_hi) of one input row h of a plane, at slot `off`:
+  // dst[s][off + u - u_lo] = x[h][4u + s - pw] (zero outside), s = 0..5.
+  void split_row(const T* plane, index_t h, index_t u_lo, index_t u_hi, index_t off, T* dst,
+                 T* lin) const {
+    const index_t nu = u_hi - u_lo;
     if (h < 0 || h >= g.H) {
-      for (int s = 0; s < 6; ++s) std::fill(dst + s * tlen + off, dst + s * tlen + off + tiles_w, T(0));
+      for (int s = 0; s < 6; ++s) std::fill(dst + s * tlen + off, dst + s * tlen + off + nu, T(0));
       return;
     }
     const index_t len = 4 * (tiles_w + 1);  // columns -pw .. -pw + len - 1
@@ -161,33 +206,35 @@ struct Plan {
     T* __restrict p3 = p2 + tlen;
     T* __restrict p4 = p3 + tlen;
     T* __restrict p5 = p4 + tlen;
-    for (index_t u = 0; u < tiles_w; ++u) {
-      p0[u] = lin[4 * u];
-      p1[u] = lin[4 * u + 1];
-      p2[u] = lin[4 * u + 2];
-      p3[u] = lin[4 * u + 3];
+    const T* __restrict src4 = lin + 4 * u_lo;
+    for (index_t u = 0; u < nu; ++u) {
+      p0[u] = src4[4 * u];
+      p1[u] = src4[4 * u + 1];
+      p2[u] = src4[4 * u + 2];
+      p3[u] = src4[4 * u + 3];
     }
-    for (index_t u = 0; u < tiles_w; ++u) {
-      p4[u] = lin[4 * u + 4];
-      p5[u] = lin[4 * u + 5];
+    for (index_t u = 0; u < nu; ++u) {
+      p4[u] = src4[4 * u + 4];
+      p5[u] = src4[4 * u + 5];
     }
   }
 
-  // V[xi][c][t] for the tile rows [r0, r1) (row = image * tiles_h + tile row; tile t of the
-  // block is row slot t / tiles_w, column t % tiles_w). Every stage runs on vectors of
-  // tiles across the whole block, whatever the width of a row.
-  void input_transform(const T* x, index_t r0, index_t r1, T* Vb, T* work) const {
+  // V[xi] for the tiles [t0, t1) (numbered row-major over the batch; slot t - t0 of the
+  // block). Every stage runs on vectors of
+  // tiles across the whole block, whatever the width of a row. Layout: `panels` writes
+  // each slice in the GEMM's packed-B order [t / NR][c][t % NR] (a vector of L tiles never
+  // straddles two panels), otherwise rows V[xi][c][t] of length ldv.
+  void input_transform(const T* x, index_t t0, index_t t1, T* Vb, T* work, bool panels) const {
     T* ph = work;              // [6 input rows j][6 phases s][tlen]
     T* tr = ph + 36 * tlen;    // [6 transformed rows i][6 phases s][tlen]
     T* lin = tr + 36 * tlen;   // one input row with its zero padding
-    const index_t nt = (r1 - r0) * tiles_w;
+    const index_t nt = t1 - t0;
     for (index_t c = 0; c < g.C; ++c) {
-      for (index_t row = r0; row < r1; ++row) {
-        const index_t n = row / tiles_h, th = row % tiles_h;
+      for_segments(t0, t1, [&](index_t n, index_t th, index_t u_lo, index_t u_hi, index_t off) {
         const T* plane = x + (n * g.C + c) * g.H * g.W;
         for (int j = 0; j < 6; ++j)
-          split_row(plane, 4 * th - g.ph + j, (row - r0) * tiles_w, ph + j * 6 * tlen, lin);
-      }
+          split_row(plane, 4 * th - g.ph + j, u_lo, u_hi, off, ph + j * 6 * tlen, lin);
+      });
       for (int s = 0; s < 6; ++s)  // along the rows of the tiles
         for (index_t t = 0; t < nt; t += L) {
           V d[6], r[6];
@@ -195,27 +242,28 @@ struct Plan {
           input_line(d, r);
           for (int i = 0; i < 6; ++i) store(tr + (i * 6 + s) * tlen + t, r[i]);
         }
-      T* dst = Vb + c * ldv;
+      const index_t slice = panels ? g.C * vpan : g.C * ldv;
       for (int i = 0; i < 6; ++i)  // along the columns
         for (index_t t = 0; t < nt; t += L) {
           V d[6], r[6];
           for (int s = 0; s < 6; ++s) d[s] = load<V>(tr + (i * 6 + s) * tlen + t);
           input_line(d, r);
-          for (int j = 0; j < 6; ++j) store(dst + (i * 6 + j) * g.C * ldv + t, r[j]);
+          T* dst = Vb + (panels ? (t / NR) * g.C * NR + c * NR + t % NR : c * ldv + t);
+          for (int j = 0; j < 6; ++j) store(dst + (i * 6 + j) * slice, r[j]);
         }
     }
   }
 
-  // D[xi][k][t] = (A dy_tile A^T)[xi] for the tile rows [r0, r1) (the weight gradient's
+  // D[xi][k][t] = (A dy_tile A^T)[xi] for the tiles [t0, t1) (the weight gradient's
   // transform of the output gradient; zero past the output's edge).
-  void grad_transform(const T* dy, index_t r0, index_t r1, T* Db, T* work) const {
+  void grad_transform(const T* dy, index_t t0, index_t t1, T* Db, T* work) const {
     T* ph = work;              // [4 dy rows r][4 phases s][tlen]
     T* tr = ph + 16 * tlen;    // [6 transformed rows i][4 phases s][tlen]
     T* lin = tr + 24 * tlen;
-    const index_t nt = (r1 - r0) * tiles_w, len = 4 * tiles_w;
+    const index_t nt = t1 - t0, len = 4 * tiles_w;
     for (index_t k = 0; k < g.K; ++k) {
-      for (index_t row = r0; row < r1; ++row) {
-        const index_t n = row / tiles_h, th = row % tiles_h, off = (row - r0) * tiles_w;
+      for_segments(t0, t1, [&](index_t n, index_t th, index_t u_lo, index_t u_hi, index_t off) {
+        const index_t nu = u_hi - u_lo;
         const T* plane = dy + (n * g.K + k) * g.P * g.Q;
         for (int r = 0; r < 4; ++r) {
           T* __restrict p0 = ph + r * 4 * tlen + off;
@@ -224,19 +272,20 @@ struct Plan {
           T* __restrict p3 = p2 + tlen;
           const index_t p = 4 * th + r;
           if (p >= g.P) {
-            for (int s = 0; s < 4; ++s) std::fill(p0 + s * tlen, p0 + s * tlen + tiles_w, T(0));
+            for (int s = 0; s < 4; ++s) std::fill(p0 + s * tlen, p0 + s * tlen + nu, T(0));
             continue;
           }
           std::copy(plane + p * g.Q, plane + (p + 1) * g.Q, lin);
           std::fill(lin + g.Q, lin + len, T(0));
-          for (index_t u = 0; u < tiles_w; ++u) {
-            p0[u] = lin[4 * u];
-            p1[u] = lin[4 * u + 1];
-            p2[u] = lin[4 * u + 2];
-            p3[u] = lin[4 * u + 3];
+          const T* __restrict src4 = lin + 4 * u_lo;
+          for (index_t u = 0; u < nu; ++u) {
+            p0[u] = src4[4 * u];
+            p1[u] = src4[4 * u + 1];
+            p2[u] = src4[4 * u + 2];
+            p3[u] = src4[4 * u + 3];
           }
         }
-      }
+      });
       for (int s = 0; s < 4; ++s)
         for (index_t t = 0; t < nt; t += L) {
           V e[4], m[6];
@@ -255,11 +304,11 @@ struct Plan {
     }
   }
 
-  // y rows of the tile rows [r0, r1) from M[xi][k][t], plus the bias.
-  void output_transform(const T* Mb, const T* b, index_t r0, index_t r1, T* y, T* work) const {
+  // The output tiles [t0, t1) from M[xi][k][t], plus the bias.
+  void output_transform(const T* Mb, const T* b, index_t t0, index_t t1, T* y, T* work) const {
     T* ob = work;              // [4 output rows r][4 phases s][tlen]
     T* lin = ob + 16 * tlen;   // one output row, 4 * tiles_w values
-    const index_t nt = (r1 - r0) * tiles_w;
+    const index_t nt = t1 - t0;
     for (index_t k = 0; k < g.K; ++k) {
       const T bias = b ? b[k] : T(0);
       const T* src = Mb + k * ldv;
@@ -280,8 +329,8 @@ struct Plan {
           }
         }
       }
-      for (index_t row = r0; row < r1; ++row) {
-        const index_t n = row / tiles_h, th = row % tiles_h, off = (row - r0) * tiles_w;
+      for_segments(t0, t1, [&](index_t n, index_t th, index_t u_lo, index_t u_hi, index_t off) {
+        const index_t nu = u_hi - u_lo, cols = std::min(4 * u_hi, g.Q) - 4 * u_lo;
         T* yk = y + (n * g.K + k) * g.P * g.Q;
         for (int r = 0; r < 4; ++r) {
           const index_t p = 4 * th + r;
@@ -290,31 +339,33 @@ struct Plan {
           const T* __restrict o1 = o0 + tlen;
           const T* __restrict o2 = o1 + tlen;
           const T* __restrict o3 = o2 + tlen;
-          for (index_t u = 0; u < tiles_w; ++u) {
+          for (index_t u = 0; u < nu; ++u) {
             lin[4 * u] = o0[u];
             lin[4 * u + 1] = o1[u];
             lin[4 * u + 2] = o2[u];
             lin[4 * u + 3] = o3[u];
           }
-          std::copy(lin, lin + g.Q, yk + p * g.Q);
+          std::copy(lin, lin + cols, yk + p * g.Q + 4 * u_lo);
         }
-      }
+      });
     }
   }
 };
 
-// The blocks of tile rows a convolution is cut into, shared by the passes.
+// The blocks of tiles a convolution is cut into: `tiles` per block (the last one shorter).
+// The forward pass and the data gradient take whole GEMM panels, as many as keep V and M
+// (36 x (C + K) values a tile) within about 1 MiB, near L2: with 64 channels, blocks of
+// 240 tiles spent a third of the time writing V to L3 and reading it back. The weight
+// gradient sums over tiles, so its GEMM depth wants longer blocks.
 struct Blocks {
-  index_t rows, per_block, count;
-  Blocks(const ConvGeom& g, int threads) {
-    const index_t tiles_h = ceil_div(g.P, 4), tiles_w = ceil_div(g.Q, 4);
-    rows = g.N * tiles_h;
-    // About 192 tiles (four GEMM panels) a block, at least two blocks per thread when
-    // there are enough rows, in a count that divides evenly among the threads.
-    count = std::max<index_t>(1, ceil_div(rows * tiles_w, 192));
-    count = std::min(rows, round_up(std::max<index_t>(count, 2 * threads), threads));
-    per_block = ceil_div(rows, count);
-    count = ceil_div(rows, per_block);
+  index_t total, tiles, count;
+  Blocks(const ConvGeom& g, int threads, int nr, std::size_t elem, bool deep) {
+    total = g.N * ceil_div(g.P, 4) * ceil_div(g.Q, 4);
+    const index_t budget = index_t(1 << 20) / index_t(36 * (g.C + g.K) * elem);
+    tiles = deep ? 4 * nr : std::min<index_t>(4 * nr, std::max<index_t>(nr, budget / nr * nr));
+    while (tiles > nr && ceil_div(total, tiles) < 2 * threads) tiles -= nr;
+    tiles = std::min(tiles, total);
+    count = ceil_div(total, tiles);
   }
 };
 
@@ -356,20 +407,19 @@ template <typename T>
 void conv2d_forward_winograd(const ConvGeom& g, const T* x, const T* w, const T* b, T* y) {
   FlushToZero ftz;
   const int threads = threads_for(2.0 * g.N * g.K * g.crs() * g.P * g.Q, 1 << 18);
-  const Blocks bl(g, threads);
-  const index_t rows = bl.rows, rows_per_block = bl.per_block, blocks = bl.count;
-  const Plan<T> plan(g, rows_per_block);
+  const Blocks bl(g, threads, TileGeneral<T>::NR, sizeof(T), false);
+  const Plan<T> plan(g, bl.tiles);
   using Sh = TileGeneral<T>;
   const index_t u_slice = round_up(g.K, Sh::MR) * g.C;
   static thread_local Scratch<T> U;  // kept across calls: no page faults on every call
   U.resize(static_cast<size_t>(36) * u_slice);
   filter_transform<T, Sh::MR>(g, w, U.data(), threads);
-  const int team = static_cast<int>(std::min<index_t>(threads, blocks));
+  const int team = static_cast<int>(std::min<index_t>(threads, bl.count));
 #pragma omp parallel num_threads(team) if (team > 1)
   {
     FlushToZero ftz_worker;
     static thread_local Scratch<T> v_buf, m_buf, work_buf;
-    const size_t v_size = static_cast<size_t>(36) * g.C * plan.ldv;
+    const size_t v_size = plan.v_size(g.C);
     const size_t m_size = static_cast<size_t>(36) * g.K * plan.ldv;
     const size_t w_size = plan.work_size();
     v_buf.resize(v_size);
@@ -380,15 +430,14 @@ void conv2d_forward_winograd(const ConvGeom& g, const T* x, const T* w, const T*
     std::fill(m_buf.data(), m_buf.data() + m_size, T(0));
     std::fill(work_buf.data(), work_buf.data() + w_size, T(0));
 #pragma omp for schedule(dynamic, 1)
-    for (index_t blk = 0; blk < blocks; ++blk) {
-      const index_t r0 = blk * rows_per_block, r1 = std::min(rows, r0 + rows_per_block);
-      const index_t nt = (r1 - r0) * plan.tiles_w;
-      plan.input_transform(x, r0, r1, v_buf.data(), work_buf.data());
+    for (index_t blk = 0; blk < bl.count; ++blk) {
+      const index_t t0 = blk * bl.tiles, t1 = std::min(bl.total, t0 + bl.tiles), nt = t1 - t0;
+      plan.input_transform(x, t0, t1, v_buf.data(), work_buf.data(), true);
       for (int xi = 0; xi < 36; ++xi)
         gemm_packed<T, Sh>(g.K, g.C, T(1), PrepackedA<T, Sh::MR>{U.data() + xi * u_slice, g.C},
-                     DenseB<T>{v_buf.data() + xi * g.C * plan.ldv, plan.ldv, false, nt}, T(0),
+                     PrepackedB<T, Sh::NR>{v_buf.data() + xi * g.C * plan.vpan, g.C, nt}, T(0),
                      m_buf.data() + xi * g.K * plan.ldv, plan.ldv, 1);
-      plan.output_transform(m_buf.data(), b, r0, r1, y, work_buf.data());
+      plan.output_transform(m_buf.data(), b, t0, t1, y, work_buf.data());
     }
   }
 }
@@ -400,8 +449,8 @@ template <typename T>
 void conv2d_backward_weight_winograd(const ConvGeom& g, const T* dy, const T* x, T* dw) {
   FlushToZero ftz;
   const int threads = threads_for(2.0 * g.N * g.K * g.crs() * g.P * g.Q, 1 << 18);
-  const Blocks bl(g, threads);
-  const Plan<T> plan(g, bl.per_block);
+  const Blocks bl(g, threads, TileGeneral<T>::NR, sizeof(T), true);
+  const Plan<T> plan(g, bl.tiles);
   const int team = static_cast<int>(std::min<index_t>(threads, bl.count));
   const size_t z_size = static_cast<size_t>(36) * g.K * g.C;
   static thread_local Scratch<T> z_all;
@@ -411,7 +460,7 @@ void conv2d_backward_weight_winograd(const ConvGeom& g, const T* dy, const T* x,
   {
     FlushToZero ftz_worker;
     static thread_local Scratch<T> v_buf, d_buf, work_buf;
-    const size_t v_size = static_cast<size_t>(36) * g.C * plan.ldv;
+    const size_t v_size = plan.v_size(g.C);
     const size_t d_size = static_cast<size_t>(36) * g.K * plan.ldv;
     const size_t w_size = plan.work_size();
     v_buf.resize(v_size);
@@ -424,10 +473,9 @@ void conv2d_backward_weight_winograd(const ConvGeom& g, const T* dy, const T* x,
     // Static: each thread sums its own blocks into its own Z, in a fixed order.
 #pragma omp for schedule(static)
     for (index_t blk = 0; blk < bl.count; ++blk) {
-      const index_t r0 = blk * bl.per_block, r1 = std::min(bl.rows, r0 + bl.per_block);
-      const index_t nt = (r1 - r0) * plan.tiles_w;
-      plan.input_transform(x, r0, r1, v_buf.data(), work_buf.data());
-      plan.grad_transform(dy, r0, r1, d_buf.data(), work_buf.data());
+      const index_t t0 = blk * bl.tiles, t1 = std::min(bl.total, t0 + bl.tiles), nt = t1 - t0;
+      plan.input_transform(x, t0, t1, v_buf.data(), work_buf.data(), false);
+      plan.grad_transform(dy, t0, t1, d_buf.data(), work_buf.data());
       for (int xi = 0; xi < 36; ++xi)
         gemm_auto<T>(g.K, nt, T(1), DenseA<T>{d_buf.data() + xi * g.K * plan.ldv, plan.ldv, false},
                      DenseB<T>{v_buf.data() + xi * g.C * plan.ldv, plan.ldv, true, g.C}, T(1),

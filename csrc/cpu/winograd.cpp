@@ -413,6 +413,8 @@ void conv2d_forward_winograd(const ConvGeom& g, const T* x, const T* w, const T*
   const index_t u_slice = round_up(g.K, Sh::MR) * g.C;
   static thread_local Scratch<T> U;  // kept across calls: no page faults on every call
   U.resize(static_cast<size_t>(36) * u_slice);
+  // Inside the parallel regions `U` would name each worker's own (empty) buffer: a pointer.
+  const T* const u = U.data();
   filter_transform<T, Sh::MR>(g, w, U.data(), threads);
   const int team = static_cast<int>(std::min<index_t>(threads, bl.count));
 #pragma omp parallel num_threads(team) if (team > 1)
@@ -434,7 +436,7 @@ void conv2d_forward_winograd(const ConvGeom& g, const T* x, const T* w, const T*
       const index_t t0 = blk * bl.tiles, t1 = std::min(bl.total, t0 + bl.tiles), nt = t1 - t0;
       plan.input_transform(x, t0, t1, v_buf.data(), work_buf.data(), true);
       for (int xi = 0; xi < 36; ++xi)
-        gemm_packed<T, Sh>(g.K, g.C, T(1), PrepackedA<T, Sh::MR>{U.data() + xi * u_slice, g.C},
+        gemm_packed<T, Sh>(g.K, g.C, T(1), PrepackedA<T, Sh::MR>{u + xi * u_slice, g.C},
                      PrepackedB<T, Sh::NR>{v_buf.data() + xi * g.C * plan.vpan, g.C, nt}, T(0),
                      m_buf.data() + xi * g.K * plan.ldv, plan.ldv, 1);
       plan.output_transform(m_buf.data(), b, t0, t1, y, work_buf.data());
@@ -455,7 +457,8 @@ void conv2d_backward_weight_winograd(const ConvGeom& g, const T* dy, const T* x,
   const size_t z_size = static_cast<size_t>(36) * g.K * g.C;
   static thread_local Scratch<T> z_all;
   z_all.resize(z_size * team);
-  std::fill(z_all.data(), z_all.data() + z_size * team, T(0));
+  T* const z_sums = z_all.data();  // the workers' `z_all` would be their own, empty ones
+  std::fill(z_sums, z_sums + z_size * team, T(0));
 #pragma omp parallel num_threads(team) if (team > 1)
   {
     FlushToZero ftz_worker;
@@ -469,7 +472,7 @@ void conv2d_backward_weight_winograd(const ConvGeom& g, const T* dy, const T* x,
     std::fill(v_buf.data(), v_buf.data() + v_size, T(0));
     std::fill(d_buf.data(), d_buf.data() + d_size, T(0));
     std::fill(work_buf.data(), work_buf.data() + w_size, T(0));
-    T* z = z_all.data() + z_size * thread_id();
+    T* z = z_sums + z_size * thread_id();
     // Static: each thread sums its own blocks into its own Z, in a fixed order.
 #pragma omp for schedule(static)
     for (index_t blk = 0; blk < bl.count; ++blk) {
@@ -492,7 +495,7 @@ void conv2d_backward_weight_winograd(const ConvGeom& g, const T* dy, const T* x,
     double zt[36], t[3][6];
     for (int xi = 0; xi < 36; ++xi) {
       double sum = 0;
-      for (int p = 0; p < team; ++p) sum += z_all.data()[z_size * p + xi * KC + kc];
+      for (int p = 0; p < team; ++p) sum += z_sums[z_size * p + xi * KC + kc];
       zt[xi] = sum;
     }
     for (int r = 0; r < 3; ++r)

@@ -203,3 +203,22 @@ def test_bad_algorithm_name():
     with pytest.raises(ValueError, match="algorithm"):
         K.set_conv_algorithm("fast")
     assert K.get_conv_algorithm() in ("auto", "winograd", "gemm")
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=["f32", "f64"])
+def test_two_threads_match_reference(dtype, rng):
+    """Several blocks per thread: the workers use their own buffers and the shared filters."""
+    x, w, b = make(rng, (16, 32, 14, 13), 40, dtype)
+    dy = rng.standard_normal((16, 40, 14, 13)).astype(dtype)
+    expected = reference(x, w, b, dy, 1)
+    previous = cn.get_num_threads()
+    cn.set_num_threads(2)
+    try:
+        first = run("winograd", x, w, b, dy, 1)
+        again = run("winograd", x, w, b, dy, 1)
+    finally:
+        cn.set_num_threads(previous)
+    for ours, e, what in zip(first, expected, ("forward", "dx", "dw")):
+        assert_close(ours, e, dtype, f"2 threads {what}")
+    for a, c in zip(first, again):  # fixed per-thread shares: the same sums every call
+        assert np.array_equal(a, c)

@@ -9,6 +9,8 @@ choice. Other backends and other shapes are not affected.
 
 from __future__ import annotations
 
+import os
+import warnings
 from contextlib import contextmanager
 
 from . import _registry
@@ -16,6 +18,11 @@ from . import _registry
 __all__ = ["set_conv_algorithm", "get_conv_algorithm", "conv_algorithm"]
 
 CONV_ALGORITHMS = ("auto", "winograd", "gemm")
+
+if os.environ.get("CONVNET_CONV_ALGO", "auto") not in CONV_ALGORITHMS:
+    # The native module falls back to "auto" for a value it does not know; say so.
+    warnings.warn(f"CONVNET_CONV_ALGO={os.environ['CONVNET_CONV_ALGO']!r} is not one of "
+                  f"{CONV_ALGORITHMS}; using 'auto'", RuntimeWarning, stacklevel=2)
 
 
 def set_conv_algorithm(algorithm: str) -> None:

@@ -33,8 +33,8 @@ int g_mode = initial_mode();
 
 // The transformed filters as the GEMMs' A operand, already in the micro-kernel's panel
 // order: U[xi][panel][c][MR] = (G w[k][c] G^T)[xi] for k = panel*MR + lane, zero past K.
-// G = G'/24 with G' integer, so U is computed exactly-ish as G' w G'^T and scaled by 1/576
-// once; MR filters at a time, which the compiler vectorises.
+// G = G'/24 with G' integer, so U is computed as G' w G'^T with integer coefficients and
+// scaled by 1/576 once; MR filters at a time, which the compiler vectorises.
 template <typename T, int MR>
 void filter_transform(const ConvGeom& g, const T* w, T* U, int threads) {
   static const T Gi[6][3] = {{6, 0, 0}, {-4, -4, -4}, {-4, 4, -4}, {1, 2, 4}, {1, -2, 4}, {0, 0, 24}};
@@ -63,8 +63,8 @@ void filter_transform(const ConvGeom& g, const T* w, T* U, int threads) {
     }
 }
 
-// A = one slice of the transformed filters, packed by filter_transform: packing is a copy.
-// B = one slice of V, written by input_transform in the GEMM's panel order: a copy too.
+// B = one slice of V, written by input_transform in the GEMM's panel order: packing is a
+// copy.
 template <typename T, int PNR>
 struct PrepackedB {
   const T* v;  // [panel][depth][PNR]
@@ -88,6 +88,7 @@ struct PrepackedB {
   }
 };
 
+// A = one slice of the transformed filters, packed by filter_transform: a copy too.
 template <typename T, int PMR>
 struct PrepackedA {
   const T* u;  // [panel][depth][PMR]

@@ -12,6 +12,10 @@ digit, 10-25x the direct path's error (test_float32_error_against_direct_path ch
 bound and prints both; float64 Winograd is at 2e-15 to 7e-15).
 """
 
+import os
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 
@@ -229,3 +233,14 @@ def test_two_threads_match_reference(dtype, rng):
         assert_close(ours, e, dtype, f"2 threads {what}")
     for a, c in zip(first, again):  # fixed per-thread shares: the same sums every call
         assert np.array_equal(a, c)
+
+
+def test_environment_variable_sets_the_initial_algorithm():
+    code = "import convnet as cn; print(cn.kernels.get_conv_algorithm())"
+    for value, expect in (("winograd", "winograd"), ("fast", "auto")):
+        env = dict(os.environ, CONVNET_CONV_ALGO=value)
+        out = subprocess.run([sys.executable, "-W", "always", "-c", code], env=env,
+                             capture_output=True, text=True, timeout=300)
+        assert out.returncode == 0, out.stderr
+        assert out.stdout.strip() == expect
+        assert ("CONVNET_CONV_ALGO='fast'" in out.stderr) == (value == "fast")

@@ -7,7 +7,9 @@
 #include <pybind11/pybind11.h>
 
 #include <algorithm>
+#include <cstring>
 #include <string>
+#include <vector>
 
 #include "cpu/gemm_bf16.h"
 
@@ -104,6 +106,89 @@ void gemm16(Half16 f, const py::array& a, const py::array& b, py::array c, doubl
   });
 }
 
+// Geometry of a convolution from x-like (N,C,H,W), w-like (K,C,R,S), y-like (N,K,P,Q).
+convnet::ConvGeom conv_geom(const py::array& x, const py::array& w, const py::array& y,
+                            index_t sh, index_t sw, index_t ph, index_t pw, index_t dh,
+                            index_t dw) {
+  convnet::ConvGeom g{x.shape(0), x.shape(1), x.shape(2), x.shape(3), w.shape(0), w.shape(2),
+                      w.shape(3), y.shape(2),  y.shape(3), sh,         sw,         ph,
+                      pw,         dh,         dw};
+  if (w.shape(1) != g.C) throw py::value_error("w: input channels differ from x's");
+  if (y.shape(0) != g.N || y.shape(1) != g.K) throw py::value_error("y: wrong batch/channels");
+  if (sh < 1 || sw < 1 || dh < 1 || dw < 1 || ph < 0 || pw < 0)
+    throw py::value_error("stride/dilation must be >= 1 and padding >= 0");
+  if (g.N < 1 || g.C < 1 || g.K < 1 || g.R < 1 || g.S < 1 || g.P < 1 || g.Q < 1)
+    throw py::value_error("conv2d: every size must be >= 1");
+  return g;
+}
+
+// x (N,C,H,W), w (K,C,R,S), b (K) or None (f or float32) -> y (N,K,P,Q) in f
+void conv2d_forward16(Half16 f, const py::array& x, const py::array& w, const py::object& b,
+                      py::array y, index_t sh, index_t sw, index_t ph, index_t pw, index_t dh,
+                      index_t dw) {
+  const std::uint16_t* px = bits(x, "x", f, 4);
+  const std::uint16_t* pw_ = bits(w, "w", f, 4);
+  need(y, "y", 4, true);
+  if (!has_dtype(y, fmt_name(f), 2))
+    throw py::type_error(std::string("y: expected dtype ") + fmt_name(f));
+  const auto g = conv_geom(x, w, y, sh, sw, ph, pw, dh, dw);
+  std::vector<float> bias;
+  if (!b.is_none()) {
+    const auto ba = b.cast<py::array>();
+    const bool f32 = out_is_float(ba, "b", f, 1);
+    shape_is(ba, "b", {g.K});
+    bias.resize(g.K);
+    if (f32)
+      std::memcpy(bias.data(), ba.data(), sizeof(float) * g.K);
+    else
+      convnet::half16_to_float(f, static_cast<const std::uint16_t*>(ba.data()), bias.data(),
+                               g.K, 1);
+  }
+  void* py_ = y.mutable_data();
+  py::gil_scoped_release nogil;
+  into_output(py_, g.N * g.K * g.P * g.Q, false, f, false, [&](float* out) {
+    convnet::conv2d_forward16(f, g, px, pw_, out);
+    if (bias.empty()) return;
+    const index_t plane = g.P * g.Q;
+#pragma omp parallel for schedule(static) num_threads(convnet::threads_for(double(g.N) * g.K * plane))
+    for (index_t nk = 0; nk < g.N * g.K; ++nk) {
+      const float add = bias[nk % g.K];
+      float* row = out + nk * plane;
+      for (index_t i = 0; i < plane; ++i) row[i] += add;
+    }
+  });
+}
+
+// dy (N,K,P,Q), w (K,C,R,S) -> dx (N,C,H,W) in f
+void conv2d_backward_data16(Half16 f, const py::array& dy, const py::array& w, py::array dx,
+                            index_t sh, index_t sw, index_t ph, index_t pw, index_t dh,
+                            index_t dw) {
+  const std::uint16_t* pdy = bits(dy, "dy", f, 4);
+  const std::uint16_t* pw_ = bits(w, "w", f, 4);
+  need(dx, "dx", 4, true);
+  if (!has_dtype(dx, fmt_name(f), 2))
+    throw py::type_error(std::string("dx: expected dtype ") + fmt_name(f));
+  const auto g = conv_geom(dx, w, dy, sh, sw, ph, pw, dh, dw);
+  void* pdx = dx.mutable_data();
+  py::gil_scoped_release nogil;
+  into_output(pdx, g.N * g.C * g.H * g.W, false, f, false,
+              [&](float* out) { convnet::conv2d_backward_data16(f, g, pdy, pw_, out); });
+}
+
+// dy (N,K,P,Q), x (N,C,H,W) -> dw_out (K,C,R,S) in f or float32
+void conv2d_backward_weight16(Half16 f, const py::array& dy, const py::array& x,
+                              py::array dw_out, index_t sh, index_t sw, index_t ph, index_t pw,
+                              index_t dh, index_t dw) {
+  const std::uint16_t* pdy = bits(dy, "dy", f, 4);
+  const std::uint16_t* px = bits(x, "x", f, 4);
+  const bool f32 = out_is_float(dw_out, "dw_out", f, 4);
+  const auto g = conv_geom(x, dw_out, dy, sh, sw, ph, pw, dh, dw);
+  void* pdw = dw_out.mutable_data();
+  py::gil_scoped_release nogil;
+  into_output(pdw, g.K * g.crs(), f32, f, false,
+              [&](float* out) { convnet::conv2d_backward_weight16(f, g, pdy, px, out); });
+}
+
 }  // namespace
 
 void bind_bf16(py::module_& m) {
@@ -118,6 +203,31 @@ void bind_bf16(py::module_& m) {
           arg("trans_b"),
           "c = alpha * op(a) @ op(b) + beta * c in place; a, b 16-bit, c 16-bit or float32; "
           "float32 accumulation.");
+    m.def(("conv2d_forward" + suffix).c_str(),
+          [f](py::array x, py::array w, py::object b, py::array y, index_t sh, index_t sw,
+              index_t ph, index_t pw, index_t dh, index_t dw) {
+            conv2d_forward16(f, x, w, b, y, sh, sw, ph, pw, dh, dw);
+          },
+          arg("x"), arg("w"), arg("b"), arg("y"), arg("sh"), arg("sw"), arg("ph"), arg("pw"),
+          arg("dh"), arg("dw"),
+          "x (N,C,H,W), w (K,C,R,S) 16-bit, b (K) 16-bit/float32/None -> y (N,K,P,Q) 16-bit; "
+          "float32 accumulation.");
+    m.def(("conv2d_backward_data" + suffix).c_str(),
+          [f](py::array dy, py::array w, py::array dx, index_t sh, index_t sw, index_t ph,
+              index_t pw, index_t dh, index_t dw) {
+            conv2d_backward_data16(f, dy, w, dx, sh, sw, ph, pw, dh, dw);
+          },
+          arg("dy"), arg("w"), arg("dx"), arg("sh"), arg("sw"), arg("ph"), arg("pw"), arg("dh"),
+          arg("dw"), "dy (N,K,P,Q), w (K,C,R,S) -> dx (N,C,H,W), 16-bit; float32 accumulation.");
+    m.def(("conv2d_backward_weight" + suffix).c_str(),
+          [f](py::array dy, py::array x, py::array dw_out, index_t sh, index_t sw, index_t ph,
+              index_t pw, index_t dh, index_t dw) {
+            conv2d_backward_weight16(f, dy, x, dw_out, sh, sw, ph, pw, dh, dw);
+          },
+          arg("dy"), arg("x"), arg("dw_out"), arg("sh"), arg("sw"), arg("ph"), arg("pw"),
+          arg("dh"), arg("dw"),
+          "dy (N,K,P,Q), x (N,C,H,W) 16-bit -> dw_out (K,C,R,S) 16-bit or float32; float32 "
+          "accumulation.");
   }
   using convnet::Bf16Path;
   m.def("bf16_gemm_path", [] { return convnet::bf16_path_name(convnet::bf16_path()); },

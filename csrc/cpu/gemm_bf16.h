@@ -288,3 +288,19 @@ void gemm16(Half16 fmt, bool trans_a, bool trans_b, index_t M, index_t N, index_
             float* c, index_t ldc, int nthreads);
 
 }  // namespace convnet
+
+namespace convnet {
+
+// 16-bit convolutions (conv2d.cpp): inputs in `fmt`, float32 accumulation and outputs
+// (the caller rounds them). Same geometry and layouts as the float32 kernels.
+// x (N,C,H,W), w (K,C,R,S) -> y (N,K,P,Q), without bias
+void conv2d_forward16(Half16 fmt, const ConvGeom& g, const std::uint16_t* x,
+                      const std::uint16_t* w, float* y);
+// dy (N,K,P,Q), w (K,C,R,S) -> dx (N,C,H,W)
+void conv2d_backward_data16(Half16 fmt, const ConvGeom& g, const std::uint16_t* dy,
+                            const std::uint16_t* w, float* dx);
+// dy (N,K,P,Q), x (N,C,H,W) -> dw (K,C,R,S)
+void conv2d_backward_weight16(Half16 fmt, const ConvGeom& g, const std::uint16_t* dy,
+                              const std::uint16_t* x, float* dw);
+
+}  // namespace convnet

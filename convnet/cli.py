@@ -456,7 +456,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="only this backend (repeatable); default: all available, cuda "
                         "included when a GPU is")
     p.add_argument("--only", action="append", choices=["gemm", "conv", "pool", "bn", "upsample",
-                                                   "deconv"],
+                                                   "deconv", "bf16"],
                    help="only this group of kernels (repeatable)")
     p.add_argument("--quick", action="store_true", help="fewer and smaller shapes")
     p.add_argument("--min-time", type=float, default=0.6,

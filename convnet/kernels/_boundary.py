@@ -216,12 +216,12 @@ def _run_16bit(module, name, args):
         g[1] |= a.role != spec.OUT
         g[2] |= written
         g[3].append(i)
-    if plan.kernel.alias and len(groups) > 1:
-        spans = [(_address(g[0]), _address(g[0]) + g[0].nbytes) for g in groups.values()]
-        for j, (lo, hi) in enumerate(spans):
-            if any(lo < h and l_ < hi for l_, h in spans[j + 1:]):
-                raise ValueError(f"{name}: arrays that overlap in memory must be the same "
-                                 "array (the in-place pairs of the kernel)")
+    if plan.kernel.alias and len(groups) > 1:  # separate copies would break in-place pairs
+        spans = [(_address(g[0]), _address(g[0]) + g[0].nbytes, g[2]) for g in groups.values()]
+        for j, (lo, hi, w) in enumerate(spans):
+            if any(lo < h and l_ < hi and (w or w2) for l_, h, w2 in spans[j + 1:]):
+                raise ValueError(f"{name}: a written array that overlaps another must be that "
+                                 "same array (the in-place pairs of the kernel)")
     for v, read, _, where in groups.values():
         tmp = v.astype(_F32) if read else (np if isinstance(v, np.ndarray) else
                                            _cupy()).empty(v.shape, _F32)

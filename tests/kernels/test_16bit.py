@@ -149,6 +149,22 @@ def test_partly_overlapping_in_place_pair_is_refused():
                          pre, np.zeros(5, cn.bfloat16), h, False)
 
 
+def test_overlapping_inputs_that_are_only_read_are_fine():
+    backend = BACKENDS[0]
+    buf = np.random.default_rng(3).standard_normal((6, 8)).astype(cn.bfloat16)
+    gates = buf[:2]  # (2, 8): B = 2, H = 2
+    c_prev = buf.reshape(-1)[4:8].reshape(2, 2)  # inside gates' memory, read only
+    h, c, act = (np.empty((2, 2), cn.bfloat16), np.empty((2, 2), cn.bfloat16),
+                 np.empty((2, 8), cn.bfloat16))
+    _boundary.launch("lstm_cell_forward", backend, gates, np.zeros(8, cn.bfloat16), c_prev,
+                     h, c, act)
+    want = [np.empty((2, 2)), np.empty((2, 2)), np.empty((2, 8))]
+    ref.lstm_cell_forward(gates.astype(np.float64), np.zeros(8), c_prev.astype(np.float64),
+                          *want)
+    for got, w in zip((h, c, act), want, strict=True):
+        assert np.all(np.abs(got.astype(np.float64) - w) <= 2.0**-8 * np.abs(w) + 1e-6)
+
+
 def test_rounding_is_to_nearest_even_into_the_output():
     # 1 + 2**-8 is halfway between two bfloat16 values: it rounds to even (1.0); 1 + 3*2**-8
     # rounds up to 1 + 2**-6. leaky_relu with slope 1 is the identity on float32 compute.

@@ -189,6 +189,42 @@ void conv2d_backward_weight16(Half16 f, const py::array& dy, const py::array& x,
               [&](float* out) { convnet::conv2d_backward_weight16(f, g, pdy, px, out); });
 }
 
+// The 16-bit format of an array, or an error naming it.
+Half16 format_of(const py::array& a, const char* name) {
+  if (has_dtype(a, "bfloat16", 2)) return Half16::bfloat16;
+  if (has_dtype(a, "float16", 2) && convnet::half16_supported(Half16::float16))
+    return Half16::float16;
+  throw py::type_error(std::string(name) + ": expected dtype bfloat16 or float16, got " +
+                       py::str(a.dtype()).cast<std::string>());
+}
+
+// src (16-bit) <-> dst (float32), same shape, both C-contiguous; narrowing rounds to
+// nearest even. `to_float` says which way.
+void convert16(py::array src, py::array dst, bool to_float) {
+  py::array& half = to_float ? src : dst;
+  py::array& full = to_float ? dst : src;
+  const Half16 f = format_of(half, to_float ? "src" : "dst");
+  if (!has_dtype(full, "float32", 4))
+    throw py::type_error(std::string(to_float ? "dst" : "src") + ": expected dtype float32");
+  need(src, "src", static_cast<int>(src.ndim()), false);
+  need(dst, "dst", static_cast<int>(src.ndim()), true);
+  for (int d = 0; d < src.ndim(); ++d)
+    if (src.shape(d) != dst.shape(d)) throw py::value_error("dst: shape differs from src's");
+  const index_t n = src.size();
+  const int nt = convnet::threads_for(double(n), 1 << 20);  // memory-bound: big arrays only
+  if (to_float) {
+    const auto* in = static_cast<const std::uint16_t*>(src.data());
+    auto* out = static_cast<float*>(dst.mutable_data());
+    py::gil_scoped_release nogil;
+    convnet::half16_to_float(f, in, out, n, nt);
+  } else {
+    const auto* in = static_cast<const float*>(src.data());
+    auto* out = static_cast<std::uint16_t*>(dst.mutable_data());
+    py::gil_scoped_release nogil;
+    convnet::float_to_half16(f, in, out, n, nt);
+  }
+}
+
 }  // namespace
 
 void bind_bf16(py::module_& m) {
@@ -229,6 +265,12 @@ void bind_bf16(py::module_& m) {
           "dy (N,K,P,Q), x (N,C,H,W) 16-bit -> dw_out (K,C,R,S) 16-bit or float32; float32 "
           "accumulation.");
   }
+  m.def("widen16", [](py::array src, py::array dst) { convert16(src, dst, true); },
+        py::arg("src"), py::arg("dst"),
+        "dst (float32) = src (bfloat16 or float16, F16C), same shape, in parallel.");
+  m.def("narrow16", [](py::array src, py::array dst) { convert16(src, dst, false); },
+        py::arg("src"), py::arg("dst"),
+        "dst (bfloat16 or float16) = src (float32) rounded to nearest even, in parallel.");
   using convnet::Bf16Path;
   m.def("bf16_gemm_path", [] { return convnet::bf16_path_name(convnet::bf16_path()); },
         "The bfloat16 GEMM path in use: 'avx512bf16' (vdpbf16ps), 'convert' (float32 "

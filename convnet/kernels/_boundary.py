@@ -223,15 +223,38 @@ def _run_16bit(module, name, args):
                 raise ValueError(f"{name}: a written array that overlaps another must be that "
                                  "same array (the in-place pairs of the kernel)")
     for v, read, _, where in groups.values():
-        tmp = v.astype(_F32) if read else (np if isinstance(v, np.ndarray) else
-                                           _cupy()).empty(v.shape, _F32)
+        tmp = _widen(v) if read else (np if isinstance(v, np.ndarray) else
+                                      _cupy()).empty(v.shape, _F32)
         for i in where:
             args[i] = tmp
     getattr(module, name)(*args)
+    for v, _, written, where in groups.values():
+        if written:
+            _narrow(args[where[0]], v)
+
+
+def _f16_converter():
+    """The native float16 conversions (F16C, several times NumPy's scalar ones), or None."""
+    native = get("native")
+    return native if native is not None and hasattr(native, "widen16") else None
+
+
+def _widen(v):
+    """A float32 copy of a 16-bit array."""
+    if v.dtype is _F16 and type(v) is np.ndarray and (conv := _f16_converter()) is not None:
+        out = np.empty(v.shape, _F32)
+        conv.widen16(v, out)
+        return out
+    return v.astype(_F32)
+
+
+def _narrow(src, dst):
+    """dst (16-bit) = src (float32) rounded to nearest even."""
+    if dst.dtype is _F16 and type(dst) is np.ndarray and (conv := _f16_converter()) is not None:
+        conv.narrow16(src, dst)
+        return
     with np.errstate(over="ignore"):  # a float32 beyond the 16-bit range rounds to inf
-        for v, _, written, where in groups.values():
-            if written:
-                v[...] = args[where[0]]
+        dst[...] = src
 
 
 def _cupy():

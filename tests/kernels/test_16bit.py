@@ -220,3 +220,41 @@ def test_array_level_16bit_batch_norm_keeps_float32_statistics():
     assert dx.dtype == x.dtype and dw.dtype == db.dtype == np.float32
     with pytest.raises(TypeError, match="mean"):
         cn.kernels.batch_norm_backward(x, x, mean.astype(cn.bfloat16), invstd)
+
+
+@pytest.mark.parametrize("dtype", ["bfloat16", "float16"])
+def test_native_conversions_match_numpy_bit_for_bit(dtype):
+    native = _registry.get("native")
+    if native is None or not hasattr(native, "widen16"):
+        pytest.skip("native backend without the 16-bit conversions")
+    dt = SIXTEEN[dtype][0]
+    if dtype == "float16" and not hasattr(native, "gemm_float16"):
+        pytest.skip("built without F16C")
+    # every 16-bit pattern widens exactly (NaNs stay NaNs)
+    every = np.arange(2**16, dtype=np.uint16).view(dt)
+    wide = np.empty(every.shape, np.float32)
+    native.widen16(every, wide)
+    want = every.astype(np.float32)
+    nan = np.isnan(want)
+    assert np.array_equal(np.isnan(wide), nan)
+    assert np.array_equal(wide[~nan].view(np.uint32), want[~nan].view(np.uint32))
+    # float32 values around every 16-bit value: halfway points (ties to even), just off
+    # them, subnormals, overflow to inf, signed zeros, NaN
+    rng = np.random.default_rng(0)
+    base = want[~nan & np.isfinite(want)].astype(np.float64)
+    step = np.abs(base) * (2.0**-8 if dtype == "bfloat16" else 2.0**-11)
+    vals = np.concatenate([base + step / 2, base - step / 2, base + step * 0.49,
+                           base + step * 0.51, rng.standard_normal(10000) * 1e-6,
+                           [0.0, -0.0, 1e30, -1e30, 65520.0, 65519.0, np.inf, -np.inf]])
+    with np.errstate(over="ignore"):
+        src = np.concatenate([vals.astype(np.float32), [np.float32("nan")]])
+        want16 = src.astype(dt)
+    got16 = np.empty(src.shape, dt)
+    native.narrow16(src, got16)
+    nan = np.isnan(want16.astype(np.float32))
+    assert np.array_equal(np.isnan(got16.astype(np.float32)), nan)
+    assert np.array_equal(got16.view(np.uint16)[~nan], want16.view(np.uint16)[~nan])
+    with pytest.raises(TypeError, match="dst: expected dtype float32"):
+        native.widen16(every, np.empty(every.shape, np.float64))
+    with pytest.raises(ValueError, match="shape"):
+        native.narrow16(src, np.empty(3, dt))

@@ -258,3 +258,32 @@ def test_native_conversions_match_numpy_bit_for_bit(dtype):
         native.widen16(every, np.empty(every.shape, np.float64))
     with pytest.raises(ValueError, match="shape"):
         native.narrow16(src, np.empty(3, dt))
+
+
+@pytest.mark.parametrize("dtype", ["bfloat16", "float16"])
+def test_native_16bit_activations_are_the_float32_kernel_rounded(dtype):
+    # the one-pass 16-bit activations run the float32 kernel on blocks of widened values:
+    # bit for bit the float32 kernel on the widened array, rounded to nearest even
+    native = _registry.get("native")
+    if native is None or not hasattr(native, f"tanh_forward_{dtype}"):
+        pytest.skip(f"native backend without the {dtype} activations")
+    dt = SIXTEEN[dtype][0]
+    rng = np.random.default_rng(4)
+    for kind, (params, saved) in spec.ACTIVATION_KERNELS.items():
+        args = [a.example if a.role == spec.FLOAT else int(a.hi) for a in params]
+        for n in (1, 37, 4096 * 3 + 5):
+            x = (rng.standard_normal(n) * 3).astype(dt)
+            dy = rng.standard_normal(n).astype(dt)
+            s = np.tanh(x.astype(np.float32)).astype(dt) if saved == "y" else x
+            for way, ins in (("forward", (x,)), ("backward", (dy, s))):
+                got = np.empty(n, dt)
+                getattr(native, f"{kind}_{way}_{dtype}")(*ins, got, *args)
+                want32 = np.empty(n, np.float32)
+                getattr(native, f"{kind}_{way}")(*(a.astype(np.float32) for a in ins), want32,
+                                                 *args)
+                assert np.array_equal(got.view(np.uint16), want32.astype(dt).view(np.uint16)), (
+                    kind, way, n)
+    with pytest.raises(ValueError, match="y: size differs"):
+        getattr(native, f"tanh_forward_{dtype}")(np.ones(3, dt), np.ones(4, dt))
+    with pytest.raises(TypeError, match="y: expected dtype"):
+        getattr(native, f"tanh_forward_{dtype}")(np.ones(3, dt), np.ones(3, np.float32))

@@ -320,21 +320,14 @@ void bind_activations16(py::module_& m, Half16 f, const std::string& sfx) {
 #undef BIND_FORMULA16
 }
 
-// The 16-bit format of an array, or an error naming it.
-Half16 format_of(const py::array& a, const char* name) {
-  if (has_dtype(a, "bfloat16", 2)) return Half16::bfloat16;
-  if (has_dtype(a, "float16", 2) && convnet::half16_supported(Half16::float16))
-    return Half16::float16;
-  throw py::type_error(std::string(name) + ": expected dtype bfloat16 or float16, got " +
-                       py::str(a.dtype()).cast<std::string>());
-}
-
-// src (16-bit) <-> dst (float32), same shape, both C-contiguous; narrowing rounds to
+// src (format f) <-> dst (float32), same shape, both C-contiguous; narrowing rounds to
 // nearest even. `to_float` says which way.
-void convert16(py::array src, py::array dst, bool to_float) {
+void convert16(Half16 f, py::array src, py::array dst, bool to_float) {
   py::array& half = to_float ? src : dst;
   py::array& full = to_float ? dst : src;
-  const Half16 f = format_of(half, to_float ? "src" : "dst");
+  if (!has_dtype(half, fmt_name(f), 2))
+    throw py::type_error(std::string(to_float ? "src" : "dst") + ": expected dtype " +
+                         fmt_name(f) + ", got " + py::str(half.dtype()).cast<std::string>());
   if (!has_dtype(full, "float32", 4))
     throw py::type_error(std::string(to_float ? "dst" : "src") + ": expected dtype float32");
   need(src, "src", static_cast<int>(src.ndim()), false);
@@ -396,13 +389,13 @@ void bind_bf16(py::module_& m) {
           "dy (N,K,P,Q), x (N,C,H,W) 16-bit -> dw_out (K,C,R,S) 16-bit or float32; float32 "
           "accumulation.");
     bind_activations16(m, f, suffix);
+    m.def(("widen" + suffix).c_str(),
+          [f](py::array src, py::array dst) { convert16(f, src, dst, true); }, arg("src"),
+          arg("dst"), "dst (float32) = src (16-bit), same shape (float16: F16C).");
+    m.def(("narrow" + suffix).c_str(),
+          [f](py::array src, py::array dst) { convert16(f, src, dst, false); }, arg("src"),
+          arg("dst"), "dst (16-bit) = src (float32) rounded to nearest even, same shape.");
   }
-  m.def("widen16", [](py::array src, py::array dst) { convert16(src, dst, true); },
-        py::arg("src"), py::arg("dst"),
-        "dst (float32) = src (bfloat16 or float16, F16C), same shape, in parallel.");
-  m.def("narrow16", [](py::array src, py::array dst) { convert16(src, dst, false); },
-        py::arg("src"), py::arg("dst"),
-        "dst (bfloat16 or float16) = src (float32) rounded to nearest even, in parallel.");
   using convnet::Bf16Path;
   m.def("bf16_gemm_path", [] { return convnet::bf16_path_name(convnet::bf16_path()); },
         "The bfloat16 GEMM path in use: 'avx512bf16' (vdpbf16ps), 'convert' (float32 "

@@ -233,25 +233,26 @@ def _run_16bit(module, name, args):
             _narrow(args[where[0]], v)
 
 
-def _f16_converter():
-    """The native float16 conversions (F16C, several times NumPy's scalar ones), or None."""
+def _f16_native(way):
+    """The native float16 conversion ``way`` (widen, narrow: F16C, several times NumPy's
+    one value at a time), or None when the build has none."""
     native = get("native")
-    return native if native is not None and hasattr(native, "widen16") else None
+    return getattr(native, f"{way}_float16", None) if native is not None else None
 
 
 def _widen(v):
     """A float32 copy of a 16-bit array."""
-    if v.dtype is _F16 and type(v) is np.ndarray and (conv := _f16_converter()) is not None:
+    if v.dtype is _F16 and type(v) is np.ndarray and (widen := _f16_native("widen")):
         out = np.empty(v.shape, _F32)
-        conv.widen16(v, out)
+        widen(v, out)
         return out
     return v.astype(_F32)
 
 
 def _narrow(src, dst):
     """dst (16-bit) = src (float32) rounded to nearest even."""
-    if dst.dtype is _F16 and type(dst) is np.ndarray and (conv := _f16_converter()) is not None:
-        conv.narrow16(src, dst)
+    if dst.dtype is _F16 and type(dst) is np.ndarray and (narrow := _f16_native("narrow")):
+        narrow(src, dst)
         return
     with np.errstate(over="ignore"):  # a float32 beyond the 16-bit range rounds to inf
         dst[...] = src

@@ -225,15 +225,14 @@ def test_array_level_16bit_batch_norm_keeps_float32_statistics():
 @pytest.mark.parametrize("dtype", ["bfloat16", "float16"])
 def test_native_conversions_match_numpy_bit_for_bit(dtype):
     native = _registry.get("native")
-    if native is None or not hasattr(native, "widen16"):
-        pytest.skip("native backend without the 16-bit conversions")
+    if native is None or not hasattr(native, f"widen_{dtype}"):
+        pytest.skip(f"native backend without the {dtype} conversions (float16: F16C)")
     dt = SIXTEEN[dtype][0]
-    if dtype == "float16" and not hasattr(native, "gemm_float16"):
-        pytest.skip("built without F16C")
+    widen, narrow = getattr(native, f"widen_{dtype}"), getattr(native, f"narrow_{dtype}")
     # every 16-bit pattern widens exactly (NaNs stay NaNs)
     every = np.arange(2**16, dtype=np.uint16).view(dt)
     wide = np.empty(every.shape, np.float32)
-    native.widen16(every, wide)
+    widen(every, wide)
     want = every.astype(np.float32)
     nan = np.isnan(want)
     assert np.array_equal(np.isnan(wide), nan)
@@ -250,14 +249,14 @@ def test_native_conversions_match_numpy_bit_for_bit(dtype):
         src = np.concatenate([vals.astype(np.float32), [np.float32("nan")]])
         want16 = src.astype(dt)
     got16 = np.empty(src.shape, dt)
-    native.narrow16(src, got16)
+    narrow(src, got16)
     nan = np.isnan(want16.astype(np.float32))
     assert np.array_equal(np.isnan(got16.astype(np.float32)), nan)
     assert np.array_equal(got16.view(np.uint16)[~nan], want16.view(np.uint16)[~nan])
     with pytest.raises(TypeError, match="dst: expected dtype float32"):
-        native.widen16(every, np.empty(every.shape, np.float64))
+        widen(every, np.empty(every.shape, np.float64))
     with pytest.raises(ValueError, match="shape"):
-        native.narrow16(src, np.empty(3, dt))
+        narrow(src, np.empty(3, dt))
 
 
 @pytest.mark.parametrize("dtype", ["bfloat16", "float16"])

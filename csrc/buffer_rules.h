@@ -59,7 +59,7 @@ inline Rule gemm(bool ta, bool tb, index_t M, index_t N, index_t K, index_t lda,
   const char* k = "gemm";
   product(k, {M, N, K});
   // leading dimensions: the row length of a, b, c as stored
-  if (lda < (ta ? M : K) || ldb < (tb ? K : N) || ldc < N || lda < 1 || ldb < 1 || ldc < 1)
+  if (lda < (ta ? M : K) || ldb < (tb ? K : N) || ldc < N)
     bind::fail(k, "leading dimensions smaller than the rows they hold");
   return {k, {{"a", product(k, {ta ? K : M, lda})}, {"b", product(k, {tb ? N : K, ldb})},
               {"c", product(k, {M, ldc})}}};

@@ -78,7 +78,7 @@ inline void check(const Rule& r, const index_t* have, std::size_t n_have) {
     const Need& x = r.need[i];
     if (x.count < 0) continue;
     if (have[i] < 0) {
-      if (x.optional) continue;
+      if (x.optional || x.count == 0) continue;  // nothing of it is touched
       fail(r.kernel, std::string(x.name) + ": required for this call");
     }
     if (have[i] < x.count)

@@ -143,13 +143,17 @@ void max_pool2d_forward(Arr<T> x, Arr<T> y, Arr<std::int64_t> indices, index_t k
   convnet::max_pool2d_forward<T>(g, px, py_, pi);
 }
 
-// The indices are in range (the boundary checks them in one pass): only their count matters.
+// The kernel scatters dy to dx at the indices (the CUDA one skips those outside the
+// plane): each must be in its plane, or it writes out of bounds.
 template <typename T>
 void max_pool2d_backward(Arr<T> dy, Arr<std::int64_t> indices, Arr<T> dx) {
   const auto g = pool_geom("max_pool2d_backward", dx, dy, 1, 1, 1, 1, 0, 0);
   check(rules::max_pool2d_backward(g), {&dy, &indices, &dx});
   const T* pdy = dy.data();
   const std::int64_t* pi = indices.data();
+  for (index_t i = 0, n = g.N * g.C * g.P * g.Q, plane = g.H * g.W; i < n; ++i)
+    if (pi[i] < 0 || pi[i] >= plane)
+      convnet::bind::fail("max_pool2d_backward", "indices: value outside the plane");
   T* pdx = dx.mutable_data();
   py::gil_scoped_release nogil;
   convnet::max_pool2d_backward<T>(g, pdy, pi, pdx);

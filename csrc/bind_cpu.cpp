@@ -3,7 +3,7 @@
 // keeps only what could crash C++ were it bypassed: the dtype (array_t without forcecast),
 // C order, and that every buffer holds the elements the kernel touches for the sizes it
 // is given, by the rules of csrc/buffer_rules.h in checked 64-bit arithmetic. The sizes
-// come from the shapes of the arrays named in each kernel's doc. All math is in csrc/cpu.
+// come from the shapes of the arrays each function names. All math is in csrc/cpu.
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
@@ -11,8 +11,8 @@
 #include <optional>
 #include <string>
 
-#include "convnet/bind_checks.h"
 #include "buffer_rules.h"
+#include "convnet/bind_checks.h"
 #include "convnet/common.h"
 #include "cpu/kernels.h"
 
@@ -38,12 +38,13 @@ const py::ssize_t* dims(const char* k, const py::array& a, const char* name, int
 
 // The arrays of a call (nullptr: None) against the kernel's rule, in its order.
 void check(const Rule& r, std::initializer_list<const py::array*> arrays) {
+  if (arrays.size() != static_cast<std::size_t>(r.n)) convnet::bind::fail(r.kernel, "buffer count");
   index_t have[Rule::kMax];
   int i = 0;
   for (const py::array* a : arrays) {
-    if (i == Rule::kMax) break;
     if (a && !(a->flags() & py::array::c_style))
-      convnet::bind::fail(r.kernel, std::string(r.need[i].name) + ": expected a C-contiguous array");
+      convnet::bind::fail(r.kernel,
+                          std::string(r.need[i].name) + ": expected a C-contiguous array");
     have[i++] = a ? a->size() : -1;
   }
   convnet::bind::check(r, have, arrays.size());
@@ -52,10 +53,6 @@ void check(const Rule& r, std::initializer_list<const py::array*> arrays) {
 template <typename T>
 const T* data_or_null(const Opt<T>& a) {
   return a ? a->data() : nullptr;
-}
-template <typename T>
-T* mutable_or_null(Opt<T>& a) {
-  return a ? a->mutable_data() : nullptr;
 }
 
 template <typename T>
@@ -352,7 +349,8 @@ template <typename T>
 void lstm_cell_backward(Arr<T> act, Arr<T> c_prev, Arr<T> c, Arr<T> dh, Arr<T> dc,
                         Arr<T> dgates, Arr<T> dc_prev, Arr<T> db, bool accumulate) {
   const auto* s = dims("lstm_cell_backward", c_prev, "c_prev", 2);
-  check(rules::lstm_cell_backward(s[0], s[1]), {&act, &c_prev, &c, &dh, &dc, &dgates, &dc_prev, &db});
+  check(rules::lstm_cell_backward(s[0], s[1]),
+        {&act, &c_prev, &c, &dh, &dc, &dgates, &dc_prev, &db});
   const T *pa = act.data(), *pcp = c_prev.data(), *pc = c.data(), *pdh = dh.data(),
           *pdc = dc.data();
   T *pdg = dgates.mutable_data(), *pdcp = dc_prev.mutable_data(), *pdb = db.mutable_data();
@@ -376,7 +374,8 @@ template <typename T>
 void gru_cell_backward(Arr<T> act, Arr<T> h_prev, Arr<T> dh, Arr<T> dgx, Arr<T> dgh,
                        Arr<T> dh_prev, Arr<T> dbx, Arr<T> dbh, bool accumulate) {
   const auto* s = dims("gru_cell_backward", h_prev, "h_prev", 2);
-  check(rules::gru_cell_backward(s[0], s[1]), {&act, &h_prev, &dh, &dgx, &dgh, &dh_prev, &dbx, &dbh});
+  check(rules::gru_cell_backward(s[0], s[1]),
+        {&act, &h_prev, &dh, &dgx, &dgh, &dh_prev, &dbx, &dbh});
   const T *pa = act.data(), *php = h_prev.data(), *pdh = dh.data();
   T *pdx = dgx.mutable_data(), *pdgh = dgh.mutable_data(), *pdhp = dh_prev.mutable_data(),
     *pbx = dbx.mutable_data(), *pbh = dbh.mutable_data();
@@ -413,9 +412,10 @@ void rnn_recurrence_forward(int mode, Arr<T> xproj, Arr<T> w_hh, Arr<T> b_ih, Ar
   check(rules::rnn_recurrence_forward(mode, Tn, B, H),
         {&xproj, &w_hh, &b_ih, &b_hh, &hbuf, cbuf ? &*cbuf : nullptr, act ? &*act : nullptr});
   T *px = xproj.mutable_data(), *ph = hbuf.mutable_data();
-  T *pc = mode == 0 ? cbuf->mutable_data() : nullptr, *pa = mode == 1 ? act->mutable_data() : nullptr;
+  T* pc = mode == 0 ? cbuf->mutable_data() : nullptr;
+  T* pa = mode == 1 ? act->mutable_data() : nullptr;
   const T *pw = w_hh.data(), *pbi = b_ih.data(), *pb = b_hh.data();
-  const int nt = convnet::threads_for(double(B) * rules::gates("rnn_recurrence_forward", mode) * H * H, 1 << 18);
+  const int nt = convnet::threads_for(double(B) * rules::gates("", mode) * H * H, 1 << 18);
   py::gil_scoped_release nogil;
   convnet::rnn_recurrence_forward<T>(mode, Tn, B, H, px, pw, pbi, pb, ph, pc, pa, reverse, nt);
 }

@@ -41,7 +41,7 @@ inline void upsample(const char* k, const UpsampleGeom& g, double scale_h, doubl
   const double scale[2] = {scale_h, scale_w};
   for (int i = 0; i < 2; ++i)
     if (scale[i] > 0 && (out[i] - 1) / scale[i] >= in[i] + 1)
-      bind::fail(k, "a scale of " + std::to_string(scale[i]) + " maps the output outside the input");
+      bind::fail(k, "a scale of " + std::to_string(scale[i]) + " maps outside the input");
 }
 
 inline void cell(const char* k, index_t B, index_t H) { bind::in_range(k, "B and H", {B, H}, 1); }
@@ -111,7 +111,9 @@ inline Rule max_pool2d_forward(const PoolGeom& g) {
 inline Rule max_pool2d_backward(const PoolGeom& g) {
   return pool2d("max_pool2d_backward", g, {"dy", "indices", "dx"});
 }
-inline Rule avg_pool2d_forward(const PoolGeom& g) { return pool2d("avg_pool2d_forward", g, {"x", "y"}); }
+inline Rule avg_pool2d_forward(const PoolGeom& g) {
+  return pool2d("avg_pool2d_forward", g, {"x", "y"});
+}
 inline Rule avg_pool2d_backward(const PoolGeom& g) {
   return pool2d("avg_pool2d_backward", g, {"dy", "dx"});
 }
@@ -204,7 +206,8 @@ inline Rule rnn_recurrence_forward(int mode, index_t Tn, index_t B, index_t H) {
   const index_t state = product(k, {Tn + 1, B, H});
   return {k, {{"xproj", product(k, {Tn, B, G, H})}, {"w_hh", product(k, {G, H, H})},
               {"b_ih", G * H}, {"b_hh", G * H}, {"hbuf", state},
-              {"cbuf", mode == 0 ? state : -1}, {"act", mode == 1 ? product(k, {Tn, B, 4, H}) : -1}}};
+              {"cbuf", mode == 0 ? state : -1},
+              {"act", mode == 1 ? product(k, {Tn, B, 4, H}) : -1}}};
 }
 
 inline Rule rnn_recurrence_backward(int mode, index_t Tn, index_t B, index_t H) {

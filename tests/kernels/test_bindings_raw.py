@@ -90,6 +90,16 @@ def child(backend, names, so=None):
         from tests.kernels.test_cuda_emulated import _load_extension, load_adapter
 
         target = load_adapter(_load_extension(so))
+        real_table = target._device_table
+
+        def table(kind, dev, *args):  # the adapter builds a convolution's table on the host:
+            dims = args[:1] + (args[3:5] if kind == "conv" else args[4:6])  # C|K, R, S
+            # huge geometries get one row, which the binding must refuse
+            if max(dims) > 2**10:
+                return np.zeros((1, 4), np.int32)
+            return real_table(kind, dev, *args)
+
+        target._device_table = table
     for name in names:
         kernel = spec.BY_NAME[name]
         template = _template(name)

@@ -87,6 +87,7 @@ ConvGeom conv_geom(const char* k, const Sizes& v) {
   ConvGeom g{v[0], v[1], v[2], v[3], v[4], v[5], v[6], v[7],
              v[8], v[9], v[10], v[11], v[12], v[13], v[14]};
   rules::conv(k, g);
+  convnet::bind::in_range(k, "sizes", {g.H, g.W}, 1);  // the launch grids need them
   using convnet::bind::product;
   fits_int32(k, {product(k, {g.C, g.H, g.W}), product(k, {g.K, g.P, g.Q}),
                  product(k, {g.K, g.C, g.R, g.S}), g.H + g.ph + g.R * g.dh,
@@ -97,7 +98,7 @@ ConvGeom conv_geom(const char* k, const Sizes& v) {
 PoolGeom pool_geom(const char* k, const Sizes& v) {
   if (v.size() != 12) fail(k, "geom: expected 12 ints (N,C,H,W,P,Q,kh,kw,sh,sw,ph,pw)");
   PoolGeom g{v[0], v[1], v[2], v[3], v[4], v[5], v[6], v[7], v[8], v[9], v[10], v[11]};
-  rules::pool(k, g);
+  rules::pool(k, g);  // max_pool2d_backward's window is unused, its sizes checked the same
   fits_int32(k, {convnet::bind::product(k, {g.H, g.W}), g.H + g.kh + g.ph, g.W + g.kw + g.pw});
   return g;
 }
@@ -155,6 +156,7 @@ void conv2d_backward_weight(const std::string& dtype, const Ptrs& p, const Sizes
 
 void conv2d_backward_bias(const std::string& dtype, const Ptrs& p, const Sizes& n, index_t N,
                           index_t K, index_t P, index_t Q, ptr_t stream, int device) {
+  convnet::bind::in_range("conv2d_backward_bias", "sizes", {N, K, P, Q}, 1);
   const Bufs b(rules::conv2d_backward_bias(N, K, P, Q), p, n);
   const ConvGeom g{N, 0, 0, 0, K, 1, 1, P, Q, 1, 1, 0, 0, 1, 1};
   on_dtype(dtype, device, [&](auto t) {
@@ -211,7 +213,7 @@ void avg_pool2d_backward(const std::string& dtype, const Ptrs& p, const Sizes& n
 // Batch norm: the buffers, then the float64 workspace (batch_norm_workspace doubles; the
 // inference kernel's is 2*C).
 index_t bn_work(const char* k, index_t N, index_t C, index_t L, bool training, int device) {
-  fits_int32(k, {C});
+  convnet::bind::in_range(k, "C", {C}, 1);
   if (training) use_device(device);  // the split of the reductions follows the SM count
   return training ? cu::batch_norm_workspace(N, C, L) : 2 * C;
 }

@@ -19,10 +19,13 @@ using bind::Need;
 using bind::product;
 using bind::Rule;
 
-// ---- sizes: checked once per call, before any buffer rule uses them
+// ---- sizes: checked once per call, before any buffer rule uses them. Only the sizes the
+// boundary requires positive are (an empty input plane is padding only, and kernels
+// without a window take empty batches).
 
 inline void conv(const char* k, const ConvGeom& g) {
-  bind::in_range(k, "sizes", {g.N, g.C, g.H, g.W, g.K, g.R, g.S, g.P, g.Q}, 1);
+  bind::in_range(k, "sizes", {g.N, g.C, g.K, g.R, g.S, g.P, g.Q}, 1);
+  bind::in_range(k, "input sizes", {g.H, g.W}, 0);
   bind::in_range(k, "stride and dilation", {g.sh, g.sw, g.dh, g.dw}, 1);
   bind::in_range(k, "padding", {g.ph, g.pw}, 0);
 }
@@ -89,13 +92,13 @@ inline Rule conv2d_backward_weight(const ConvGeom& g) {
 
 inline Rule conv2d_backward_bias(index_t N, index_t K, index_t P, index_t Q) {
   const char* k = "conv2d_backward_bias";
-  bind::in_range(k, "sizes", {N, K, P, Q}, 1);
   return {k, {{"dy", product(k, {N, K, P, Q})}, {"db", K}}};
 }
 
 // Pooling: input (N,C,H,W), output and indices (N,C,P,Q), in the order `names` gives them.
-inline Rule pool2d(const char* k, const PoolGeom& g, std::initializer_list<const char*> names) {
-  pool(k, g);
+inline Rule pool2d(const char* k, const PoolGeom& g, std::initializer_list<const char*> names,
+                   bool window = true) {
+  if (window) pool(k, g);
   const index_t in = product(k, {g.N, g.C, g.H, g.W}), out = product(k, {g.N, g.C, g.P, g.Q});
   Rule r{k, {}};
   for (const char* n : names) {
@@ -109,7 +112,7 @@ inline Rule max_pool2d_forward(const PoolGeom& g) {
   return pool2d("max_pool2d_forward", g, {"x", "y", "indices"});
 }
 inline Rule max_pool2d_backward(const PoolGeom& g) {
-  return pool2d("max_pool2d_backward", g, {"dy", "indices", "dx"});
+  return pool2d("max_pool2d_backward", g, {"dy", "indices", "dx"}, false);  // window unused
 }
 inline Rule avg_pool2d_forward(const PoolGeom& g) {
   return pool2d("avg_pool2d_forward", g, {"x", "y"});
@@ -123,7 +126,8 @@ inline Rule avg_pool2d_backward(const PoolGeom& g) {
 inline Rule batch_norm(const char* k, index_t N, index_t C, index_t L,
                        std::initializer_list<const char*> names,
                        std::initializer_list<const char*> full) {
-  bind::in_range(k, "sizes", {N, C, L}, 1);
+  bind::in_range(k, "N and L", {N, L}, 1);
+  bind::in_range(k, "C", {C}, 0);
   const index_t ncl = product(k, {N, C, L});
   Rule r{k, {}};
   for (const char* n : names) {

@@ -36,8 +36,9 @@ const py::ssize_t* dims(const char* k, const py::array& a, const char* name, int
   return a.shape();
 }
 
-// The arrays of a call (nullptr: None) against the kernel's rule, in its order.
-void check(const Rule& r, std::initializer_list<const py::array*> arrays) {
+// The arrays of a call (nullptr: None) against the kernel's rule, in its order; false when
+// the kernel would touch no element (the caller returns).
+bool check(const Rule& r, std::initializer_list<const py::array*> arrays) {
   if (arrays.size() != static_cast<std::size_t>(r.n)) convnet::bind::fail(r.kernel, "buffer count");
   index_t have[Rule::kMax];
   int i = 0;
@@ -47,7 +48,7 @@ void check(const Rule& r, std::initializer_list<const py::array*> arrays) {
                           std::string(r.need[i].name) + ": expected a C-contiguous array");
     have[i++] = a ? a->size() : -1;
   }
-  convnet::bind::check(r, have, arrays.size());
+  return convnet::bind::check(r, have, arrays.size());
 }
 
 template <typename T>
@@ -59,7 +60,7 @@ template <typename T>
 void gemm(Arr<T> a, Arr<T> b, Arr<T> c, double alpha, double beta, bool trans_a, bool trans_b) {
   const auto *as = dims("gemm", a, "a", 2), *bs = dims("gemm", b, "b", 2);
   const index_t M = as[trans_a], K = as[!trans_a], N = bs[!trans_b];
-  check(rules::gemm(trans_a, trans_b, M, N, K, as[1], bs[1], N), {&a, &b, &c});
+  if (!check(rules::gemm(trans_a, trans_b, M, N, K, as[1], bs[1], N), {&a, &b, &c})) return;
   const T *pa = a.data(), *pb = b.data();
   T* pc = c.mutable_data();
   const int nt = convnet::threads_for(double(M) * N * K, 1 << 18);
@@ -80,7 +81,7 @@ template <typename T>
 void conv2d_forward(Arr<T> x, Arr<T> w, Opt<T> b, Arr<T> y, index_t sh, index_t sw, index_t ph,
                     index_t pw, index_t dh, index_t dw) {
   const auto g = conv_geom("conv2d_forward", x, w, y, sh, sw, ph, pw, dh, dw);
-  check(rules::conv2d_forward(g), {&x, &w, b ? &*b : nullptr, &y});
+  if (!check(rules::conv2d_forward(g), {&x, &w, b ? &*b : nullptr, &y})) return;
   const T *px = x.data(), *pw_ = w.data(), *pb = data_or_null(b);
   T* py_ = y.mutable_data();
   py::gil_scoped_release nogil;
@@ -91,7 +92,7 @@ template <typename T>
 void conv2d_backward_data(Arr<T> dy, Arr<T> w, Arr<T> dx, index_t sh, index_t sw, index_t ph,
                           index_t pw, index_t dh, index_t dw) {
   const auto g = conv_geom("conv2d_backward_data", dx, w, dy, sh, sw, ph, pw, dh, dw);
-  check(rules::conv2d_backward_data(g), {&dy, &w, &dx});
+  if (!check(rules::conv2d_backward_data(g), {&dy, &w, &dx})) return;
   const T *pdy = dy.data(), *pw_ = w.data();
   T* pdx = dx.mutable_data();
   py::gil_scoped_release nogil;
@@ -102,7 +103,7 @@ template <typename T>
 void conv2d_backward_weight(Arr<T> dy, Arr<T> x, Arr<T> dw_out, index_t sh, index_t sw,
                             index_t ph, index_t pw, index_t dh, index_t dw) {
   const auto g = conv_geom("conv2d_backward_weight", x, dw_out, dy, sh, sw, ph, pw, dh, dw);
-  check(rules::conv2d_backward_weight(g), {&dy, &x, &dw_out});
+  if (!check(rules::conv2d_backward_weight(g), {&dy, &x, &dw_out})) return;
   const T *pdy = dy.data(), *px = x.data();
   T* pdw = dw_out.mutable_data();
   py::gil_scoped_release nogil;
@@ -112,7 +113,7 @@ void conv2d_backward_weight(Arr<T> dy, Arr<T> x, Arr<T> dw_out, index_t sh, inde
 template <typename T>
 void conv2d_backward_bias(Arr<T> dy, Arr<T> db) {
   const auto* s = dims("conv2d_backward_bias", dy, "dy", 4);
-  check(rules::conv2d_backward_bias(s[0], s[1], s[2], s[3]), {&dy, &db});
+  if (!check(rules::conv2d_backward_bias(s[0], s[1], s[2], s[3]), {&dy, &db})) return;
   convnet::ConvGeom g{s[0], 0, 0, 0, s[1], 1, 1, s[2], s[3], 1, 1, 0, 0, 1, 1};
   const T* pdy = dy.data();
   T* pdb = db.mutable_data();
@@ -132,7 +133,7 @@ template <typename T>
 void max_pool2d_forward(Arr<T> x, Arr<T> y, Arr<std::int64_t> indices, index_t kh, index_t kw,
                         index_t sh, index_t sw, index_t ph, index_t pw) {
   const auto g = pool_geom("max_pool2d_forward", x, y, kh, kw, sh, sw, ph, pw);
-  check(rules::max_pool2d_forward(g), {&x, &y, &indices});
+  if (!check(rules::max_pool2d_forward(g), {&x, &y, &indices})) return;
   const T* px = x.data();
   T* py_ = y.mutable_data();
   std::int64_t* pi = indices.mutable_data();
@@ -145,7 +146,7 @@ void max_pool2d_forward(Arr<T> x, Arr<T> y, Arr<std::int64_t> indices, index_t k
 template <typename T>
 void max_pool2d_backward(Arr<T> dy, Arr<std::int64_t> indices, Arr<T> dx) {
   const auto g = pool_geom("max_pool2d_backward", dx, dy, 1, 1, 1, 1, 0, 0);
-  check(rules::max_pool2d_backward(g), {&dy, &indices, &dx});
+  if (!check(rules::max_pool2d_backward(g), {&dy, &indices, &dx})) return;
   const T* pdy = dy.data();
   const std::int64_t* pi = indices.data();
   for (index_t i = 0, n = g.N * g.C * g.P * g.Q, plane = g.H * g.W; i < n; ++i)
@@ -160,7 +161,7 @@ template <typename T>
 void avg_pool2d_forward(Arr<T> x, Arr<T> y, index_t kh, index_t kw, index_t sh, index_t sw,
                         index_t ph, index_t pw, bool count_include_pad) {
   const auto g = pool_geom("avg_pool2d_forward", x, y, kh, kw, sh, sw, ph, pw);
-  check(rules::avg_pool2d_forward(g), {&x, &y});
+  if (!check(rules::avg_pool2d_forward(g), {&x, &y})) return;
   const T* px = x.data();
   T* py_ = y.mutable_data();
   py::gil_scoped_release nogil;
@@ -171,7 +172,7 @@ template <typename T>
 void avg_pool2d_backward(Arr<T> dy, Arr<T> dx, index_t kh, index_t kw, index_t sh, index_t sw,
                          index_t ph, index_t pw, bool count_include_pad) {
   const auto g = pool_geom("avg_pool2d_backward", dx, dy, kh, kw, sh, sw, ph, pw);
-  check(rules::avg_pool2d_backward(g), {&dy, &dx});
+  if (!check(rules::avg_pool2d_backward(g), {&dy, &dx})) return;
   const T* pdy = dy.data();
   T* pdx = dx.mutable_data();
   py::gil_scoped_release nogil;
@@ -183,8 +184,8 @@ template <typename T>
 void batch_norm_forward_training(Arr<T> x, Arr<T> weight, Arr<T> bias, Arr<T> y, Arr<T> mean,
                                  Arr<T> var, Arr<T> invstd, double eps) {
   const auto* s = dims("batch_norm_forward_training", x, "x", 3);
-  check(rules::batch_norm_forward_training(s[0], s[1], s[2]),
-        {&x, &weight, &bias, &y, &mean, &var, &invstd});
+  if (!check(rules::batch_norm_forward_training(s[0], s[1], s[2]),
+            {&x, &weight, &bias, &y, &mean, &var, &invstd})) return;
   const T *px = x.data(), *pw = weight.data(), *pb = bias.data();
   T *py_ = y.mutable_data(), *pm = mean.mutable_data(), *pv = var.mutable_data(),
     *pi = invstd.mutable_data();
@@ -196,8 +197,8 @@ template <typename T>
 void batch_norm_forward_inference(Arr<T> x, Arr<T> weight, Arr<T> bias, Arr<T> running_mean,
                                   Arr<T> running_var, Arr<T> y, double eps) {
   const auto* s = dims("batch_norm_forward_inference", x, "x", 3);
-  check(rules::batch_norm_forward_inference(s[0], s[1], s[2]),
-        {&x, &weight, &bias, &running_mean, &running_var, &y});
+  if (!check(rules::batch_norm_forward_inference(s[0], s[1], s[2]),
+            {&x, &weight, &bias, &running_mean, &running_var, &y})) return;
   const T *px = x.data(), *pw = weight.data(), *pb = bias.data(), *pm = running_mean.data(),
           *pv = running_var.data();
   T* py_ = y.mutable_data();
@@ -209,8 +210,8 @@ template <typename T>
 void batch_norm_backward(Arr<T> dy, Arr<T> x, Arr<T> weight, Arr<T> mean, Arr<T> invstd,
                          Arr<T> dx, Arr<T> dweight, Arr<T> dbias) {
   const auto* s = dims("batch_norm_backward", x, "x", 3);
-  check(rules::batch_norm_backward(s[0], s[1], s[2]),
-        {&dy, &x, &weight, &mean, &invstd, &dx, &dweight, &dbias});
+  if (!check(rules::batch_norm_backward(s[0], s[1], s[2]),
+            {&dy, &x, &weight, &mean, &invstd, &dx, &dweight, &dbias})) return;
   const T *pdy = dy.data(), *px = x.data(), *pw = weight.data(), *pm = mean.data(),
           *pi = invstd.data();
   T *pdx = dx.mutable_data(), *pdw = dweight.mutable_data(), *pdb = dbias.mutable_data();
@@ -223,8 +224,7 @@ template <typename T>
 index_t elementwise(const char* k, std::initializer_list<const char*> names,
                     std::initializer_list<const py::array*> arrays) {
   const index_t n = (*arrays.begin())->size();
-  check(rules::elementwise(k, n, names), arrays);
-  return n;
+  return check(rules::elementwise(k, n, names), arrays) ? n : 0;
 }
 
 template <typename T, void (*Fn)(index_t, const T*, T*)>
@@ -338,7 +338,7 @@ template <typename T>
 void lstm_cell_forward(Arr<T> gates, Arr<T> bias, Arr<T> c_prev, Arr<T> h, Arr<T> c,
                        Arr<T> act) {
   const auto* s = dims("lstm_cell_forward", c_prev, "c_prev", 2);
-  check(rules::lstm_cell_forward(s[0], s[1]), {&gates, &bias, &c_prev, &h, &c, &act});
+  if (!check(rules::lstm_cell_forward(s[0], s[1]), {&gates, &bias, &c_prev, &h, &c, &act})) return;
   const T *pg = gates.data(), *pbias = bias.data(), *pc = c_prev.data();
   T *ph = h.mutable_data(), *pcn = c.mutable_data(), *pa = act.mutable_data();
   py::gil_scoped_release nogil;
@@ -349,8 +349,8 @@ template <typename T>
 void lstm_cell_backward(Arr<T> act, Arr<T> c_prev, Arr<T> c, Arr<T> dh, Arr<T> dc,
                         Arr<T> dgates, Arr<T> dc_prev, Arr<T> db, bool accumulate) {
   const auto* s = dims("lstm_cell_backward", c_prev, "c_prev", 2);
-  check(rules::lstm_cell_backward(s[0], s[1]),
-        {&act, &c_prev, &c, &dh, &dc, &dgates, &dc_prev, &db});
+  if (!check(rules::lstm_cell_backward(s[0], s[1]),
+            {&act, &c_prev, &c, &dh, &dc, &dgates, &dc_prev, &db})) return;
   const T *pa = act.data(), *pcp = c_prev.data(), *pc = c.data(), *pdh = dh.data(),
           *pdc = dc.data();
   T *pdg = dgates.mutable_data(), *pdcp = dc_prev.mutable_data(), *pdb = db.mutable_data();
@@ -362,7 +362,7 @@ template <typename T>
 void gru_cell_forward(Arr<T> gx, Arr<T> gh, Arr<T> b_ih, Arr<T> b_hh, Arr<T> h_prev, Arr<T> h,
                       Arr<T> act) {
   const auto* s = dims("gru_cell_forward", h_prev, "h_prev", 2);
-  check(rules::gru_cell_forward(s[0], s[1]), {&gx, &gh, &b_ih, &b_hh, &h_prev, &h, &act});
+  if (!check(rules::gru_cell_forward(s[0], s[1]), {&gx, &gh, &b_ih, &b_hh, &h_prev, &h, &act})) return;
   const T *px = gx.data(), *pgh = gh.data(), *pbi = b_ih.data(), *pb = b_hh.data(),
           *php = h_prev.data();
   T *ph = h.mutable_data(), *pa = act.mutable_data();
@@ -374,8 +374,8 @@ template <typename T>
 void gru_cell_backward(Arr<T> act, Arr<T> h_prev, Arr<T> dh, Arr<T> dgx, Arr<T> dgh,
                        Arr<T> dh_prev, Arr<T> dbx, Arr<T> dbh, bool accumulate) {
   const auto* s = dims("gru_cell_backward", h_prev, "h_prev", 2);
-  check(rules::gru_cell_backward(s[0], s[1]),
-        {&act, &h_prev, &dh, &dgx, &dgh, &dh_prev, &dbx, &dbh});
+  if (!check(rules::gru_cell_backward(s[0], s[1]),
+            {&act, &h_prev, &dh, &dgx, &dgh, &dh_prev, &dbx, &dbh})) return;
   const T *pa = act.data(), *php = h_prev.data(), *pdh = dh.data();
   T *pdx = dgx.mutable_data(), *pdgh = dgh.mutable_data(), *pdhp = dh_prev.mutable_data(),
     *pbx = dbx.mutable_data(), *pbh = dbh.mutable_data();
@@ -386,7 +386,7 @@ void gru_cell_backward(Arr<T> act, Arr<T> h_prev, Arr<T> dh, Arr<T> dgx, Arr<T> 
 template <typename T>
 void rnn_cell_forward(Arr<T> pre, Arr<T> bias, Arr<T> h, bool relu) {
   const auto* s = dims("rnn_cell_forward", pre, "pre", 2);
-  check(rules::rnn_cell_forward(s[0], s[1]), {&pre, &bias, &h});
+  if (!check(rules::rnn_cell_forward(s[0], s[1]), {&pre, &bias, &h})) return;
   const T *pp = pre.data(), *pbias = bias.data();
   T* ph = h.mutable_data();
   py::gil_scoped_release nogil;
@@ -396,7 +396,7 @@ void rnn_cell_forward(Arr<T> pre, Arr<T> bias, Arr<T> h, bool relu) {
 template <typename T>
 void rnn_cell_backward(Arr<T> h, Arr<T> dh, Arr<T> dpre, Arr<T> db, bool relu, bool accumulate) {
   const auto* s = dims("rnn_cell_backward", h, "h", 2);
-  check(rules::rnn_cell_backward(s[0], s[1]), {&h, &dh, &dpre, &db});
+  if (!check(rules::rnn_cell_backward(s[0], s[1]), {&h, &dh, &dpre, &db})) return;
   const T *ph = h.data(), *pdh = dh.data();
   T *pd = dpre.mutable_data(), *pdb = db.mutable_data();
   py::gil_scoped_release nogil;
@@ -409,8 +409,8 @@ void rnn_recurrence_forward(int mode, Arr<T> xproj, Arr<T> w_hh, Arr<T> b_ih, Ar
                             Arr<T> hbuf, Opt<T> cbuf, Opt<T> act, bool reverse) {
   const auto* s = dims("rnn_recurrence_forward", hbuf, "hbuf", 3);
   const index_t Tn = s[0] - 1, B = s[1], H = s[2];
-  check(rules::rnn_recurrence_forward(mode, Tn, B, H),
-        {&xproj, &w_hh, &b_ih, &b_hh, &hbuf, cbuf ? &*cbuf : nullptr, act ? &*act : nullptr});
+  if (!check(rules::rnn_recurrence_forward(mode, Tn, B, H),
+            {&xproj, &w_hh, &b_ih, &b_hh, &hbuf, cbuf ? &*cbuf : nullptr, act ? &*act : nullptr})) return;
   T *px = xproj.mutable_data(), *ph = hbuf.mutable_data();
   T* pc = mode == 0 ? cbuf->mutable_data() : nullptr;
   T* pa = mode == 1 ? act->mutable_data() : nullptr;
@@ -427,9 +427,9 @@ void rnn_recurrence_backward(int mode, Arr<T> w_hh, Arr<T> hbuf, Opt<T> cbuf, Op
   const char* k = "rnn_recurrence_backward";
   const auto* s = dims(k, hbuf, "hbuf", 3);
   const index_t Tn = s[0] - 1, B = s[1], H = s[2];
-  check(rules::rnn_recurrence_backward(mode, Tn, B, H),
-        {&w_hh, &hbuf, cbuf ? &*cbuf : nullptr, act ? &*act : nullptr, &dH, dc ? &*dc : nullptr,
-         &dgx, &dgh, &dbx, &dbh});
+  if (!check(rules::rnn_recurrence_backward(mode, Tn, B, H),
+            {&w_hh, &hbuf, cbuf ? &*cbuf : nullptr, act ? &*act : nullptr, &dH, dc ? &*dc : nullptr,
+             &dgx, &dgh, &dbx, &dbh})) return;
   // the GRU's kernel writes both: one array for the two would race
   if (mode == 1 && (dgx.data() == dgh.data() || dbx.data() == dbh.data()))
     convnet::bind::fail(k, "dgh: the GRU needs separate dgx/dgh and dbx/dbh arrays");
@@ -500,7 +500,7 @@ template <typename T>
 void upsample_nearest2d_forward(Arr<T> x, Arr<T> y, double scale_h, double scale_w) {
   const char* k = "upsample_nearest2d_forward";
   const auto g = upsample_geom(k, x, y);
-  check(rules::upsample2d(k, g, scale_h, scale_w, true), {&x, &y});
+  if (!check(rules::upsample2d(k, g, scale_h, scale_w, true), {&x, &y})) return;
   const T* px = x.data();
   T* py_ = y.mutable_data();
   py::gil_scoped_release nogil;
@@ -511,7 +511,7 @@ template <typename T>
 void upsample_nearest2d_backward(Arr<T> dy, Arr<T> dx, double scale_h, double scale_w) {
   const char* k = "upsample_nearest2d_backward";
   const auto g = upsample_geom(k, dx, dy);
-  check(rules::upsample2d(k, g, scale_h, scale_w, false), {&dy, &dx});
+  if (!check(rules::upsample2d(k, g, scale_h, scale_w, false), {&dy, &dx})) return;
   const T* pdy = dy.data();
   T* pdx = dx.mutable_data();
   py::gil_scoped_release nogil;
@@ -523,7 +523,7 @@ void upsample_bilinear2d_forward(Arr<T> x, Arr<T> y, bool align_corners, double 
                                  double scale_w) {
   const char* k = "upsample_bilinear2d_forward";
   const auto g = upsample_geom(k, x, y);
-  check(rules::upsample2d(k, g, scale_h, scale_w, true), {&x, &y});
+  if (!check(rules::upsample2d(k, g, scale_h, scale_w, true), {&x, &y})) return;
   const T* px = x.data();
   T* py_ = y.mutable_data();
   py::gil_scoped_release nogil;
@@ -535,7 +535,7 @@ void upsample_bilinear2d_backward(Arr<T> dy, Arr<T> dx, bool align_corners, doub
                                   double scale_w) {
   const char* k = "upsample_bilinear2d_backward";
   const auto g = upsample_geom(k, dx, dy);
-  check(rules::upsample2d(k, g, scale_h, scale_w, false), {&dy, &dx});
+  if (!check(rules::upsample2d(k, g, scale_h, scale_w, false), {&dy, &dx})) return;
   const T* pdy = dy.data();
   T* pdx = dx.mutable_data();
   py::gil_scoped_release nogil;

@@ -43,8 +43,10 @@ class Bufs {
       fail(r.kernel, "ptrs and counts: expected one count per pointer");
     index_t have[Rule::kMax];
     for (std::size_t i = 0; i < ptrs.size(); ++i) have[i] = ptrs[i] ? counts[i] : -1;
-    convnet::bind::check(r, have, ptrs.size());
+    touches_ = convnet::bind::check(r, have, ptrs.size());
   }
+  template <typename F>
+  void run(const std::string& dtype, int device, F&& f) const;
   template <typename T>
   T* at(int i) const {
     return reinterpret_cast<T*>(p_[i]);
@@ -52,6 +54,7 @@ class Bufs {
 
  private:
   const Ptrs& p_;
+  bool touches_ = false;
 };
 
 // The CUDA runtime linked here keeps its own current device, separate from CuPy's.
@@ -62,12 +65,18 @@ void use_device(int device) {
 
 cudaStream_t stream_of(ptr_t s) { return reinterpret_cast<cudaStream_t>(s); }
 
-// Runs f(float{}) or f(double{}) with the GIL released (the launchers only queue work).
-template <typename F>
-void on_dtype(const std::string& dtype, int device, F&& f) {
-  const bool f32 = dtype == "float32";
-  if (!f32 && dtype != "float64")
+bool is_f32(const std::string& dtype) {
+  if (dtype != "float32" && dtype != "float64")
     throw py::type_error("dtype: expected 'float32' or 'float64', got '" + dtype + "'");
+  return dtype == "float32";
+}
+
+// Runs f(float{}) or f(double{}) with the GIL released (the launchers only queue work),
+// unless the call touches no element.
+template <typename F>
+void Bufs::run(const std::string& dtype, int device, F&& f) const {
+  const bool f32 = is_f32(dtype);
+  if (!touches_) return;
   use_device(device);  // every argument is checked before the device is touched
   py::gil_scoped_release nogil;
   if (f32)
@@ -113,7 +122,7 @@ void gemm(const std::string& dtype, const Ptrs& p, const Sizes& n, index_t M, in
           bool trans_a, bool trans_b, ptr_t stream, int device) {
   if (lda < 1 || ldb < 1 || ldc < 1) fail("gemm", "leading dimensions must be >= 1");
   const Bufs b(rules::gemm(trans_a, trans_b, M, N, K, lda, ldb, ldc), p, n);
-  on_dtype(dtype, device, [&](auto t) {
+  b.run(dtype, device, [&](auto t) {
     using T = decltype(t);
     cu::gemm<T>(trans_a, trans_b, M, N, K, T(alpha), b.at<const T>(0), lda, b.at<const T>(1),
                 ldb, T(beta), b.at<T>(2), ldc, stream_of(stream));
@@ -125,7 +134,7 @@ void conv2d_forward(const std::string& dtype, const Ptrs& p, const Sizes& n, con
                     ptr_t stream, int device) {
   const ConvGeom g = conv_geom("conv2d_forward", geom);
   const Bufs b(rules::conv2d_forward(g).add({"table", 4 * g.C * g.R * g.S}), p, n);
-  on_dtype(dtype, device, [&](auto t) {
+  b.run(dtype, device, [&](auto t) {
     using T = decltype(t);
     cu::conv2d_forward<T>(g, b.at<const T>(0), b.at<const T>(1), b.at<const T>(2), b.at<T>(3),
                           b.at<const int4>(4), stream_of(stream));
@@ -136,7 +145,7 @@ void conv2d_backward_data(const std::string& dtype, const Ptrs& p, const Sizes& 
                           const Sizes& geom, ptr_t stream, int device) {
   const ConvGeom g = conv_geom("conv2d_backward_data", geom);
   const Bufs b(rules::conv2d_backward_data(g).add({"table", 4 * g.K * g.R * g.S}), p, n);
-  on_dtype(dtype, device, [&](auto t) {
+  b.run(dtype, device, [&](auto t) {
     using T = decltype(t);
     cu::conv2d_backward_data<T>(g, b.at<const T>(0), b.at<const T>(1), b.at<T>(2),
                                 b.at<const int4>(3), stream_of(stream));
@@ -147,7 +156,7 @@ void conv2d_backward_weight(const std::string& dtype, const Ptrs& p, const Sizes
                             const Sizes& geom, ptr_t stream, int device) {
   const ConvGeom g = conv_geom("conv2d_backward_weight", geom);
   const Bufs b(rules::conv2d_backward_weight(g).add({"table", 4 * g.C * g.R * g.S}), p, n);
-  on_dtype(dtype, device, [&](auto t) {
+  b.run(dtype, device, [&](auto t) {
     using T = decltype(t);
     cu::conv2d_backward_weight<T>(g, b.at<const T>(0), b.at<const T>(1), b.at<T>(2),
                                   b.at<const int4>(3), stream_of(stream));
@@ -159,7 +168,7 @@ void conv2d_backward_bias(const std::string& dtype, const Ptrs& p, const Sizes& 
   convnet::bind::in_range("conv2d_backward_bias", "sizes", {N, K, P, Q}, 1);
   const Bufs b(rules::conv2d_backward_bias(N, K, P, Q), p, n);
   const ConvGeom g{N, 0, 0, 0, K, 1, 1, P, Q, 1, 1, 0, 0, 1, 1};
-  on_dtype(dtype, device, [&](auto t) {
+  b.run(dtype, device, [&](auto t) {
     using T = decltype(t);
     cu::conv2d_backward_bias<T>(g, b.at<const T>(0), b.at<T>(1), stream_of(stream));
   });
@@ -169,7 +178,7 @@ void max_pool2d_forward(const std::string& dtype, const Ptrs& p, const Sizes& n,
                         const Sizes& geom, ptr_t stream, int device) {
   const PoolGeom g = pool_geom("max_pool2d_forward", geom);
   const Bufs b(rules::max_pool2d_forward(g), p, n);
-  on_dtype(dtype, device, [&](auto t) {
+  b.run(dtype, device, [&](auto t) {
     using T = decltype(t);
     cu::max_pool2d_forward<T>(g, b.at<const T>(0), b.at<T>(1), b.at<std::int64_t>(2),
                               stream_of(stream));
@@ -181,7 +190,7 @@ void max_pool2d_backward(const std::string& dtype, const Ptrs& p, const Sizes& n
                          const Sizes& geom, ptr_t stream, int device) {
   const PoolGeom g = pool_geom("max_pool2d_backward", geom);
   const Bufs b(rules::max_pool2d_backward(g), p, n);
-  on_dtype(dtype, device, [&](auto t) {
+  b.run(dtype, device, [&](auto t) {
     using T = decltype(t);
     cu::max_pool2d_backward<T>(g, b.at<const T>(0), b.at<const std::int64_t>(1), b.at<T>(2),
                                stream_of(stream));
@@ -192,7 +201,7 @@ void avg_pool2d_forward(const std::string& dtype, const Ptrs& p, const Sizes& n,
                         const Sizes& geom, bool count_include_pad, ptr_t stream, int device) {
   const PoolGeom g = pool_geom("avg_pool2d_forward", geom);
   const Bufs b(rules::avg_pool2d_forward(g), p, n);
-  on_dtype(dtype, device, [&](auto t) {
+  b.run(dtype, device, [&](auto t) {
     using T = decltype(t);
     cu::avg_pool2d_forward<T>(g, b.at<const T>(0), b.at<T>(1), count_include_pad,
                               stream_of(stream));
@@ -203,7 +212,7 @@ void avg_pool2d_backward(const std::string& dtype, const Ptrs& p, const Sizes& n
                          const Sizes& geom, bool count_include_pad, ptr_t stream, int device) {
   const PoolGeom g = pool_geom("avg_pool2d_backward", geom);
   const Bufs b(rules::avg_pool2d_backward(g), p, n);
-  on_dtype(dtype, device, [&](auto t) {
+  b.run(dtype, device, [&](auto t) {
     using T = decltype(t);
     cu::avg_pool2d_backward<T>(g, b.at<const T>(0), b.at<T>(1), count_include_pad,
                                stream_of(stream));
@@ -223,7 +232,7 @@ void batch_norm_forward_training(const std::string& dtype, const Ptrs& p, const 
                                  int device) {
   Rule r = rules::batch_norm_forward_training(N, C, L);
   const Bufs b(r.add({"work", bn_work(r.kernel, N, C, L, true, device)}), p, n);
-  on_dtype(dtype, device, [&](auto t) {
+  b.run(dtype, device, [&](auto t) {
     using T = decltype(t);
     cu::batch_norm_forward_training<T>(N, C, L, b.at<const T>(0), b.at<const T>(1),
                                        b.at<const T>(2), b.at<T>(3), b.at<T>(4), b.at<T>(5),
@@ -236,7 +245,7 @@ void batch_norm_forward_inference(const std::string& dtype, const Ptrs& p, const
                                   int device) {
   Rule r = rules::batch_norm_forward_inference(N, C, L);
   const Bufs b(r.add({"work", bn_work(r.kernel, N, C, L, false, device)}), p, n);
-  on_dtype(dtype, device, [&](auto t) {
+  b.run(dtype, device, [&](auto t) {
     using T = decltype(t);
     cu::batch_norm_forward_inference<T>(N, C, L, b.at<const T>(0), b.at<const T>(1),
                                         b.at<const T>(2), b.at<const T>(3), b.at<const T>(4),
@@ -248,7 +257,7 @@ void batch_norm_backward(const std::string& dtype, const Ptrs& p, const Sizes& n
                          index_t C, index_t L, ptr_t stream, int device) {
   Rule r = rules::batch_norm_backward(N, C, L);
   const Bufs b(r.add({"work", bn_work(r.kernel, N, C, L, true, device)}), p, n);
-  on_dtype(dtype, device, [&](auto t) {
+  b.run(dtype, device, [&](auto t) {
     using T = decltype(t);
     cu::batch_norm_backward<T>(N, C, L, b.at<const T>(0), b.at<const T>(1), b.at<const T>(2),
                                b.at<const T>(3), b.at<const T>(4), b.at<T>(5), b.at<T>(6),
@@ -273,16 +282,15 @@ void elementwise(const char* k, const std::string& dtype, const Ptrs& p, const S
                p, n);
   if (params.size() != Params)
     fail(k, "params: expected " + std::to_string(Params) + " scalars");
-  on_dtype(dtype, device, [&](auto t) { launch(t, count, b, params.data(), stream_of(stream)); });
+  b.run(dtype, device, [&](auto t) { launch(t, count, b, params.data(), stream_of(stream)); });
 }
 
 // ---- recurrent cells and the recurrence (csrc/cuda/rnn.cu)
 
-// every buffer size (4*B*H per step at most, G*H*H) stays far inside 64 bits, and the
-// kernels index a step with 32-bit ints
+// every per-step offset the kernels form (16*B*H at most) stays inside 64 bits
 void rnn_sizes(const char* k, index_t B, index_t H) {
   rules::cell(k, B, H);
-  fits_int32(k, {convnet::bind::product(k, {4, B, H})});
+  convnet::bind::product(k, {16, B, H});
 }
 
 // The cells: B, H and the buffers in the manifest's order; f(T{}, buffers, stream) queues.
@@ -292,7 +300,7 @@ void cell(const char* k, Rule (*rule)(index_t, index_t), const std::string& dtyp
           Launch launch) {
   rnn_sizes(k, B, H);
   const Bufs b(rule(B, H), p, n);
-  on_dtype(dtype, device, [&](auto t) { launch(t, b, stream_of(stream)); });
+  b.run(dtype, device, [&](auto t) { launch(t, b, stream_of(stream)); });
 }
 
 #define IN(i) b.template at<const T>(i)
@@ -361,7 +369,7 @@ void rnn_recurrence_forward(const std::string& dtype, int mode, const Ptrs& p, c
   const char* k = "rnn_recurrence_forward";
   const Bufs b(rules::rnn_recurrence_forward(mode, Tn, B, H), p, n);
   rnn_sizes(k, B, H);
-  on_dtype(dtype, device, [&](auto t) {
+  b.run(dtype, device, [&](auto t) {
     using T = decltype(t);
     cu::rnn_recurrence_forward<T>(mode, Tn, B, H, OUT(0), IN(1), IN(2), IN(3), OUT(4),
                                   mode == 0 ? OUT(5) : nullptr, mode == 1 ? OUT(6) : nullptr,
@@ -378,7 +386,7 @@ void rnn_recurrence_backward(const std::string& dtype, int mode, const Ptrs& p, 
   // the GRU's kernel writes both: one array for the two would race
   if (mode == 1 && (p[6] == p[7] || p[8] == p[9]))
     fail(k, "dgh: the GRU needs separate dgx/dgh and dbx/dbh arrays");
-  on_dtype(dtype, device, [&](auto t) {
+  b.run(dtype, device, [&](auto t) {
     using T = decltype(t);
     cu::rnn_recurrence_backward<T>(mode, Tn, B, H, IN(0), IN(1), mode == 0 ? IN(2) : nullptr,
                                    mode <= 1 ? IN(3) : nullptr, OUT(4),
@@ -395,7 +403,7 @@ void upsample(const char* k, bool forward, const std::string& dtype, const Ptrs&
               int device, Launch launch) {
   const auto g = upsample_geom(k, geom);
   const Bufs b(rules::upsample2d(k, g, scale_h, scale_w, forward), p, n);
-  on_dtype(dtype, device, [&](auto t) { launch(t, g, b, stream_of(stream)); });
+  b.run(dtype, device, [&](auto t) { launch(t, g, b, stream_of(stream)); });
 }
 
 void upsample_nearest2d_forward(const std::string& dtype, const Ptrs& p, const Sizes& n,

@@ -70,21 +70,27 @@ struct Rule {
   }
 };
 
-// Checks the elements held (have[i] < 0: None or a null pointer) against the rule.
-inline void check(const Rule& r, const index_t* have, std::size_t n_have) {
+// Checks the elements held (have[i] < 0: None or a null pointer) against the rule. Returns
+// whether the kernel touches any element: when every buffer needs none, a call has nothing
+// to read or write, and the bindings return without running it (its loops over empty
+// extents could still be long).
+inline bool check(const Rule& r, const index_t* have, std::size_t n_have) {
   if (n_have != static_cast<std::size_t>(r.n))
     fail(r.kernel, "expected " + std::to_string(r.n) + " buffers, got " + std::to_string(n_have));
+  bool touches = false;
   for (int i = 0; i < r.n; ++i) {
     const Need& x = r.need[i];
-    if (x.count < 0) continue;
+    if (x.count <= 0) continue;  // not used by this call, or nothing of it is touched
+    touches = true;
     if (have[i] < 0) {
-      if (x.optional || x.count == 0) continue;  // nothing of it is touched
+      if (x.optional) continue;
       fail(r.kernel, std::string(x.name) + ": required for this call");
     }
     if (have[i] < x.count)
       fail(r.kernel, std::string(x.name) + ": holds " + std::to_string(have[i]) +
                          " elements, the sizes need " + std::to_string(x.count));
   }
+  return touches;
 }
 
 }  // namespace convnet::bind

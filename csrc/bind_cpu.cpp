@@ -1,97 +1,88 @@
-// convnet._C: thin pybind11 layer over csrc/cpu. It checks what could crash a kernel
-// (dtype, rank, contiguity, sizes) and forwards pointers; all math lives in csrc/cpu.
-// The friendly argument validation users see is in convnet/kernels (Python).
+// convnet._C: thin pybind11 layer over csrc/cpu. Calls arrive through the validation
+// boundary (convnet/kernels/_boundary.py), which makes every friendly check; this layer
+// keeps only what could crash C++ were it bypassed: the dtype (array_t without forcecast),
+// C order, and that every buffer holds the elements the kernel touches for the sizes it
+// is given, by the rules of csrc/buffer_rules.h in checked 64-bit arithmetic. The sizes
+// come from the shapes of the arrays each function names. All math is in csrc/cpu.
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
+#include <pybind11/stl.h>
 
+#include <optional>
 #include <string>
 
+#include "buffer_rules.h"
+#include "convnet/bind_checks.h"
 #include "convnet/common.h"
 #include "cpu/kernels.h"
 
 namespace py = pybind11;
+namespace rules = convnet::rules;
 using convnet::index_t;
+using convnet::bind::Rule;
 
 namespace {
 
 template <typename T>
 using Arr = py::array_t<T, 0>;  // no forcecast: a wrong dtype is refused, never copied
-
 template <typename T>
-void need(const Arr<T>& a, const char* name, int ndim) {
+using Opt = std::optional<Arr<T>>;
+
+// The shape of an array the kernel takes sizes from (its rank is what makes them readable).
+const py::ssize_t* dims(const char* k, const py::array& a, const char* name, int ndim) {
   if (a.ndim() != ndim)
-    throw py::value_error(std::string(name) + ": expected " + std::to_string(ndim) +
-                          "-D array, got " + std::to_string(a.ndim()) + "-D");
-  if (!(a.flags() & py::array::c_style))
-    throw py::value_error(std::string(name) + ": expected a C-contiguous array");
+    convnet::bind::fail(k, std::string(name) + ": expected a " + std::to_string(ndim) +
+                               "-D array, got " + std::to_string(a.ndim()) + "-D");
+  return a.shape();
+}
+
+// The arrays of a call (nullptr: None) against the kernel's rule, in its order; false when
+// the kernel would touch no element (the caller returns).
+bool check(const Rule& r, std::initializer_list<const py::array*> arrays) {
+  if (arrays.size() != static_cast<std::size_t>(r.n)) convnet::bind::fail(r.kernel, "buffer count");
+  index_t have[Rule::kMax];
+  int i = 0;
+  for (const py::array* a : arrays) {
+    if (a && !(a->flags() & py::array::c_style))
+      convnet::bind::fail(r.kernel,
+                          std::string(r.need[i].name) + ": expected a C-contiguous array");
+    have[i++] = a ? a->size() : -1;
+  }
+  return convnet::bind::check(r, have, arrays.size());
 }
 
 template <typename T>
-void need_shape(const Arr<T>& a, const char* name, std::initializer_list<index_t> shape) {
-  need(a, name, static_cast<int>(shape.size()));
-  int d = 0;
-  for (index_t s : shape) {
-    if (a.shape(d) != s)
-      throw py::value_error(std::string(name) + ": dimension " + std::to_string(d) + " is " +
-                            std::to_string(a.shape(d)) + ", expected " + std::to_string(s));
-    ++d;
-  }
+const T* data_or_null(const Opt<T>& a) {
+  return a ? a->data() : nullptr;
 }
 
 template <typename T>
 void gemm(Arr<T> a, Arr<T> b, Arr<T> c, double alpha, double beta, bool trans_a, bool trans_b) {
-  need(a, "a", 2);
-  need(b, "b", 2);
-  const index_t M = trans_a ? a.shape(1) : a.shape(0);
-  const index_t K = trans_a ? a.shape(0) : a.shape(1);
-  const index_t Kb = trans_b ? b.shape(1) : b.shape(0);
-  const index_t N = trans_b ? b.shape(0) : b.shape(1);
-  if (K != Kb) throw py::value_error("gemm: inner dimensions differ");
-  need_shape(c, "c", {M, N});
-  const T* pa = a.data();
-  const T* pb = b.data();
+  const auto *as = dims("gemm", a, "a", 2), *bs = dims("gemm", b, "b", 2);
+  const index_t M = as[trans_a], K = as[!trans_a], N = bs[!trans_b];
+  if (!check(rules::gemm(trans_a, trans_b, M, N, K, as[1], bs[1], N), {&a, &b, &c})) return;
+  const T *pa = a.data(), *pb = b.data();
   T* pc = c.mutable_data();
   const int nt = convnet::threads_for(double(M) * N * K, 1 << 18);
   py::gil_scoped_release nogil;
-  convnet::gemm<T>(trans_a, trans_b, M, N, K, T(alpha), pa, a.shape(1), pb, b.shape(1), T(beta),
-                   pc, N, nt);
+  convnet::gemm<T>(trans_a, trans_b, M, N, K, T(alpha), pa, as[1], pb, bs[1], T(beta), pc, N, nt);
+}
+
+// sizes: N, C, H, W from x; K, R, S from w; P, Q from y
+template <typename T>
+convnet::ConvGeom conv_geom(const char* k, const Arr<T>& x, const Arr<T>& w, const Arr<T>& y,
+                            index_t sh, index_t sw, index_t ph, index_t pw, index_t dh,
+                            index_t dw) {
+  const auto *xs = dims(k, x, "x", 4), *ws = dims(k, w, "w", 4), *ys = dims(k, y, "y", 4);
+  return {xs[0], xs[1], xs[2], xs[3], ws[0], ws[2], ws[3], ys[2], ys[3], sh, sw, ph, pw, dh, dw};
 }
 
 template <typename T>
-convnet::ConvGeom conv_geom(const Arr<T>& x, const Arr<T>& w, const Arr<T>& y, index_t sh,
-                            index_t sw, index_t ph, index_t pw, index_t dh, index_t dw) {
-  need(x, "x", 4);
-  need(w, "w", 4);
-  need(y, "y", 4);
-  convnet::ConvGeom g{x.shape(0), x.shape(1), x.shape(2), x.shape(3), w.shape(0), w.shape(2),
-                      w.shape(3), y.shape(2),  y.shape(3), sh,         sw,         ph,
-                      pw,         dh,         dw};
-  if (w.shape(1) != g.C) throw py::value_error("w: input channels differ from x's");
-  if (y.shape(0) != g.N || y.shape(1) != g.K) throw py::value_error("y: wrong batch/channels");
-  if (sh < 1 || sw < 1 || dh < 1 || dw < 1 || ph < 0 || pw < 0)
-    throw py::value_error("stride/dilation must be >= 1 and padding >= 0");
-  // Any output size is in bounds (the kernels clip every window to the input, the rest is
-  // padding, which is how asymmetric padding reaches them); the geometry is checked in
-  // Python (convnet/kernels/_boundary.py).
-  if (g.P < 1 || g.Q < 1) throw py::value_error("y: empty output");
-  return g;
-}
-
-template <typename T>
-const T* optional_data(const py::object& o, const char* name, index_t n) {
-  if (o.is_none()) return nullptr;
-  auto a = o.cast<Arr<T>>();
-  need_shape(a, name, {n});
-  return a.data();
-}
-
-template <typename T>
-void conv2d_forward(Arr<T> x, Arr<T> w, py::object b, Arr<T> y, index_t sh, index_t sw,
-                    index_t ph, index_t pw, index_t dh, index_t dw) {
-  auto g = conv_geom(x, w, y, sh, sw, ph, pw, dh, dw);
-  Arr<T> bias_holder = b.is_none() ? Arr<T>() : b.cast<Arr<T>>();
-  const T* pb = optional_data<T>(b, "b", g.K);
-  const T *px = x.data(), *pw_ = w.data();
+void conv2d_forward(Arr<T> x, Arr<T> w, Opt<T> b, Arr<T> y, index_t sh, index_t sw, index_t ph,
+                    index_t pw, index_t dh, index_t dw) {
+  const auto g = conv_geom("conv2d_forward", x, w, y, sh, sw, ph, pw, dh, dw);
+  if (!check(rules::conv2d_forward(g), {&x, &w, b ? &*b : nullptr, &y})) return;
+  const T *px = x.data(), *pw_ = w.data(), *pb = data_or_null(b);
   T* py_ = y.mutable_data();
   py::gil_scoped_release nogil;
   convnet::conv2d_forward<T>(g, px, pw_, pb, py_);
@@ -100,7 +91,8 @@ void conv2d_forward(Arr<T> x, Arr<T> w, py::object b, Arr<T> y, index_t sh, inde
 template <typename T>
 void conv2d_backward_data(Arr<T> dy, Arr<T> w, Arr<T> dx, index_t sh, index_t sw, index_t ph,
                           index_t pw, index_t dh, index_t dw) {
-  auto g = conv_geom(dx, w, dy, sh, sw, ph, pw, dh, dw);
+  const auto g = conv_geom("conv2d_backward_data", dx, w, dy, sh, sw, ph, pw, dh, dw);
+  if (!check(rules::conv2d_backward_data(g), {&dy, &w, &dx})) return;
   const T *pdy = dy.data(), *pw_ = w.data();
   T* pdx = dx.mutable_data();
   py::gil_scoped_release nogil;
@@ -110,7 +102,8 @@ void conv2d_backward_data(Arr<T> dy, Arr<T> w, Arr<T> dx, index_t sh, index_t sw
 template <typename T>
 void conv2d_backward_weight(Arr<T> dy, Arr<T> x, Arr<T> dw_out, index_t sh, index_t sw,
                             index_t ph, index_t pw, index_t dh, index_t dw) {
-  auto g = conv_geom(x, dw_out, dy, sh, sw, ph, pw, dh, dw);
+  const auto g = conv_geom("conv2d_backward_weight", x, dw_out, dy, sh, sw, ph, pw, dh, dw);
+  if (!check(rules::conv2d_backward_weight(g), {&dy, &x, &dw_out})) return;
   const T *pdy = dy.data(), *px = x.data();
   T* pdw = dw_out.mutable_data();
   py::gil_scoped_release nogil;
@@ -119,35 +112,28 @@ void conv2d_backward_weight(Arr<T> dy, Arr<T> x, Arr<T> dw_out, index_t sh, inde
 
 template <typename T>
 void conv2d_backward_bias(Arr<T> dy, Arr<T> db) {
-  need(dy, "dy", 4);
-  need_shape(db, "db", {dy.shape(1)});
-  convnet::ConvGeom g{dy.shape(0), 0, 0, 0, dy.shape(1), 1, 1, dy.shape(2), dy.shape(3),
-                      1,           1, 0, 0, 1,           1};
+  const auto* s = dims("conv2d_backward_bias", dy, "dy", 4);
+  if (!check(rules::conv2d_backward_bias(s[0], s[1], s[2], s[3]), {&dy, &db})) return;
+  convnet::ConvGeom g{s[0], 0, 0, 0, s[1], 1, 1, s[2], s[3], 1, 1, 0, 0, 1, 1};
   const T* pdy = dy.data();
   T* pdb = db.mutable_data();
   py::gil_scoped_release nogil;
   convnet::conv2d_backward_bias<T>(g, pdy, pdb);
 }
 
+// sizes: N, C, H, W from the input x (dx); P, Q from the output y (dy)
 template <typename T>
-convnet::PoolGeom pool_geom(const Arr<T>& x, const Arr<T>& y, index_t kh, index_t kw, index_t sh,
-                            index_t sw, index_t ph, index_t pw) {
-  need(x, "x", 4);
-  need_shape(y, "y", {x.shape(0), x.shape(1), y.shape(2), y.shape(3)});
-  if (kh < 1 || kw < 1 || sh < 1 || sw < 1 || ph < 0 || pw < 0 || 2 * ph > kh || 2 * pw > kw)
-    throw py::value_error("pool: kernel/stride >= 1 and 0 <= padding <= kernel/2 required");
-  convnet::PoolGeom g{x.shape(0), x.shape(1), x.shape(2), x.shape(3), y.shape(2), y.shape(3),
-                      kh,         kw,         sh,         sw,         ph,         pw};
-  if (g.P < 1 || g.Q < 1 || (g.P - 1) * sh - ph >= g.H || (g.Q - 1) * sw - pw >= g.W)
-    throw py::value_error("y: output size does not fit the input and padding");
-  return g;
+convnet::PoolGeom pool_geom(const char* k, const Arr<T>& x, const Arr<T>& y, index_t kh,
+                            index_t kw, index_t sh, index_t sw, index_t ph, index_t pw) {
+  const auto *xs = dims(k, x, "x", 4), *ys = dims(k, y, "y", 4);
+  return {xs[0], xs[1], xs[2], xs[3], ys[2], ys[3], kh, kw, sh, sw, ph, pw};
 }
 
 template <typename T>
 void max_pool2d_forward(Arr<T> x, Arr<T> y, Arr<std::int64_t> indices, index_t kh, index_t kw,
                         index_t sh, index_t sw, index_t ph, index_t pw) {
-  auto g = pool_geom(x, y, kh, kw, sh, sw, ph, pw);
-  need_shape(indices, "indices", {g.N, g.C, g.P, g.Q});
+  const auto g = pool_geom("max_pool2d_forward", x, y, kh, kw, sh, sw, ph, pw);
+  if (!check(rules::max_pool2d_forward(g), {&x, &y, &indices})) return;
   const T* px = x.data();
   T* py_ = y.mutable_data();
   std::int64_t* pi = indices.mutable_data();
@@ -155,22 +141,17 @@ void max_pool2d_forward(Arr<T> x, Arr<T> y, Arr<std::int64_t> indices, index_t k
   convnet::max_pool2d_forward<T>(g, px, py_, pi);
 }
 
+// The kernel scatters dy to dx at the indices (the CUDA one skips those outside the
+// plane): each must be in its plane, or it writes out of bounds.
 template <typename T>
 void max_pool2d_backward(Arr<T> dy, Arr<std::int64_t> indices, Arr<T> dx) {
-  need(dx, "dx", 4);
-  need(dy, "dy", 4);
-  need_shape(indices, "indices", {dy.shape(0), dy.shape(1), dy.shape(2), dy.shape(3)});
-  if (dy.shape(0) != dx.shape(0) || dy.shape(1) != dx.shape(1))
-    throw py::value_error("dy: batch/channels differ from dx's");
-  convnet::PoolGeom g{dx.shape(0), dx.shape(1), dx.shape(2), dx.shape(3), dy.shape(2),
-                      dy.shape(3), 1,           1,           1,           1,
-                      0,           0};
-  // An index outside its plane would write out of bounds: refuse it before the kernel runs.
-  const index_t plane = g.H * g.W;
-  const std::int64_t* pi = indices.data();
-  for (index_t i = 0, n = indices.size(); i < n; ++i)
-    if (pi[i] < 0 || pi[i] >= plane) throw py::value_error("indices: value outside the plane");
+  const auto g = pool_geom("max_pool2d_backward", dx, dy, 1, 1, 1, 1, 0, 0);
+  if (!check(rules::max_pool2d_backward(g), {&dy, &indices, &dx})) return;
   const T* pdy = dy.data();
+  const std::int64_t* pi = indices.data();
+  for (index_t i = 0, n = g.N * g.C * g.P * g.Q, plane = g.H * g.W; i < n; ++i)
+    if (pi[i] < 0 || pi[i] >= plane)
+      convnet::bind::fail("max_pool2d_backward", "indices: value outside the plane");
   T* pdx = dx.mutable_data();
   py::gil_scoped_release nogil;
   convnet::max_pool2d_backward<T>(g, pdy, pi, pdx);
@@ -179,7 +160,8 @@ void max_pool2d_backward(Arr<T> dy, Arr<std::int64_t> indices, Arr<T> dx) {
 template <typename T>
 void avg_pool2d_forward(Arr<T> x, Arr<T> y, index_t kh, index_t kw, index_t sh, index_t sw,
                         index_t ph, index_t pw, bool count_include_pad) {
-  auto g = pool_geom(x, y, kh, kw, sh, sw, ph, pw);
+  const auto g = pool_geom("avg_pool2d_forward", x, y, kh, kw, sh, sw, ph, pw);
+  if (!check(rules::avg_pool2d_forward(g), {&x, &y})) return;
   const T* px = x.data();
   T* py_ = y.mutable_data();
   py::gil_scoped_release nogil;
@@ -189,86 +171,104 @@ void avg_pool2d_forward(Arr<T> x, Arr<T> y, index_t kh, index_t kw, index_t sh, 
 template <typename T>
 void avg_pool2d_backward(Arr<T> dy, Arr<T> dx, index_t kh, index_t kw, index_t sh, index_t sw,
                          index_t ph, index_t pw, bool count_include_pad) {
-  auto g = pool_geom(dx, dy, kh, kw, sh, sw, ph, pw);
+  const auto g = pool_geom("avg_pool2d_backward", dx, dy, kh, kw, sh, sw, ph, pw);
+  if (!check(rules::avg_pool2d_backward(g), {&dy, &dx})) return;
   const T* pdy = dy.data();
   T* pdx = dx.mutable_data();
   py::gil_scoped_release nogil;
   convnet::avg_pool2d_backward<T>(g, pdy, pdx, count_include_pad);
 }
 
+// Batch norm: N, C, L from x.
 template <typename T>
 void batch_norm_forward_training(Arr<T> x, Arr<T> weight, Arr<T> bias, Arr<T> y, Arr<T> mean,
                                  Arr<T> var, Arr<T> invstd, double eps) {
-  need(x, "x", 3);
-  const index_t N = x.shape(0), C = x.shape(1), L = x.shape(2);
-  need_shape(y, "y", {N, C, L});
-  need_shape(weight, "weight", {C});
-  need_shape(bias, "bias", {C});
-  need_shape(mean, "mean", {C});
-  need_shape(var, "var", {C});
-  need_shape(invstd, "invstd", {C});
-  if (N * L < 1) throw py::value_error("x: no values per channel");
+  const auto* s = dims("batch_norm_forward_training", x, "x", 3);
+  if (!check(rules::batch_norm_forward_training(s[0], s[1], s[2]),
+            {&x, &weight, &bias, &y, &mean, &var, &invstd})) return;
   const T *px = x.data(), *pw = weight.data(), *pb = bias.data();
   T *py_ = y.mutable_data(), *pm = mean.mutable_data(), *pv = var.mutable_data(),
     *pi = invstd.mutable_data();
   py::gil_scoped_release nogil;
-  convnet::batch_norm_forward_training<T>(N, C, L, px, pw, pb, py_, pm, pv, pi, eps);
+  convnet::batch_norm_forward_training<T>(s[0], s[1], s[2], px, pw, pb, py_, pm, pv, pi, eps);
 }
 
 template <typename T>
 void batch_norm_forward_inference(Arr<T> x, Arr<T> weight, Arr<T> bias, Arr<T> running_mean,
                                   Arr<T> running_var, Arr<T> y, double eps) {
-  need(x, "x", 3);
-  const index_t N = x.shape(0), C = x.shape(1), L = x.shape(2);
-  need_shape(y, "y", {N, C, L});
-  need_shape(weight, "weight", {C});
-  need_shape(bias, "bias", {C});
-  need_shape(running_mean, "running_mean", {C});
-  need_shape(running_var, "running_var", {C});
+  const auto* s = dims("batch_norm_forward_inference", x, "x", 3);
+  if (!check(rules::batch_norm_forward_inference(s[0], s[1], s[2]),
+            {&x, &weight, &bias, &running_mean, &running_var, &y})) return;
   const T *px = x.data(), *pw = weight.data(), *pb = bias.data(), *pm = running_mean.data(),
           *pv = running_var.data();
   T* py_ = y.mutable_data();
   py::gil_scoped_release nogil;
-  convnet::batch_norm_forward_inference<T>(N, C, L, px, pw, pb, pm, pv, py_, eps);
+  convnet::batch_norm_forward_inference<T>(s[0], s[1], s[2], px, pw, pb, pm, pv, py_, eps);
 }
 
 template <typename T>
 void batch_norm_backward(Arr<T> dy, Arr<T> x, Arr<T> weight, Arr<T> mean, Arr<T> invstd,
                          Arr<T> dx, Arr<T> dweight, Arr<T> dbias) {
-  need(x, "x", 3);
-  const index_t N = x.shape(0), C = x.shape(1), L = x.shape(2);
-  need_shape(dy, "dy", {N, C, L});
-  need_shape(dx, "dx", {N, C, L});
-  for (auto* a : {&weight, &mean, &invstd, &dweight, &dbias}) need_shape(*a, "per-channel", {C});
+  const auto* s = dims("batch_norm_backward", x, "x", 3);
+  if (!check(rules::batch_norm_backward(s[0], s[1], s[2]),
+            {&dy, &x, &weight, &mean, &invstd, &dx, &dweight, &dbias})) return;
   const T *pdy = dy.data(), *px = x.data(), *pw = weight.data(), *pm = mean.data(),
           *pi = invstd.data();
   T *pdx = dx.mutable_data(), *pdw = dweight.mutable_data(), *pdb = dbias.mutable_data();
   py::gil_scoped_release nogil;
-  convnet::batch_norm_backward<T>(N, C, L, pdy, px, pw, pm, pi, pdx, pdw, pdb);
+  convnet::batch_norm_backward<T>(s[0], s[1], s[2], pdy, px, pw, pm, pi, pdx, pdw, pdb);
 }
 
-// Element-wise kernels: f(n, inputs..., output) over arrays of one size (a smaller output
-// would be written past its end).
-template <typename T, typename F>
-void elementwise(std::initializer_list<const Arr<T>*> arrays, F&& f) {
+// Element-wise kernels: every array holds the first one's element count.
+template <typename T>
+index_t elementwise(const char* k, std::initializer_list<const char*> names,
+                    std::initializer_list<const py::array*> arrays) {
   const index_t n = (*arrays.begin())->size();
-  for (const Arr<T>* a : arrays)
-    if (a->size() != n || !(a->flags() & py::array::c_style))
-      throw py::value_error("expected C-contiguous arrays of one size");
-  py::gil_scoped_release nogil;
-  f(n);
+  return check(rules::elementwise(k, n, names), arrays) ? n : 0;
 }
 
 template <typename T, void (*Fn)(index_t, const T*, T*)>
 void unary(Arr<T> x, Arr<T> y) {
-  elementwise<T>({&x, &y}, [&](index_t n) { Fn(n, x.data(), y.mutable_data()); });
+  const index_t n = elementwise<T>("activation", {"x", "y"}, {&x, &y});
+  const T* px = x.data();
+  T* py_ = y.mutable_data();
+  py::gil_scoped_release nogil;
+  Fn(n, px, py_);
 }
 
 template <typename T, void (*Fn)(index_t, const T*, const T*, T*)>
-void binary(Arr<T> dy, Arr<T> saved, Arr<T> dx) {
-  elementwise<T>({&dy, &saved, &dx},
-                 [&](index_t n) { Fn(n, dy.data(), saved.data(), dx.mutable_data()); });
+void binary(Arr<T> dy, Arr<T> y, Arr<T> dx) {
+  const index_t n = elementwise<T>("activation", {"dy", "y", "dx"}, {&dy, &y, &dx});
+  const T *pdy = dy.data(), *py_ = y.data();
+  T* pdx = dx.mutable_data();
+  py::gil_scoped_release nogil;
+  Fn(n, pdy, py_, pdx);
 }
+
+// Forward f(n, x, y, params...) and backward f(n, dy, x, dx, params...) of the activations
+// with scalar parameters; PARAMS declares them, ARGS passes them on as T.
+#define CONVNET_BIND_ACTIVATION(name, PARAMS, ARGS, FWD, BWD, ...)                          \
+  m.def(                                                                                   \
+      #name "_forward",                                                                    \
+      [](Arr<T> x, Arr<T> y, PARAMS) {                                                     \
+        const index_t n = elementwise<T>(#name "_forward", {"x", "y"}, {&x, &y});          \
+        const T* px = x.data();                                                            \
+        T* py_ = y.mutable_data();                                                         \
+        py::gil_scoped_release nogil;                                                      \
+        FWD(n, px, py_, ARGS);                                                             \
+      },                                                                                   \
+      arr("x"), arr("y"), __VA_ARGS__, "y = " #name "(x), any shape, in place.");          \
+  m.def(                                                                                   \
+      #name "_backward",                                                                   \
+      [](Arr<T> dy, Arr<T> x, Arr<T> dx, PARAMS) {                                         \
+        const index_t n = elementwise<T>(#name "_backward", {"dy", "x", "dx"}, {&dy, &x, &dx}); \
+        const T *pdy = dy.data(), *px = x.data();                                          \
+        T* pdx = dx.mutable_data();                                                        \
+        py::gil_scoped_release nogil;                                                      \
+        BWD(n, pdy, px, pdx, ARGS);                                                        \
+      },                                                                                   \
+      arr("dy"), arr("x"), arr("dx"), __VA_ARGS__, "dx = dy * " #name "'(x).");
+#define CONVNET_COMMA ,
 
 template <typename T>
 void bind_all(py::module_& m) {
@@ -317,158 +317,131 @@ void bind_all(py::module_& m) {
         "y = 1 / (1 + exp(-x)), stable for large |x|.");
   m.def("sigmoid_backward", &binary<T, convnet::sigmoid_backward<T>>, arr("dy"), arr("y"),
         arr("dx"), "dx = dy * y * (1 - y).");
-  m.def(
-      "leaky_relu_forward",
-      [](Arr<T> x, Arr<T> y, double slope) {
-        elementwise<T>({&x, &y}, [&](index_t n) {
-          convnet::leaky_relu_forward<T>(n, x.data(), y.mutable_data(), T(slope));
-        });
-      },
-      arr("x"), arr("y"), arg("slope"), "y = x if x > 0 else slope * x (ReLU for slope 0).");
-  m.def(
-      "leaky_relu_backward",
-      [](Arr<T> dy, Arr<T> x, Arr<T> dx, double slope) {
-        elementwise<T>({&dy, &x, &dx}, [&](index_t n) {
-          convnet::leaky_relu_backward<T>(n, dy.data(), x.data(), dx.mutable_data(), T(slope));
-        });
-      },
-      arr("dy"), arr("x"), arr("dx"), arg("slope"), "dx = dy if x > 0 else slope * dy.");
-  m.def(
-      "elu_forward",
-      [](Arr<T> x, Arr<T> y, double alpha, double scale) {
-        elementwise<T>({&x, &y}, [&](index_t n) {
-          convnet::elu_forward<T>(n, x.data(), y.mutable_data(), T(alpha), T(scale));
-        });
-      },
-      arr("x"), arr("y"), arg("alpha"), arg("scale"),
-      "y = scale * (x if x > 0 else alpha * (exp(x) - 1)) (SELU with its constants).");
-  m.def(
-      "elu_backward",
-      [](Arr<T> dy, Arr<T> x, Arr<T> dx, double alpha, double scale) {
-        elementwise<T>({&dy, &x, &dx}, [&](index_t n) {
-          convnet::elu_backward<T>(n, dy.data(), x.data(), dx.mutable_data(), T(alpha),
-                                   T(scale));
-        });
-      },
-      arr("dy"), arr("x"), arr("dx"), arg("alpha"), arg("scale"),
-      "dx = dy * scale * (alpha * exp(x) if x <= 0 else 1).");
-#define BIND_FORMULA(name, Op)                                                           \
-  m.def(                                                                                 \
-      #name "_forward",                                                                  \
-      [](Arr<T> x, Arr<T> y, double p) {                                                 \
-        elementwise<T>({&x, &y}, [&](index_t n) {                                        \
-          convnet::formula_forward<convnet::math::Op, T>(n, x.data(), y.mutable_data(), \
-                                                         T(p));                          \
-        });                                                                              \
-      },                                                                                 \
-      arr("x"), arr("y"), arg("p"), "y = " #name "(x) (activation_table.h).");          \
-  m.def(                                                                                 \
-      #name "_backward",                                                                 \
-      [](Arr<T> dy, Arr<T> x, Arr<T> dx, double p) {                                     \
-        elementwise<T>({&dy, &x, &dx}, [&](index_t n) {                                  \
-          convnet::formula_backward<convnet::math::Op, T>(n, dy.data(), x.data(),       \
-                                                          dx.mutable_data(), T(p));      \
-        });                                                                              \
-      },                                                                                 \
-      arr("dy"), arr("x"), arr("dx"), arg("p"), "dx = dy * " #name "'(x).");
+  // leaky_relu: y = x if x > 0 else slope * x (ReLU for slope 0); elu: y = scale * (x if
+  // x > 0 else alpha * (exp(x) - 1)) (SELU with its constants); the formula activations of
+  // activation_table.h take one parameter p.
+  CONVNET_BIND_ACTIVATION(leaky_relu, double slope, T(slope), convnet::leaky_relu_forward<T>,
+                          convnet::leaky_relu_backward<T>, arg("slope"))
+  CONVNET_BIND_ACTIVATION(elu, double alpha CONVNET_COMMA double scale,
+                          T(alpha) CONVNET_COMMA T(scale), convnet::elu_forward<T>,
+                          convnet::elu_backward<T>, arg("alpha"), arg("scale"))
+#define BIND_FORMULA(name, Op)                                                          \
+  CONVNET_BIND_ACTIVATION(name, double p, T(p), (convnet::formula_forward<convnet::math::Op, T>), \
+                          (convnet::formula_backward<convnet::math::Op, T>), arg("p"))
   CONVNET_FORMULA_ACTIVATIONS(BIND_FORMULA)
 #undef BIND_FORMULA
 }
 
-// ---- recurrent cells (rnn.cpp)
+// ---- recurrent cells (rnn.cpp): B, H from the state argument named in each rule's doc
 
 template <typename T>
 void lstm_cell_forward(Arr<T> gates, Arr<T> bias, Arr<T> c_prev, Arr<T> h, Arr<T> c,
                        Arr<T> act) {
-  need(c_prev, "c_prev", 2);
-  const index_t B = c_prev.shape(0), H = c_prev.shape(1);
-  need_shape(gates, "gates", {B, 4 * H});
-  need_shape(bias, "bias", {4 * H});
-  const T* pbias = bias.data();
-  need_shape(h, "h", {B, H});
-  need_shape(c, "c", {B, H});
-  need_shape(act, "act", {B, 4 * H});
-  const T *pg = gates.data(), *pc = c_prev.data();
+  const auto* s = dims("lstm_cell_forward", c_prev, "c_prev", 2);
+  if (!check(rules::lstm_cell_forward(s[0], s[1]), {&gates, &bias, &c_prev, &h, &c, &act})) return;
+  const T *pg = gates.data(), *pbias = bias.data(), *pc = c_prev.data();
   T *ph = h.mutable_data(), *pcn = c.mutable_data(), *pa = act.mutable_data();
   py::gil_scoped_release nogil;
-  convnet::lstm_cell_forward<T>(B, H, pg, pbias, pc, ph, pcn, pa);
+  convnet::lstm_cell_forward<T>(s[0], s[1], pg, pbias, pc, ph, pcn, pa);
 }
 
 template <typename T>
 void lstm_cell_backward(Arr<T> act, Arr<T> c_prev, Arr<T> c, Arr<T> dh, Arr<T> dc,
                         Arr<T> dgates, Arr<T> dc_prev, Arr<T> db, bool accumulate) {
-  need(c_prev, "c_prev", 2);
-  const index_t B = c_prev.shape(0), H = c_prev.shape(1);
-  need_shape(act, "act", {B, 4 * H});
-  for (auto* a : {&c, &dh, &dc, &dc_prev}) need_shape(*a, "c/dh/dc/dc_prev", {B, H});
-  need_shape(dgates, "dgates", {B, 4 * H});
-  need_shape(db, "db", {4 * H});
+  const auto* s = dims("lstm_cell_backward", c_prev, "c_prev", 2);
+  if (!check(rules::lstm_cell_backward(s[0], s[1]),
+            {&act, &c_prev, &c, &dh, &dc, &dgates, &dc_prev, &db})) return;
   const T *pa = act.data(), *pcp = c_prev.data(), *pc = c.data(), *pdh = dh.data(),
           *pdc = dc.data();
   T *pdg = dgates.mutable_data(), *pdcp = dc_prev.mutable_data(), *pdb = db.mutable_data();
   py::gil_scoped_release nogil;
-  convnet::lstm_cell_backward<T>(B, H, pa, pcp, pc, pdh, pdc, pdg, pdcp, pdb, accumulate);
+  convnet::lstm_cell_backward<T>(s[0], s[1], pa, pcp, pc, pdh, pdc, pdg, pdcp, pdb, accumulate);
 }
 
 template <typename T>
 void gru_cell_forward(Arr<T> gx, Arr<T> gh, Arr<T> b_ih, Arr<T> b_hh, Arr<T> h_prev, Arr<T> h,
                       Arr<T> act) {
-  need(h_prev, "h_prev", 2);
-  const index_t B = h_prev.shape(0), H = h_prev.shape(1);
-  need_shape(gx, "gx", {B, 3 * H});
-  need_shape(gh, "gh", {B, 3 * H});
-  need_shape(b_ih, "b_ih", {3 * H});
-  need_shape(b_hh, "b_hh", {3 * H});
-  need_shape(h, "h", {B, H});
-  need_shape(act, "act", {B, 4 * H});
-  const T *px = gx.data(), *pgh = gh.data(), *pb = b_hh.data(), *php = h_prev.data(),
-          *pbi = b_ih.data();
+  const auto* s = dims("gru_cell_forward", h_prev, "h_prev", 2);
+  if (!check(rules::gru_cell_forward(s[0], s[1]), {&gx, &gh, &b_ih, &b_hh, &h_prev, &h, &act})) return;
+  const T *px = gx.data(), *pgh = gh.data(), *pbi = b_ih.data(), *pb = b_hh.data(),
+          *php = h_prev.data();
   T *ph = h.mutable_data(), *pa = act.mutable_data();
   py::gil_scoped_release nogil;
-  convnet::gru_cell_forward<T>(B, H, px, pgh, pbi, pb, php, ph, pa);
+  convnet::gru_cell_forward<T>(s[0], s[1], px, pgh, pbi, pb, php, ph, pa);
 }
 
 template <typename T>
 void gru_cell_backward(Arr<T> act, Arr<T> h_prev, Arr<T> dh, Arr<T> dgx, Arr<T> dgh,
                        Arr<T> dh_prev, Arr<T> dbx, Arr<T> dbh, bool accumulate) {
-  need(h_prev, "h_prev", 2);
-  const index_t B = h_prev.shape(0), H = h_prev.shape(1);
-  need_shape(act, "act", {B, 4 * H});
-  need_shape(dh, "dh", {B, H});
-  need_shape(dgx, "dgx", {B, 3 * H});
-  need_shape(dgh, "dgh", {B, 3 * H});
-  need_shape(dh_prev, "dh_prev", {B, H});
-  need_shape(dbx, "dbx", {3 * H});
-  need_shape(dbh, "dbh", {3 * H});
+  const auto* s = dims("gru_cell_backward", h_prev, "h_prev", 2);
+  if (!check(rules::gru_cell_backward(s[0], s[1]),
+            {&act, &h_prev, &dh, &dgx, &dgh, &dh_prev, &dbx, &dbh})) return;
   const T *pa = act.data(), *php = h_prev.data(), *pdh = dh.data();
   T *pdx = dgx.mutable_data(), *pdgh = dgh.mutable_data(), *pdhp = dh_prev.mutable_data(),
     *pbx = dbx.mutable_data(), *pbh = dbh.mutable_data();
   py::gil_scoped_release nogil;
-  convnet::gru_cell_backward<T>(B, H, pa, php, pdh, pdx, pdgh, pdhp, pbx, pbh, accumulate);
+  convnet::gru_cell_backward<T>(s[0], s[1], pa, php, pdh, pdx, pdgh, pdhp, pbx, pbh, accumulate);
 }
 
 template <typename T>
 void rnn_cell_forward(Arr<T> pre, Arr<T> bias, Arr<T> h, bool relu) {
-  need(pre, "pre", 2);
-  need_shape(h, "h", {pre.shape(0), pre.shape(1)});
-  need_shape(bias, "bias", {pre.shape(1)});
+  const auto* s = dims("rnn_cell_forward", pre, "pre", 2);
+  if (!check(rules::rnn_cell_forward(s[0], s[1]), {&pre, &bias, &h})) return;
   const T *pp = pre.data(), *pbias = bias.data();
   T* ph = h.mutable_data();
   py::gil_scoped_release nogil;
-  convnet::rnn_cell_forward<T>(pre.shape(0), pre.shape(1), pp, pbias, ph, relu);
+  convnet::rnn_cell_forward<T>(s[0], s[1], pp, pbias, ph, relu);
 }
 
 template <typename T>
 void rnn_cell_backward(Arr<T> h, Arr<T> dh, Arr<T> dpre, Arr<T> db, bool relu, bool accumulate) {
-  need(h, "h", 2);
-  const index_t B = h.shape(0), H = h.shape(1);
-  need_shape(dh, "dh", {B, H});
-  need_shape(dpre, "dpre", {B, H});
-  need_shape(db, "db", {H});
+  const auto* s = dims("rnn_cell_backward", h, "h", 2);
+  if (!check(rules::rnn_cell_backward(s[0], s[1]), {&h, &dh, &dpre, &db})) return;
   const T *ph = h.data(), *pdh = dh.data();
   T *pd = dpre.mutable_data(), *pdb = db.mutable_data();
   py::gil_scoped_release nogil;
-  convnet::rnn_cell_backward<T>(B, H, ph, pdh, pd, pdb, relu, accumulate);
+  convnet::rnn_cell_backward<T>(s[0], s[1], ph, pdh, pd, pdb, relu, accumulate);
+}
+
+// The recurrence: T+1, B, H from hbuf.
+template <typename T>
+void rnn_recurrence_forward(int mode, Arr<T> xproj, Arr<T> w_hh, Arr<T> b_ih, Arr<T> b_hh,
+                            Arr<T> hbuf, Opt<T> cbuf, Opt<T> act, bool reverse) {
+  const auto* s = dims("rnn_recurrence_forward", hbuf, "hbuf", 3);
+  const index_t Tn = s[0] - 1, B = s[1], H = s[2];
+  if (!check(rules::rnn_recurrence_forward(mode, Tn, B, H),
+            {&xproj, &w_hh, &b_ih, &b_hh, &hbuf, cbuf ? &*cbuf : nullptr, act ? &*act : nullptr})) return;
+  T *px = xproj.mutable_data(), *ph = hbuf.mutable_data();
+  T* pc = mode == 0 ? cbuf->mutable_data() : nullptr;
+  T* pa = mode == 1 ? act->mutable_data() : nullptr;
+  const T *pw = w_hh.data(), *pbi = b_ih.data(), *pb = b_hh.data();
+  const int nt = convnet::threads_for(double(B) * rules::gates("", mode) * H * H, 1 << 18);
+  py::gil_scoped_release nogil;
+  convnet::rnn_recurrence_forward<T>(mode, Tn, B, H, px, pw, pbi, pb, ph, pc, pa, reverse, nt);
+}
+
+template <typename T>
+void rnn_recurrence_backward(int mode, Arr<T> w_hh, Arr<T> hbuf, Opt<T> cbuf, Opt<T> act,
+                             Arr<T> dH, Opt<T> dc, Arr<T> dgx, Arr<T> dgh, Arr<T> dbx, Arr<T> dbh,
+                             bool reverse) {
+  const char* k = "rnn_recurrence_backward";
+  const auto* s = dims(k, hbuf, "hbuf", 3);
+  const index_t Tn = s[0] - 1, B = s[1], H = s[2];
+  if (!check(rules::rnn_recurrence_backward(mode, Tn, B, H),
+            {&w_hh, &hbuf, cbuf ? &*cbuf : nullptr, act ? &*act : nullptr, &dH, dc ? &*dc : nullptr,
+             &dgx, &dgh, &dbx, &dbh})) return;
+  // the GRU's kernel writes both: one array for the two would race
+  if (mode == 1 && (dgx.data() == dgh.data() || dbx.data() == dbh.data()))
+    convnet::bind::fail(k, "dgh: the GRU needs separate dgx/dgh and dbx/dbh arrays");
+  const T *pw = w_hh.data(), *ph = hbuf.data(), *pc = mode == 0 ? cbuf->data() : nullptr,
+          *pa = mode <= 1 ? act->data() : nullptr;
+  T *pdH = dH.mutable_data(), *pdc = mode == 0 ? dc->mutable_data() : nullptr,
+    *pgx = dgx.mutable_data(), *pgh = dgh.mutable_data(), *pbx = dbx.mutable_data(),
+    *pbh = dbh.mutable_data();
+  const int nt = convnet::threads_for(double(B) * rules::gates(k, mode) * H * H, 1 << 18);
+  py::gil_scoped_release nogil;
+  convnet::rnn_recurrence_backward<T>(mode, Tn, B, H, pw, ph, pc, pa, pdH, pdc, pgx, pgh, pbx,
+                                      pbh, reverse, nt);
 }
 
 template <typename T>
@@ -499,75 +472,6 @@ void bind_rnn(py::module_& m) {
 }
 
 template <typename T>
-T* optional_buffer(const py::object& o, const char* name, std::initializer_list<index_t> shape,
-                   bool required) {
-  if (o.is_none()) {
-    if (required) throw py::value_error(std::string(name) + ": required for this mode");
-    return nullptr;
-  }
-  auto a = o.cast<Arr<T>>();
-  need_shape(a, name, shape);
-  return a.mutable_data();
-}
-
-int rnn_gates(int mode) {
-  if (mode < 0 || mode > 3) throw py::value_error("mode: expected 0 (lstm) .. 3 (rnn_relu)");
-  static const int gates[4] = {4, 3, 1, 1};
-  return gates[mode];
-}
-
-template <typename T>
-void rnn_recurrence_forward(int mode, Arr<T> xproj, Arr<T> w_hh, Arr<T> b_ih, Arr<T> b_hh,
-                            Arr<T> hbuf,
-                            py::object cbuf, py::object act, bool reverse) {
-  const int G = rnn_gates(mode);
-  need(hbuf, "hbuf", 3);
-  const index_t Tn = hbuf.shape(0) - 1, B = hbuf.shape(1), H = hbuf.shape(2);
-  if (Tn < 1) throw py::value_error("hbuf: needs T+1 >= 2 slots");
-  need_shape(xproj, "xproj", {Tn, B, G * H});
-  need_shape(w_hh, "w_hh", {G * H, H});
-  need_shape(b_ih, "b_ih", {G * H});
-  need_shape(b_hh, "b_hh", {G * H});
-  T* pc = optional_buffer<T>(cbuf, "cbuf", {Tn + 1, B, H}, mode == 0);
-  T* pa = optional_buffer<T>(act, "act", {Tn, B, 4 * H}, mode == 1);
-  T* px = xproj.mutable_data();
-  const T *pw = w_hh.data(), *pb = b_hh.data(), *pbi = b_ih.data();
-  T* ph = hbuf.mutable_data();
-  const int nt = convnet::threads_for(double(B) * G * H * H, 1 << 18);
-  py::gil_scoped_release nogil;
-  convnet::rnn_recurrence_forward<T>(mode, Tn, B, H, px, pw, pbi, pb, ph, pc, pa, reverse, nt);
-}
-
-template <typename T>
-void rnn_recurrence_backward(int mode, Arr<T> w_hh, Arr<T> hbuf, py::object cbuf, py::object act,
-                             Arr<T> dH, py::object dc, Arr<T> dgx, Arr<T> dgh, Arr<T> dbx,
-                             Arr<T> dbh, bool reverse) {
-  const int G = rnn_gates(mode);
-  need(hbuf, "hbuf", 3);
-  const index_t Tn = hbuf.shape(0) - 1, B = hbuf.shape(1), H = hbuf.shape(2);
-  if (Tn < 1) throw py::value_error("hbuf: needs T+1 >= 2 slots");
-  need_shape(w_hh, "w_hh", {G * H, H});
-  need_shape(dH, "dH", {Tn + 1, B, H});
-  need_shape(dgx, "dgx", {Tn, B, G * H});
-  need_shape(dgh, "dgh", {Tn, B, G * H});
-  need_shape(dbx, "dbx", {G * H});
-  need_shape(dbh, "dbh", {G * H});
-  if (mode == 1 && dgx.data() == dgh.data())
-    throw py::value_error("dgh: the GRU needs separate dgx and dgh arrays");
-  const T* pc = optional_buffer<T>(cbuf, "cbuf", {Tn + 1, B, H}, mode == 0);
-  const index_t act_width = mode == 1 ? 4 * H : G * H;
-  const T* pa = optional_buffer<T>(act, "act", {Tn, B, act_width}, mode <= 1);
-  T* pdc = optional_buffer<T>(dc, "dc", {B, H}, mode == 0);
-  const T *pw = w_hh.data(), *ph = hbuf.data();
-  T *pdH = dH.mutable_data(), *pgx = dgx.mutable_data(), *pgh = dgh.mutable_data(),
-    *pbx = dbx.mutable_data(), *pbh = dbh.mutable_data();
-  const int nt = convnet::threads_for(double(B) * G * H * H, 1 << 18);
-  py::gil_scoped_release nogil;
-  convnet::rnn_recurrence_backward<T>(mode, Tn, B, H, pw, ph, pc, pa, pdH, pdc, pgx, pgh, pbx,
-                                      pbh, reverse, nt);
-}
-
-template <typename T>
 void bind_rnn_sequence(py::module_& m) {
   using py::arg;
   auto arr = [](const char* name) { return py::arg(name).noconvert(); };
@@ -584,22 +488,19 @@ void bind_rnn_sequence(py::module_& m) {
         "in/out -> dgx, dgh (T,B,G*H), dbx, dbh (G*H).");
 }
 
-// ---- upsampling (csrc/cpu/upsample.cpp)
+// ---- upsampling (csrc/cpu/upsample.cpp): N, C, H, W from the input, P, Q from the output
 
 template <typename T>
-convnet::UpsampleGeom upsample_geom(const Arr<T>& x, const Arr<T>& y) {
-  need(x, "x", 4);
-  need(y, "y", 4);
-  if (y.shape(0) != x.shape(0) || y.shape(1) != x.shape(1))
-    throw py::value_error("y: batch/channels differ from x's");
-  if (x.shape(2) < 1 || x.shape(3) < 1 || y.shape(2) < 1 || y.shape(3) < 1)
-    throw py::value_error("upsample: empty spatial size");
-  return {x.shape(0), x.shape(1), x.shape(2), x.shape(3), y.shape(2), y.shape(3)};
+convnet::UpsampleGeom upsample_geom(const char* k, const Arr<T>& x, const Arr<T>& y) {
+  const auto *xs = dims(k, x, "x", 4), *ys = dims(k, y, "y", 4);
+  return {xs[0], xs[1], xs[2], xs[3], ys[2], ys[3]};
 }
 
 template <typename T>
 void upsample_nearest2d_forward(Arr<T> x, Arr<T> y, double scale_h, double scale_w) {
-  const auto g = upsample_geom(x, y);
+  const char* k = "upsample_nearest2d_forward";
+  const auto g = upsample_geom(k, x, y);
+  if (!check(rules::upsample2d(k, g, scale_h, scale_w, true), {&x, &y})) return;
   const T* px = x.data();
   T* py_ = y.mutable_data();
   py::gil_scoped_release nogil;
@@ -608,7 +509,9 @@ void upsample_nearest2d_forward(Arr<T> x, Arr<T> y, double scale_h, double scale
 
 template <typename T>
 void upsample_nearest2d_backward(Arr<T> dy, Arr<T> dx, double scale_h, double scale_w) {
-  const auto g = upsample_geom(dx, dy);
+  const char* k = "upsample_nearest2d_backward";
+  const auto g = upsample_geom(k, dx, dy);
+  if (!check(rules::upsample2d(k, g, scale_h, scale_w, false), {&dy, &dx})) return;
   const T* pdy = dy.data();
   T* pdx = dx.mutable_data();
   py::gil_scoped_release nogil;
@@ -618,7 +521,9 @@ void upsample_nearest2d_backward(Arr<T> dy, Arr<T> dx, double scale_h, double sc
 template <typename T>
 void upsample_bilinear2d_forward(Arr<T> x, Arr<T> y, bool align_corners, double scale_h,
                                  double scale_w) {
-  const auto g = upsample_geom(x, y);
+  const char* k = "upsample_bilinear2d_forward";
+  const auto g = upsample_geom(k, x, y);
+  if (!check(rules::upsample2d(k, g, scale_h, scale_w, true), {&x, &y})) return;
   const T* px = x.data();
   T* py_ = y.mutable_data();
   py::gil_scoped_release nogil;
@@ -628,7 +533,9 @@ void upsample_bilinear2d_forward(Arr<T> x, Arr<T> y, bool align_corners, double 
 template <typename T>
 void upsample_bilinear2d_backward(Arr<T> dy, Arr<T> dx, bool align_corners, double scale_h,
                                   double scale_w) {
-  const auto g = upsample_geom(dx, dy);
+  const char* k = "upsample_bilinear2d_backward";
+  const auto g = upsample_geom(k, dx, dy);
+  if (!check(rules::upsample2d(k, g, scale_h, scale_w, false), {&dy, &dx})) return;
   const T* pdy = dy.data();
   T* pdx = dx.mutable_data();
   py::gil_scoped_release nogil;
@@ -679,7 +586,8 @@ PYBIND11_MODULE(_C, m) {
   m.def(
       "index_range",
       [](Arr<std::int64_t> a) {
-        need(a, "a", static_cast<int>(a.ndim()));
+        if (!(a.flags() & py::array::c_style))
+          throw py::value_error("a: expected a C-contiguous array");
         const std::int64_t* p = a.data();
         const index_t n = a.size();
         if (n == 0) throw py::value_error("a: empty array");

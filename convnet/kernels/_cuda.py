@@ -4,8 +4,9 @@ Same backend-level functions and arguments as ``convnet._C`` (the manifest,
 ``convnet/kernels/spec.py``). Calls arrive through the validation boundary
 (``convnet.kernels._boundary``), which has checked every array (CuPy, dtype, C-contiguous,
 shapes against each other, no overlap) and scalar; this adapter checks that the arrays
-live on the current device, then passes device pointers, sizes, CuPy's current stream and
-device to the extension, which checks again what could make a kernel go out of bounds.
+live on the current device, then passes the device pointers and element counts of the
+buffers (in the manifest's order, scratch buffers last), the sizes, CuPy's current stream
+and device to the extension, which checks the counts against the sizes.
 Scratch memory (the convolutions' index tables, batch norm's partial sums) comes from
 CuPy's memory pool. CuPy is imported lazily, so this module loads on machines without it.
 """
@@ -45,13 +46,13 @@ def _ptr(a) -> int:
     return 0 if a is None else int(a.data.ptr)
 
 
+def _bufs(*arrays):
+    """(device pointers, element counts) of a kernel's buffers; None is (0, 0)."""
+    return [_ptr(a) for a in arrays], [0 if a is None else int(a.size) for a in arrays]
+
+
 def _dt(a) -> str:
     return str(a.dtype)
-
-
-def _counts(*arrays):
-    """Element counts of the buffers, which the extension checks against the sizes."""
-    return [0 if a is None else int(a.size) for a in arrays]
 
 
 # --------------------------------------------------------------------------- index tables
@@ -102,8 +103,8 @@ def gemm(a, b, c, alpha, beta, trans_a, trans_b):
     m, n = c.shape
     k = a.shape[0] if trans_a else a.shape[1]
     stream, dev = _launch_args(a=a, b=b, c=c)
-    _ext.gemm(_dt(a), _ptr(a), _ptr(b), _ptr(c), m, n, k, a.shape[1], b.shape[1], n,
-              float(alpha), float(beta), bool(trans_a), bool(trans_b), stream, dev)
+    _ext.gemm(_dt(a), *_bufs(a, b, c), m, n, k, a.shape[1], b.shape[1], n, float(alpha),
+              float(beta), bool(trans_a), bool(trans_b), stream, dev)
 
 
 # --------------------------------------------------------------------------- convolution
@@ -118,8 +119,7 @@ def conv2d_forward(x, w, b, y, sh, sw, ph, pw, dh, dw):
     g = _conv_geom(x.shape, w.shape, y.shape, sh, sw, ph, pw, dh, dw)
     stream, dev = _launch_args(x=x, w=w, b=b, y=y)
     table = _device_table("conv", dev, *g[1:4], *g[5:7], dh, dw)
-    _ext.conv2d_forward(_dt(x), _ptr(x), _ptr(w), _ptr(b), _ptr(y), g, _ptr(table), stream,
-                        dev)
+    _ext.conv2d_forward(_dt(x), *_bufs(x, w, b, y, table), g, stream, dev)
 
 
 def conv2d_backward_data(dy, w, dx, sh, sw, ph, pw, dh, dw):
@@ -127,20 +127,19 @@ def conv2d_backward_data(dy, w, dx, sh, sw, ph, pw, dh, dw):
     stream, dev = _launch_args(dy=dy, w=w, dx=dx)
     n, c, h, wd, k, r, s, p, q = g[:9]
     table = _device_table("dgrad", dev, k, c, p, q, r, s, dh, dw)
-    _ext.conv2d_backward_data(_dt(dy), _ptr(dy), _ptr(w), _ptr(dx), g, _ptr(table), stream, dev)
+    _ext.conv2d_backward_data(_dt(dy), *_bufs(dy, w, dx, table), g, stream, dev)
 
 
 def conv2d_backward_weight(dy, x, dw_out, sh, sw, ph, pw, dh, dw):
     g = _conv_geom(x.shape, dw_out.shape, dy.shape, sh, sw, ph, pw, dh, dw)
     stream, dev = _launch_args(dy=dy, x=x, dw_out=dw_out)
     table = _device_table("conv", dev, *g[1:4], *g[5:7], dh, dw)
-    _ext.conv2d_backward_weight(_dt(dy), _ptr(dy), _ptr(x), _ptr(dw_out), g, _ptr(table),
-                                stream, dev)
+    _ext.conv2d_backward_weight(_dt(dy), *_bufs(dy, x, dw_out, table), g, stream, dev)
 
 
 def conv2d_backward_bias(dy, db):
     stream, dev = _launch_args(dy=dy, db=db)
-    _ext.conv2d_backward_bias(_dt(dy), _ptr(dy), _ptr(db), *dy.shape, stream, dev)
+    _ext.conv2d_backward_bias(_dt(dy), *_bufs(dy, db), *dy.shape, stream, dev)
 
 
 # --------------------------------------------------------------------------- pooling
@@ -152,31 +151,31 @@ def _pool_geom(x, y, *window):
 
 def max_pool2d_forward(x, y, indices, kh, kw, sh, sw, ph, pw):
     stream, dev = _launch_args(x=x, y=y, indices=indices)
-    _ext.max_pool2d_forward(_dt(x), _ptr(x), _ptr(y), _ptr(indices),
+    _ext.max_pool2d_forward(_dt(x), *_bufs(x, y, indices),
                             _pool_geom(x, y, kh, kw, sh, sw, ph, pw), stream, dev)
 
 
 def max_pool2d_backward(dy, indices, dx):
     stream, dev = _launch_args(dy=dy, indices=indices, dx=dx)
     # the window is in the indices (checked in range by the boundary): only sizes matter
-    g = _pool_geom(dx, dy, 1, 1, 1, 1, 0, 0)
-    _ext.max_pool2d_backward(_dt(dy), _ptr(dy), _ptr(indices), _ptr(dx), g, stream, dev)
+    _ext.max_pool2d_backward(_dt(dy), *_bufs(dy, indices, dx),
+                             _pool_geom(dx, dy, 1, 1, 1, 1, 0, 0), stream, dev)
 
 
 def avg_pool2d_forward(x, y, kh, kw, sh, sw, ph, pw, count_include_pad):
     stream, dev = _launch_args(x=x, y=y)
-    _ext.avg_pool2d_forward(_dt(x), _ptr(x), _ptr(y), _pool_geom(x, y, kh, kw, sh, sw, ph, pw),
+    _ext.avg_pool2d_forward(_dt(x), *_bufs(x, y), _pool_geom(x, y, kh, kw, sh, sw, ph, pw),
                             bool(count_include_pad), stream, dev)
 
 
 def avg_pool2d_backward(dy, dx, kh, kw, sh, sw, ph, pw, count_include_pad):
     stream, dev = _launch_args(dy=dy, dx=dx)
-    _ext.avg_pool2d_backward(_dt(dy), _ptr(dy), _ptr(dx),
-                             _pool_geom(dx, dy, kh, kw, sh, sw, ph, pw),
+    _ext.avg_pool2d_backward(_dt(dy), *_bufs(dy, dx), _pool_geom(dx, dy, kh, kw, sh, sw, ph, pw),
                              bool(count_include_pad), stream, dev)
 
 
 # --------------------------------------------------------------------------- batch norm
+# The kernels' float64 scratch (partial sums) is the last buffer.
 
 
 def _workspace(n, c, l_, dev):
@@ -187,40 +186,38 @@ def batch_norm_forward_training(x, weight, bias, y, mean, var, invstd, eps):
     stream, dev = _launch_args(x=x, weight=weight, bias=bias, y=y, mean=mean, var=var,
                                invstd=invstd)
     work = _workspace(*x.shape, dev)
-    _ext.batch_norm_forward_training(_dt(x), _ptr(x), _ptr(weight), _ptr(bias), _ptr(y),
-                                     _ptr(mean), _ptr(var), _ptr(invstd), *x.shape, float(eps),
-                                     _ptr(work), stream, dev)
+    _ext.batch_norm_forward_training(_dt(x), *_bufs(x, weight, bias, y, mean, var, invstd, work),
+                                     *x.shape, float(eps), stream, dev)
 
 
 def batch_norm_forward_inference(x, weight, bias, running_mean, running_var, y, eps):
     stream, dev = _launch_args(x=x, weight=weight, bias=bias, running_mean=running_mean,
                                running_var=running_var, y=y)
     work = _cupy().empty((2 * x.shape[1],), dtype=np.float64)
-    _ext.batch_norm_forward_inference(_dt(x), _ptr(x), _ptr(weight), _ptr(bias),
-                                      _ptr(running_mean), _ptr(running_var), _ptr(y), *x.shape,
-                                      float(eps), _ptr(work), stream, dev)
+    _ext.batch_norm_forward_inference(
+        _dt(x), *_bufs(x, weight, bias, running_mean, running_var, y, work), *x.shape,
+        float(eps), stream, dev)
 
 
 def batch_norm_backward(dy, x, weight, mean, invstd, dx, dweight, dbias):
     stream, dev = _launch_args(dy=dy, x=x, weight=weight, mean=mean, invstd=invstd, dx=dx,
                                dweight=dweight, dbias=dbias)
     work = _workspace(*x.shape, dev)
-    _ext.batch_norm_backward(_dt(x), _ptr(dy), _ptr(x), _ptr(weight), _ptr(mean), _ptr(invstd),
-                             _ptr(dx), _ptr(dweight), _ptr(dbias), *x.shape, _ptr(work), stream,
-                             dev)
+    _ext.batch_norm_backward(_dt(x), *_bufs(dy, x, weight, mean, invstd, dx, dweight, dbias, work),
+                             *x.shape, stream, dev)
 
 
 # --------------------------------------------------------------------------- activations
 # Every activation of the manifest, forward (x, y, *params) and backward (dy, saved, dx,
-# *params), passes its arrays as pointers plus the element count, then its scalars.
+# *params): its buffers, then its scalars as a list.
 
 
 def _elementwise(name, n_arrays):
     def run(*args):
         arrays, params = args[:n_arrays], args[n_arrays:]
         stream, dev = _launch_args(**{f"a{i}": a for i, a in enumerate(arrays)})
-        getattr(_ext, name)(_dt(arrays[0]), *map(_ptr, arrays), arrays[0].size,
-                            *map(float, params), stream, dev)
+        getattr(_ext, name)(_dt(arrays[0]), *_bufs(*arrays), [float(p) for p in params],
+                            stream, dev)
     run.__name__ = name
     return run
 
@@ -238,71 +235,56 @@ for _k in spec.KERNELS:
 
 def lstm_cell_forward(gates, bias, c_prev, h, c, act):
     stream, dev = _launch_args(gates=gates, bias=bias, c_prev=c_prev, h=h, c=c, act=act)
-    _ext.lstm_cell_forward(_dt(c_prev), _ptr(gates), _ptr(bias), _ptr(c_prev), _ptr(h), _ptr(c),
-                           _ptr(act), *c_prev.shape,
-                           _counts(gates, bias, c_prev, h, c, act), stream, dev)
+    _ext.lstm_cell_forward(_dt(c_prev), *_bufs(gates, bias, c_prev, h, c, act), *c_prev.shape,
+                           stream, dev)
 
 
 def lstm_cell_backward(act, c_prev, c, dh, dc, dgates, dc_prev, db, accumulate):
     stream, dev = _launch_args(act=act, c_prev=c_prev, c=c, dh=dh, dc=dc, dgates=dgates,
                                dc_prev=dc_prev, db=db)
-    _ext.lstm_cell_backward(_dt(c_prev), _ptr(act), _ptr(c_prev), _ptr(c), _ptr(dh), _ptr(dc),
-                            _ptr(dgates), _ptr(dc_prev), _ptr(db), *c_prev.shape,
-                            _counts(act, c_prev, c, dh, dc, dgates, dc_prev, db),
-                            bool(accumulate), stream, dev)
+    _ext.lstm_cell_backward(_dt(c_prev), *_bufs(act, c_prev, c, dh, dc, dgates, dc_prev, db),
+                            *c_prev.shape, bool(accumulate), stream, dev)
 
 
 def gru_cell_forward(gx, gh, b_ih, b_hh, h_prev, h, act):
     stream, dev = _launch_args(gx=gx, gh=gh, b_ih=b_ih, b_hh=b_hh, h_prev=h_prev, h=h, act=act)
-    _ext.gru_cell_forward(_dt(h_prev), _ptr(gx), _ptr(gh), _ptr(b_ih), _ptr(b_hh), _ptr(h_prev),
-                          _ptr(h), _ptr(act), *h_prev.shape,
-                          _counts(gx, gh, b_ih, b_hh, h_prev, h, act), stream, dev)
+    _ext.gru_cell_forward(_dt(h_prev), *_bufs(gx, gh, b_ih, b_hh, h_prev, h, act), *h_prev.shape,
+                          stream, dev)
 
 
 def gru_cell_backward(act, h_prev, dh, dgx, dgh, dh_prev, dbx, dbh, accumulate):
     stream, dev = _launch_args(act=act, h_prev=h_prev, dh=dh, dgx=dgx, dgh=dgh, dh_prev=dh_prev,
                                dbx=dbx, dbh=dbh)
-    _ext.gru_cell_backward(_dt(h_prev), _ptr(act), _ptr(h_prev), _ptr(dh), _ptr(dgx), _ptr(dgh),
-                           _ptr(dh_prev), _ptr(dbx), _ptr(dbh), *h_prev.shape,
-                           _counts(act, h_prev, dh, dgx, dgh, dh_prev, dbx, dbh),
-                           bool(accumulate), stream, dev)
+    _ext.gru_cell_backward(_dt(h_prev), *_bufs(act, h_prev, dh, dgx, dgh, dh_prev, dbx, dbh),
+                           *h_prev.shape, bool(accumulate), stream, dev)
 
 
 def rnn_cell_forward(pre, bias, h, relu):
     stream, dev = _launch_args(pre=pre, bias=bias, h=h)
-    _ext.rnn_cell_forward(_dt(pre), _ptr(pre), _ptr(bias), _ptr(h), *pre.shape,
-                          _counts(pre, bias, h), bool(relu),
-                          stream, dev)
+    _ext.rnn_cell_forward(_dt(pre), *_bufs(pre, bias, h), *pre.shape, bool(relu), stream, dev)
 
 
 def rnn_cell_backward(h, dh, dpre, db, relu, accumulate):
     stream, dev = _launch_args(h=h, dh=dh, dpre=dpre, db=db)
-    _ext.rnn_cell_backward(_dt(h), _ptr(h), _ptr(dh), _ptr(dpre), _ptr(db), *h.shape,
-                           _counts(h, dh, dpre, db),
-                           bool(relu), bool(accumulate), stream, dev)
+    _ext.rnn_cell_backward(_dt(h), *_bufs(h, dh, dpre, db), *h.shape, bool(relu),
+                           bool(accumulate), stream, dev)
 
 
 def rnn_recurrence_forward(mode, xproj, w_hh, b_ih, b_hh, hbuf, cbuf, act, reverse):
     t1, b, n = hbuf.shape
     stream, dev = _launch_args(xproj=xproj, w_hh=w_hh, b_ih=b_ih, b_hh=b_hh, hbuf=hbuf,
                                cbuf=cbuf, act=act)
-    _ext.rnn_recurrence_forward(_dt(hbuf), mode, _ptr(xproj), _ptr(w_hh), _ptr(b_ih),
-                                _ptr(b_hh), _ptr(hbuf), _ptr(cbuf if mode == 0 else None),
-                                _ptr(act if mode == 1 else None), t1 - 1, b, n, bool(reverse),
-                                _counts(xproj, w_hh, b_ih, b_hh, hbuf, cbuf, act), stream, dev)
+    _ext.rnn_recurrence_forward(_dt(hbuf), mode, *_bufs(xproj, w_hh, b_ih, b_hh, hbuf, cbuf, act),
+                                t1 - 1, b, n, bool(reverse), stream, dev)
 
 
 def rnn_recurrence_backward(mode, w_hh, hbuf, cbuf, act, dH, dc, dgx, dgh, dbx, dbh, reverse):
     t1, b, n = hbuf.shape
     stream, dev = _launch_args(w_hh=w_hh, hbuf=hbuf, cbuf=cbuf, act=act, dH=dH, dc=dc, dgx=dgx,
                                dgh=dgh, dbx=dbx, dbh=dbh)
-    _ext.rnn_recurrence_backward(_dt(hbuf), mode, _ptr(w_hh), _ptr(hbuf),
-                                 _ptr(cbuf if mode == 0 else None),
-                                 _ptr(act if mode <= 1 else None), _ptr(dH),
-                                 _ptr(dc if mode == 0 else None), _ptr(dgx), _ptr(dgh),
-                                 _ptr(dbx), _ptr(dbh), t1 - 1, b, n, bool(reverse),
-                                 _counts(w_hh, hbuf, cbuf, act, dH, dc, dgx, dgh, dbx, dbh),
-                                 stream, dev)
+    _ext.rnn_recurrence_backward(_dt(hbuf), mode,
+                                 *_bufs(w_hh, hbuf, cbuf, act, dH, dc, dgx, dgh, dbx, dbh),
+                                 t1 - 1, b, n, bool(reverse), stream, dev)
 
 
 # --------------------------------------------------------------------------- upsampling
@@ -311,26 +293,26 @@ def rnn_recurrence_backward(mode, w_hh, hbuf, cbuf, act, dH, dc, dgx, dgh, dbx, 
 
 def upsample_nearest2d_forward(x, y, scale_h, scale_w):
     stream, dev = _launch_args(x=x, y=y)
-    _ext.upsample_nearest2d_forward(_dt(x), _ptr(x), _ptr(y), (*x.shape, *y.shape[2:]),
+    _ext.upsample_nearest2d_forward(_dt(x), *_bufs(x, y), (*x.shape, *y.shape[2:]),
                                     float(scale_h), float(scale_w), stream, dev)
 
 
 def upsample_nearest2d_backward(dy, dx, scale_h, scale_w):
     stream, dev = _launch_args(dy=dy, dx=dx)
-    _ext.upsample_nearest2d_backward(_dt(dy), _ptr(dy), _ptr(dx), (*dx.shape, *dy.shape[2:]),
+    _ext.upsample_nearest2d_backward(_dt(dy), *_bufs(dy, dx), (*dx.shape, *dy.shape[2:]),
                                      float(scale_h), float(scale_w), stream, dev)
 
 
 def upsample_bilinear2d_forward(x, y, align_corners, scale_h, scale_w):
     stream, dev = _launch_args(x=x, y=y)
-    _ext.upsample_bilinear2d_forward(_dt(x), _ptr(x), _ptr(y), (*x.shape, *y.shape[2:]),
+    _ext.upsample_bilinear2d_forward(_dt(x), *_bufs(x, y), (*x.shape, *y.shape[2:]),
                                      bool(align_corners), float(scale_h), float(scale_w),
                                      stream, dev)
 
 
 def upsample_bilinear2d_backward(dy, dx, align_corners, scale_h, scale_w):
     stream, dev = _launch_args(dy=dy, dx=dx)
-    _ext.upsample_bilinear2d_backward(_dt(dy), _ptr(dy), _ptr(dx), (*dx.shape, *dy.shape[2:]),
+    _ext.upsample_bilinear2d_backward(_dt(dy), *_bufs(dy, dx), (*dx.shape, *dy.shape[2:]),
                                       bool(align_corners), float(scale_h), float(scale_w),
                                       stream, dev)
 

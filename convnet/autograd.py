@@ -19,6 +19,8 @@ from typing import TYPE_CHECKING
 
 import numpy as _np
 
+from .memory import track as _track
+
 if TYPE_CHECKING:
     from .tensor import Tensor
 
@@ -96,6 +98,9 @@ class Function:
 
     def save_for_backward(self, *values):
         self.saved = values
+        for v in values:  # counted by convnet.memory (a no-op for the tensors' own arrays)
+            if isinstance(v, _np.ndarray):
+                _track(v)
 
     def forward(self, *arrays, **params):  # pragma: no cover - interface
         raise NotImplementedError
@@ -107,6 +112,8 @@ class Function:
     def apply(cls, *inputs, **params):
         Tensor = _types[0]
         tensors = tuple([t if isinstance(t, Tensor) else _types[1](t) for t in inputs])
+        if _autocast_hook[0] is not None:  # set only while an autocast region is open
+            tensors = _autocast_hook[0](cls, tensors)
         if len(tensors) > 1:
             _check_devices(cls.__name__, tensors)
         for t in tensors:
@@ -142,6 +149,8 @@ class Function:
 
 # Tensor and as_tensor, bound by convnet.tensor once defined (autograd is imported first)
 _types: list = [None, None]
+# convnet.amp.autocast_mode._cast_inputs while an autocast region is open, else None
+_autocast_hook: list = [None]
 
 
 def _edge(t):
@@ -293,6 +302,7 @@ def backward(root: Tensor, grad=None, retain_graph: bool = False) -> None:
         for edge, pg in zip(node.edges, in_grads, strict=False):
             if edge is None or pg is None:
                 continue
+            _track(pg)
             key = id(edge)
             if key in grads:
                 grads[key] = grads[key] + pg

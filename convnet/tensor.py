@@ -20,6 +20,7 @@ from . import _dtypes, autograd
 from ._arrays import _cupy, _normalize_device, _to_array  # noqa: F401 - re-exported
 from ._tensor_conversion import Conversions
 from .kernels._checks import is_cupy as _is_cupy
+from .memory import track as _track
 
 _FLOATS = _dtypes.FLOATING
 
@@ -29,13 +30,24 @@ def _binary(name):
     made tensors of ``x``'s dtype and device first."""
 
     def op(self, other):
-        return getattr(_ops, name).apply(self, _ops._operand(other, self))
+        return getattr(_ops, name).apply(*_promote(self, _ops._operand(other, self)))
 
     def rop(self, other):
-        return getattr(_ops, name).apply(_ops._operand(other, self), self)
+        return getattr(_ops, name).apply(*_promote(_ops._operand(other, self), self))
 
     op.__name__, rop.__name__ = f"__{name.lower()}__", f"__r{name.lower()}__"
     return op, rop
+
+
+def _promote(a, b):
+    """PyTorch's rule that NumPy lacks: a 0-d float tensor takes the dtype of a float
+    tensor with dimensions (bfloat16 times a float32 scalar tensor stays bfloat16)."""
+    if a.dtype != b.dtype and (a.ndim == 0) != (b.ndim == 0) and a.dtype in _FLOATS \
+            and b.dtype in _FLOATS:
+        if a.ndim == 0:
+            return a.to(dtype=b.dtype), b
+        return a, b.to(dtype=a.dtype)
+    return a, b
 
 
 def _compare(name):
@@ -56,6 +68,7 @@ class Tensor(Conversions):
 
     def __init__(self, data, requires_grad: bool = False, dtype=None, device=None):
         self._data = _to_array(data, dtype, device)
+        _track(self._data)
         self._vc = [0]
         self.grad: Tensor | None = None
         self._ctx = None
@@ -67,6 +80,7 @@ class Tensor(Conversions):
     def _wrap(cls, array, requires_grad: bool, ctx=None) -> Tensor:
         t = cls.__new__(cls)
         t._data = array
+        _track(array)
         t._vc = [0]
         t.grad = None
         t._ctx = ctx
@@ -82,6 +96,7 @@ class Tensor(Conversions):
     @data.setter
     def data(self, value) -> None:
         self._data = value._data if isinstance(value, Tensor) else _to_array(value)
+        _track(self._data)
 
     @property
     def _version(self) -> int:
@@ -209,6 +224,8 @@ class Tensor(Conversions):
         autograd.backward(self, gradient, retain_graph)
 
     def _accumulate(self, g) -> None:
+        if g.dtype != self._data.dtype and self._data.dtype in _FLOATS:
+            g = g.astype(self._data.dtype)  # a gradient has its tensor's dtype, as PyTorch
         if self.grad is None:
             g = g.copy()
             if isinstance(g, np.generic):  # a NumPy scalar: keep a 0-d array
@@ -216,6 +233,7 @@ class Tensor(Conversions):
             self.grad = Tensor._wrap(g, False)
         else:
             self.grad._data = self.grad._data + g
+            _track(self.grad._data)
 
     # ------------------------------------------------------------------ in place
     # (recorded in the graph when grad is on, refused on a leaf that requires grad)

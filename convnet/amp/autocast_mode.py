@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import functools
 import threading
+import warnings
 
 from .. import _dtypes, autograd
 
@@ -79,11 +80,13 @@ class autocast:  # noqa: N801 - PyTorch's name
         if dtype is None:
             dtype = _DEFAULT_DTYPE[self.device]
         dtype = _dtypes.as_dtype(dtype)
-        if dtype not in _LOW:
-            raise ValueError(f"dtype: autocast supports convnet.bfloat16 and convnet.float16, "
-                             f"got {dtype}")
         if not isinstance(enabled, bool):
             raise TypeError(f"enabled: expected a bool, got {enabled!r}")
+        if dtype not in _LOW and enabled:  # PyTorch warns and turns the region off
+            warnings.warn(f"In {self.device.upper()} autocast, but the target dtype is not "
+                          f"supported (got {dtype}; bfloat16 and float16 are). Disabling "
+                          f"autocast.", stacklevel=2)
+            enabled = False
         self.fast_dtype = dtype
         self._enabled = enabled
         self._cache_enabled = True if cache_enabled is None else bool(cache_enabled)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 
-from . import amp, cuda, data, functional, kernels, models, nn, optim, utils
+from . import amp, cuda, data, functional, kernels, memory, models, nn, optim, utils
 from ._dtypes import (
     bfloat16,
     device,
@@ -153,7 +153,7 @@ __all__ = [
     "min", "minimum", "mm", "numel", "permute", "relu", "reshape", "sigmoid", "softmax",
     "sort", "split", "sqrt", "squeeze", "std", "sum", "tanh", "topk", "transpose",
     "unsqueeze", "var", "Generator", "FloatTensor", "DoubleTensor", "LongTensor", "IntTensor",
-    "BoolTensor", "amp", "autocast",
+    "BoolTensor", "amp", "autocast", "memory",
 ]
 
 if "CONVNET_NUM_THREADS" in os.environ:

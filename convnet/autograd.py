@@ -95,6 +95,7 @@ class Function:
     versions: tuple = ()
     retained = None
     freed = False
+    out_dtype = None  # the output's dtype: backward receives its gradient in it
 
     def save_for_backward(self, *values):
         self.saved = values
@@ -125,6 +126,7 @@ class Function:
         if isinstance(out, _np.generic):  # NumPy reductions give scalars: keep a 0-d array
             out = _np.asarray(out)
         if True in needs and is_grad_enabled():
+            fn.out_dtype = out.dtype
             result = Tensor._wrap(out, True, fn)
             if cls.view:
                 _share_view(fn, tensors[0], result)
@@ -294,6 +296,8 @@ def backward(root: Tensor, grad=None, retain_graph: bool = False) -> None:
             continue
         if node.versions:
             _check_versions(node)
+        if node.out_dtype is not None and g.dtype != node.out_dtype:
+            g = g.astype(node.out_dtype)  # (a float32 gradient reaching a 16-bit output)
         if node.retained is not None:
             node.retained._accumulate(g)
         in_grads = node.backward(g)

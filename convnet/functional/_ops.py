@@ -139,7 +139,11 @@ class MatMul(Function):
         self.save_for_backward(a, b)
         from .. import kernels
 
-        return kernels.matmul(a, b)
+        out = kernels.matmul(a, b)
+        # NumPy's product of bfloat16 operands (the batched ones) is float32 with ml_dtypes:
+        # the result keeps the operands' dtype, as PyTorch's
+        dtype = np.result_type(a.dtype, b.dtype)
+        return out if out.dtype == dtype else out.astype(dtype)
 
     def backward(self, g):
         a, b = self.saved

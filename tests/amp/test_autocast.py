@@ -71,14 +71,20 @@ def test_output_dtypes_match_torch_autocast(torch, fast, input_dtype):
     tx2 = torch.tensor(X2).to(getattr(torch, input_dtype))
     tx4 = torch.tensor(X4).to(getattr(torch, input_dtype))
     mismatched = {}
+    compared = 0
     for name in ours:
+        try:
+            with torch.autocast("cpu", dtype=getattr(torch, fast)):
+                want = _dtype_name(ref[name](tx2, tx4).dtype)
+        except RuntimeError:  # bfloat16 and float32 inputs to cat in a float16 region
+            continue
         with autocast("cpu", dtype=getattr(cn, fast)):
             got = _dtype_name(ours[name](cx2, cx4).dtype)
-        with torch.autocast("cpu", dtype=getattr(torch, fast)):
-            want = _dtype_name(ref[name](tx2, tx4).dtype)
+        compared += 1
         if got != want:
             mismatched[name] = (got, want)
     assert mismatched == {}
+    assert compared >= len(ours) - 1
 
 
 def _round(a, dtype):

@@ -33,6 +33,11 @@ def as_f32(a):
     return a.astype(np.float32) if a.dtype in _SIXTEEN else a
 
 
+def compute_dtype(dtype):
+    """float32 for a 16-bit dtype (the type 16-bit storage is computed in), else ``dtype``."""
+    return np.dtype(np.float32) if dtype in _SIXTEEN else dtype
+
+
 def unbroadcast(grad, shape):
     """Sum ``grad`` over the axes that broadcasting added or stretched to reach it."""
     if tuple(grad.shape) == tuple(shape):

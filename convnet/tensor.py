@@ -40,13 +40,20 @@ def _binary(name):
 
 
 def _promote(a, b):
-    """PyTorch's rule that NumPy lacks: a 0-d float tensor takes the dtype of a float
-    tensor with dimensions (bfloat16 times a float32 scalar tensor stays bfloat16)."""
-    if a.dtype != b.dtype and (a.ndim == 0) != (b.ndim == 0) and a.dtype in _FLOATS \
-            and b.dtype in _FLOATS:
-        if a.ndim == 0:
-            return a.to(dtype=b.dtype), b
-        return a, b.to(dtype=a.dtype)
+    """PyTorch's promotion where NumPy's differs: a 0-d float tensor takes the dtype of a
+    float tensor with dimensions (bfloat16 times a float32 scalar tensor stays bfloat16),
+    and a float tensor with an integer or bool one gives the float's dtype (NumPy would
+    widen int64 with float32 to float64)."""
+    da, db = a.dtype, b.dtype
+    if da == db:
+        return a, b
+    fa, fb = da in _FLOATS, db in _FLOATS
+    if fa and fb:
+        if (a.ndim == 0) != (b.ndim == 0):
+            return (a.to(dtype=db), b) if a.ndim == 0 else (a, b.to(dtype=da))
+        return a, b
+    if fa != fb:
+        return (a, b.to(dtype=da)) if fa else (a.to(dtype=db), b)
     return a, b
 
 

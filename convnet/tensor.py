@@ -23,6 +23,7 @@ from .kernels._checks import is_cupy as _is_cupy
 from .memory import track as _track
 
 _FLOATS = _dtypes.FLOATING
+_SIXTEEN = (_dtypes.float16, _dtypes.bfloat16)
 
 
 def _binary(name):
@@ -30,31 +31,45 @@ def _binary(name):
     made tensors of ``x``'s dtype and device first."""
 
     def op(self, other):
-        return getattr(_ops, name).apply(*_promote(self, _ops._operand(other, self)))
+        if self.dtype in _SIXTEEN and isinstance(other, numbers.Real):
+            return _with_scalar(getattr(_ops, name), self, other, False)
+        return _apply_promoted(getattr(_ops, name), self, _ops._operand(other, self))
 
     def rop(self, other):
-        return getattr(_ops, name).apply(*_promote(_ops._operand(other, self), self))
+        if self.dtype in _SIXTEEN and isinstance(other, numbers.Real):
+            return _with_scalar(getattr(_ops, name), self, other, True)
+        return _apply_promoted(getattr(_ops, name), _ops._operand(other, self), self)
 
     op.__name__, rop.__name__ = f"__{name.lower()}__", f"__r{name.lower()}__"
     return op, rop
 
 
-def _promote(a, b):
-    """PyTorch's promotion where NumPy's differs: a 0-d float tensor takes the dtype of a
-    float tensor with dimensions (bfloat16 times a float32 scalar tensor stays bfloat16),
-    and a float tensor with an integer or bool one gives the float's dtype (NumPy would
-    widen int64 with float32 to float64)."""
+def _with_scalar(fn, t, number, reflected):
+    """A 16-bit tensor with a Python number: computed in float32 with the number unrounded
+    and rounded once to the tensor's dtype, as PyTorch does (``x * 65536.0`` in float16
+    would otherwise round the number to inf first)."""
+    s = Tensor._wrap(t._xp.asarray(number, dtype=np.float32), False)
+    out = fn.apply(s, t) if reflected else fn.apply(t, s)
+    return out if out.dtype == t.dtype else out.to(dtype=t.dtype)
+
+
+def _apply_promoted(fn, a, b):
+    """``fn`` on ``a`` and ``b`` with PyTorch's result dtype where NumPy's differs: a 0-d
+    float tensor takes the dtype of a float tensor with dimensions (bfloat16 times a
+    float32 scalar tensor is bfloat16), and a float tensor with an integer or bool one
+    gives the float's dtype (NumPy widens int64 with float32 to float64). The op runs in
+    NumPy's wider type and its result is rounded once, as PyTorch computes in float32."""
+    out = fn.apply(a, b)
     da, db = a.dtype, b.dtype
     if da == db:
-        return a, b
+        return out
     fa, fb = da in _FLOATS, db in _FLOATS
-    if fa and fb:
-        if (a.ndim == 0) != (b.ndim == 0):
-            return (a.to(dtype=db), b) if a.ndim == 0 else (a, b.to(dtype=da))
-        return a, b
-    if fa != fb:
-        return (a, b.to(dtype=da)) if fa else (a.to(dtype=db), b)
-    return a, b
+    want = None
+    if fa and fb and (a.ndim == 0) != (b.ndim == 0):
+        want = db if a.ndim == 0 else da
+    elif fa != fb:
+        want = da if fa else db
+    return out if want is None or out.dtype == want else out.to(dtype=want)
 
 
 def _compare(name):

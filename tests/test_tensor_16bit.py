@@ -295,3 +295,20 @@ def test_save_and_load_keep_16bit(tmp_path, dt):
     assert state["weight"].dtype == getattr(cn, dt)
     np.testing.assert_array_equal(np.asarray(state["weight"]).view(np.int16),
                                   model.weight.numpy().view(np.int16))
+
+
+def test_numbers_and_scalar_tensors_are_not_rounded_first(torch):
+    """PyTorch computes a 16-bit tensor with a number (or a 0-d float32 tensor) in float32
+    and rounds the result once: 1e-3 * 65536 is 65.56 in float16, not 1e-3 * inf."""
+    x = np.array([1e-3, 2.0, -3.0], np.float32)
+    for dt in ("float16", "bfloat16"):
+        ours = cn.tensor(x).to(getattr(cn, dt))
+        ref = torch.tensor(x).to(getattr(torch, dt))
+        pairs = [(ours * 65536.0, ref * 65536.0), (65536.0 * ours, 65536.0 * ref),
+                 (ours * 1.001, ref * 1.001), (ours / 3, ref / 3), (1 - ours, 1 - ref),
+                 (ours * cn.tensor(65536.0), ref * torch.tensor(65536.0))]
+        for i, (a, b) in enumerate(pairs):
+            assert a.dtype == getattr(cn, dt), (dt, i)
+            with np.errstate(over="ignore"):
+                np.testing.assert_array_equal(a.float().numpy(), b.float().numpy(),
+                                              err_msg=f"{dt} case {i}")

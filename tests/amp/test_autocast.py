@@ -257,3 +257,37 @@ def test_train_step_with_scaler_float16():
     scaler.update()
     assert not np.array_equal(model.weight.numpy(), before)
     assert scaler.get_scale() == 256.0
+
+
+def test_cuda_policy_tables_follow_torch():
+    """CUDA tensors need a GPU; the tables that decide their casts are checked here: on
+    CUDA PyTorch 2.13 also runs softmax, log-softmax, the norms, sum, exp, log and pow in
+    float32, and refuses binary_cross_entropy (unsafe in float16)."""
+    from convnet.amp._policy import composite_policy, policy_of
+    from convnet.functional import _nn, _norm, _ops
+
+    for cls in (_nn.Softmax, _nn.LogSoftmax, _norm.LayerNorm, _ops.Sum, _ops.Exp):
+        assert policy_of(cls, "cuda") == "float32" and policy_of(cls, "cpu") is None
+    for cls in (_nn.Conv2d, _nn.Linear, _ops.MatMul):
+        assert policy_of(cls, "cuda") == policy_of(cls, "cpu") == "lower"
+    assert policy_of(_ops.Mean, "cuda") is None  # mean is not on PyTorch's list
+    assert composite_policy("mse_loss", "cuda") == "float32"
+    with pytest.raises(RuntimeError, match="unsafe to autocast"):
+        composite_policy("binary_cross_entropy", "cuda")
+
+
+@pytest.mark.gpu
+def test_cuda_autocast_on_the_gpu(torch):
+    if not cn.cuda.is_available():
+        pytest.skip("no CUDA device")
+    x = cn.tensor(X2, device="cuda")
+    w = cn.tensor(W2, device="cuda", requires_grad=True)
+    with autocast("cuda"):
+        y = x @ w.t()
+        s = F.softmax(y, 1)
+        loss = F.mse_loss(s, s.detach() * 0.5)
+    assert y.dtype == cn.float16 and s.dtype == cn.float32 and loss.dtype == cn.float32
+    loss.backward()
+    assert w.grad.dtype == cn.float32 and w.grad.device == "cuda"
+    scaler = cn.amp.GradScaler("cuda", init_scale=4.0)
+    assert scaler.scale(loss).item() == pytest.approx(4 * loss.item())

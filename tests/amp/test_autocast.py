@@ -114,6 +114,7 @@ def test_linear_values_within_the_16bit_bound(torch):
 
 
 def test_gradients_reach_float32_weights_in_float32(torch):
+    cn.manual_seed(0)
     ours = cn.nn.Sequential(cn.nn.Conv2d(3, 4, 3), cn.nn.ReLU(), cn.nn.Flatten(),
                             cn.nn.Linear(4 * 4 * 4, 3))
     ref = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.ReLU(), torch.nn.Flatten(),
@@ -132,8 +133,11 @@ def test_gradients_reach_float32_weights_in_float32(torch):
     for (name, p), tp in zip(ours.named_parameters(), ref.parameters(), strict=True):
         assert p.dtype == cn.float32 and p.grad.dtype == cn.float32, name
         g, tg = p.grad.numpy(), tp.grad.numpy()
-        # bfloat16 activations and weights: a few bfloat16 ulps of the gradient's scale
-        assert np.abs(g - tg).max() <= 3 * 2.0**-8 * np.abs(tg).max(), name
+        # bfloat16 activations, weights and upstream gradients, summed in different
+        # orders: each element is within a few bfloat16 ulps of the sum of its terms'
+        # magnitudes, which the gradient's norm stands for (a bias gradient is a sum over
+        # many positions that cancel)
+        assert np.abs(g - tg).max() <= 4 * 2.0**-8 * np.linalg.norm(tg), name
 
 
 def test_lstm_under_autocast_runs_in_bfloat16_with_float32_weights():

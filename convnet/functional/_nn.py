@@ -57,14 +57,18 @@ def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1):
 
 
 class MaxPool2d(Function):
+    # Keeps its input (as PyTorch's does; in conv-ReLU-pool the ReLU holds that array
+    # already) rather than the int64 argmax indices, which backward finds again: the
+    # indices would be 8 bytes an output, as much as a 2x2 window of bfloat16 inputs.
     def forward(self, x, kernel_size, stride, padding):
-        y, idx = K.max_pool2d_forward(x, kernel_size, stride, padding)
-        self.save_for_backward(idx, x.shape)
+        y, _ = K.max_pool2d_forward(x, kernel_size, stride, padding)
+        self.save_for_backward(x, kernel_size, stride, padding)
         return y
 
     def backward(self, g):
-        idx, shape = self.saved
-        return K.max_pool2d_backward(g, idx, shape)
+        x, kernel_size, stride, padding = self.saved
+        _, idx = K.max_pool2d_forward(x, kernel_size, stride, padding)
+        return K.max_pool2d_backward(g, idx, x.shape)
 
 
 def max_pool2d(input, kernel_size, stride=None, padding=0, ceil_mode=False):

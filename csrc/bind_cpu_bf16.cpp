@@ -7,11 +7,13 @@
 #include <pybind11/pybind11.h>
 
 #include <algorithm>
+#include <array>
 #include <cstring>
 #include <string>
 #include <vector>
 
 #include "cpu/gemm_bf16.h"
+#include "cpu/kernels.h"
 
 namespace py = pybind11;
 using convnet::Half16;
@@ -189,6 +191,164 @@ void conv2d_backward_weight16(Half16 f, const py::array& dy, const py::array& x,
               [&](float* out) { convnet::conv2d_backward_weight16(f, g, pdy, px, out); });
 }
 
+// ---- element-wise kernels: one pass over the 16-bit arrays. Blocks of kBlock values are
+// widened into float32 buffers of the thread, the float32 kernel runs on them (its own
+// OpenMP region nests inside this one with a single thread), and the output is rounded
+// back: the storage path's upcast copies and their two extra passes are skipped.
+constexpr index_t kBlock = 4096;
+
+// arrays: the inputs then the output, all of format f and of n values.
+template <int NIn, typename Fn>
+void elementwise16(Half16 f, const std::array<const std::uint16_t*, NIn>& in, std::uint16_t* out,
+                   index_t n, Fn fn) {
+  const index_t blocks = convnet::ceil_div(n, kBlock);
+  const int nt = convnet::threads_for(double(n), 1 << 16);
+#pragma omp parallel num_threads(nt) if (nt > 1)
+  {
+    static thread_local convnet::Scratch<float> buf;
+    buf.resize((NIn + 1) * kBlock);
+    std::array<float*, NIn> ins;
+    for (int i = 0; i < NIn; ++i) ins[i] = buf.data() + i * kBlock;
+    float* res = buf.data() + NIn * kBlock;
+#pragma omp for schedule(static)
+    for (index_t b = 0; b < blocks; ++b) {
+      const index_t lo = b * kBlock, len = std::min(kBlock, n - lo);
+      for (int i = 0; i < NIn; ++i) convnet::bf16_detail::widen_panel(f, in[i] + lo, ins[i], len);
+      fn(len, ins, res);
+      convnet::float_to_half16(f, res, out + lo, len, 1);
+    }
+  }
+}
+
+// The 16-bit arrays of an element-wise call: every one of format f and of one size.
+template <int N>
+std::array<std::uint16_t*, N> same_size16(Half16 f, const std::array<py::array*, N>& arrays,
+                                          const std::array<const char*, N>& names) {
+  std::array<std::uint16_t*, N> out{};
+  for (int i = 0; i < N; ++i) {
+    const py::array& a = *arrays[i];
+    bits(a, names[i], f, static_cast<int>(a.ndim()));
+    if (a.size() != arrays[0]->size())
+      throw py::value_error(std::string(names[i]) + ": size differs from " + names[0] + "'s");
+    out[i] = static_cast<std::uint16_t*>(const_cast<void*>(a.data()));
+  }
+  need(*arrays[N - 1], names[N - 1], static_cast<int>(arrays[N - 1]->ndim()), true);
+  return out;
+}
+
+// x -> y = kernel(x, params...) and (dy, saved) -> dx, for the float32 kernel `fn`.
+template <typename Fn>
+void unary16(Half16 f, py::array x, py::array y, Fn fn) {
+  auto p = same_size16<2>(f, {&x, &y}, {"x", "y"});
+  const index_t n = x.size();
+  py::gil_scoped_release nogil;
+  elementwise16<1>(f, {p[0]}, p[1], n,
+                   [&](index_t len, const std::array<float*, 1>& in, float* res) {
+                     fn(len, in[0], res);
+                   });
+}
+
+template <typename Fn>
+void binary16(Half16 f, py::array dy, py::array saved, py::array dx, const char* saved_name,
+              Fn fn) {
+  auto p = same_size16<3>(f, {&dy, &saved, &dx}, {"dy", saved_name, "dx"});
+  const index_t n = dy.size();
+  py::gil_scoped_release nogil;
+  elementwise16<2>(f, {p[0], p[1]}, p[2], n,
+                   [&](index_t len, const std::array<float*, 2>& in, float* res) {
+                     fn(len, in[0], in[1], res);
+                   });
+}
+
+void bind_activations16(py::module_& m, Half16 f, const std::string& sfx) {
+  using py::arg;
+  namespace c = convnet;
+  m.def(("tanh_forward" + sfx).c_str(), [f](py::array x, py::array y) {
+    unary16(f, x, y, [](index_t n, const float* a, float* r) { c::tanh_forward<float>(n, a, r); });
+  }, arg("x"), arg("y"));
+  m.def(("tanh_backward" + sfx).c_str(), [f](py::array dy, py::array y, py::array dx) {
+    binary16(f, dy, y, dx, "y", [](index_t n, const float* g, const float* s, float* r) {
+      c::tanh_backward<float>(n, g, s, r);
+    });
+  }, arg("dy"), arg("y"), arg("dx"));
+  m.def(("sigmoid_forward" + sfx).c_str(), [f](py::array x, py::array y) {
+    unary16(f, x, y,
+            [](index_t n, const float* a, float* r) { c::sigmoid_forward<float>(n, a, r); });
+  }, arg("x"), arg("y"));
+  m.def(("sigmoid_backward" + sfx).c_str(), [f](py::array dy, py::array y, py::array dx) {
+    binary16(f, dy, y, dx, "y", [](index_t n, const float* g, const float* s, float* r) {
+      c::sigmoid_backward<float>(n, g, s, r);
+    });
+  }, arg("dy"), arg("y"), arg("dx"));
+  m.def(("leaky_relu_forward" + sfx).c_str(), [f](py::array x, py::array y, double slope) {
+    unary16(f, x, y, [slope](index_t n, const float* a, float* r) {
+      c::leaky_relu_forward<float>(n, a, r, float(slope));
+    });
+  }, arg("x"), arg("y"), arg("slope"));
+  m.def(("leaky_relu_backward" + sfx).c_str(),
+        [f](py::array dy, py::array x, py::array dx, double slope) {
+    binary16(f, dy, x, dx, "x", [slope](index_t n, const float* g, const float* s, float* r) {
+      c::leaky_relu_backward<float>(n, g, s, r, float(slope));
+    });
+  }, arg("dy"), arg("x"), arg("dx"), arg("slope"));
+  m.def(("elu_forward" + sfx).c_str(),
+        [f](py::array x, py::array y, double alpha, double scale) {
+    unary16(f, x, y, [alpha, scale](index_t n, const float* a, float* r) {
+      c::elu_forward<float>(n, a, r, float(alpha), float(scale));
+    });
+  }, arg("x"), arg("y"), arg("alpha"), arg("scale"));
+  m.def(("elu_backward" + sfx).c_str(),
+        [f](py::array dy, py::array x, py::array dx, double alpha, double scale) {
+    binary16(f, dy, x, dx, "x",
+             [alpha, scale](index_t n, const float* g, const float* s, float* r) {
+      c::elu_backward<float>(n, g, s, r, float(alpha), float(scale));
+    });
+  }, arg("dy"), arg("x"), arg("dx"), arg("alpha"), arg("scale"));
+#define BIND_FORMULA16(name, Op)                                                           \
+  m.def((#name "_forward" + sfx).c_str(), [f](py::array x, py::array y, double p) {        \
+    unary16(f, x, y, [p](index_t n, const float* a, float* r) {                            \
+      c::formula_forward<c::math::Op, float>(n, a, r, float(p));                           \
+    });                                                                                    \
+  }, arg("x"), arg("y"), arg("p"));                                                        \
+  m.def((#name "_backward" + sfx).c_str(),                                                 \
+        [f](py::array dy, py::array x, py::array dx, double p) {                           \
+    binary16(f, dy, x, dx, "x", [p](index_t n, const float* g, const float* s, float* r) { \
+      c::formula_backward<c::math::Op, float>(n, g, s, r, float(p));                       \
+    });                                                                                    \
+  }, arg("dy"), arg("x"), arg("dx"), arg("p"));
+  CONVNET_FORMULA_ACTIVATIONS(BIND_FORMULA16)
+#undef BIND_FORMULA16
+}
+
+// src (format f) <-> dst (float32), same shape, both C-contiguous; narrowing rounds to
+// nearest even. `to_float` says which way.
+void convert16(Half16 f, py::array src, py::array dst, bool to_float) {
+  py::array& half = to_float ? src : dst;
+  py::array& full = to_float ? dst : src;
+  if (!has_dtype(half, fmt_name(f), 2))
+    throw py::type_error(std::string(to_float ? "src" : "dst") + ": expected dtype " +
+                         fmt_name(f) + ", got " + py::str(half.dtype()).cast<std::string>());
+  if (!has_dtype(full, "float32", 4))
+    throw py::type_error(std::string(to_float ? "dst" : "src") + ": expected dtype float32");
+  need(src, "src", static_cast<int>(src.ndim()), false);
+  need(dst, "dst", static_cast<int>(src.ndim()), true);
+  for (int d = 0; d < src.ndim(); ++d)
+    if (src.shape(d) != dst.shape(d)) throw py::value_error("dst: shape differs from src's");
+  const index_t n = src.size();
+  const int nt = convnet::threads_for(double(n), 1 << 20);  // memory-bound: big arrays only
+  if (to_float) {
+    const auto* in = static_cast<const std::uint16_t*>(src.data());
+    auto* out = static_cast<float*>(dst.mutable_data());
+    py::gil_scoped_release nogil;
+    convnet::half16_to_float(f, in, out, n, nt);
+  } else {
+    const auto* in = static_cast<const float*>(src.data());
+    auto* out = static_cast<std::uint16_t*>(dst.mutable_data());
+    py::gil_scoped_release nogil;
+    convnet::float_to_half16(f, in, out, n, nt);
+  }
+}
+
 }  // namespace
 
 void bind_bf16(py::module_& m) {
@@ -228,6 +388,13 @@ void bind_bf16(py::module_& m) {
           arg("dh"), arg("dw"),
           "dy (N,K,P,Q), x (N,C,H,W) 16-bit -> dw_out (K,C,R,S) 16-bit or float32; float32 "
           "accumulation.");
+    bind_activations16(m, f, suffix);
+    m.def(("widen" + suffix).c_str(),
+          [f](py::array src, py::array dst) { convert16(f, src, dst, true); }, arg("src"),
+          arg("dst"), "dst (float32) = src (16-bit), same shape (float16: F16C).");
+    m.def(("narrow" + suffix).c_str(),
+          [f](py::array src, py::array dst) { convert16(f, src, dst, false); }, arg("src"),
+          arg("dst"), "dst (16-bit) = src (float32) rounded to nearest even, same shape.");
   }
   using convnet::Bf16Path;
   m.def("bf16_gemm_path", [] { return convnet::bf16_path_name(convnet::bf16_path()); },

@@ -216,22 +216,46 @@ def _run_16bit(module, name, args):
         g[1] |= a.role != spec.OUT
         g[2] |= written
         g[3].append(i)
-    if plan.kernel.alias and len(groups) > 1:
-        spans = [(_address(g[0]), _address(g[0]) + g[0].nbytes) for g in groups.values()]
-        for j, (lo, hi) in enumerate(spans):
-            if any(lo < h and l_ < hi for l_, h in spans[j + 1:]):
-                raise ValueError(f"{name}: arrays that overlap in memory must be the same "
-                                 "array (the in-place pairs of the kernel)")
+    if plan.kernel.alias and len(groups) > 1:  # separate copies would break in-place pairs
+        spans = [(_address(g[0]), _address(g[0]) + g[0].nbytes, g[2]) for g in groups.values()]
+        for j, (lo, hi, w) in enumerate(spans):
+            if any(lo < h and l_ < hi and (w or w2) for l_, h, w2 in spans[j + 1:]):
+                raise ValueError(f"{name}: a written array that overlaps another must be that "
+                                 "same array (the in-place pairs of the kernel)")
     for v, read, _, where in groups.values():
-        tmp = v.astype(_F32) if read else (np if isinstance(v, np.ndarray) else
-                                           _cupy()).empty(v.shape, _F32)
+        tmp = _widen(v) if read else (np if isinstance(v, np.ndarray) else
+                                      _cupy()).empty(v.shape, _F32)
         for i in where:
             args[i] = tmp
     getattr(module, name)(*args)
+    for v, _, written, where in groups.values():
+        if written:
+            _narrow(args[where[0]], v)
+
+
+def _f16_native(way):
+    """The native float16 conversion ``way`` (widen, narrow: F16C, several times NumPy's
+    one value at a time), or None when the build has none."""
+    native = get("native")
+    return getattr(native, f"{way}_float16", None) if native is not None else None
+
+
+def _widen(v):
+    """A float32 copy of a 16-bit array."""
+    if v.dtype is _F16 and type(v) is np.ndarray and (widen := _f16_native("widen")):
+        out = np.empty(v.shape, _F32)
+        widen(v, out)
+        return out
+    return v.astype(_F32)
+
+
+def _narrow(src, dst):
+    """dst (16-bit) = src (float32) rounded to nearest even."""
+    if dst.dtype is _F16 and type(dst) is np.ndarray and (narrow := _f16_native("narrow")):
+        narrow(src, dst)
+        return
     with np.errstate(over="ignore"):  # a float32 beyond the 16-bit range rounds to inf
-        for v, _, written, where in groups.values():
-            if written:
-                v[...] = args[where[0]]
+        dst[...] = src
 
 
 def _cupy():

@@ -23,12 +23,13 @@ Dtypes: a call's dtype is the one of its first float input; it must be one of th
 the call has that dtype, except the arguments marked ``STAT`` (float32 when the call is
 16-bit: the statistics of batch norm) and ``ACC`` (the call's dtype, or float32 when the
 call is 16-bit: GEMM's C, a bias or a weight gradient accumulated in float32). A 16-bit call
-runs the backend's ``<kernel>_<dtype>`` function when it has one (native bf16 GEMM/conv),
-else in float32 on the 16-bit storage: the inputs upcast, the float32 kernel, the results
-rounded (to nearest even) into the 16-bit outputs. Arrays are C-contiguous
-(the array-level API copies non-contiguous inputs first; the backend level refuses them);
-an output never overlaps another array of the call unless the kernel lists the pair in
-``alias`` (the cell kernels work in place).
+runs the backend's ``<kernel>_<dtype>`` function when it has one (the native GEMM,
+convolutions and activations), else in float32 on the 16-bit storage: the inputs upcast,
+the float32 kernel, the results rounded (to nearest even) into the 16-bit outputs.
+
+Arrays are C-contiguous (the array-level API copies non-contiguous inputs first; the
+backend level refuses them); an output never overlaps another array of the call unless the
+kernel lists the pair in ``alias`` (the cell kernels work in place).
 """
 
 from __future__ import annotations

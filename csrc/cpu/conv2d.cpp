@@ -620,12 +620,29 @@ void conv2d_backward_bias(const ConvGeom& g, const T* dy, T* db) {
 }
 
 // ---- 16-bit inputs (bfloat16, float16): the packers above on uint16_t patterns feed the
-// 16-bit GEMM (gemm_bf16.h), which accumulates and writes float32.
+// 16-bit GEMM (gemm_bf16.h), which accumulates and writes float32. Where the float32
+// kernel leaves the GEMM (few filters: the direct forward and the weight-gradient dot
+// products; col2im), the inputs are widened and the float32 kernel runs: those layers are
+// small, and a GEMM tile of 8 rows would be mostly padding.
+
+namespace {
+
+std::vector<float> widened(Half16 fmt, const std::uint16_t* src, index_t n) {
+  std::vector<float> out(static_cast<size_t>(n));
+  half16_to_float(fmt, src, out.data(), n, threads_for(double(n), 1 << 16));
+  return out;
+}
+
+}  // namespace
 
 // x (N,C,H,W), w (K,C,R,S) -> y (N,K,P,Q) float32, without bias
 void conv2d_forward16(Half16 fmt, const ConvGeom& g, const std::uint16_t* x,
                       const std::uint16_t* w, float* y) {
   FlushToZero ftz;
+  if (direct_forward_fits(g, sizeof(float))) {
+    const auto x32 = widened(fmt, x, g.N * g.C * g.H * g.W), w32 = widened(fmt, w, g.K * g.crs());
+    return conv2d_forward<float>(g, x32.data(), w32.data(), nullptr, y);
+  }
   using U = std::uint16_t;
   const std::vector<ColIndex> idx = col_index(g);
   const index_t plane = g.P * g.Q;
@@ -651,7 +668,10 @@ void conv2d_forward16(Half16 fmt, const ConvGeom& g, const std::uint16_t* x,
 void conv2d_backward_data16(Half16 fmt, const ConvGeom& g, const std::uint16_t* dy,
                             const std::uint16_t* w, float* dx) {
   FlushToZero ftz;
-  if (g.sh == 1 && g.sw == 1) {  // the forward convolution with flipped filters
+  // the float32 kernel's choice between the flipped forward convolution and col2im
+  const ConvGeom fl{g.N, g.K, g.P, g.Q, g.C, g.R, g.S, g.H, g.W, 1, 1, 0, 0, g.dh, g.dw};
+  if (g.sh == 1 && g.sw == 1 &&
+      (g.K <= g.C || (g.C >= 4 && direct_forward_fits(fl, sizeof(float))))) {
     std::vector<std::uint16_t> flipped(static_cast<size_t>(g.K) * g.crs());
     for (index_t k = 0; k < g.K; ++k)
       for (index_t c = 0; c < g.C; ++c)
@@ -663,11 +683,8 @@ void conv2d_backward_data16(Half16 fmt, const ConvGeom& g, const std::uint16_t* 
                      g.dh * (g.R - 1) - g.ph, g.dw * (g.S - 1) - g.pw, g.dh, g.dw};
     return conv2d_forward16(fmt, t, dy, flipped.data(), dx);
   }
-  // Strides > 1 (col2im): the float32 kernel on widened copies.
-  const int nt = threads_for(double(g.N) * g.K * g.P * g.Q);
-  std::vector<float> dy32(static_cast<size_t>(g.N * g.K * g.P * g.Q)), w32(g.K * g.crs());
-  half16_to_float(fmt, dy, dy32.data(), static_cast<index_t>(dy32.size()), nt);
-  half16_to_float(fmt, w, w32.data(), static_cast<index_t>(w32.size()), 1);
+  // col2im: the float32 kernel on widened copies
+  const auto dy32 = widened(fmt, dy, g.N * g.K * g.P * g.Q), w32 = widened(fmt, w, g.K * g.crs());
   conv2d_backward_data<float>(g, dy32.data(), w32.data(), dx);
 }
 
@@ -675,6 +692,11 @@ void conv2d_backward_data16(Half16 fmt, const ConvGeom& g, const std::uint16_t* 
 void conv2d_backward_weight16(Half16 fmt, const ConvGeom& g, const std::uint16_t* dy,
                               const std::uint16_t* x, float* dw) {
   FlushToZero ftz;
+  if (g.K < 32 && g.crs() <= 1024) {  // the float32 kernel's dot products
+    const auto dy32 = widened(fmt, dy, g.N * g.K * g.P * g.Q);
+    const auto x32 = widened(fmt, x, g.N * g.C * g.H * g.W);
+    return conv2d_backward_weight<float>(g, dy32.data(), x32.data(), dw);
+  }
   using U = std::uint16_t;
   const std::vector<ColIndex> idx = col_index(g);
   const index_t plane = g.P * g.Q;

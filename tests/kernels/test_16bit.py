@@ -149,6 +149,22 @@ def test_partly_overlapping_in_place_pair_is_refused():
                          pre, np.zeros(5, cn.bfloat16), h, False)
 
 
+def test_overlapping_inputs_that_are_only_read_are_fine():
+    backend = BACKENDS[0]
+    buf = np.random.default_rng(3).standard_normal((6, 8)).astype(cn.bfloat16)
+    gates = buf[:2]  # (2, 8): B = 2, H = 2
+    c_prev = buf.reshape(-1)[4:8].reshape(2, 2)  # inside gates' memory, read only
+    h, c, act = (np.empty((2, 2), cn.bfloat16), np.empty((2, 2), cn.bfloat16),
+                 np.empty((2, 8), cn.bfloat16))
+    _boundary.launch("lstm_cell_forward", backend, gates, np.zeros(8, cn.bfloat16), c_prev,
+                     h, c, act)
+    want = [np.empty((2, 2)), np.empty((2, 2)), np.empty((2, 8))]
+    ref.lstm_cell_forward(gates.astype(np.float64), np.zeros(8), c_prev.astype(np.float64),
+                          *want)
+    for got, w in zip((h, c, act), want, strict=True):
+        assert np.all(np.abs(got.astype(np.float64) - w) <= 2.0**-8 * np.abs(w) + 1e-6)
+
+
 def test_rounding_is_to_nearest_even_into_the_output():
     # 1 + 2**-8 is halfway between two bfloat16 values: it rounds to even (1.0); 1 + 3*2**-8
     # rounds up to 1 + 2**-6. leaky_relu with slope 1 is the identity on float32 compute.
@@ -204,3 +220,69 @@ def test_array_level_16bit_batch_norm_keeps_float32_statistics():
     assert dx.dtype == x.dtype and dw.dtype == db.dtype == np.float32
     with pytest.raises(TypeError, match="mean"):
         cn.kernels.batch_norm_backward(x, x, mean.astype(cn.bfloat16), invstd)
+
+
+@pytest.mark.parametrize("dtype", ["bfloat16", "float16"])
+def test_native_conversions_match_numpy_bit_for_bit(dtype):
+    native = _registry.get("native")
+    if native is None or not hasattr(native, f"widen_{dtype}"):
+        pytest.skip(f"native backend without the {dtype} conversions (float16: F16C)")
+    dt = SIXTEEN[dtype][0]
+    widen, narrow = getattr(native, f"widen_{dtype}"), getattr(native, f"narrow_{dtype}")
+    # every 16-bit pattern widens exactly (NaNs stay NaNs)
+    every = np.arange(2**16, dtype=np.uint16).view(dt)
+    wide = np.empty(every.shape, np.float32)
+    widen(every, wide)
+    want = every.astype(np.float32)
+    nan = np.isnan(want)
+    assert np.array_equal(np.isnan(wide), nan)
+    assert np.array_equal(wide[~nan].view(np.uint32), want[~nan].view(np.uint32))
+    # float32 values around every 16-bit value: halfway points (ties to even), just off
+    # them, subnormals, overflow to inf, signed zeros, NaN
+    rng = np.random.default_rng(0)
+    base = want[~nan & np.isfinite(want)].astype(np.float64)
+    step = np.abs(base) * (2.0**-8 if dtype == "bfloat16" else 2.0**-11)
+    vals = np.concatenate([base + step / 2, base - step / 2, base + step * 0.49,
+                           base + step * 0.51, rng.standard_normal(10000) * 1e-6,
+                           [0.0, -0.0, 1e30, -1e30, 65520.0, 65519.0, np.inf, -np.inf]])
+    with np.errstate(over="ignore"):
+        src = np.concatenate([vals.astype(np.float32), [np.float32("nan")]])
+        want16 = src.astype(dt)
+    got16 = np.empty(src.shape, dt)
+    narrow(src, got16)
+    nan = np.isnan(want16.astype(np.float32))
+    assert np.array_equal(np.isnan(got16.astype(np.float32)), nan)
+    assert np.array_equal(got16.view(np.uint16)[~nan], want16.view(np.uint16)[~nan])
+    with pytest.raises(TypeError, match="dst: expected dtype float32"):
+        widen(every, np.empty(every.shape, np.float64))
+    with pytest.raises(ValueError, match="shape"):
+        narrow(src, np.empty(3, dt))
+
+
+@pytest.mark.parametrize("dtype", ["bfloat16", "float16"])
+def test_native_16bit_activations_are_the_float32_kernel_rounded(dtype):
+    # the one-pass 16-bit activations run the float32 kernel on blocks of widened values:
+    # bit for bit the float32 kernel on the widened array, rounded to nearest even
+    native = _registry.get("native")
+    if native is None or not hasattr(native, f"tanh_forward_{dtype}"):
+        pytest.skip(f"native backend without the {dtype} activations")
+    dt = SIXTEEN[dtype][0]
+    rng = np.random.default_rng(4)
+    for kind, (params, saved) in spec.ACTIVATION_KERNELS.items():
+        args = [a.example if a.role == spec.FLOAT else int(a.hi) for a in params]
+        for n in (1, 37, 4096 * 3 + 5):
+            x = (rng.standard_normal(n) * 3).astype(dt)
+            dy = rng.standard_normal(n).astype(dt)
+            s = np.tanh(x.astype(np.float32)).astype(dt) if saved == "y" else x
+            for way, ins in (("forward", (x,)), ("backward", (dy, s))):
+                got = np.empty(n, dt)
+                getattr(native, f"{kind}_{way}_{dtype}")(*ins, got, *args)
+                want32 = np.empty(n, np.float32)
+                getattr(native, f"{kind}_{way}")(*(a.astype(np.float32) for a in ins), want32,
+                                                 *args)
+                assert np.array_equal(got.view(np.uint16), want32.astype(dt).view(np.uint16)), (
+                    kind, way, n)
+    with pytest.raises(ValueError, match="y: size differs"):
+        getattr(native, f"tanh_forward_{dtype}")(np.ones(3, dt), np.ones(4, dt))
+    with pytest.raises(TypeError, match="y: expected dtype"):
+        getattr(native, f"tanh_forward_{dtype}")(np.ones(3, dt), np.ones(3, np.float32))

@@ -19,7 +19,10 @@ from convnet.kernels import reference as ref
 U32 = 2.0**-24
 UNIT = {"bfloat16": 2.0**-8, "float16": 2.0**-11}
 # x shape, w shape, (sh, sw), (ph, pw), (dh, dw): per-image panels (28x28), dense panels
-# (few pixels), stride 2, dilation, non-square kernels, one channel, 1x1
+# (few pixels), stride 2, dilation, non-square kernels, one channel, 1x1, and padding
+# larger than the kernel's reach (the flipped convolution of the data gradient crops).
+# Layers with few filters take the float32 kernels' own paths on widened copies (direct
+# forward, dot-product weight gradient, col2im); the others run on the 16-bit GEMM.
 GEOMETRIES = [
     ((2, 16, 28, 28), (32, 16, 3, 3), (1, 1), (1, 1), (1, 1)),
     ((3, 8, 5, 5), (64, 8, 3, 3), (1, 1), (1, 1), (1, 1)),
@@ -27,6 +30,8 @@ GEOMETRIES = [
     ((1, 3, 12, 12), (4, 3, 3, 3), (1, 2), (2, 1), (2, 1)),
     ((2, 1, 9, 9), (6, 1, 5, 5), (1, 1), (0, 0), (1, 1)),
     ((2, 24, 7, 7), (50, 24, 1, 1), (1, 1), (0, 0), (1, 1)),
+    ((2, 3, 6, 6), (4, 3, 1, 3), (1, 1), (1, 1), (1, 1)),  # padding past a 1-row kernel
+    ((2, 40, 9, 9), (36, 40, 3, 3), (1, 1), (1, 1), (1, 1)),  # data gradient on the GEMM
 ]
 
 

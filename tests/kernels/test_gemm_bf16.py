@@ -187,3 +187,15 @@ def test_the_path_is_reported():
     native = _native()
     assert native.bf16_gemm_path() in native.bf16_gemm_paths()
     assert "convert" in native.bf16_gemm_paths()
+
+
+@pytest.mark.parametrize("m,k,n", [(0, 3, 4), (3, 0, 4), (3, 4, 0)])
+def test_gemm16_empty_dimensions(m, k, n):
+    _native()
+    a, b = np.ones((m, k), cn.bfloat16), np.ones((k, n), cn.bfloat16)
+    c = np.full((m, n), 2, cn.bfloat16)
+    cn.kernels.gemm(a, b, c, beta=0.5, backend="native")
+    np.testing.assert_array_equal(c.astype(np.float32), np.full((m, n), 1.0, np.float32))
+    c32 = np.full((m, n), np.nan, np.float32)  # beta 0: never read, zero sum
+    cn.kernels.gemm(a, b, c32, backend="native")
+    np.testing.assert_array_equal(c32, np.zeros((m, n), np.float32))

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 
-from . import cuda, data, functional, kernels, models, nn, optim, utils
+from . import amp, cuda, data, functional, kernels, memory, models, nn, optim, utils
 from ._dtypes import (
     bfloat16,
     device,
@@ -75,6 +75,7 @@ from ._namespace import (
     var,
 )
 from ._threads import get_num_threads, set_num_threads
+from .amp import autocast, get_autocast_dtype, is_autocast_enabled
 from .autograd import enable_grad, is_grad_enabled, no_grad, set_grad_enabled
 from .creation import (
     arange,
@@ -152,7 +153,7 @@ __all__ = [
     "min", "minimum", "mm", "numel", "permute", "relu", "reshape", "sigmoid", "softmax",
     "sort", "split", "sqrt", "squeeze", "std", "sum", "tanh", "topk", "transpose",
     "unsqueeze", "var", "Generator", "FloatTensor", "DoubleTensor", "LongTensor", "IntTensor",
-    "BoolTensor",
+    "BoolTensor", "amp", "autocast", "memory", "get_autocast_dtype", "is_autocast_enabled",
 ]
 
 if "CONVNET_NUM_THREADS" in os.environ:

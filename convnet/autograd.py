@@ -19,6 +19,8 @@ from typing import TYPE_CHECKING
 
 import numpy as _np
 
+from .memory import track as _track
+
 if TYPE_CHECKING:
     from .tensor import Tensor
 
@@ -93,9 +95,13 @@ class Function:
     versions: tuple = ()
     retained = None
     freed = False
+    out_dtype = None  # the output's dtype: backward receives its gradient in it
 
     def save_for_backward(self, *values):
         self.saved = values
+        for v in values:  # counted by convnet.memory (a no-op for the tensors' own arrays)
+            if isinstance(v, _np.ndarray):
+                _track(v)
 
     def forward(self, *arrays, **params):  # pragma: no cover - interface
         raise NotImplementedError
@@ -107,6 +113,8 @@ class Function:
     def apply(cls, *inputs, **params):
         Tensor = _types[0]
         tensors = tuple([t if isinstance(t, Tensor) else _types[1](t) for t in inputs])
+        if _autocast_hook[0] is not None:  # set only while an autocast region is open
+            tensors = _autocast_hook[0](cls, tensors)
         if len(tensors) > 1:
             _check_devices(cls.__name__, tensors)
         for t in tensors:
@@ -118,6 +126,7 @@ class Function:
         if isinstance(out, _np.generic):  # NumPy reductions give scalars: keep a 0-d array
             out = _np.asarray(out)
         if True in needs and is_grad_enabled():
+            fn.out_dtype = out.dtype
             result = Tensor._wrap(out, True, fn)
             if cls.view:
                 _share_view(fn, tensors[0], result)
@@ -142,6 +151,8 @@ class Function:
 
 # Tensor and as_tensor, bound by convnet.tensor once defined (autograd is imported first)
 _types: list = [None, None]
+# convnet.amp.autocast_mode._cast_inputs while an autocast region is open, else None
+_autocast_hook: list = [None]
 
 
 def _edge(t):
@@ -285,6 +296,8 @@ def backward(root: Tensor, grad=None, retain_graph: bool = False) -> None:
             continue
         if node.versions:
             _check_versions(node)
+        if node.out_dtype is not None and g.dtype != node.out_dtype:
+            g = g.astype(node.out_dtype)  # (a float32 gradient reaching a 16-bit output)
         if node.retained is not None:
             node.retained._accumulate(g)
         in_grads = node.backward(g)
@@ -293,6 +306,7 @@ def backward(root: Tensor, grad=None, retain_graph: bool = False) -> None:
         for edge, pg in zip(node.edges, in_grads, strict=False):
             if edge is None or pg is None:
                 continue
+            _track(pg)
             key = id(edge)
             if key in grads:
                 grads[key] = grads[key] + pg

@@ -134,6 +134,7 @@ def validate_train_args(args) -> None:
 
         if not cn.backends()["cuda"]["available"]:
             raise UsageError(f"--device cuda: {cn.backends()['cuda']['detail']}")
+    args.precision = resolve_precision(args)
     if args.resume and not args.checkpoint:
         raise UsageError("--resume needs --checkpoint FILE (the checkpoint to continue)")
     check_output("--report", args.report)
@@ -145,13 +146,28 @@ def validate_train_args(args) -> None:
         _check_resume(args)
 
 
+def resolve_precision(args) -> str:
+    """--precision, with --amp read as the device's default 16-bit type; both given and
+    different is an error."""
+    from convnet.amp.precision import DEFAULT_AMP
+
+    precision = getattr(args, "precision", None)
+    if getattr(args, "amp", False):
+        amp = DEFAULT_AMP[args.device]
+        if precision not in (None, amp):
+            raise UsageError(f"--amp means --precision {amp} on {args.device}; it conflicts "
+                             f"with --precision {precision} (give one of them)")
+        return amp
+    return precision or "fp32"
+
+
 def run_description(args) -> dict:
     """What a checkpoint remembers of its run, compared on --resume. Everything here must
     match; --epochs may grow (to continue a run) and the data folder, threads, backend,
     device and outputs may change."""
     training = {k: getattr(args, k) for k in (
         "optimizer", "lr", "weight_decay", "schedule", "clip_grad_norm", "batch_size",
-        "seed", "val_fraction", "limit", "augment")}
+        "seed", "val_fraction", "limit", "augment", "precision")}
     if args.optimizer in ("sgd", "rmsprop"):
         training["momentum"] = args.momentum
     if args.optimizer == "sgd":
@@ -290,17 +306,22 @@ def cmd_train(args) -> int:
     scheduler = _make_scheduler(args, optimizer)
     resume = args.checkpoint if args.resume else None
     context = cn.kernels.use_backend(backend) if backend != "cuda" else contextlib.nullcontext()
+    cn.memory.reset_peak_memory_stats(args.device)
     with context:
         history = T.fit(net, train_loader, val_loader, epochs=args.epochs,
                         optimizer=optimizer, callbacks=callbacks, scheduler=scheduler,
                         clip_grad_norm=args.clip_grad_norm, resume=resume,
                         progress=not args.no_progress, device=args.device,
-                        run=run_description(args))
-        test_loss, test_acc = T.evaluate(net, test_loader, device=args.device)
+                        run=run_description(args), precision=args.precision)
+        test_loss, test_acc = T.evaluate(net, test_loader, device=args.device,
+                                         precision=args.precision)
+    # live tensor bytes at the run's peak: data, model, optimizer state, activations
+    peak_mb = cn.memory.max_memory_allocated(args.device) / 2**20
     seconds = [s for s in history["epoch_seconds"] if s is not None]
     print(f"test accuracy {test_acc:.4f}  test loss {test_loss:.4f}  "
           f"({len(history['loss'])} epochs, {sum(seconds):.1f}s training, "
-          f"{np.median(seconds) if seconds else 0:.2f}s per epoch)")
+          f"{np.median(seconds) if seconds else 0:.2f}s per epoch; precision "
+          f"{args.precision}, peak memory {peak_mb:.1f} MiB)")
     if rank != 0:
         return 0  # rank 0 writes the plot and the report
     if args.plot:
@@ -311,6 +332,7 @@ def cmd_train(args) -> int:
                   "epochs": len(history["loss"]), "epoch_seconds": history["epoch_seconds"],
                   "device": args.device, "backend": backend, "threads": cn.get_num_threads(),
                   "parameters": model.num_parameters(), "data": info,
+                  "precision": args.precision, "peak_memory_mb": round(peak_mb, 3),
                   "options": {k: v for k, v in vars(args).items() if k != "func"},
                   "history": history}
         with open(args.report, "w") as f:
@@ -395,6 +417,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help="learning-rate schedule over the epochs")
     p.add_argument("--clip-grad-norm", type=float, default=None)
     p.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
+    p.add_argument("--precision", choices=["fp32", "bf16", "fp16"], default=None,
+                   help="fp32 (default), or mixed precision under autocast: bf16, fp16 "
+                        "(with loss scaling); the weights stay float32")
+    p.add_argument("--amp", action="store_true",
+                   help="mixed precision in the device's default 16-bit type (bf16 on the "
+                        "CPU, fp16 on CUDA)")
     p.add_argument("--backend", choices=["native", "numba"], default=None,
                    help="CPU kernels to use (default: native when built)")
     p.add_argument("--threads", type=int, default=None)

@@ -20,8 +20,10 @@ from . import _dtypes, autograd
 from ._arrays import _cupy, _normalize_device, _to_array  # noqa: F401 - re-exported
 from ._tensor_conversion import Conversions
 from .kernels._checks import is_cupy as _is_cupy
+from .memory import track as _track
 
 _FLOATS = _dtypes.FLOATING
+_SIXTEEN = (_dtypes.float16, _dtypes.bfloat16)
 
 
 def _binary(name):
@@ -29,13 +31,45 @@ def _binary(name):
     made tensors of ``x``'s dtype and device first."""
 
     def op(self, other):
-        return getattr(_ops, name).apply(self, _ops._operand(other, self))
+        if self.dtype in _SIXTEEN and isinstance(other, numbers.Real):
+            return _with_scalar(getattr(_ops, name), self, other, False)
+        return _apply_promoted(getattr(_ops, name), self, _ops._operand(other, self))
 
     def rop(self, other):
-        return getattr(_ops, name).apply(_ops._operand(other, self), self)
+        if self.dtype in _SIXTEEN and isinstance(other, numbers.Real):
+            return _with_scalar(getattr(_ops, name), self, other, True)
+        return _apply_promoted(getattr(_ops, name), _ops._operand(other, self), self)
 
     op.__name__, rop.__name__ = f"__{name.lower()}__", f"__r{name.lower()}__"
     return op, rop
+
+
+def _with_scalar(fn, t, number, reflected):
+    """A 16-bit tensor with a Python number: computed in float32 with the number unrounded
+    and rounded once to the tensor's dtype, as PyTorch does (``x * 65536.0`` in float16
+    would otherwise round the number to inf first)."""
+    s = Tensor._wrap(t._xp.asarray(number, dtype=np.float32), False)
+    out = fn.apply(s, t) if reflected else fn.apply(t, s)
+    return out if out.dtype == t.dtype else out.to(dtype=t.dtype)
+
+
+def _apply_promoted(fn, a, b):
+    """``fn`` on ``a`` and ``b`` with PyTorch's result dtype where NumPy's differs: a 0-d
+    float tensor takes the dtype of a float tensor with dimensions (bfloat16 times a
+    float32 scalar tensor is bfloat16), and a float tensor with an integer or bool one
+    gives the float's dtype (NumPy widens int64 with float32 to float64). The op runs in
+    NumPy's wider type and its result is rounded once, as PyTorch computes in float32."""
+    out = fn.apply(a, b)
+    da, db = a.dtype, b.dtype
+    if da == db:
+        return out
+    fa, fb = da in _FLOATS, db in _FLOATS
+    want = None
+    if fa and fb and (a.ndim == 0) != (b.ndim == 0):
+        want = db if a.ndim == 0 else da
+    elif fa != fb:
+        want = da if fa else db
+    return out if want is None or out.dtype == want else out.to(dtype=want)
 
 
 def _compare(name):
@@ -56,6 +90,7 @@ class Tensor(Conversions):
 
     def __init__(self, data, requires_grad: bool = False, dtype=None, device=None):
         self._data = _to_array(data, dtype, device)
+        _track(self._data)
         self._vc = [0]
         self.grad: Tensor | None = None
         self._ctx = None
@@ -67,6 +102,7 @@ class Tensor(Conversions):
     def _wrap(cls, array, requires_grad: bool, ctx=None) -> Tensor:
         t = cls.__new__(cls)
         t._data = array
+        _track(array)
         t._vc = [0]
         t.grad = None
         t._ctx = ctx
@@ -82,6 +118,7 @@ class Tensor(Conversions):
     @data.setter
     def data(self, value) -> None:
         self._data = value._data if isinstance(value, Tensor) else _to_array(value)
+        _track(self._data)
 
     @property
     def _version(self) -> int:
@@ -209,6 +246,8 @@ class Tensor(Conversions):
         autograd.backward(self, gradient, retain_graph)
 
     def _accumulate(self, g) -> None:
+        if g.dtype != self._data.dtype and self._data.dtype in _FLOATS:
+            g = g.astype(self._data.dtype)  # a gradient has its tensor's dtype, as PyTorch
         if self.grad is None:
             g = g.copy()
             if isinstance(g, np.generic):  # a NumPy scalar: keep a 0-d array
@@ -216,6 +255,7 @@ class Tensor(Conversions):
             self.grad = Tensor._wrap(g, False)
         else:
             self.grad._data = self.grad._data + g
+            _track(self.grad._data)
 
     # ------------------------------------------------------------------ in place
     # (recorded in the graph when grad is on, refused on a leaf that requires grad)

@@ -21,6 +21,7 @@ from collections.abc import Callable, Iterable
 import numpy as np
 
 from . import functional as F
+from .amp.precision import Precision
 from .autograd import no_grad
 from .serialization import load, save
 from .tensor import Tensor
@@ -67,12 +68,13 @@ def _on(device, x, y):
 
 
 def evaluate(model, loader, loss_fn: Callable = F.cross_entropy,
-             device: str | None = None) -> tuple[float, float]:
-    """Mean loss and accuracy over a loader, in eval mode and without a graph."""
+             device: str | None = None, precision: str = "fp32") -> tuple[float, float]:
+    """Mean loss and accuracy over a loader, in eval mode and without a graph
+    (``precision``: 'fp32', or 'bf16'/'fp16' under autocast)."""
     was_training = model.training
     model.eval()
     total_loss = total_correct = count = 0.0
-    with no_grad():
+    with no_grad(), Precision(precision, device).autocast():
         for x, y in loader:
             x, y = _on(device, x, y)
             out = model(x)
@@ -193,8 +195,9 @@ class Trainer:
     """State of one :func:`fit` run: model, optimizer, history, and the stop flag."""
 
     def __init__(self, model, optimizer, loss_fn, callbacks, clip_grad_norm, clip_grad_value,
-                 progress, log, device, run=None):
+                 progress, log, device, run=None, precision="fp32"):
         self.model, self.optimizer, self.loss_fn = model, optimizer, loss_fn
+        self.precision = Precision(precision, device)
         self.run = run
         self.device = device
         self.callbacks = list(callbacks)
@@ -215,6 +218,8 @@ class Trainer:
                  "history": self.history, "epoch": epochs_done}
         if self.run is not None:
             state["run"] = self.run
+        if self.precision.scaler is not None:  # float16: the loss scale resumes too
+            state["scaler"] = self.precision.scaler.state_dict()
         save(state, path)
 
     def load_checkpoint(self, path) -> int:
@@ -225,6 +230,9 @@ class Trainer:
         state = load(path)
         apply = check_checkpoint(state, _unwrap(self.model), self.optimizer, self.scheduler,
                                  self.run, where=f"resume: {path}")
+        scaler = state.get("scaler")
+        if self.precision.scaler is not None and isinstance(scaler, dict) and scaler:
+            self.precision.scaler.load_state_dict(scaler)
         return apply(self)
 
     def train_epoch(self, loader, epoch: int, epochs: int) -> tuple[float, float]:
@@ -235,21 +243,25 @@ class Trainer:
         total_loss = total_correct = count = 0.0
         start = time.perf_counter()
         bar = _progress(loader, self.progress, f"epoch {epoch + 1}/{epochs}")
+        mixed = self.precision
         for x, y in bar:
             x, y = _on(self.device, x, y)
             self.optimizer.zero_grad()
-            out = self.model(x)
-            loss = self.loss_fn(out, y)
+            with mixed.autocast():
+                out = self.model(x)
+                loss = self.loss_fn(out, y)
             value = float(loss.item())
             if not math.isfinite(value):
                 raise FloatingPointError(f"fit: the loss became {value} at epoch {epoch + 1}; "
                                          "lower the learning rate or clip the gradients")
-            loss.backward()
+            mixed.backward(loss)
+            if self.clip_grad_value is not None or self.clip_grad_norm is not None:
+                mixed.unscale_(self.optimizer)
             if self.clip_grad_value is not None:
                 clip_grad_value_(params, self.clip_grad_value)
             if self.clip_grad_norm is not None:
                 clip_grad_norm_(params, self.clip_grad_norm)
-            self.optimizer.step()
+            mixed.step(self.optimizer)
             n = len(y)
             total_loss += value * n
             total_correct += accuracy(out, y) * n
@@ -356,7 +368,7 @@ def fit(model, train, val=None, epochs: int = 10, optimizer=None,
         scheduler=None, clip_grad_norm: float | None = None,
         clip_grad_value: float | None = None, resume=None, progress: bool = True,
         log: Callable[[str], None] = print, device: str | None = None,
-        run: dict | None = None) -> dict[str, list]:
+        run: dict | None = None, precision: str = "fp32") -> dict[str, list]:
     """Train ``model`` for ``epochs`` epochs and return the history.
 
     ``optimizer`` defaults to Adam(lr=1e-3); ``scheduler`` (any of convnet.optim's
@@ -364,6 +376,9 @@ def fit(model, train, val=None, epochs: int = 10, optimizer=None,
     :class:`ModelCheckpoint` to continue from (model, optimizer, schedule, history and the
     epoch count come back; the loaders' shuffling continues from that epoch when they have
     a seed). ``device="cuda"`` moves each batch to the GPU (the model must be there).
+
+    ``precision``: 'fp32', 'bf16' (the forward pass under ``convnet.amp.autocast``) or
+    'fp16' (autocast and a ``GradScaler``); the weights stay float32 either way.
 
     ``run`` describes the run (e.g. ``{"model": "lenet", "model_options": {...},
     "training": {...}}``, JSON-like values): it is stored in every checkpoint and, on
@@ -389,7 +404,7 @@ def fit(model, train, val=None, epochs: int = 10, optimizer=None,
     # learning rate of the next epoch and a resumed run does not repeat one
     callbacks.sort(key=lambda cb: not isinstance(cb, LRSchedulerCallback))
     trainer = Trainer(model, optimizer, loss, callbacks, clip_grad_norm, clip_grad_value,
-                      progress, log, device, run)
+                      progress, log, device, run, precision)
     start_epoch = 0
     if resume is not None:
         start_epoch = trainer.load_checkpoint(resume)
@@ -405,7 +420,8 @@ def fit(model, train, val=None, epochs: int = 10, optimizer=None,
         logs = {"loss": train_loss, "accuracy": train_acc,
                 "lr": optimizer.param_groups[0]["lr"], "epoch_seconds": seconds}
         if val is not None:
-            logs["val_loss"], logs["val_accuracy"] = evaluate(model, val, loss, device)
+            logs["val_loss"], logs["val_accuracy"] = evaluate(model, val, loss, device,
+                                                              precision)
         for key in HISTORY_KEYS:
             trainer.history[key].append(logs.get(key))
         log(_epoch_line(epoch, epochs, logs))

@@ -13,6 +13,7 @@ import numbers
 
 import numpy as np
 
+from ..amp.autocast_mode import float32_op
 from ..autograd import Function
 from ..kernels._checks import xp_of
 from ..tensor import Tensor
@@ -146,6 +147,7 @@ def _batched(input):
     return input.reshape(1, -1) if input.ndim == 1 else input
 
 
+@float32_op("nll_loss")
 def nll_loss(input, target, weight=None, size_average=None, ignore_index=-100, reduce=None,
              reduction="mean"):
     """Negative log-likelihood of log-probabilities input (N, C[, d...]) or (C,) and
@@ -158,6 +160,7 @@ def nll_loss(input, target, weight=None, size_average=None, ignore_index=-100, r
     return _nll(logp, labels, weight, ignore_index, reduction, _out_shape(input))
 
 
+@float32_op("cross_entropy")
 def cross_entropy(input, target, weight=None, size_average=None, ignore_index=-100,
                   reduce=None, reduction="mean", label_smoothing=0.0):
     """Softmax cross-entropy of logits (N, C[, d...]) or (C,) with integer class targets
@@ -225,12 +228,14 @@ def _same_shape(input, target, name):
     return target
 
 
+@float32_op("mse_loss")
 def mse_loss(input, target, size_average=None, reduce=None, reduction="mean"):
     target = _same_shape(input, target, "mse_loss")
     diff = input - target
     return _reduce(diff * diff, _legacy_reduction(size_average, reduce, reduction))
 
 
+@float32_op("l1_loss")
 def l1_loss(input, target, size_average=None, reduce=None, reduction="mean"):
     target = _same_shape(input, target, "l1_loss")
     return _reduce((input - target).abs(), _legacy_reduction(size_average, reduce, reduction))
@@ -254,6 +259,7 @@ class Huber(Function):
         return gd, (-gd if self.needs_grad[1] else None)
 
 
+@float32_op("huber_loss")
 def huber_loss(input, target, reduction="mean", delta=1.0):
     if not delta > 0:
         raise ValueError(f"delta: huber_loss needs delta > 0, got {delta!r}")
@@ -261,6 +267,7 @@ def huber_loss(input, target, reduction="mean", delta=1.0):
     return _reduce(Huber.apply(input, target, delta=float(delta)), reduction)
 
 
+@float32_op("smooth_l1_loss")
 def smooth_l1_loss(input, target, size_average=None, reduce=None, reduction="mean",
                    beta=1.0):
     """Huber loss divided by ``beta`` (L1 when ``beta`` is 0)."""
@@ -298,6 +305,7 @@ class BCEWithLogits(Function):
         return dz.astype(z.dtype, copy=False), dt
 
 
+@float32_op("binary_cross_entropy_with_logits")
 def binary_cross_entropy_with_logits(input, target, weight=None, size_average=None,
                                      reduce=None, reduction="mean", pos_weight=None):
     """BCE of sigmoid(input) without forming it; ``weight`` scales each element
@@ -312,6 +320,7 @@ def binary_cross_entropy_with_logits(input, target, weight=None, size_average=No
     return _reduce(loss, reduction)
 
 
+@float32_op("binary_cross_entropy")
 def binary_cross_entropy(input, target, weight=None, size_average=None, reduce=None,
                          reduction="mean"):
     """BCE on probabilities; the logs are clamped at -100 as in PyTorch."""
@@ -360,6 +369,7 @@ class KLDiv(Function):
         return -g * t, dt
 
 
+@float32_op("kl_div")
 def kl_div(input, target, size_average=None, reduce=None, reduction="mean",
            log_target=False):
     """KL(target || exp(input)) per element; ``input`` holds log-probabilities.

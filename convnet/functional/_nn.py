@@ -14,7 +14,7 @@ from .. import kernels as K
 from ..autograd import Function
 from ..random import rand_like
 from ..tensor import Tensor
-from ._ops import xp_of
+from ._ops import acc_sum, as_f32, xp_of
 
 __all__ = [
     "alpha_dropout", "avg_pool2d", "batch_norm", "conv2d", "dropout", "elu", "gelu",
@@ -57,14 +57,18 @@ def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1):
 
 
 class MaxPool2d(Function):
+    # Keeps its input (as PyTorch's does; in conv-ReLU-pool the ReLU holds that array
+    # already) rather than the int64 argmax indices, which backward finds again: the
+    # indices would be 8 bytes an output, as much as a 2x2 window of bfloat16 inputs.
     def forward(self, x, kernel_size, stride, padding):
-        y, idx = K.max_pool2d_forward(x, kernel_size, stride, padding)
-        self.save_for_backward(idx, x.shape)
+        y, _ = K.max_pool2d_forward(x, kernel_size, stride, padding)
+        self.save_for_backward(x, kernel_size, stride, padding)
         return y
 
     def backward(self, g):
-        idx, shape = self.saved
-        return K.max_pool2d_backward(g, idx, shape)
+        x, kernel_size, stride, padding = self.saved
+        _, idx = K.max_pool2d_forward(x, kernel_size, stride, padding)
+        return K.max_pool2d_backward(g, idx, x.shape)
 
 
 def max_pool2d(input, kernel_size, stride=None, padding=0, ceil_mode=False):
@@ -185,7 +189,7 @@ class Linear(Function):
         if self.needs_grad[1]:
             dw = K.matmul(g2, x2, trans_a=True)
         if has_b and self.needs_grad[2]:
-            db = g2.sum(axis=0)
+            db = acc_sum(g2, axis=0)
         return (dx, dw, db) if has_b else (dx, dw)
 
 
@@ -266,29 +270,37 @@ def gelu(input, approximate="none"):
 
 
 class LogSoftmax(Function):
+    # 16-bit inputs are computed in float32 and rounded once, as PyTorch's kernels do
     def forward(self, x, dim=-1):
         xp = xp_of(x)
-        shifted = x - x.max(axis=dim, keepdims=True)
-        y = shifted - xp.log(xp.exp(shifted).sum(axis=dim, keepdims=True))
+        x32 = as_f32(x)
+        shifted = x32 - x32.max(axis=dim, keepdims=True)
+        y = (shifted - xp.log(xp.exp(shifted).sum(axis=dim, keepdims=True))).astype(
+            x.dtype, copy=False)
         self.save_for_backward(y, dim)
         return y
 
     def backward(self, g):
         y, dim = self.saved
-        return g - xp_of(y).exp(y) * g.sum(axis=dim, keepdims=True)
+        g32 = as_f32(g)
+        return (g32 - xp_of(y).exp(as_f32(y)) * g32.sum(axis=dim, keepdims=True)).astype(
+            g.dtype, copy=False)
 
 
 class Softmax(Function):
     def forward(self, x, dim=-1):
         xp = xp_of(x)
-        e = xp.exp(x - x.max(axis=dim, keepdims=True))
-        y = e / e.sum(axis=dim, keepdims=True)
+        x32 = as_f32(x)
+        e = xp.exp(x32 - x32.max(axis=dim, keepdims=True))
+        y = (e / e.sum(axis=dim, keepdims=True)).astype(x.dtype, copy=False)
         self.save_for_backward(y, dim)
         return y
 
     def backward(self, g):
         y, dim = self.saved
-        return y * (g - (g * y).sum(axis=dim, keepdims=True))
+        y32, g32 = as_f32(y), as_f32(g)
+        return (y32 * (g32 - (g32 * y32).sum(axis=dim, keepdims=True))).astype(
+            g.dtype, copy=False)
 
 
 def softmax(input, dim):

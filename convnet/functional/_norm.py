@@ -9,13 +9,16 @@ import numbers
 from ..autograd import Function
 from ..kernels._checks import xp_of
 from ..tensor import Tensor
+from ._ops import as_f32
 
 __all__ = ["layer_norm", "group_norm"]
 
 
 def _normalize_rows(x2, eps):
-    """(M, D) -> xhat (M, D) and 1/std (M, 1), over the last axis."""
+    """(M, D) -> xhat (M, D) and 1/std (M, 1), over the last axis (in float32 for a
+    16-bit input: the statistics need its range and its additions)."""
     xp = xp_of(x2)
+    x2 = as_f32(x2)
     mean = x2.mean(axis=1, keepdims=True)
     centred = x2 - mean
     rstd = 1.0 / xp.sqrt((centred * centred).mean(axis=1, keepdims=True) + eps)

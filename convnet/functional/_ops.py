@@ -10,10 +10,32 @@ import operator
 
 import numpy as np
 
+from .. import _dtypes
 from ..autograd import Function
 from ..kernels._checks import is_cupy as _is_cupy
 from ..kernels._checks import xp_of
 from ..tensor import Tensor, _to_array, as_tensor
+
+_SIXTEEN = (_dtypes.float16, _dtypes.bfloat16)
+
+
+def acc_sum(a, axis=None, keepdims=False):
+    """``a.sum``, accumulated in float32 for a 16-bit array (NumPy would add in bfloat16:
+    ten thousand ones would sum to 256), rounded back to its dtype, as PyTorch does."""
+    if a.dtype in _SIXTEEN:
+        return a.sum(axis=axis, keepdims=keepdims, dtype=np.float32).astype(a.dtype)
+    return a.sum(axis=axis, keepdims=keepdims)
+
+
+def as_f32(a):
+    """A 16-bit array as float32 (the compute type of the ops that need range or many
+    additions); other arrays as they are."""
+    return a.astype(np.float32) if a.dtype in _SIXTEEN else a
+
+
+def compute_dtype(dtype):
+    """float32 for a 16-bit dtype (the type 16-bit storage is computed in), else ``dtype``."""
+    return np.dtype(np.float32) if dtype in _SIXTEEN else dtype
 
 
 def unbroadcast(grad, shape):
@@ -22,10 +44,10 @@ def unbroadcast(grad, shape):
         return grad
     extra = grad.ndim - len(shape)
     if extra > 0:
-        grad = grad.sum(axis=tuple(range(extra)))
+        grad = acc_sum(grad, axis=tuple(range(extra)))
     axes = tuple(i for i, n in enumerate(shape) if n == 1 and grad.shape[i] != 1)
     if axes:
-        grad = grad.sum(axis=axes, keepdims=True)
+        grad = acc_sum(grad, axis=axes, keepdims=True)
     return grad.reshape(shape)
 
 
@@ -122,7 +144,11 @@ class MatMul(Function):
         self.save_for_backward(a, b)
         from .. import kernels
 
-        return kernels.matmul(a, b)
+        out = kernels.matmul(a, b)
+        # NumPy's product of bfloat16 operands (the batched ones) is float32 with ml_dtypes:
+        # the result keeps the operands' dtype, as PyTorch's
+        dtype = np.result_type(a.dtype, b.dtype)
+        return out if out.dtype == dtype else out.astype(dtype)
 
     def backward(self, g):
         a, b = self.saved
@@ -257,7 +283,7 @@ class Sum(Function):
     def forward(self, a, dim=None, keepdim=False):
         axes = _axes(dim, a.ndim)
         self.save_for_backward(a.shape, axes, keepdim)
-        return a.sum(axis=axes, keepdims=keepdim)
+        return acc_sum(a, axis=axes, keepdims=keepdim)
 
     def backward(self, g):
         shape, axes, keepdim = self.saved
@@ -269,6 +295,8 @@ class Mean(Function):
         axes = _axes(dim, a.ndim)
         count = a.size if axes is None else int(np.prod([a.shape[i] for i in axes]))
         self.save_for_backward(a.shape, axes, keepdim, count)
+        if a.dtype in _SIXTEEN:  # accumulated in float32, as acc_sum
+            return a.mean(axis=axes, keepdims=keepdim, dtype=np.float32).astype(a.dtype)
         return a.mean(axis=axes, keepdims=keepdim)
 
     def backward(self, g):
@@ -281,9 +309,11 @@ class Var(Function):
     def forward(self, a, dim=None, keepdim=False, correction=1):
         axes = _axes(dim, a.ndim)
         count = a.size if axes is None else int(np.prod([a.shape[i] for i in axes]))
-        mean = a.mean(axis=axes, keepdims=True)
+        acc = np.float32 if a.dtype in _SIXTEEN else None  # float32 for 16-bit inputs
+        mean = a.mean(axis=axes, keepdims=True, dtype=acc).astype(a.dtype, copy=False)
         self.save_for_backward(a, mean, axes, keepdim, count - correction)
-        return a.var(axis=axes, keepdims=keepdim, ddof=correction)
+        return a.var(axis=axes, keepdims=keepdim, ddof=correction, dtype=acc).astype(
+            a.dtype, copy=False)
 
     def backward(self, g):
         a, mean, axes, keepdim, denom = self.saved

@@ -15,6 +15,7 @@ import numpy as np
 from ..autograd import Function
 from ..kernels._checks import xp_of
 from ._nn import avg_pool2d
+from ._ops import as_f32, compute_dtype
 
 # --------------------------------------------------------------------------- padding
 
@@ -121,14 +122,16 @@ class AdaptiveAvgPool2d(Function):
     def forward(self, x, output_size=(1, 1)):
         xp = xp_of(x)
         (h, w), (oh, ow) = x.shape[-2:], output_size
-        ph, pw = _bin_matrix(h, oh, x.dtype, xp), _bin_matrix(w, ow, x.dtype, xp)
+        # 16-bit maps: float32 products (NumPy's bfloat16 product is float32), one rounding
+        ct = compute_dtype(x.dtype)
+        ph, pw = _bin_matrix(h, oh, ct, xp), _bin_matrix(w, ow, ct, xp)
         self.save_for_backward(ph, pw)
-        return xp.matmul(xp.matmul(ph, x), pw.T)
+        return xp.matmul(xp.matmul(ph, as_f32(x)), pw.T).astype(x.dtype, copy=False)
 
     def backward(self, g):
         ph, pw = self.saved
         xp = xp_of(g)
-        return xp.matmul(xp.matmul(ph.T, g), pw)
+        return xp.matmul(xp.matmul(ph.T, as_f32(g)), pw).astype(g.dtype, copy=False)
 
 
 def adaptive_avg_pool2d(input, output_size):
@@ -170,19 +173,22 @@ class LocalResponseNorm(Function):
     """
 
     def forward(self, x, size=5, alpha=1e-4, beta=0.75, k=1.0):
+        # a 16-bit input is normalised in float32 (the statistics of a norm), rounded once
         before, after = size // 2, (size - 1) // 2
-        d = _channel_window_sum(x * x, before, after)
+        x32 = as_f32(x)
+        d = _channel_window_sum(x32 * x32, before, after)
         d *= alpha / size
         d += k
         scale = d ** -beta
         self.save_for_backward(x, d, scale, size, alpha, beta)
-        return x * scale
+        return (x32 * scale).astype(x.dtype, copy=False)
 
     def backward(self, g):
         x, d, scale, size, alpha, beta = self.saved
-        t = g * x * scale / d
+        x32, g32 = as_f32(x), as_f32(g)
+        t = g32 * x32 * scale / d
         s = _channel_window_sum(t, (size - 1) // 2, size // 2)
-        return g * scale - (2 * alpha * beta / size) * x * s
+        return (g32 * scale - (2 * alpha * beta / size) * x32 * s).astype(g.dtype, copy=False)
 
 
 def local_response_norm(input, size, alpha=1e-4, beta=0.75, k=1.0):

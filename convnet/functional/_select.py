@@ -15,7 +15,7 @@ import numpy as np
 from ..autograd import Function
 from ..kernels._checks import xp_of
 from ..tensor import Tensor
-from ._ops import MatMul, Max, _axes, unbroadcast
+from ._ops import MatMul, Max, _axes, as_f32, unbroadcast
 
 # PyTorch's torch.return_types: tuples whose fields are also named.
 ReturnMax = collections.namedtuple("max", ["values", "indices"])
@@ -331,7 +331,10 @@ class Einsum(Function):
     def forward(self, *arrays, ins, out):
         xp = xp_of(arrays[0])
         self.save_for_backward(arrays, ins, out)
-        return xp.einsum(f"{','.join(ins)}->{out}", *arrays)
+        # NumPy's einsum has no 16-bit loops: float32 compute, the result rounded once
+        dtype = xp.result_type(*arrays)
+        return xp.einsum(f"{','.join(ins)}->{out}", *map(as_f32, arrays)).astype(
+            dtype, copy=False)
 
     def backward(self, g):
         arrays, ins, out = self.saved
@@ -349,7 +352,7 @@ class Einsum(Function):
             have = set(out).union(*(set(s) for s, _ in others))
             target = "".join(c for c in sub if c in have)
             spec = ",".join([out] + [s for s, _ in others]) + "->" + target
-            gi = xp.einsum(spec, g, *(a for _, a in others))
+            gi = xp.einsum(spec, as_f32(g), *(as_f32(a) for _, a in others))
             shape = arrays[i].shape
             expanded = gi.reshape([shape[k] if c in target else 1 for k, c in enumerate(sub)])
             grads.append(xp.broadcast_to(expanded, shape).astype(arrays[i].dtype))

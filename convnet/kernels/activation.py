@@ -57,7 +57,9 @@ ACTIVATIONS: dict[str, Activation] = {
     for kernel, (params, saved) in spec.ACTIVATION_KERNELS.items()
 }
 ACTIVATIONS.update({
-    "relu": Activation("leaky_relu", lambda _: (0.0,), "x"),
+    # relu keeps its output, as PyTorch: y > 0 where x > 0, and the next layer (a conv, a
+    # max pool) keeps that same array, so the input can be freed
+    "relu": Activation("leaky_relu", lambda _: (0.0,), "y"),
     "leaky_relu": Activation("leaky_relu", _number(0.01), "x"),
     "elu": Activation("elu", lambda a: (*_number(1.0)(a), 1.0), "x"),
     "selu": Activation("elu", lambda _: (SELU_ALPHA, SELU_SCALE), "x"),

@@ -229,17 +229,36 @@ class Module:
             elif p.grad is not None:
                 p.grad._data[...] = 0
 
-    def to(self, device=None, dtype=None) -> Module:
-        """Move (in place) every parameter and buffer to ``device`` and/or ``dtype``."""
+    def to(self, *args, device=None, dtype=None, non_blocking=False) -> Module:
+        """Move (in place) every parameter and buffer: ``to(device)``, ``to(dtype)``,
+        ``to(device, dtype)`` or ``to(tensor)``; a dtype applies to the floating ones only
+        (an integer buffer such as ``num_batches_tracked`` keeps its type), as PyTorch."""
+        from .. import _dtypes
+
+        for a in args:
+            if a is None:
+                continue
+            if isinstance(a, Tensor):
+                device, dtype = a.device, a.dtype
+            elif _dtypes.is_dtype(a):
+                dtype = a
+            else:
+                device = a
+        if dtype is not None:
+            dtype = _dtypes.as_dtype(dtype)
+            if dtype not in _dtypes.FLOATING:
+                raise TypeError(f"nn.Module.to only accepts floating point dtypes, but got "
+                                f"desired dtype={dtype}")
         for m in self.modules():
             for store in (m._parameters, m._buffers):
                 for t in store.values():
                     if t is None:
                         continue
-                    moved = t.detach().to(device, dtype)
+                    dt = dtype if t.dtype in _dtypes.FLOATING else None
+                    moved = t.detach().to(device, dt)
                     t._data = moved._data
                     if t.grad is not None:
-                        t.grad = t.grad.to(device, dtype)
+                        t.grad = t.grad.to(device, dt)
         return self
 
     def cpu(self) -> Module:
@@ -256,6 +275,11 @@ class Module:
 
     def half(self) -> Module:
         return self.to(dtype=np.float16)
+
+    def bfloat16(self) -> Module:
+        from .. import _dtypes
+
+        return self.to(dtype=_dtypes.bfloat16)
 
     def apply(self, fn) -> Module:
         for m in self.children():

@@ -7,7 +7,10 @@ import math
 
 import numpy as np
 
+from .. import _dtypes
 from ..tensor import Tensor
+
+_SIXTEEN = (_dtypes.float16, _dtypes.bfloat16)
 
 
 class Optimizer:
@@ -56,6 +59,13 @@ class Optimizer:
         loss = closure() if closure is not None else None
         for group, p, state in self._params_with_grad():
             grad = p.grad._data
+            if p.dtype in _SIXTEEN:
+                # a 16-bit parameter steps in float32 (its state too) and is rounded once:
+                # in 16-bit arithmetic Adam's eps and (1 - beta2) g^2 underflow to zero
+                p._data[...] = self._update(p._data.astype(np.float32),
+                                            grad.astype(np.float32), state, group)
+                p._vc[0] += 1
+                continue
             if grad.dtype != p.dtype:
                 grad = grad.astype(p.dtype)
             # in place: views of the weights (.numpy(), .data, state_dict()) see the step;

@@ -9,6 +9,7 @@
 #include <cstring>
 #include <vector>
 
+#include "epilogue.h"
 #include "gemm.h"
 
 namespace convnet {
@@ -278,8 +279,8 @@ void im2col_run(const std::vector<ColCopy>& plan, const T* image, index_t sw, T*
 // register-tiled product that broadcasts the filters and streams the column rows as they
 // are (no packing). Tile: BK filters x NV vectors of output pixels.
 template <typename T, int BK, int NV>
-void conv2d_forward_direct(const ConvGeom& g, const T* x, const T* w, const T* b, T* y,
-                           const std::vector<ColIndex>& idx, int team) {
+void conv2d_forward_direct(const ConvGeom& g, const T* x, const T* w, const Epilogue<T>& ep,
+                           T* y, const std::vector<ColIndex>& idx, int team) {
   using V = typename Vec<T>::type;
   constexpr int L = kVecBytes / int(sizeof(T));
   constexpr int NB = NV * L;
@@ -321,11 +322,14 @@ void conv2d_forward_direct(const ConvGeom& g, const T* x, const T* w, const T* b
           }
           const index_t cols = std::min<index_t>(NB, plane - d);
           for (int i = 0; i < BK && kb + i < g.K; ++i) {
-            alignas(64) T row[NB];
-            std::memcpy(row, acc[i], sizeof(row));
-            const T bias = b ? b[kb + i] : T(0);
             T* out = yn + (kb + i) * plane + d;
-            for (index_t e = 0; e < cols; ++e) out[e] = row[e] + bias;
+#pragma GCC unroll 4
+            for (int j = 0; j < NV; ++j) {
+              if (j * L >= cols) break;
+              const int lanes = static_cast<int>(std::min<index_t>(L, cols - j * L));
+              const V r = ep.vec(acc[i][j], kb + i, d + j * L, lanes);
+              std::memcpy(out + j * L, &r, sizeof(T) * lanes);
+            }
           }
         }
     }
@@ -339,9 +343,9 @@ bool direct_forward_fits(const ConvGeom& g, std::size_t elem) {
 
 }  // namespace
 
-// x (N,C,H,W), w (K,C,R,S), b (K) or null -> y (N,K,P,Q)
+// x (N,C,H,W), w (K,C,R,S) -> y (N,K,P,Q) = ep(conv(x, w)), ep per filter row
 template <typename T>
-void conv2d_forward(const ConvGeom& g, const T* x, const T* w, const T* b, T* y) {
+void conv2d_forward_ep(const ConvGeom& g, const T* x, const T* w, const Epilogue<T>& ep, T* y) {
   FlushToZero ftz;
   const std::vector<ColIndex> idx = col_index(g);
   const index_t plane = g.P * g.Q;
@@ -356,29 +360,21 @@ void conv2d_forward(const ConvGeom& g, const T* x, const T* w, const T* b, T* y)
     };
     const double u83 = used(8, 3 * L), u64 = used(6, 4 * L), u82 = used(8, 2 * L);
     if (u64 > u83 && u64 >= u82)
-      conv2d_forward_direct<T, 6, 4>(g, x, w, b, y, idx, threads);
+      conv2d_forward_direct<T, 6, 4>(g, x, w, ep, y, idx, threads);
     else if (u82 > u83)
-      conv2d_forward_direct<T, 8, 2>(g, x, w, b, y, idx, threads);
+      conv2d_forward_direct<T, 8, 2>(g, x, w, ep, y, idx, threads);
     else
-      conv2d_forward_direct<T, 8, 3>(g, x, w, b, y, idx, threads);
+      conv2d_forward_direct<T, 8, 3>(g, x, w, ep, y, idx, threads);
     return;
   }
   if (!dense) {
     gemm_auto<T>(g.K, g.crs(), T(1), DenseA<T>{w, g.crs(), false},
-                 Im2colB<T>{x, &g, idx.data(), g.K * plane, false}, T(0), y, plane, threads);
-    if (b) {
-#pragma omp parallel for schedule(static) num_threads(threads) if (threads > 1)
-      for (index_t nk = 0; nk < g.N * g.K; ++nk) {
-        T* row = y + nk * plane;
-        const T bias = b[nk % g.K];
-#pragma omp simd
-        for (index_t i = 0; i < plane; ++i) row[i] += bias;
-      }
-    }
+                 Im2colB<T>{x, &g, idx.data(), g.K * plane, false}, T(0), y, plane, threads,
+                 ep);
     return;
   }
   // Few output pixels per image: GEMM over chunks of images into a (K, images*P*Q) buffer of
-  // at most ~4 MiB, then spread it over the images (adding the bias on the way).
+  // at most ~4 MiB, then spread it over the images (the epilogue on the way).
   const index_t chunk = std::max<index_t>(1, (index_t(1) << 20) / std::max<index_t>(1, g.K * plane));
   static thread_local Scratch<T> buffer;
   buffer.resize(g.K * std::min(chunk, g.N) * plane);
@@ -395,11 +391,30 @@ void conv2d_forward(const ConvGeom& g, const T* x, const T* w, const T* b, T* y)
       const index_t n = nk / g.K, k = nk % g.K;
       const T* src = tmp + k * cols + n * plane;
       T* dst = y + ((n0 + n) * g.K + k) * plane;
-      const T bias = b ? b[k] : T(0);
-#pragma omp simd
-      for (index_t i = 0; i < plane; ++i) dst[i] = src[i] + bias;
+      std::memcpy(dst, src, sizeof(T) * plane);
+      ep.apply_row(dst, plane, k, 0);
     }
   }
+}
+
+// x (N,C,H,W), w (K,C,R,S), b (K) or null -> y (N,K,P,Q)
+template <typename T>
+void conv2d_forward(const ConvGeom& g, const T* x, const T* w, const T* b, T* y) {
+  Epilogue<T> ep;
+  ep.bias = b;
+  conv2d_forward_ep(g, x, w, ep, y);
+}
+
+// y = act(conv(x, w) + b) (the act codes of convnet/epilogue_math.h)
+template <typename T>
+void conv2d_forward_act(const ConvGeom& g, const T* x, const T* w, const T* b, T* y, int act,
+                        T p1, T p2) {
+  Epilogue<T> ep;
+  ep.bias = b;
+  ep.act = act;
+  ep.p1 = p1;
+  ep.p2 = p2;
+  conv2d_forward_ep(g, x, w, ep, y);
 }
 
 namespace {
@@ -620,6 +635,10 @@ void conv2d_backward_bias(const ConvGeom& g, const T* dy, T* db) {
 
 #define INSTANTIATE(T)                                                                   \
   template void conv2d_forward<T>(const ConvGeom&, const T*, const T*, const T*, T*);    \
+  template void conv2d_forward_ep<T>(const ConvGeom&, const T*, const T*,               \
+                                     const Epilogue<T>&, T*);                           \
+  template void conv2d_forward_act<T>(const ConvGeom&, const T*, const T*, const T*, T*, \
+                                      int, T, T);                                        \
   template void conv2d_backward_data<T>(const ConvGeom&, const T*, const T*, T*);        \
   template void conv2d_backward_weight<T>(const ConvGeom&, const T*, const T*, T*);      \
   template void conv2d_backward_bias<T>(const ConvGeom&, const T*, T*);

@@ -663,11 +663,14 @@ int device_count() {
 
 }  // namespace
 
+void bind_fused(py::module_& m);  // bind_cuda_fused.cpp
+
 PYBIND11_MODULE(_cuda, m) {
   m.doc() =
       "convnet CUDA kernels on device pointers (CuPy's a.data.ptr), with CuPy's stream and "
       "device. Called through convnet.kernels (convnet/kernels/_cuda.py checks the arrays).";
   using py::arg;
+  bind_fused(m);
   m.def("gemm", &gemm, arg("dtype"), arg("a"), arg("b"), arg("c"), arg("M"), arg("N"), arg("K"),
         arg("lda"), arg("ldb"), arg("ldc"), arg("alpha"), arg("beta"), arg("trans_a"),
         arg("trans_b"), arg("stream"), arg("device"),

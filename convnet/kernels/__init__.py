@@ -16,9 +16,10 @@ average pooling counts the zero padding in the divisor unless
 The layer is built from ``spec.py`` (the manifest of every backend-level kernel: its
 arguments and their roles), ``_boundary.py`` (the checks every call passes, once, before
 any backend, and the dispatch to the backend) and one module per op: ``blas`` (GEMM), ``conv``
-(with the transposed convolution), ``fused`` (bias and activation epilogues), ``pool``, ``norm``, ``activation``, ``rnn``,
-``upsample``. Backends: ``convnet._C`` (native), ``_numba``, ``_cuda`` (on CuPy arrays);
-``reference`` is the float64 NumPy oracle of the tests.
+(with the transposed convolution), ``fused`` (bias and activation epilogues), ``pool``,
+``norm``, ``activation``, ``rnn``, ``upsample``. Backends: ``convnet._C`` (native),
+``_numba``, ``_cuda`` (on CuPy arrays); ``reference`` is the float64 NumPy oracle of the
+tests.
 """
 
 from __future__ import annotations

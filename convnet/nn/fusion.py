@@ -132,7 +132,7 @@ def fuse_conv_bn_eval(conv, bn, transpose=False):
     """A copy of `conv` whose weight and bias include `bn` (both in eval mode), as PyTorch's
     ``torch.nn.utils.fuse_conv_bn_eval``."""
     if conv.training or bn.training:
-        raise RuntimeError("fuse_conv_bn_eval: only eval mode is supported (call .eval())")
+        raise AssertionError("Fusion only for eval! (fuse_conv_bn_eval: call .eval() first)")
     fused = copy.deepcopy(conv)
     fused.weight, fused.bias = fuse_conv_bn_weights(
         fused.weight, fused.bias, bn.running_mean, bn.running_var, bn.eps, bn.weight, bn.bias,
@@ -150,7 +150,7 @@ def fuse_linear_bn_eval(linear, bn):
     """A copy of `linear` whose weight and bias include `bn` (both in eval mode), as
     PyTorch's ``torch.nn.utils.fuse_linear_bn_eval``."""
     if linear.training or bn.training:
-        raise RuntimeError("fuse_linear_bn_eval: only eval mode is supported (call .eval())")
+        raise AssertionError("Fusion only for eval! (fuse_linear_bn_eval: call .eval() first)")
     if linear.out_features != bn.num_features and bn.num_features != 1:
         raise ValueError(f"fuse_linear_bn_eval: the linear layer has {linear.out_features} "
                          f"outputs but the batch norm {bn.num_features} features")

@@ -346,6 +346,102 @@ void conv2d_forward_direct(const ConvGeom& g, const T* x, const T* w, const Epil
   }
 }
 
+// Stride 1 with few filters, without an im2col matrix: the image is copied once into a
+// zero-padded buffer of rows Wp = Q + (S-1)*dw wide, read as one flat row. Output position
+// i = p*Wp + q then reads tap (c, r, s) at xpad[c][i + r*dh*Wp + s*dw]: for a vector of
+// consecutive i, a contiguous load, so the register-tiled product streams the padded image
+// itself. The Wp - Q positions per row past the output are computed and dropped. For
+// LeNet's layers (rows of 10-32 values) building the im2col matrix cost more than its
+// multiply-adds.
+template <typename T, int BK, int NV>
+void conv2d_forward_flat(const ConvGeom& g, const T* x, const T* w, const Epilogue<T>& ep,
+                         T* y, int team) {
+  using V = typename Vec<T>::type;
+  constexpr int L = kVecBytes / int(sizeof(T));
+  constexpr int NB = NV * L;
+  const index_t Wp = g.Q + (g.S - 1) * g.dw, Hp = g.P + (g.R - 1) * g.dh;
+  const index_t plane_p = Hp * Wp, out_len = round_up(g.P * Wp, NB), crs = g.crs();
+  // the last vector of garbage positions may read up to a row and a vector past a plane
+  const index_t buf_len = g.C * plane_p + out_len + (g.R - 1) * g.dh * Wp + (g.S - 1) * g.dw;
+  const index_t kp = round_up(g.K, BK);
+  std::vector<T> wp(static_cast<size_t>(kp) * crs, T(0));  // filters padded to the tile
+  std::copy(w, w + g.K * crs, wp.begin());
+  std::vector<index_t> off(crs);  // where tap (c, r, s) starts in the padded image
+  for (index_t c = 0; c < g.C; ++c)
+    for (index_t r = 0; r < g.R; ++r)
+      for (index_t t = 0; t < g.S; ++t)
+        off[(c * g.R + r) * g.S + t] = c * plane_p + r * g.dh * Wp + t * g.dw;
+  // rows/columns of the padded image that hold input values (padding may be negative)
+  const index_t u0 = std::max<index_t>(0, g.pw), u1 = std::min<index_t>(Wp, g.W + g.pw);
+#pragma omp parallel num_threads(team)
+  {
+    FlushToZero ftz_worker;
+    static thread_local Scratch<T> pad_buf, out_buf;
+    pad_buf.resize(buf_len);
+    out_buf.resize(BK * out_len);
+    T* xpad = pad_buf.data();
+    T* ybuf = out_buf.data();
+    std::fill(xpad, xpad + buf_len, T(0));  // the border stays zero for every image
+#pragma omp for schedule(static)
+    for (index_t n = 0; n < g.N; ++n) {
+      const T* xn = x + n * g.C * g.H * g.W;
+      if (u0 < u1)
+        for (index_t c = 0; c < g.C; ++c)
+          for (index_t t = 0; t < Hp; ++t) {
+            const index_t h = t - g.ph;
+            if (h < 0 || h >= g.H) continue;
+            std::memcpy(xpad + c * plane_p + t * Wp + u0, xn + (c * g.H + h) * g.W + u0 - g.pw,
+                        sizeof(T) * (u1 - u0));
+          }
+      T* yn = y + n * g.K * g.P * g.Q;
+      for (index_t kb = 0; kb < kp; kb += BK) {
+        const T* wk = wp.data() + kb * crs;
+        for (index_t d = 0; d < out_len; d += NB) {
+          V acc[BK][NV];
+#pragma GCC unroll 8
+          for (int i = 0; i < BK; ++i)
+#pragma GCC unroll 4
+            for (int j = 0; j < NV; ++j) acc[i][j] = V{};
+          const T* base = xpad + d;
+          for (index_t t = 0; t < crs; ++t) {
+            const T* src = base + off[t];
+            V bv[NV];
+#pragma GCC unroll 4
+            for (int j = 0; j < NV; ++j) std::memcpy(&bv[j], src + j * L, sizeof(V));
+#pragma GCC unroll 8
+            for (int i = 0; i < BK; ++i) {
+              const V a = wk[i * crs + t] - V{};
+#pragma GCC unroll 4
+              for (int j = 0; j < NV; ++j) acc[i][j] += a * bv[j];
+            }
+          }
+#pragma GCC unroll 8
+          for (int i = 0; i < BK; ++i)
+#pragma GCC unroll 4
+            for (int j = 0; j < NV; ++j) {
+              const V r = ep.vec(acc[i][j], kb + i, 0, L);
+              std::memcpy(ybuf + i * out_len + d + j * L, &r, sizeof(V));
+            }
+        }
+        for (int i = 0; i < BK && kb + i < g.K; ++i)
+          for (index_t p = 0; p < g.P; ++p)
+            std::memcpy(yn + ((kb + i) * g.P + p) * g.Q, ybuf + i * out_len + p * Wp,
+                        sizeof(T) * g.Q);
+      }
+    }
+  }
+}
+
+// Stride 1, few filters, a padded image that stays in cache and rows that are at least
+// half output: measured on LeNet (128 images, 2 threads' worth of work on one), C1
+// forward 1.4x, C3 forward 1.6-2x and C3's data gradient (a flipped convolution) 2-3x
+// faster than im2col + the direct product.
+bool flat_forward_fits(const ConvGeom& g, std::size_t elem) {
+  const index_t Wp = g.Q + (g.S - 1) * g.dw, Hp = g.P + (g.R - 1) * g.dh;
+  return g.K < 32 && g.sh == 1 && g.sw == 1 && 2 * g.Q >= Wp &&
+         g.C * Hp * Wp * elem <= (std::size_t(1) << 20);
+}
+
 // Few filters and a column matrix that stays in cache: the direct path pays.
 bool direct_forward_fits(const ConvGeom& g, std::size_t elem) {
   return g.K < 32 && g.crs() * round_up(g.P * g.Q, 64) * elem <= (std::size_t(1) << 20);
@@ -369,6 +465,13 @@ void conv2d_forward_ep(const ConvGeom& g, const T* x, const T* w, const Epilogue
   const index_t plane = g.P * g.Q;
   constexpr index_t NR = TileGeneral<T>::NR;
   const bool dense = 4 * (round_up(plane, NR) - plane) > round_up(plane, NR);  // >25% padding
+  if (flat_forward_fits(g, sizeof(T))) {
+    if (g.K <= 6)
+      conv2d_forward_flat<T, 6, 4>(g, x, w, ep, y, threads);
+    else
+      conv2d_forward_flat<T, 8, 3>(g, x, w, ep, y, threads);
+    return;
+  }
   if (direct_forward_fits(g, sizeof(T))) {
     // The tile that wastes least on padding filters and pixels.
     constexpr int L = kVecBytes / int(sizeof(T));

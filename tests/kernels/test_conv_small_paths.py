@@ -1,5 +1,7 @@
 """The native convolution's paths for small shapes, against the float64 reference: layers
 whose one window covers the whole input (LeNet's C5; plain GEMMs in all three passes),
+stride-1 layers with few filters over the flat padded image (LeNet's C1 and C3, forward and
+data gradient),
 the strided data gradient as sub-pixel convolutions (the transposed convolutions of DCGAN
 and the autoencoder), and the few-pixel forward GEMM over an explicit im2col buffer,
 chunked over the batch."""
@@ -22,6 +24,13 @@ STRIDED = [((3, 8, 9, 11), (16, 8, 3, 3), 2, 1), ((4, 64, 14, 14), (128, 64, 4, 
            ((2, 9, 13, 12), (4, 9, 5, 4), 3, 2), ((2, 10, 8, 8), (5, 10, 1, 1), 2, 0),
            ((1, 12, 7, 7), (2, 12, 2, 3), 4, 0), ((2, 8, 14, 15), (40, 8, 4, 4), (2, 3), (1, 2)),
            ((2, 8, 9, 9), (6, 8, 3, 3), 2, "same"), ((2, 1, 14, 14), (64, 1, 4, 4), 2, 1)]
+# stride 1, few filters: the product over the flat padded image (no im2col matrix); the
+# data gradient of stride-1 layers with few input channels runs there too (flipped filters,
+# padding R-1-p, negative when p > R-1)
+FLAT = [((16, 6, 14, 14), (16, 6, 5, 5), 1, 0), ((4, 1, 32, 32), (6, 1, 5, 5), 1, 2),
+        ((3, 5, 9, 11), (7, 5, 3, 3), 1, 1), ((1, 4, 8, 11), (5, 4, 2, 3), 1, "same"),
+        ((2, 3, 5, 5), (4, 3, 5, 5), 1, 4), ((2, 2, 6, 6), (31, 2, 1, 1), 1, 0),
+        ((2, 8, 7, 9), (6, 8, 3, 3), 1, 2)]
 FEW_PIXELS = [((150, 64, 7, 7), (40, 64, 3, 3), 1, 1), ((128, 16, 14, 14), (32, 16, 3, 3), 2, 1),
               ((3, 512, 3, 3), (48, 512, 3, 3), 1, 1)]
 
@@ -69,6 +78,23 @@ def test_fully_connected_convolution(geo, dt):
 @pytest.mark.parametrize("geo", STRIDED)
 def test_strided_data_gradient(geo, dt):
     _check_all_passes(geo, dt, ("data",))
+
+
+@pytest.mark.parametrize("dt", [np.float32, np.float64])
+@pytest.mark.parametrize("geo", FLAT)
+def test_flat_padded_image_forward_and_data_gradient(geo, dt):
+    _check_all_passes(geo, dt, ("forward", "data"))
+
+
+def test_flat_path_with_dilation():
+    x_shape, w_shape = (2, 3, 10, 10), (3, 3, 3, 3)
+    rng = np.random.default_rng(2)
+    x, w = rng.standard_normal(x_shape), rng.standard_normal(w_shape)
+    y = K.conv2d_forward(x, w, None, 1, 1, 2, backend="native")
+    _, args = K._conv_geometry(x_shape, w_shape, 1, 1, 2)
+    expected = np.empty(y.shape)
+    ref.conv2d_forward(x, w, None, expected, *args)
+    assert_close(y, expected, np.float64, "dilated forward")
 
 
 @pytest.mark.parametrize("dt", [np.float32, np.float64])

@@ -289,3 +289,33 @@ def test_deepcopy_of_a_fused_model_and_state_dict_keys_unchanged():
     model(cn.ones(1, 3, 8, 8))
     clone = copy.deepcopy(model)
     assert list(clone.state_dict()) == keys == list(model.state_dict())
+
+
+@pytest.mark.parametrize("training", [True, False])
+@pytest.mark.parametrize("build", ["resnet18", "resnet50", "lenet5"])
+def test_zoo_models_fused_equal_unfused(monkeypatch, build, training):
+    """ResNet chains conv-bn-relu and LeNet's Sequentials fuse; with fusion switched off
+    (every pattern refused) the same model gives the same outputs and gradients."""
+    import convnet.nn.fusion as fusion
+    from convnet import models
+
+    cn.manual_seed(3)
+    if build == "lenet5":
+        model = models.LeNet5(num_classes=10)
+        x_np = np.random.default_rng(0).standard_normal((3, 1, 28, 28)).astype(np.float32)
+    else:
+        from convnet.models import resnet
+
+        block = resnet.BasicBlock if build == "resnet18" else resnet.Bottleneck
+        model = resnet.ResNet(block, [2, 1, 1, 1], 5, 3, True, widths=(8, 8, 16, 16))
+        x_np = np.random.default_rng(0).standard_normal((2, 3, 16, 16)).astype(np.float32)
+    model.train(training)
+    state = {k: v.numpy().copy() for k, v in model.state_dict().items()}
+    fused = _run(model, x_np, fused=True)
+    model.load_state_dict({k: cn.tensor(v) for k, v in state.items()})
+    monkeypatch.setattr(fusion, "_fused_step", lambda modules, i, x: (None, 0))
+    plain = _run(model, x_np, fused=True)
+    assert_close(fused[0].numpy(), plain[0].numpy(), np.float32, "output")
+    assert_close(fused[1], plain[1], np.float32, "input gradient")
+    for i, (a, b) in enumerate(zip(fused[2], plain[2])):
+        assert_close(a, b, np.float32, f"gradient of parameter {i}", floor=1e-2)

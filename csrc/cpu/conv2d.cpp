@@ -498,42 +498,14 @@ void conv2d_forward_ep(const ConvGeom& g, const T* x, const T* w, const Epilogue
   const index_t chunk = std::max<index_t>(1, (index_t(1) << 20) / std::max<index_t>(1, g.K * plane));
   static thread_local Scratch<T> buffer;
   buffer.resize(g.K * std::min(chunk, g.N) * plane);
-  // The GEMM reads the chunk's im2col matrix from a buffer (rows of images*P*Q values)
-  // built by the copy plan: with a few pixels per output row, gathering it straight into
-  // the packed panels (Im2colB) costs a bounds check and a call per handful of values,
-  // which the small GEMM does not amortise (measured 1.2-1.6x faster on 7x7 outputs). A
-  // buffer too large for a few panels per GEMM keeps the gather.
-  const index_t crs = g.crs(), in_size = g.C * g.H * g.W;
-  const index_t col_chunk = std::max<index_t>(
-      1, std::min(chunk, (index_t(1) << 21) / std::max<index_t>(1, crs * plane)));
-  const bool explicit_cols = col_chunk * plane >= 4 * NR;
-  const index_t step = explicit_cols ? col_chunk : chunk;
-  static thread_local Scratch<T> col_buf;
-  std::vector<ColCopy> plan;
-  if (explicit_cols) {
-    const index_t width = std::min(step, g.N) * plane;
-    plan = im2col_plan(g, idx, width);
-    col_buf.resize(crs * width);
-    std::fill(col_buf.data(), col_buf.data() + crs * width, T(0));  // the padding, once
-  }
-  for (index_t n0 = 0; n0 < g.N; n0 += step) {
+  for (index_t n0 = 0; n0 < g.N; n0 += chunk) {
     ConvGeom part = g;
-    part.N = std::min(step, g.N - n0);
+    part.N = std::min(chunk, g.N - n0);
     const index_t cols = part.N * plane;
     T* tmp = buffer.data();
-    if (explicit_cols) {
-      T* col = col_buf.data();
-#pragma omp parallel for schedule(static) num_threads(threads) if (threads > 1)
-      for (index_t n = 0; n < part.N; ++n)
-        im2col_run(plan, x + (n0 + n) * in_size, g.sw, col + n * plane);
-      gemm_auto<T>(g.K, crs, T(1), DenseA<T>{w, crs, false},
-                   DenseB<T>{col, std::min(step, g.N) * plane, false, cols}, T(0), tmp, cols,
-                   threads);
-    } else {
-      gemm_auto<T>(g.K, g.crs(), T(1), DenseA<T>{w, g.crs(), false},
-                   Im2colB<T>{x + n0 * g.C * g.H * g.W, &part, idx.data(), 0, true}, T(0), tmp,
-                   cols, threads);
-    }
+    gemm_auto<T>(g.K, g.crs(), T(1), DenseA<T>{w, g.crs(), false},
+                 Im2colB<T>{x + n0 * g.C * g.H * g.W, &part, idx.data(), 0, true}, T(0), tmp,
+                 cols, threads);
 #pragma omp parallel for schedule(static) num_threads(threads) if (threads > 1)
     for (index_t nk = 0; nk < part.N * g.K; ++nk) {
       const index_t n = nk / g.K, k = nk % g.K;
@@ -651,10 +623,12 @@ void conv2d_backward_data(const ConvGeom& g, const T* dy, const T* w, T* dx) {
   if (g.sh == 1 && g.sw == 1 && (g.K <= g.C || (g.C >= 4 && direct_forward_fits(flipped,
                                                                                sizeof(T)))))
     return conv2d_backward_data_stride1(g, dy, w, dx);
-  // Strided: sub-pixel convolutions when dx has channels enough to fill the forward
-  // paths' register tiles (DCGAN 128->64, the autoencoder's 32->16: 1.3-1.5x faster than
-  // col2im, measured); with one or two (an image's last layer), col2im stays faster.
-  if ((g.sh > 1 || g.sw > 1) && g.dh == 1 && g.dw == 1 && g.C >= 8)
+  // Strided: sub-pixel convolutions when their few filters (dx's channels) take the flat
+  // stride-1 path, which needs no im2col (the autoencoder's 32->16 transposed convolution:
+  // 1.4-1.6x faster than col2im, measured on one thread). With 32 channels or more the
+  // phases run on the implicit GEMM, whose gather over 7-pixel rows made DCGAN's 128->64
+  // 1.6x slower than col2im's one large GEMM; with under 8 they fill few register rows.
+  if ((g.sh > 1 || g.sw > 1) && g.dh == 1 && g.dw == 1 && g.C >= 8 && g.C < 32)
     return conv2d_backward_data_phases(g, dy, w, dx);
   // Otherwise: dcol = W^T dy over a range of (image, output pixel) columns into a buffer of
   // at most ~1 MiB (col2im then reads it back from cache), images in parallel.

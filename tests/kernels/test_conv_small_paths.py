@@ -1,10 +1,9 @@
 """The native convolution's paths for small shapes, against the float64 reference: layers
 whose one window covers the whole input (LeNet's C5; plain GEMMs in all three passes),
 stride-1 layers with few filters over the flat padded image (LeNet's C1 and C3, forward and
-data gradient),
-the strided data gradient as sub-pixel convolutions (the transposed convolutions of DCGAN
-and the autoencoder), and the few-pixel forward GEMM over an explicit im2col buffer,
-chunked over the batch."""
+data gradient), the strided data gradient as sub-pixel convolutions or col2im (the
+transposed convolutions of DCGAN and the autoencoder), and the few-pixel forward GEMM
+(panels across images, chunked over the batch)."""
 
 import numpy as np
 import pytest

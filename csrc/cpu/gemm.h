@@ -240,7 +240,8 @@ void gemm_packed(index_t M, index_t K, T alpha, const PackA& pa, const PackB& pb
       for (index_t i = 0; i < M; ++i)
         for (int j = 0; j < nr; ++j) cp[i * ldc + j] = beta == T(0) ? T(0) : beta * cp[i * ldc + j];
       if constexpr (Ep::active)
-        for (index_t i = 0; i < M; ++i) ep.apply_row(cp + i * ldc, nr, i, pb.template c_offset<NR>(jp));
+        for (index_t i = 0; i < M; ++i)
+          ep.apply_row(cp + i * ldc, nr, i, pb.template c_offset<NR>(jp));
     }
     return;
   }

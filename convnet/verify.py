@@ -179,6 +179,33 @@ def _checks() -> list[tuple[str, Check]]:
     out += _rnn_checks()
     out += _recurrence_checks()
     out += _upsample_checks()
+    out += _epilogue_checks()
+    return out
+
+
+def _epilogue_checks() -> list[tuple[str, Check]]:
+    """The fused kernels with every activation code of the epilogue, with and without bias."""
+    out = []
+    for act, kind in enumerate(spec.EPILOGUE_ACTS):
+        p1, p2 = (1.0, 0.0) if kind == "gelu" else (0.1, 1.1)
+        geo = CONV_GEOMETRIES[act % len(CONV_GEOMETRIES)]
+        y_shape, args, _ = _conv_setup(*geo)
+
+        def conv_act(rng, dt, geo=geo, y_shape=y_shape, args=args, act=act, p1=p1, p2=p2):
+            x = rng.standard_normal(geo[0]).astype(dt)
+            w = rng.standard_normal(geo[1]).astype(dt)
+            b = rng.standard_normal(geo[1][0]).astype(dt) if act % 2 else None
+            return (x, w, b), [np.empty(y_shape, dt)], (*args, act, p1, p2)
+
+        def linear_act(rng, dt, act=act, p1=p1, p2=p2, m=3 + 5 * act, k=2 + 7 * act):
+            x = rng.standard_normal((m, k)).astype(dt)
+            w = (rng.standard_normal((9, k)) / np.sqrt(k)).astype(dt)
+            b = rng.standard_normal(9).astype(dt) if act % 2 == 0 else None
+            return (x, w, b), [np.empty((m, 9), dt)], (act, p1, p2)
+
+        out += [(f"{kind} x{geo[0]}".replace(" ", ""), Check("conv2d_forward_act", conv_act)),
+                (f"{kind} x({3 + 5 * act},{2 + 7 * act})", Check("linear_forward_act",
+                                                                  linear_act))]
     return out
 
 

@@ -89,6 +89,35 @@ void conv2d_forward(Arr<T> x, Arr<T> w, Opt<T> b, Arr<T> y, index_t sh, index_t 
 }
 
 template <typename T>
+void conv2d_forward_act(Arr<T> x, Arr<T> w, Opt<T> b, Arr<T> y, index_t sh, index_t sw,
+                        index_t ph, index_t pw, index_t dh, index_t dw, int act, double p1,
+                        double p2) {
+  const auto g = conv_geom("conv2d_forward_act", x, w, y, sh, sw, ph, pw, dh, dw);
+  rules::activation_code("conv2d_forward_act", act);
+  if (!check(rules::conv2d_forward_act(g), {&x, &w, b ? &*b : nullptr, &y})) return;
+  const T *px = x.data(), *pw_ = w.data(), *pb = data_or_null(b);
+  T* py_ = y.mutable_data();
+  py::gil_scoped_release nogil;
+  convnet::conv2d_forward_act<T>(g, px, pw_, pb, py_, act, T(p1), T(p2));
+}
+
+// sizes: M, K from x; N from w
+template <typename T>
+void linear_forward_act(Arr<T> x, Arr<T> w, Opt<T> b, Arr<T> y, int act, double p1,
+                        double p2) {
+  const char* k = "linear_forward_act";
+  const auto *xs = dims(k, x, "x", 2), *ws = dims(k, w, "w", 2);
+  const index_t M = xs[0], K = xs[1], N = ws[0];
+  rules::activation_code(k, act);
+  if (!check(rules::linear_forward_act(M, N, K), {&x, &w, b ? &*b : nullptr, &y})) return;
+  const T *px = x.data(), *pw_ = w.data(), *pb = data_or_null(b);
+  T* py_ = y.mutable_data();
+  const int nt = convnet::threads_for(double(M) * N * K, 1 << 18);
+  py::gil_scoped_release nogil;
+  convnet::linear_forward_act<T>(M, N, K, px, pw_, pb, py_, act, T(p1), T(p2), nt);
+}
+
+template <typename T>
 void conv2d_backward_data(Arr<T> dy, Arr<T> w, Arr<T> dx, index_t sh, index_t sw, index_t ph,
                           index_t pw, index_t dh, index_t dw) {
   const auto g = conv_geom("conv2d_backward_data", dx, w, dy, sh, sw, ph, pw, dh, dw);
@@ -281,6 +310,13 @@ void bind_all(py::module_& m) {
   m.def("conv2d_forward", &conv2d_forward<T>, arr("x"), arr("w"), arr("b"), arr("y"), arg("sh"),
         arg("sw"), arg("ph"), arg("pw"), arg("dh"), arg("dw"),
         "x (N,C,H,W), w (K,C,R,S), b (K) or None -> y (N,K,P,Q) in place; ph/pw: top/left pad.");
+  m.def("conv2d_forward_act", &conv2d_forward_act<T>, arr("x"), arr("w"), arr("b"), arr("y"),
+        arg("sh"), arg("sw"), arg("ph"), arg("pw"), arg("dh"), arg("dw"), arg("act"),
+        arg("p1"), arg("p2"),
+        "y = act(conv(x, w) + b) in place, the bias and activation applied in registers.");
+  m.def("linear_forward_act", &linear_forward_act<T>, arr("x"), arr("w"), arr("b"), arr("y"),
+        arg("act"), arg("p1"), arg("p2"),
+        "x (M,K), w (N,K), b (N) or None -> y (M,N) = act(x w^T + b) in place.");
   m.def("conv2d_backward_data", &conv2d_backward_data<T>, arr("dy"), arr("w"), arr("dx"),
         arg("sh"), arg("sw"), arg("ph"), arg("pw"), arg("dh"), arg("dw"),
         "dy (N,K,P,Q), w (K,C,R,S) -> dx (N,C,H,W) in place.");

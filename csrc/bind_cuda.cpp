@@ -141,6 +141,38 @@ void conv2d_forward(const std::string& dtype, const Ptrs& p, const Sizes& n, con
   });
 }
 
+// the product, then the epilogue pass (csrc/cuda/epilogue.cu)
+void conv2d_forward_act(const std::string& dtype, const Ptrs& p, const Sizes& n,
+                        const Sizes& geom, int act, double p1, double p2, ptr_t stream,
+                        int device) {
+  const ConvGeom g = conv_geom("conv2d_forward_act", geom);
+  rules::activation_code("conv2d_forward_act", act);
+  const Bufs b(rules::conv2d_forward_act(g).add({"table", 4 * g.C * g.R * g.S}), p, n);
+  b.run(dtype, device, [&](auto t) {
+    using T = decltype(t);
+    T* y = b.at<T>(3);
+    const cudaStream_t s = stream_of(stream);
+    cu::conv2d_forward<T>(g, b.at<const T>(0), b.at<const T>(1), b.at<const T>(2), y,
+                          b.at<const int4>(4), s);
+    cu::bias_act<T>(g.N * g.K * g.P * g.Q, y, nullptr, 1, 1, act, T(p1), T(p2), s);
+  });
+}
+
+void linear_forward_act(const std::string& dtype, const Ptrs& p, const Sizes& n, index_t M,
+                        index_t N, index_t K, int act, double p1, double p2, ptr_t stream,
+                        int device) {
+  rules::activation_code("linear_forward_act", act);
+  const Bufs b(rules::linear_forward_act(M, N, K), p, n);
+  b.run(dtype, device, [&](auto t) {
+    using T = decltype(t);
+    T* y = b.at<T>(3);
+    const cudaStream_t s = stream_of(stream);
+    cu::gemm<T>(false, true, M, N, K, T(1), b.at<const T>(0), K, b.at<const T>(1), K, T(0), y, N,
+                s);
+    cu::bias_act<T>(M * N, y, b.at<const T>(2), 1, N, act, T(p1), T(p2), s);
+  });
+}
+
 void conv2d_backward_data(const std::string& dtype, const Ptrs& p, const Sizes& n,
                           const Sizes& geom, ptr_t stream, int device) {
   const ConvGeom g = conv_geom("conv2d_backward_data", geom);
@@ -490,6 +522,12 @@ PYBIND11_MODULE(_cuda, m) {
         arg("stream"), arg("device"),
         "x (N,C,H,W), w (K,C,R,S), b (K) or 0, y (N,K,P,Q), conv_table (C*R*S int4). geom: "
         "(N,C,H,W,K,R,S,P,Q,sh,sw,ph,pw,dh,dw).");
+  m.def("conv2d_forward_act", &conv2d_forward_act, arg("dtype"), arg("ptrs"), arg("counts"),
+        arg("geom"), arg("act"), arg("p1"), arg("p2"), arg("stream"), arg("device"),
+        "As conv2d_forward, then y = act(y) (the bias added by the convolution).");
+  m.def("linear_forward_act", &linear_forward_act, arg("dtype"), arg("ptrs"), arg("counts"),
+        arg("M"), arg("N"), arg("K"), arg("act"), arg("p1"), arg("p2"), arg("stream"),
+        arg("device"), "x (M,K), w (N,K), b (N) or 0, y (M,N) = act(x w^T + b).");
   m.def("conv2d_backward_data", &conv2d_backward_data, arg("dtype"), arg("ptrs"), arg("counts"),
         arg("geom"), arg("stream"), arg("device"),
         "dy (N,K,P,Q), w (K,C,R,S), dx (N,C,H,W), dgrad_table (K*R*S int4).");

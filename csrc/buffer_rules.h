@@ -11,6 +11,7 @@
 #include <string>
 
 #include "convnet/bind_checks.h"
+#include "convnet/epilogue_math.h"
 #include "cpu/kernels.h"  // ConvGeom, PoolGeom, UpsampleGeom
 
 namespace convnet::rules {
@@ -76,6 +77,26 @@ inline Rule conv2d_forward(const ConvGeom& g) {
   const char* k = "conv2d_forward";
   conv(k, g);
   return {k, {{"x", nchw(k, g)}, {"w", kcrs(k, g)}, {"b", g.K, true}, {"y", nkpq(k, g)}}};
+}
+
+// The fused forward passes (bias and activation in the epilogue): the same buffers.
+inline Rule conv2d_forward_act(const ConvGeom& g) {
+  Rule r = conv2d_forward(g);
+  r.kernel = "conv2d_forward_act";
+  return r;
+}
+
+inline Rule linear_forward_act(index_t M, index_t N, index_t K) {
+  const char* k = "linear_forward_act";
+  bind::in_range(k, "sizes", {M, N, K}, 0);
+  return {k, {{"x", product(k, {M, K})}, {"w", product(k, {N, K})}, {"b", N, true},
+              {"y", product(k, {M, N})}}};
+}
+
+// An activation code of convnet/epilogue_math.h (the epilogue switches on it).
+inline void activation_code(const char* k, int act) {
+  if (act < 0 || act >= math::kActEnd) bind::fail(k, "act: unknown activation code " +
+                                                         std::to_string(act));
 }
 
 inline Rule conv2d_backward_data(const ConvGeom& g) {

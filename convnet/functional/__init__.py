@@ -34,3 +34,8 @@ __all__ += ["dropout1d", "dropout2d", "softplus", "group_norm", "layer_norm", "a
 from ._nn import elu_, leaky_relu_, relu_  # noqa: E402 - PyTorch's in-place forms
 
 __all__ += ["elu_", "leaky_relu_", "relu_"]
+
+# Fused convolution/linear + activation (convnet extensions; nn.Sequential uses them).
+from ._fused import conv2d_act, fusable_activation, linear_act  # noqa: E402
+
+__all__ += ["conv2d_act", "fusable_activation", "linear_act"]

@@ -36,15 +36,19 @@ class Conv2d(Function):
         return K.conv2d_forward(x, w, b, stride, padding, dilation)
 
     def backward(self, g):
-        x, w, has_b, stride, padding, dilation = self.saved
-        dx = dw = db = None
-        if self.needs_grad[0]:
-            dx = K.conv2d_backward_data(g, w, x.shape, stride, padding, dilation)
-        if self.needs_grad[1]:
-            dw = K.conv2d_backward_weight(g, x, w.shape, stride, padding, dilation)
-        if has_b and self.needs_grad[2]:
-            db = K.conv2d_backward_bias(g)
-        return (dx, dw, db) if has_b else (dx, dw)
+        return conv2d_grads(self.needs_grad, g, *self.saved)
+
+
+def conv2d_grads(needs_grad, g, x, w, has_b, stride, padding, dilation):
+    """The gradients of a convolution's inputs (x, w[, b]) that need one, from dy = g."""
+    dx = dw = db = None
+    if needs_grad[0]:
+        dx = K.conv2d_backward_data(g, w, x.shape, stride, padding, dilation)
+    if needs_grad[1]:
+        dw = K.conv2d_backward_weight(g, x, w.shape, stride, padding, dilation)
+    if has_b and needs_grad[2]:
+        db = K.conv2d_backward_bias(g)
+    return (dx, dw, db) if has_b else (dx, dw)
 
 
 def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1):
@@ -181,16 +185,21 @@ class Linear(Function):
         return y.reshape(*lead, w.shape[0])
 
     def backward(self, g):
-        x2, w, lead, has_b = self.saved
-        g2 = g.reshape(-1, w.shape[0])
-        dx = dw = db = None
-        if self.needs_grad[0]:
-            dx = K.matmul(g2, w).reshape(*lead, w.shape[1])
-        if self.needs_grad[1]:
-            dw = K.matmul(g2, x2, trans_a=True)
-        if has_b and self.needs_grad[2]:
-            db = acc_sum(g2, axis=0)
-        return (dx, dw, db) if has_b else (dx, dw)
+        return linear_grads(self.needs_grad, g, *self.saved)
+
+
+def linear_grads(needs_grad, g, x2, w, lead, has_b):
+    """The gradients of a linear layer's inputs (x, w[, b]) that need one, from dy = g;
+    x2 is x as a matrix, lead its leading shape."""
+    g2 = g.reshape(-1, w.shape[0])
+    dx = dw = db = None
+    if needs_grad[0]:
+        dx = K.matmul(g2, w).reshape(*lead, w.shape[1])
+    if needs_grad[1]:
+        dw = K.matmul(g2, x2, trans_a=True)
+    if has_b and needs_grad[2]:
+        db = acc_sum(g2, axis=0)
+    return (dx, dw, db) if has_b else (dx, dw)
 
 
 def linear(input, weight, bias=None):

@@ -21,14 +21,15 @@ average pooling counts the zero padding in the divisor unless
 The layer is built from ``spec.py`` (the manifest of every backend-level kernel: its
 arguments and their roles), ``_boundary.py`` (the checks every call passes, once, before
 any backend, and the dispatch to the backend) and one module per op: ``blas`` (GEMM), ``conv``
-(with the transposed convolution), ``pool``, ``norm``, ``activation``, ``rnn``,
-``upsample``. Backends: ``convnet._C`` (native), ``_numba``, ``_cuda`` (on CuPy arrays);
-``reference`` is the float64 NumPy oracle of the tests.
+(with the transposed convolution), ``fused`` (bias and activation epilogues), ``pool``,
+``norm``, ``activation``, ``rnn``, ``upsample``. Backends: ``convnet._C`` (native),
+``_numba``, ``_cuda`` (on CuPy arrays); ``reference`` is the float64 NumPy oracle of the
+tests.
 """
 
 from __future__ import annotations
 
-from . import activation, algorithms, arrays, blas, conv, norm, pool, rnn, spec, upsample
+from . import activation, algorithms, arrays, blas, conv, fused, norm, pool, rnn, spec, upsample
 from ._registry import backends, use_backend
 from .activation import *  # noqa: F403
 from .algorithms import *  # noqa: F403
@@ -36,14 +37,15 @@ from .arrays import *  # noqa: F403
 from .blas import *  # noqa: F403
 from .conv import *  # noqa: F403
 from .conv import _conv_geometry  # noqa: F401  (used by the GPU tests and benchmark)
+from .fused import *  # noqa: F403
 from .norm import *  # noqa: F403
 from .pool import *  # noqa: F403
 from .pool import _pool_geometry  # noqa: F401
 from .rnn import *  # noqa: F403
 from .upsample import *  # noqa: F403
 
-_OPS = {"activation": activation, "conv": conv, "blas": blas, "norm": norm, "pool": pool,
-        "rnn": rnn, "upsample": upsample}
+_OPS = {"activation": activation, "conv": conv, "blas": blas, "fused": fused, "norm": norm,
+        "pool": pool, "rnn": rnn, "upsample": upsample}
 # Every kernel of the manifest belongs to one of these modules, which re-export their API.
 assert {k.op for k in spec.KERNELS} == set(_OPS), "an op of the manifest has no module"
 __all__ = (["backends", "use_backend", "spec", *arrays.__all__, *algorithms.__all__]

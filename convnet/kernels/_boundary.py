@@ -385,6 +385,15 @@ def _conv(x, w, y, bias=None):
     return rule
 
 
+def _linear(ns):
+    (m, k), (n, kw) = ns["x"].shape, ns["w"].shape
+    if kw != k:
+        raise ValueError(f"w: has {kw} input features (shape {(n, kw)}) but x has {k}")
+    _shape(ns, "y", (m, n))
+    if ns["b"] is not None:
+        _shape(ns, "b", (n,))
+
+
 def _conv_bias(ns):
     _shape(ns, "db", (ns["dy"].shape[1],))
 
@@ -519,6 +528,8 @@ def _upsample(x, y):
 _RULES = {
     "gemm": _gemm,
     "conv2d_forward": _conv("x", "w", "y", "b"),
+    "conv2d_forward_act": _conv("x", "w", "y", "b"),
+    "linear_forward_act": _linear,
     "conv2d_backward_data": _conv("dx", "w", "dy"),
     "conv2d_backward_weight": _conv("x", "dw_out", "dy"),
     "conv2d_backward_bias": _conv_bias,

@@ -142,6 +142,20 @@ def conv2d_backward_bias(dy, db):
     _ext.conv2d_backward_bias(_dt(dy), *_bufs(dy, db), *dy.shape, stream, dev)
 
 
+def conv2d_forward_act(x, w, b, y, sh, sw, ph, pw, dh, dw, act, p1, p2):
+    g = _conv_geom(x.shape, w.shape, y.shape, sh, sw, ph, pw, dh, dw)
+    stream, dev = _launch_args(x=x, w=w, b=b, y=y)
+    table = _device_table("conv", dev, *g[1:4], *g[5:7], dh, dw)
+    _ext.conv2d_forward_act(_dt(x), *_bufs(x, w, b, y, table), g, int(act), float(p1),
+                            float(p2), stream, dev)
+
+
+def linear_forward_act(x, w, b, y, act, p1, p2):
+    stream, dev = _launch_args(x=x, w=w, b=b, y=y)
+    _ext.linear_forward_act(_dt(x), *_bufs(x, w, b, y), x.shape[0], w.shape[0], x.shape[1],
+                            int(act), float(p1), float(p2), stream, dev)
+
+
 # --------------------------------------------------------------------------- pooling
 
 

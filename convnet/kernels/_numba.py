@@ -1622,3 +1622,11 @@ def upsample_bilinear2d_backward(dy, dx, align_corners, scale_h, scale_w):
     tables = _bilinear_tables(dx.shape, dy.shape, align_corners, scale_h, scale_w, dy.dtype)
     _upsample_bilinear_bwd(_planes(dy), _planes(dx), int(dx.shape[3]), int(dy.shape[3]),
                            *tables)
+
+
+# The fused epilogues: the product, then the activation kernel in place.
+import sys as _sys  # noqa: E402
+
+from ._epilogue import composed as _composed  # noqa: E402
+
+conv2d_forward_act, linear_forward_act = _composed(_sys.modules[__name__])

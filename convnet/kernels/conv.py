@@ -40,6 +40,15 @@ def conv2d_forward(x, w, b=None, stride=1, padding=0, dilation=1, *, backend=Non
 
     x (N, C, H, W), w (K, C, R, S), b (K,) or None -> y (N, K, P, Q).
     """
+    x, w, b, y, args = _forward_operands(x, w, b, stride, padding, dilation)
+    if y.size:  # an empty batch (N = 0) has nothing to compute, as in PyTorch
+        launch("conv2d_forward", backend, x, w, b, y, *args)
+    return y
+
+
+def _forward_operands(x, w, b, stride, padding, dilation):
+    """The checked operands of a forward convolution, its output (uninitialised) and the
+    kernel's geometry arguments."""
     x = ck.float_array("x", x)
     ck.ndim("x", x, 4, "(N, C, H, W)")
     w = ck.float_array("w", w, x.dtype)
@@ -50,10 +59,7 @@ def conv2d_forward(x, w, b=None, stride=1, padding=0, dilation=1, *, backend=Non
             raise ValueError(f"b: expected shape ({w.shape[0]},) for {w.shape[0]} filters, "
                              f"got {tuple(b.shape)}")
     y_shape, args = _conv_geometry(x.shape, w.shape, stride, padding, dilation)
-    y = ck.xp_of(x).empty(y_shape, dtype=x.dtype)
-    if y.size:  # an empty batch (N = 0) has nothing to compute, as in PyTorch
-        launch("conv2d_forward", backend, x, w, b, y, *args)
-    return y
+    return x, w, b, ck.xp_of(x).empty(y_shape, dtype=x.dtype), args
 
 
 

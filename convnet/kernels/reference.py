@@ -658,3 +658,29 @@ def upsample_bilinear2d_forward(x, y, align_corners, scale_h, scale_w):
 def upsample_bilinear2d_backward(dy, dx, align_corners, scale_h, scale_w):
     dx[...] = upsample_backward_ref(dy, dx.shape[2:], "bilinear", align_corners,
                                     (scale_h, scale_w))
+
+
+def _epilogue_ref(pre, act, p1, p2):
+    """act(pre) in float64, with the activation kernels of this module."""
+    from ._epilogue import activation_call
+
+    call = activation_call(act, p1, p2)
+    if call is None:
+        return pre
+    out = np.empty_like(pre)
+    globals()[call[0]](pre, out, *call[1])
+    return out
+
+
+def conv2d_forward_act(x, w, b, y, sh, sw, ph, pw, dh, dw, act, p1, p2):
+    """y = act(conv(x, w) + b), all in float64."""
+    pre = conv2d_forward_ref(x, w, b, (sh, sw), (ph, pw), y.shape[2:], (dh, dw))
+    y[...] = _epilogue_ref(pre, act, p1, p2)
+
+
+def linear_forward_act(x, w, b, y, act, p1, p2):
+    """y = act(x w^T + b), all in float64."""
+    pre = _f64(x) @ _f64(w).T
+    if b is not None:
+        pre = pre + _f64(b)
+    y[...] = _epilogue_ref(pre, act, p1, p2)

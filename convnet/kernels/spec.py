@@ -160,6 +160,23 @@ for _kind, (_params, _saved) in ACTIVATION_KERNELS.items():
                f"dx for {_kind}, from dy and the saved {_saved}"),
     )
 
+# Fused epilogues: the convolution or linear product with its bias and an activation applied
+# before the output is stored. act: a code, the index in EPILOGUE_ACTS (the C++ order of
+# csrc/include/convnet/epilogue_math.h, gelu being its formula activation): p1 the slope
+# (leaky_relu; ReLU is 0), alpha (elu) or the parameter (gelu), p2 the scale (elu).
+EPILOGUE_ACTS = ("none", "leaky_relu", "tanh", "sigmoid", "elu", "gelu")
+_EPILOGUE = (_i("act", 0, len(EPILOGUE_ACTS) - 1, example=1), _f("p1", example=0.1),
+             _f("p2", example=1.1))
+KERNELS += (
+    Kernel("conv2d_forward_act", "fused",
+           (_a("x", IN, 4), _a("w", IN, 4), _a("b", OPT, 1), _a("y", OUT, 4), *_CONV,
+            *_EPILOGUE),
+           "x (N,C,H,W), w (K,C,R,S), b (K) -> y (N,K,P,Q) = act(conv + b)"),
+    Kernel("linear_forward_act", "fused",
+           (_a("x", IN, 2), _a("w", IN, 2), _a("b", OPT, 1), _a("y", OUT, 2), *_EPILOGUE),
+           "x (M,K), w (N,K), b (N) -> y (M,N) = act(x w^T + b)"),
+)
+
 KERNELS += (
     Kernel("lstm_cell_forward", "rnn",
            (_a("gates", IN, 2), _a("bias", IN, 1), _a("c_prev", IN, 2), _a("h", OUT, 2),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from .. import nn
 from ..functional import relu
+from ..nn.fusion import sequential_forward as _chain  # conv [+ bn] [+ relu], fused when exact
 
 
 def conv3x3(in_planes: int, out_planes: int, stride: int = 1) -> nn.Conv2d:
@@ -32,8 +33,8 @@ class BasicBlock(nn.Module):
 
     def forward(self, x):
         identity = x if self.downsample is None else self.downsample(x)
-        out = self.relu(self.bn1(self.conv1(x)))
-        out = self.bn2(self.conv2(out))
+        out = _chain((self.conv1, self.bn1, self.relu), x)
+        out = _chain((self.conv2, self.bn2), out)
         return relu(out + identity)
 
 
@@ -57,9 +58,9 @@ class Bottleneck(nn.Module):
 
     def forward(self, x):
         identity = x if self.downsample is None else self.downsample(x)
-        out = self.relu(self.bn1(self.conv1(x)))
-        out = self.relu(self.bn2(self.conv2(out)))
-        out = self.bn3(self.conv3(out))
+        out = _chain((self.conv1, self.bn1, self.relu), x)
+        out = _chain((self.conv2, self.bn2, self.relu), out)
+        out = _chain((self.conv3, self.bn3), out)
         return relu(out + identity)
 
 
@@ -109,7 +110,7 @@ class ResNet(nn.Module):
         return nn.Sequential(*layers)
 
     def forward(self, x):
-        x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
+        x = self.maxpool(_chain((self.conv1, self.bn1, self.relu), x))
         for i in range(1, self.stages + 1):
             x = getattr(self, f"layer{i}")(x)
         return self.fc(self.avgpool(x).flatten(1))

@@ -14,6 +14,15 @@ sys.modules[f"{__name__}.functional"] = functional
 __all__ = ["Module", "ModuleList", "Parameter", "Sequential", "init", "utils",
            "AdaptiveAvgPool2d", "LocalResponseNorm", *layers.__all__]
 
+# PyTorch's torch.nn.utils.fusion, also under torch.nn.utils (fuse_conv_bn_eval, ...)
+from . import fusion  # noqa: E402
+
+utils.fusion = fusion
+for _name in ("fuse_conv_bn_eval", "fuse_conv_bn_weights", "fuse_linear_bn_eval",
+              "fuse_linear_bn_weights"):
+    setattr(utils, _name, getattr(fusion, _name))
+sys.modules[f"{__name__}.utils.fusion"] = fusion
+
 # recurrent layers and cells
 from .rnn import GRU, LSTM, RNN, GRUCell, LSTMCell, RNNCell  # noqa: E402
 

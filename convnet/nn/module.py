@@ -429,9 +429,10 @@ class Sequential(_ModuleSequence):
                 self.append(m)
 
     def forward(self, x):
-        for m in self._modules.values():
-            x = m(x)
-        return x
+        # Conv2d/Linear [+ BatchNorm2d in eval] + activation run fused (convnet.nn.fusion)
+        from .fusion import sequential_forward
+
+        return sequential_forward(list(self._modules.values()), x)
 
 
 class ModuleList(_ModuleSequence):

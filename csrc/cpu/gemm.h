@@ -68,11 +68,18 @@ constexpr index_t kKC = CONVNET_GEMM_KC;  // depth of a packed block: B micro-pa
 constexpr index_t kMC = CONVNET_GEMM_MC;  // rows of A per block: MC x KC in L2
 constexpr index_t kNC = CONVNET_GEMM_NC;  // columns of B per block: KC x NC in L2/L3
 
+// The plain store of a C tile; cpu/epilogue.h has the one that adds a bias and an activation.
+struct NoEpilogue {
+  static constexpr bool active = false;
+};
+
 // C[0:mr, 0:nr] = alpha * Ap^T Bp + beta * C, Ap: KC x MR packed, Bp: KC x NR packed.
-// beta == 0 never reads C (it may hold NaN).
-template <typename T, typename Sh>
+// beta == 0 never reads C (it may hold NaN). An active epilogue `ep` then transforms the
+// tile in registers; row0/col0 locate it in C for the epilogue (col0: the panel's c_offset).
+template <typename T, typename Sh, typename Ep = NoEpilogue>
 inline void micro_kernel(index_t kc, const T* __restrict ap, const T* __restrict bp, T* c,
-                         index_t ldc, T alpha, T beta, int mr, int nr) {
+                         index_t ldc, T alpha, T beta, int mr, int nr, const Ep& ep = Ep{},
+                         index_t row0 = 0, index_t col0 = 0) {
   using V = typename Sh::V;
   constexpr int MR = Sh::MR, NV = Sh::NV, L = Sh::L, NR = Sh::NR;
   V acc[MR][NV];
@@ -110,9 +117,24 @@ inline void micro_kernel(index_t kc, const T* __restrict ap, const T* __restrict
           std::memcpy(&old, dst, sizeof(V));
           r += old * beta;
         }
+        if constexpr (Ep::active) r = ep.vec(r, row0 + i, col0 + j * L, L);
         std::memcpy(dst, &r, sizeof(V));
       }
     }
+  } else if constexpr (Ep::active) {
+    for (int i = 0; i < mr; ++i)
+      for (int j = 0; j < NV && j * L < nr; ++j) {
+        const int lanes = std::min(L, nr - j * L);
+        T* dst = c + i * ldc + j * L;
+        V r = acc[i][j] * alpha;
+        if (beta != T(0)) {
+          V old{};
+          std::memcpy(&old, dst, sizeof(T) * lanes);
+          r += old * beta;
+        }
+        r = ep.vec(r, row0 + i, col0 + j * L, lanes);
+        std::memcpy(dst, &r, sizeof(T) * lanes);
+      }
   } else {
     alignas(64) T tile[MR * NR];
     for (int i = 0; i < MR; ++i)
@@ -199,14 +221,15 @@ struct DenseB {
 };
 
 // C (M rows, ldc; panel jp at column offset pb.c_offset(jp)) = alpha * op(A) op(B) + beta*C,
-// with depth K, on `nthreads` threads (1 when called from inside an outer parallel loop).
+// with depth K, on `nthreads` threads (1 when called from inside an outer parallel loop),
+// then the epilogue `ep` on each tile of C after its last depth block.
 //
 // Each thread owns a fixed range of column panels (or of row panels when C is narrow) and
 // packs its own operands, so the threads never wait for each other inside the GEMM: a
 // barrier per block costs a whole scheduler tick whenever another process holds a core.
-template <typename T, typename Sh, typename PackA, typename PackB>
+template <typename T, typename Sh, typename PackA, typename PackB, typename Ep = NoEpilogue>
 void gemm_packed(index_t M, index_t K, T alpha, const PackA& pa, const PackB& pb, T beta, T* c,
-                 index_t ldc, int nthreads) {
+                 index_t ldc, int nthreads, const Ep& ep = Ep{}) {
   constexpr int MR = Sh::MR, NR = Sh::NR;
   const index_t n_panels = pb.template panels<NR>();
   if (M <= 0 || n_panels <= 0) return;
@@ -216,6 +239,9 @@ void gemm_packed(index_t M, index_t K, T alpha, const PackA& pa, const PackB& pb
       const int nr = pb.template cols<NR>(jp);
       for (index_t i = 0; i < M; ++i)
         for (int j = 0; j < nr; ++j) cp[i * ldc + j] = beta == T(0) ? T(0) : beta * cp[i * ldc + j];
+      if constexpr (Ep::active)
+        for (index_t i = 0; i < M; ++i)
+          ep.apply_row(cp + i * ldc, nr, i, pb.template c_offset<NR>(jp));
     }
     return;
   }
@@ -249,6 +275,7 @@ void gemm_packed(index_t M, index_t K, T alpha, const PackA& pa, const PackB& pb
       for (index_t pc = 0; pc < K; pc += kKC) {
         const index_t kc = std::min<index_t>(kKC, K - pc);
         const T beta_eff = pc == 0 ? beta : T(1);
+        const bool last = pc + kc >= K;
         for (index_t jp = 0; jp < nb; ++jp) pb.template pack<NR>(pc, kc, jb + jp, bp_all + jp * NR * kc);
         for (index_t ib = i_begin; ib < i_end; ib += panels_per_mc) {
           const index_t mb = std::min(panels_per_mc, i_end - ib);
@@ -264,8 +291,13 @@ void gemm_packed(index_t M, index_t K, T alpha, const PackA& pa, const PackB& pb
             for (index_t ip = 0; ip < mb; ++ip) {
               const index_t row = (ib + ip) * MR;
               const int mr = static_cast<int>(std::min<index_t>(MR, M - row));
-              micro_kernel<T, Sh>(kc, ap_all + ip * MR * kc, bp, cp + row * ldc, ldc, alpha,
-                                  beta_eff, mr, nr);
+              if (Ep::active && last)
+                micro_kernel<T, Sh, Ep>(kc, ap_all + ip * MR * kc, bp, cp + row * ldc, ldc, alpha,
+                                        beta_eff, mr, nr, ep, row,
+                                        pb.template c_offset<NR>(jb + jp));
+              else
+                micro_kernel<T, Sh>(kc, ap_all + ip * MR * kc, bp, cp + row * ldc, ldc, alpha,
+                                    beta_eff, mr, nr);
             }
           }
         }
@@ -275,17 +307,17 @@ void gemm_packed(index_t M, index_t K, T alpha, const PackA& pa, const PackB& pb
 }
 
 // Runs gemm_packed with the register tile that wastes least for M rows.
-template <typename T, typename PackA, typename PackB>
+template <typename T, typename PackA, typename PackB, typename Ep = NoEpilogue>
 void gemm_auto(index_t M, index_t K, T alpha, const PackA& pa, const PackB& pb, T beta, T* c,
-               index_t ldc, int nthreads) {
+               index_t ldc, int nthreads, const Ep& ep = Ep{}) {
   using G = TileGeneral<T>;
   using S = TileShort<T>;
   const double waste_g = double(round_up(M, G::MR) - M) / round_up(M, G::MR);
   const double waste_s = double(round_up(M, S::MR) - M) / round_up(M, S::MR);
   if (waste_s + 0.05 < waste_g)
-    gemm_packed<T, S>(M, K, alpha, pa, pb, beta, c, ldc, nthreads);
+    gemm_packed<T, S>(M, K, alpha, pa, pb, beta, c, ldc, nthreads, ep);
   else
-    gemm_packed<T, G>(M, K, alpha, pa, pb, beta, c, ldc, nthreads);
+    gemm_packed<T, G>(M, K, alpha, pa, pb, beta, c, ldc, nthreads, ep);
 }
 
 }  // namespace convnet

@@ -27,6 +27,15 @@ struct ConvGeom {
 // x (N,C,H,W), w (K,C,R,S), b (K) or null -> y (N,K,P,Q)
 template <typename T>
 void conv2d_forward(const ConvGeom& g, const T* x, const T* w, const T* b, T* y);
+// y = act(conv(x, w) + b) with the bias and activation applied in registers; act: the
+// codes of convnet/epilogue_math.h, p1/p2 its parameters.
+template <typename T>
+void conv2d_forward_act(const ConvGeom& g, const T* x, const T* w, const T* b, T* y, int act,
+                        T p1, T p2);
+// x (M,K), w (N,K), b (N) or null -> y (M,N) = act(x w^T + b), the same epilogue (linear.cpp)
+template <typename T>
+void linear_forward_act(index_t M, index_t N, index_t K, const T* x, const T* w, const T* b,
+                        T* y, int act, T p1, T p2, int nthreads);
 // dy (N,K,P,Q), w (K,C,R,S) -> dx (N,C,H,W)
 template <typename T>
 void conv2d_backward_data(const ConvGeom& g, const T* dy, const T* w, T* dx);

@@ -154,9 +154,10 @@ bool winograd_selected_backward_data(const ConvGeom& g, std::size_t elem) {
   return g.sh == 1 && g.sw == 1 && winograd_selected(t, elem);
 }
 
-// x (N,C,H,W), w (K,C,3,3), b (K) or null -> y (N,K,P,Q)
+// x (N,C,H,W), w (K,C,3,3) -> y (N,K,P,Q) = ep(conv(x, w))
 template <typename T>
-void conv2d_forward_winograd(const ConvGeom& g, const T* x, const T* w, const T* b, T* y) {
+void conv2d_forward_winograd(const ConvGeom& g, const T* x, const T* w, const Epilogue<T>& ep,
+                             T* y) {
   FlushToZero ftz;
   const int threads = threads_for(2.0 * g.N * g.K * g.crs() * g.P * g.Q, 1 << 18);
   const Blocks bl(g, threads, TileGeneral<T>::NR, sizeof(T), false);
@@ -191,7 +192,7 @@ void conv2d_forward_winograd(const ConvGeom& g, const T* x, const T* w, const T*
         gemm_packed<T, Sh>(g.K, g.C, T(1), PrepackedA<T, Sh::MR>{u + xi * u_slice, g.C},
                      PrepackedB<T, Sh::NR>{v_buf.data() + xi * g.C * plan.vpan, g.C, nt}, T(0),
                      m_buf.data() + xi * g.K * plan.ldv, plan.ldv, 1);
-      plan.output_transform(m_buf.data(), b, t0, t1, y, work_buf.data());
+      plan.output_transform(m_buf.data(), ep, t0, t1, y, work_buf.data());
     }
   }
 }
@@ -277,8 +278,8 @@ template void conv2d_backward_weight_winograd<float>(const ConvGeom&, const floa
 template void conv2d_backward_weight_winograd<double>(const ConvGeom&, const double*,
                                                       const double*, double*);
 template void conv2d_forward_winograd<float>(const ConvGeom&, const float*, const float*,
-                                             const float*, float*);
+                                             const Epilogue<float>&, float*);
 template void conv2d_forward_winograd<double>(const ConvGeom&, const double*, const double*,
-                                              const double*, double*);
+                                              const Epilogue<double>&, double*);
 
 }  // namespace convnet

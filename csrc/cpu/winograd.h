@@ -4,11 +4,12 @@
 // channel) pair instead of 144: the input and filter tiles are transformed, the 36
 // element-wise products summed over channels become 36 independent GEMMs (K x C times
 // C x tiles) on the packed GEMM of gemm.h, and the output transform folds the 36 sums back
-// into the 4x4 tile (adding the bias on the way).
+// into the 4x4 tile (applying the bias and activation epilogue on the way).
 #pragma once
 
 #include <cstddef>
 
+#include "epilogue.h"
 #include "kernels.h"
 
 namespace convnet {
@@ -33,9 +34,11 @@ bool winograd_selected_backward_data(const ConvGeom& g, std::size_t elem);
 // The same for conv2d_backward_weight.
 bool winograd_selected_backward_weight(const ConvGeom& g, std::size_t elem);
 
-// x (N,C,H,W), w (K,C,3,3), b (K) or null -> y (N,K,P,Q); needs winograd_applies(g).
+// x (N,C,H,W), w (K,C,3,3) -> y (N,K,P,Q) = ep(conv(x, w)), ep per filter row (bias and
+// activation applied in the output transform); needs winograd_applies(g).
 template <typename T>
-void conv2d_forward_winograd(const ConvGeom& g, const T* x, const T* w, const T* b, T* y);
+void conv2d_forward_winograd(const ConvGeom& g, const T* x, const T* w, const Epilogue<T>& ep,
+                             T* y);
 
 // dy (N,K,P,Q), x (N,C,H,W) -> dw (K,C,3,3); needs winograd_applies(g).
 template <typename T>

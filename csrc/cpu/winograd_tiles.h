@@ -10,6 +10,7 @@
 #include <algorithm>
 #include <cstring>
 
+#include "epilogue.h"
 #include "gemm.h"
 
 namespace convnet {
@@ -219,13 +220,13 @@ struct Plan {
     }
   }
 
-  // The output tiles [t0, t1) from M[xi][k][t], plus the bias.
-  void output_transform(const T* Mb, const T* b, index_t t0, index_t t1, T* y, T* work) const {
+  // The output tiles [t0, t1) from M[xi][k][t], through the epilogue (bias, activation).
+  void output_transform(const T* Mb, const Epilogue<T>& ep, index_t t0, index_t t1, T* y,
+                        T* work) const {
     T* ob = work;              // [4 output rows r][4 phases s][tlen]
     T* lin = ob + 16 * tlen;   // one output row, 4 * tiles_w values
     const index_t nt = t1 - t0;
     for (index_t k = 0; k < g.K; ++k) {
-      const T bias = b ? b[k] : T(0);
       const T* src = Mb + k * ldv;
       for (index_t t = 0; t < nt; t += L) {
         V q[4][6];
@@ -238,10 +239,7 @@ struct Plan {
         for (int r = 0; r < 4; ++r) {  // along the columns
           V o[4];
           output_line(q[r], o);
-          for (int s = 0; s < 4; ++s) {
-            // Fused epilogue: an activation would be applied to o[s] + bias here, in registers.
-            store(ob + (r * 4 + s) * tlen + t, o[s] + bias);
-          }
+          for (int s = 0; s < 4; ++s) store(ob + (r * 4 + s) * tlen + t, ep.vec(o[s], k, 0, L));
         }
       }
       for_segments(t0, t1, [&](index_t n, index_t th, index_t u_lo, index_t u_hi, index_t off) {

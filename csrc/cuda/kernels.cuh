@@ -31,6 +31,11 @@ void gemm(bool trans_a, bool trans_b, index_t M, index_t N, index_t K, T alpha, 
 template <typename T>
 void conv2d_forward(const ConvGeom& g, const T* x, const T* w, const T* b, T* y,
                     const int4* conv_table, cudaStream_t stream);
+// The fused kernels' epilogue as a pass (epilogue.cu): y (n) in place,
+// y[i] = act(y[i] + bias[(i / inner) % count]), act a code of convnet/epilogue_math.h
+template <typename T>
+void bias_act(index_t n, T* y, const T* bias, index_t inner, index_t count, int act, T p1, T p2,
+              cudaStream_t stream);
 // dy (N,K,P,Q), w (K,C,R,S) -> dx (N,C,H,W)
 template <typename T>
 void conv2d_backward_data(const ConvGeom& g, const T* dy, const T* w, T* dx,

@@ -191,6 +191,32 @@ def test_activations(emu, kind, alpha, shape, dtype):
 
 
 
+@pytest.mark.parametrize("dtype", gpu.DTYPES, ids=gpu.DTYPE_IDS)
+@pytest.mark.parametrize("act", range(len(cn.kernels.spec.EPILOGUE_ACTS)))
+def test_fused_epilogues(emu, act, dtype):
+    """conv2d_forward_act / linear_forward_act: the product, then the epilogue pass."""
+    from convnet.kernels import reference
+
+    rng = np.random.default_rng(43)
+    p1, p2 = (1.0, 0.0) if cn.kernels.spec.EPILOGUE_ACTS[act] == "gelu" else (0.2, 1.1)
+    x = rng.standard_normal((2, 3, 9, 8)).astype(dtype)
+    w = rng.standard_normal((5, 3, 3, 3)).astype(dtype)
+    b = rng.standard_normal(5).astype(dtype) if act % 2 else None
+    y = np.full((2, 5, 9, 8), np.nan, dtype)
+    emu.conv2d_forward_act(x, w, b, y, 1, 1, 1, 1, 1, 1, act, p1, p2)
+    expected = np.empty(y.shape, np.float64)
+    reference.conv2d_forward_act(x, w, b, expected, 1, 1, 1, 1, 1, 1, act, p1, p2)
+    gpu.assert_close(y, expected, dtype, "conv2d_forward_act")
+    x = rng.standard_normal((7, 13)).astype(dtype)
+    w = rng.standard_normal((6, 13)).astype(dtype)
+    b = rng.standard_normal(6).astype(dtype) if act % 2 == 0 else None
+    y = np.full((7, 6), np.nan, dtype)
+    emu.linear_forward_act(x, w, b, y, act, p1, p2)
+    expected = np.empty(y.shape, np.float64)
+    reference.linear_forward_act(x, w, b, expected, act, p1, p2)
+    gpu.assert_close(y, expected, dtype, "linear_forward_act")
+
+
 # Recurrent cells and the recurrence (the per-step GEMM included) and upsampling: the gpu
 # tests' cases, with the emulator's 4 SMs.
 @pytest.mark.parametrize("dtype", gpu.DTYPES, ids=gpu.DTYPE_IDS)

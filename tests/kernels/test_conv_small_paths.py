@@ -1,0 +1,117 @@
+"""The native convolution's paths for small shapes, against the float64 reference: layers
+whose one window covers the whole input (LeNet's C5; plain GEMMs in all three passes),
+stride-1 layers with few filters over the flat padded image (LeNet's C1 and C3, forward and
+data gradient), the strided data gradient as sub-pixel convolutions or col2im (the
+transposed convolutions of DCGAN and the autoencoder), and the few-pixel forward GEMM
+(panels across images, chunked over the batch)."""
+
+import numpy as np
+import pytest
+
+import convnet as cn
+from convnet.kernels import reference as ref
+from tests.helpers import assert_close
+
+K = cn.kernels
+pytestmark = pytest.mark.skipif(not cn.backends()["native"]["available"],
+                                reason="the native backend is not built")
+
+# x, w, stride, padding
+FULLY_CONNECTED = [((128, 16, 5, 5), (120, 16, 5, 5), 1, 0), ((1, 3, 4, 7), (5, 3, 4, 7), 1, 0),
+                   ((2, 1, 1, 1), (3, 1, 1, 1), 1, 0), ((3, 2, 3, 3), (33, 2, 3, 3), 2, 0)]
+STRIDED = [((3, 8, 9, 11), (16, 8, 3, 3), 2, 1), ((4, 64, 14, 14), (128, 64, 4, 4), 2, 1),
+           ((2, 9, 13, 12), (4, 9, 5, 4), 3, 2), ((2, 10, 8, 8), (5, 10, 1, 1), 2, 0),
+           ((1, 12, 7, 7), (2, 12, 2, 3), 4, 0), ((2, 8, 14, 15), (40, 8, 4, 4), (2, 3), (1, 2)),
+           ((2, 8, 9, 9), (6, 8, 3, 3), 2, "same"), ((2, 1, 14, 14), (64, 1, 4, 4), 2, 1)]
+# stride 1, few filters: the product over the flat padded image (no im2col matrix); the
+# data gradient of stride-1 layers with few input channels runs there too (flipped filters,
+# padding R-1-p, negative when p > R-1)
+FLAT = [((16, 6, 14, 14), (16, 6, 5, 5), 1, 0), ((4, 1, 32, 32), (6, 1, 5, 5), 1, 2),
+        ((3, 5, 9, 11), (7, 5, 3, 3), 1, 1), ((1, 4, 8, 11), (5, 4, 2, 3), 1, "same"),
+        ((2, 3, 5, 5), (4, 3, 5, 5), 1, 4), ((2, 2, 6, 6), (31, 2, 1, 1), 1, 0),
+        ((2, 8, 7, 9), (6, 8, 3, 3), 1, 2)]
+FEW_PIXELS = [((150, 64, 7, 7), (40, 64, 3, 3), 1, 1), ((128, 16, 14, 14), (32, 16, 3, 3), 2, 1),
+              ((3, 512, 3, 3), (48, 512, 3, 3), 1, 1)]
+
+
+def _case(geo, dt, seed=0):
+    x_shape, w_shape, stride, padding = geo
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal(x_shape).astype(dt)
+    w = (rng.standard_normal(w_shape) / np.sqrt(np.prod(w_shape[1:]))).astype(dt)
+    b = rng.standard_normal(w_shape[0]).astype(dt)
+    y_shape, args = K._conv_geometry(x_shape, w_shape, stride, padding, 1)
+    dy = rng.standard_normal(y_shape).astype(dt)
+    return x, w, b, dy, args
+
+
+def _check_all_passes(geo, dt, passes=("forward", "data", "weight")):
+    x, w, b, dy, args = _case(geo, dt)
+    stride, padding = geo[2:]
+    if "forward" in passes:
+        y = K.conv2d_forward(x, w, b, stride, padding, backend="native")
+        expected = np.empty(y.shape)
+        ref.conv2d_forward(x, w, b, expected, *args)
+        assert_close(y, expected, dt, "forward", scale=3)
+        y = K.conv2d_act_forward(x, w, b, stride, padding, 1, "tanh", backend="native")
+        assert_close(y, np.tanh(expected), dt, "forward + tanh", scale=3)
+    if "data" in passes:
+        dx = K.conv2d_backward_data(dy, w, x.shape, stride, padding, backend="native")
+        expected = np.empty(x.shape)
+        ref.conv2d_backward_data(dy, w, expected, *args)
+        assert_close(dx, expected, dt, "data gradient", scale=3)
+    if "weight" in passes:
+        dw = K.conv2d_backward_weight(dy, x, w.shape, stride, padding, backend="native")
+        expected = np.empty(w.shape)
+        ref.conv2d_backward_weight(dy, x, expected, *args)
+        assert_close(dw, expected, dt, "weight gradient", scale=10)
+
+
+@pytest.mark.parametrize("dt", [np.float32, np.float64])
+@pytest.mark.parametrize("geo", FULLY_CONNECTED)
+def test_fully_connected_convolution(geo, dt):
+    _check_all_passes(geo, dt)
+
+
+@pytest.mark.parametrize("dt", [np.float32, np.float64])
+@pytest.mark.parametrize("geo", STRIDED)
+def test_strided_data_gradient(geo, dt):
+    _check_all_passes(geo, dt, ("data",))
+
+
+@pytest.mark.parametrize("dt", [np.float32, np.float64])
+@pytest.mark.parametrize("geo", FLAT)
+def test_flat_padded_image_forward_and_data_gradient(geo, dt):
+    _check_all_passes(geo, dt, ("forward", "data"))
+
+
+def test_flat_path_with_dilation():
+    x_shape, w_shape = (2, 3, 10, 10), (3, 3, 3, 3)
+    rng = np.random.default_rng(2)
+    x, w = rng.standard_normal(x_shape), rng.standard_normal(w_shape)
+    y = K.conv2d_forward(x, w, None, 1, 1, 2, backend="native")
+    _, args = K._conv_geometry(x_shape, w_shape, 1, 1, 2)
+    expected = np.empty(y.shape)
+    ref.conv2d_forward(x, w, None, expected, *args)
+    assert_close(y, expected, np.float64, "dilated forward")
+
+
+@pytest.mark.parametrize("dt", [np.float32, np.float64])
+@pytest.mark.parametrize("geo", FEW_PIXELS)
+def test_few_pixel_forward(geo, dt):
+    _check_all_passes(geo, dt, ("forward",))
+
+
+def test_transposed_convolutions_of_the_zoo_against_torch():
+    from tests.helpers import torch_or_skip
+
+    torch = torch_or_skip()
+    rng = np.random.default_rng(1)
+    for x_shape, w_shape, s, p, op in [((8, 128, 7, 7), (128, 64, 4, 4), 2, 1, 0),
+                                       ((8, 32, 7, 7), (32, 16, 3, 3), 2, 1, 1)]:
+        x = rng.standard_normal(x_shape)
+        w = rng.standard_normal(w_shape) / np.sqrt(np.prod(w_shape[1:]))
+        y = K.conv_transpose2d_forward(x, w, None, s, p, op, backend="native")
+        expected = torch.nn.functional.conv_transpose2d(torch.from_numpy(x),
+                                                        torch.from_numpy(w), None, s, p, op)
+        assert_close(y, expected.numpy(), np.float64, "conv_transpose2d")

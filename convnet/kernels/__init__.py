@@ -23,7 +23,7 @@ any backend, and the dispatch to the backend) and one module per op: ``blas`` (G
 
 from __future__ import annotations
 
-from . import activation, arrays, blas, conv, norm, pool, rnn, spec, upsample
+from . import activation, arrays, blas, conv, norm, pool, precision, rnn, spec, upsample
 from ._registry import backends, use_backend
 from .activation import *  # noqa: F403
 from .arrays import *  # noqa: F403
@@ -42,3 +42,8 @@ _OPS = {"activation": activation, "conv": conv, "blas": blas, "norm": norm, "poo
 assert {k.op for k in spec.KERNELS} == set(_OPS), "an op of the manifest has no module"
 __all__ = (["backends", "use_backend", "spec", *arrays.__all__]
            + [n for m in _OPS.values() for n in m.__all__])
+
+# convnet.backends.cuda.matmul.allow_tf32 and convnet.backends.cudnn.allow_tf32 (PyTorch's
+# spelling) live on the backends() function.
+backends.cuda = precision.cuda
+backends.cudnn = precision.cudnn

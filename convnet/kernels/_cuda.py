@@ -17,7 +17,7 @@ from collections import OrderedDict
 import numpy as np
 
 from .. import _cuda as _ext  # ImportError when the extension was not built
-from . import spec
+from . import precision, spec
 
 
 def _cupy():
@@ -47,6 +47,20 @@ def _ptr(a) -> int:
 
 def _dt(a) -> str:
     return str(a.dtype)
+
+
+# 16-bit operands always run on tensor cores (float32 accumulation); float32 ones do when
+# TF32 is allowed (convnet.backends.cuda.matmul / cudnn .allow_tf32). bfloat16 is CuPy's
+# ml_dtypes bfloat16 dtype (CuPy >= 14 with ml_dtypes installed): its name is "bfloat16".
+_TC_DTYPES = ("float16", "bfloat16")
+
+
+def _tensor_cores(a, tf32_allowed) -> str | None:
+    """The dtype name to run on the tensor-core kernels, or None for the CUDA-core ones."""
+    dt = _dt(a)
+    if dt in _TC_DTYPES or (dt == "float32" and tf32_allowed):
+        return dt
+    return None
 
 
 def _counts(*arrays):
@@ -102,6 +116,11 @@ def gemm(a, b, c, alpha, beta, trans_a, trans_b):
     m, n = c.shape
     k = a.shape[0] if trans_a else a.shape[1]
     stream, dev = _launch_args(a=a, b=b, c=c)
+    tc = _tensor_cores(a, precision.matmul_tf32())
+    if tc is not None:  # c may be float32 under 16-bit operands (backend-level callers)
+        _ext.gemm_tc(tc, _dt(c), _ptr(a), _ptr(b), _ptr(c), m, n, k, a.shape[1], b.shape[1], n,
+                     float(alpha), float(beta), bool(trans_a), bool(trans_b), stream, dev)
+        return
     _ext.gemm(_dt(a), _ptr(a), _ptr(b), _ptr(c), m, n, k, a.shape[1], b.shape[1], n,
               float(alpha), float(beta), bool(trans_a), bool(trans_b), stream, dev)
 
@@ -118,8 +137,9 @@ def conv2d_forward(x, w, b, y, sh, sw, ph, pw, dh, dw):
     g = _conv_geom(x.shape, w.shape, y.shape, sh, sw, ph, pw, dh, dw)
     stream, dev = _launch_args(x=x, w=w, b=b, y=y)
     table = _device_table("conv", dev, *g[1:4], *g[5:7], dh, dw)
-    _ext.conv2d_forward(_dt(x), _ptr(x), _ptr(w), _ptr(b), _ptr(y), g, _ptr(table), stream,
-                        dev)
+    tc = _tensor_cores(x, precision.conv_tf32())
+    run = _ext.conv2d_forward if tc is None else _ext.conv2d_forward_tc
+    run(_dt(x), _ptr(x), _ptr(w), _ptr(b), _ptr(y), g, _ptr(table), stream, dev)
 
 
 def conv2d_backward_data(dy, w, dx, sh, sw, ph, pw, dh, dw):
@@ -127,19 +147,31 @@ def conv2d_backward_data(dy, w, dx, sh, sw, ph, pw, dh, dw):
     stream, dev = _launch_args(dy=dy, w=w, dx=dx)
     n, c, h, wd, k, r, s, p, q = g[:9]
     table = _device_table("dgrad", dev, k, c, p, q, r, s, dh, dw)
-    _ext.conv2d_backward_data(_dt(dy), _ptr(dy), _ptr(w), _ptr(dx), g, _ptr(table), stream, dev)
+    tc = _tensor_cores(dy, precision.conv_tf32())
+    run = _ext.conv2d_backward_data if tc is None else _ext.conv2d_backward_data_tc
+    run(_dt(dy), _ptr(dy), _ptr(w), _ptr(dx), g, _ptr(table), stream, dev)
 
 
 def conv2d_backward_weight(dy, x, dw_out, sh, sw, ph, pw, dh, dw):
     g = _conv_geom(x.shape, dw_out.shape, dy.shape, sh, sw, ph, pw, dh, dw)
     stream, dev = _launch_args(dy=dy, x=x, dw_out=dw_out)
     table = _device_table("conv", dev, *g[1:4], *g[5:7], dh, dw)
-    _ext.conv2d_backward_weight(_dt(dy), _ptr(dy), _ptr(x), _ptr(dw_out), g, _ptr(table),
-                                stream, dev)
+    tc = _tensor_cores(dy, precision.conv_tf32())
+    if tc is None:
+        _ext.conv2d_backward_weight(_dt(dy), _ptr(dy), _ptr(x), _ptr(dw_out), g, _ptr(table),
+                                    stream, dev)
+        return
+    # 16-bit weights: the split reduction adds up in a float32 copy, rounded once at the end
+    work = None if tc == "float32" else _cupy().empty((dw_out.size,), dtype=np.float32)
+    _ext.conv2d_backward_weight_tc(tc, _ptr(dy), _ptr(x), _ptr(dw_out), g, _ptr(table),
+                                   _ptr(work), stream, dev)
 
 
 def conv2d_backward_bias(dy, db):
     stream, dev = _launch_args(dy=dy, db=db)
+    if _dt(dy) in _TC_DTYPES:  # a reduction, not a GEMM: summed in float32 by CuPy
+        db[...] = dy.astype(np.float32).sum(axis=(0, 2, 3)).astype(db.dtype)
+        return
     _ext.conv2d_backward_bias(_dt(dy), _ptr(dy), _ptr(db), *dy.shape, stream, dev)
 
 

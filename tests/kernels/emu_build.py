@@ -108,7 +108,7 @@ def build(out_dir, flags=(), link_flags=()):
             f"-I{src_root}", f"-I{src_root}/include", f"-I{pybind11.get_include()}",
             f"-I{sysconfig.get_paths()['include']}", *flags]
     sources = sorted(glob.glob(os.path.join(src_root, "cuda", "*.cu")))
-    sources.append(os.path.join(src_root, "bind_cuda.cpp"))
+    sources += sorted(glob.glob(os.path.join(src_root, "bind_cuda*.cpp")))
     deps = [p for p in glob.glob(os.path.join(src_root, "**", "*"), recursive=True)
             if p.endswith((".cuh", ".h"))] + glob.glob(os.path.join(EMU, "*.h"))
     newest_dep = max(os.path.getmtime(d) for d in deps)

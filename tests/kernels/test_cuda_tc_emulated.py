@@ -108,7 +108,7 @@ def test_conv2d_weight_gradient_split_k(emu, cp, monkeypatch, seed):  # noqa: F8
     tc.conv_case(cp, emu, ((48, 2, 12, 12), (3, 3, 3), 1, 1, 1), np.float16)
 
 
-def test_binding_refuses_bad_dtypes(emu):
+def test_binding_refuses_bad_dtypes(emu):  # noqa: F811
     ext = emu._ext
     with pytest.raises(TypeError, match="dtype"):
         ext.gemm_tc("float64", "float64", 8, 8, 8, 1, 1, 1, 1, 1, 1, 1.0, 0.0, False, False,

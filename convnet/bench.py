@@ -347,6 +347,9 @@ def all_cases(quick: bool = False, groups: set[str] | None = None) -> list[Case]
     cases += pool_cases(rng, torch)
     cases += bn_cases(rng, torch)
     cases += upsample_cases(rng, torch) + conv_transpose_cases(rng, torch)
+    from .bench16 import bf16_cases  # bfloat16 against torch bf16 and our float32
+
+    cases += bf16_cases(rng, torch, quick)
     if groups:
         cases = [c for c in cases if c.group.split()[0] in groups]
     for c in cases:  # memory-bound kernels: against copying the bytes they move
@@ -452,7 +455,8 @@ def format_table(results: list[dict], backends: list[str]) -> str:
             row += f"{ref / s[b]:>10.2f}" if ref else f"{'-':>10}"
         lines.append(row)
     lines.append("x BACKEND = anchor time / BACKEND time (above 1.00: faster than the anchor); "
-                 "anchors: numpy for gemm, torch for the rest; medians")
+                 "anchors: numpy for gemm, torch for the rest, the one named for bf16; "
+                 "medians")
     if gpu:
         lines.append("cuda: kernel time from CUDA events; x cuda against cuBLAS (gemm), cuDNN "
                      "with TF32 off (conv) or a device-to-device copy of the bytes moved; "

@@ -39,12 +39,27 @@ def cmd_info(args) -> int:
     print(f"threads {cn.get_num_threads()}")
     native = cn.kernels._registry.get("native")
     print(f"cpu SIMD level (native build) {native.simd_level() if native else '-'}")
+    print(f"cpu 16-bit kernels {_sixteen_bit_paths(native)}")
     print(f"devices: cpu ({os.cpu_count()} cores visible)" + _cuda_devices())
     print("backends:")
     for name, info in cn.backends().items():
         state = "available  " if info["available"] else "unavailable"
         print(f"  {name:<7} {state} {info['detail']}")
     return 0
+
+
+_BF16_PATHS = {"avx512bf16": "bfloat16 on vdpbf16ps (AVX512-BF16), float32 accumulation",
+               "convert": "bfloat16 converted to float32 in packing (no AVX512-BF16 here)",
+               "emulated": "bfloat16 pairs on AVX-512F FMAs (the test path)"}
+
+
+def _sixteen_bit_paths(native) -> str:
+    """Which 16-bit GEMM/conv path the native build runs (float16 is storage only)."""
+    if native is None or not hasattr(native, "bf16_gemm_path"):
+        return "float32 compute on 16-bit copies (no native 16-bit kernels)"
+    f16 = ("float16 via F16C, float32 compute" if hasattr(native, "gemm_float16")
+           else "float16 on float32 copies")
+    return f"{_BF16_PATHS[native.bf16_gemm_path()]}; {f16}"
 
 
 def _cuda_devices() -> str:
@@ -441,7 +456,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="only this backend (repeatable); default: all available, cuda "
                         "included when a GPU is")
     p.add_argument("--only", action="append", choices=["gemm", "conv", "pool", "bn", "upsample",
-                                                   "deconv"],
+                                                   "deconv", "bf16"],
                    help="only this group of kernels (repeatable)")
     p.add_argument("--quick", action="store_true", help="fewer and smaller shapes")
     p.add_argument("--min-time", type=float, default=0.6,

@@ -654,6 +654,8 @@ void bind_upsample(py::module_& m) {
 
 }  // namespace
 
+void bind_bf16(py::module_& m);  // bind_cpu_bf16.cpp
+
 PYBIND11_MODULE(_C, m) {
   m.doc() = "convnet CPU kernels (C++17, OpenMP, SIMD). Called through convnet.kernels.";
   // float64 first: pybind11 tries overloads in order and, without forcecast, picks the
@@ -666,6 +668,7 @@ PYBIND11_MODULE(_C, m) {
   bind_rnn_sequence<float>(m);
   bind_upsample<double>(m);
   bind_upsample<float>(m);
+  bind_bf16(m);
   m.def("get_num_threads", &convnet::get_num_threads);
   m.def("set_num_threads", &convnet::set_num_threads, py::arg("n"));
   m.def("has_openmp", &convnet::has_openmp);

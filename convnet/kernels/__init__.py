@@ -3,8 +3,13 @@
 Every function takes ``backend=None|"native"|"numba"|"cuda"``; ``None`` picks the
 compiled C++ kernels when they are built, else the Numba ones, and ``cuda`` for CuPy
 arrays. Layout is NCHW; float32 and float64 are supported (all float inputs of a call must
-share the dtype). Non-contiguous inputs are copied to C order first. Bad arguments raise
-ValueError/TypeError naming the argument before any kernel runs.
+share the dtype), and bfloat16 and float16 with float32 accumulation: batch-norm statistics
+stay float32, GEMM may write a float32 C. The native build runs 16-bit GEMM and
+convolutions on its own kernels (bfloat16 on vdpbf16ps where the CPU has AVX512-BF16, as
+``convnet info`` says; float16 widened by F16C); every other 16-bit call computes in
+float32 on the 16-bit storage and rounds its results to nearest even (see ``spec.py``).
+Non-contiguous inputs are copied to C order first. Bad arguments raise ValueError/TypeError
+naming the argument before any kernel runs.
 
 Padding for convolutions: an int, ``(ph, pw)``, ``((top, bottom), (left, right))``,
 ``"valid"`` or ``"same"`` (TensorFlow's SAME: output = ceil(input / stride)). Pooling

@@ -2,7 +2,8 @@
 
 :func:`launch` checks a call against the manifest (``spec.py``) and the kernel's rule below,
 picks the backend for the arrays' device, and runs it. What is checked, once, for every
-backend (native, Numba, CUDA): array types and devices, dtypes (one float dtype per call,
+backend (native, Numba, CUDA): array types and devices, dtypes (one float dtype per call, one
+of the kernel's, with the manifest's float32 statistics and accumulators of 16-bit calls;
 int64 indices), ranks, C-contiguity (refused here; the array-level API copies inputs
 first), writable outputs, outputs overlapping another argument (refused unless the
 manifest allows the pair), scalar types and ranges (geometry ints below 2**31, so every
@@ -16,12 +17,16 @@ from __future__ import annotations
 import math
 import operator
 
+import ml_dtypes
 import numpy as np
 
 from . import _registry, spec
 from ._registry import default_cpu, get, require
 
 _F32, _F64, _INT64 = np.dtype(np.float32), np.dtype(np.float64), np.dtype(np.int64)
+_BF16, _F16 = np.dtype(ml_dtypes.bfloat16), np.dtype(np.float16)
+_SIXTEEN = (_BF16, _F16)
+_DTYPES = {"float32": _F32, "float64": _F64, "bfloat16": _BF16, "float16": _F16}
 
 
 def _is_cupy(a) -> bool:
@@ -44,12 +49,13 @@ def _refuse(kernel, arg, what, exc=ValueError):
 
 class _Plan:
     """What validate needs of a kernel, worked out once: its arguments by kind, where the
-    dtype comes from, and which pairs of arrays must not overlap."""
+    dtype comes from, the dtypes it takes, and which pairs of arrays must not overlap."""
 
     def __init__(self, k: spec.Kernel):
         self.kernel = k
         self.names = k.arg_names
         self.first = next(i for i, a in enumerate(k.args) if a.role in (spec.IN, spec.INOUT))
+        self.dtypes = tuple(_DTYPES[d] for d in k.dtypes)
         self.arrays = [(i, a, a.role in (spec.INDEX, spec.INDEX_OUT),
                         a.role in spec.WRITTEN_ROLES, a.role in (spec.OPT, spec.OPT_INOUT))
                        for i, a in enumerate(k.args) if a.role in spec.ARRAY_ROLES]
@@ -70,8 +76,9 @@ def _check_array(name, a, v, want, on_gpu, written):
                     TypeError)
     if (type(v) is not np.ndarray and _is_cupy(v)) != on_gpu:
         _refuse(name, a.name, "arrays are on different devices (NumPy and CuPy mixed)")
-    if v.dtype is not want and v.dtype != want:
-        _refuse(name, a.name, f"expected dtype {want}, got {v.dtype}", TypeError)
+    if v.dtype not in want:
+        _refuse(name, a.name, f"expected dtype {' or '.join(map(str, want))}, got {v.dtype}",
+                TypeError)
     if a.ndim is not None and v.ndim != a.ndim:
         _refuse(name, a.name, f"expected a {a.ndim}-D array, got shape {tuple(v.shape)}")
     flags = v.flags
@@ -108,6 +115,12 @@ def _check_scalar(name, a, v):
     return v
 
 
+def _dtype_words(names) -> str:
+    wide = " or ".join(d for d in names if d not in spec.SIXTEEN_BIT)
+    short = ", ".join(d for d in names if d in spec.SIXTEEN_BIT)
+    return f"{wide} (or {short})" if short else wide
+
+
 def validate(name: str, args: tuple):
     """Check one backend-level call; returns (kernel, normalised args, on_gpu)."""
     plan = _PLANS.get(name) or _PLANS.setdefault(name, _Plan(spec.BY_NAME[name]))
@@ -117,11 +130,12 @@ def validate(name: str, args: tuple):
                         f"{len(args)}")
     first = args[plan.first]
     dtype = getattr(first, "dtype", None)
-    # identity first (the usual dtypes are singletons), then equality (a byte-swapped float32
-    # is not equal to the native one, and is refused)
-    if dtype is not _F32 and dtype is not _F64 and dtype != _F32 and dtype != _F64:
+    # equality, not identity: a byte-swapped float32 is not equal to the native one (refused)
+    if dtype not in plan.dtypes:
         _refuse(name, k.args[plan.first].name,
-                f"expected float32 or float64, got dtype {dtype}", TypeError)
+                f"expected {_dtype_words(k.dtypes)}, got dtype {dtype}", TypeError)
+    stat = _F32 if dtype in _SIXTEEN else dtype
+    wants = {spec.CALL: (dtype,), spec.STAT: (stat,), spec.ACC: (dtype, stat)}
     on_gpu = type(first) is not np.ndarray and _is_cupy(first)
     out = list(args)
     for i, a, index, written, optional in plan.arrays:
@@ -130,7 +144,7 @@ def validate(name: str, args: tuple):
             if not optional:
                 _refuse(name, a.name, "is required, got None", TypeError)
             continue
-        _check_array(name, a, v, _INT64 if index else dtype, on_gpu, written)
+        _check_array(name, a, v, (_INT64,) if index else wants[a.dtype], on_gpu, written)
     for i, a in plan.scalars:
         out[i] = _check_scalar(name, a, args[i])
     for i, a_name, j, b_name in plan.pairs:
@@ -161,20 +175,102 @@ def launch(name: str, backend, *args):
     """Validate a backend-level call, pick its backend (None: the fastest for the arrays'
     device), run it. The single place where devices are dispatched."""
     check = _FAST.get(name) or _fast_check(name)
-    if check(args):  # the usual call: NumPy arrays and Python scalars, all in order
+    kind = check(args)
+    if kind == 1:  # the usual call: NumPy arrays and Python scalars, all in order
         getattr(_pick(backend, False), name)(*args)
         return
+    if kind == 2:  # the same with a 16-bit dtype
+        _run_16bit(_pick(backend, False), name, args)
+        return
     _, args, on_gpu = validate(name, args)
-    getattr(_pick(backend, on_gpu), name)(*args)
+    module = _pick(backend, on_gpu)
+    if args[_PLANS[name].first].dtype in _SIXTEEN:
+        _run_16bit(module, name, args)
+    else:
+        getattr(module, name)(*args)
+
+
+def _address(v) -> int:
+    return v.__array_interface__["data"][0] if isinstance(v, np.ndarray) else v.data.ptr
+
+
+def _run_16bit(module, name, args):
+    """A validated 16-bit call: the backend's own ``<kernel>_<dtype>`` when it has one, else
+    float32 compute on the 16-bit storage (upcast the 16-bit inputs, run the float32
+    kernel, round its results to nearest even into the 16-bit outputs). Arrays already in
+    float32 (statistics, accumulators) are passed as they are. An array given for two
+    arguments (the in-place pairs of the manifest) gets one float32 copy, so the kernel
+    still works in place."""
+    plan = _PLANS.get(name) or _PLANS.setdefault(name, _Plan(spec.BY_NAME[name]))
+    args = list(args)
+    fn = getattr(module, f"{name}_{args[plan.first].dtype.name}", None)
+    if fn is not None:
+        fn(*args)
+        return
+    groups: dict = {}  # (address, shape) -> [array, read, written, argument positions]
+    for i, a, index, written, _ in plan.arrays:
+        v = args[i]
+        if v is None or index or v.dtype not in _SIXTEEN:
+            continue
+        g = groups.setdefault((_address(v), v.shape), [v, False, False, []])
+        g[1] |= a.role != spec.OUT
+        g[2] |= written
+        g[3].append(i)
+    if plan.kernel.alias and len(groups) > 1:  # separate copies would break in-place pairs
+        spans = [(_address(g[0]), _address(g[0]) + g[0].nbytes, g[2]) for g in groups.values()]
+        for j, (lo, hi, w) in enumerate(spans):
+            if any(lo < h and l_ < hi and (w or w2) for l_, h, w2 in spans[j + 1:]):
+                raise ValueError(f"{name}: a written array that overlaps another must be that "
+                                 "same array (the in-place pairs of the kernel)")
+    for v, read, _, where in groups.values():
+        tmp = _widen(v) if read else (np if isinstance(v, np.ndarray) else
+                                      _cupy()).empty(v.shape, _F32)
+        for i in where:
+            args[i] = tmp
+    getattr(module, name)(*args)
+    for v, _, written, where in groups.values():
+        if written:
+            _narrow(args[where[0]], v)
+
+
+def _f16_converter():
+    """The native float16 conversions (F16C, several times NumPy's scalar ones), or None."""
+    native = get("native")
+    return native if native is not None and hasattr(native, "widen16") else None
+
+
+def _widen(v):
+    """A float32 copy of a 16-bit array."""
+    if v.dtype is _F16 and type(v) is np.ndarray and (conv := _f16_converter()) is not None:
+        out = np.empty(v.shape, _F32)
+        conv.widen16(v, out)
+        return out
+    return v.astype(_F32)
+
+
+def _narrow(src, dst):
+    """dst (16-bit) = src (float32) rounded to nearest even."""
+    if dst.dtype is _F16 and type(dst) is np.ndarray and (conv := _f16_converter()) is not None:
+        conv.narrow16(src, dst)
+        return
+    with np.errstate(over="ignore"):  # a float32 beyond the 16-bit range rounds to inf
+        dst[...] = src
+
+
+def _cupy():
+    import cupy
+
+    return cupy
 
 
 # --------------------------------------------------------------------------- fast path
 # validate() walks the plan generically, which costs more than a tiny kernel. Each kernel
 # also gets a straight-line check, generated once from the same plan, that accepts only the
-# common case: NumPy arrays of the exact dtype, rank, C order and writability, Python
-# scalars in range, no overlap, and the kernel's rule. Anything else (CuPy, NumPy scalars,
-# a dtype equal but not identical, every error) returns False and takes validate(), which
-# converts or refuses with its message: both paths accept the same calls.
+# common case (returning 1, or 2 for a 16-bit call): NumPy arrays of the exact dtype, rank,
+# C order and writability, Python scalars in range, no overlap, and the kernel's rule.
+# Anything else (CuPy, NumPy scalars, a dtype equal but not identical, every error) returns
+# False and takes validate(), which converts or refuses with its message: both paths accept
+# the same calls.
 
 _FAST: dict = {}
 
@@ -191,11 +287,18 @@ def _fast_check(name):
              f"    if type({first}) is not ndarray:",
              "        return False",
              f"    dt = {first}.dtype",
-             "    if dt is not F32 and dt is not F64:",
-             "        return False"]
+             "    if dt is F32 or dt is F64:",
+             "        st = dt"]
+    sixteen = [f"dt is {'BF16' if d == 'bfloat16' else 'F16'}" for d in k.dtypes
+               if d in spec.SIXTEEN_BIT]
+    if sixteen:
+        lines += [f"    elif {' or '.join(sixteen)}:", "        st = F32"]
+    lines += ["    else:", "        return False"]
+    dtype_test = {spec.CALL: "{0}.dtype is not dt", spec.STAT: "{0}.dtype is not st",
+                  spec.ACC: "({0}.dtype is not dt and {0}.dtype is not st)"}
     for i, a, index, written, optional in plan.arrays:
         conds = [f"type({v[i]}) is not ndarray",
-                 f"{v[i]}.dtype is not {'I64' if index else 'dt'}"]
+                 f"{v[i]}.dtype is not I64" if index else dtype_test[a.dtype].format(v[i])]
         if a.ndim is not None:
             conds.append(f"{v[i]}.ndim != {a.ndim}")
         conds.append(f"not {v[i]}.flags.c_contiguous")
@@ -229,8 +332,9 @@ def _fast_check(name):
     else:
         ns = ", ".join(f"{n!r}: {v[i]}" for i, n in enumerate(plan.names))
         lines.append(f"    rule({{{ns}}})")
-    lines.append("    return True")
-    env = {"F32": _F32, "F64": _F64, "I64": _INT64, "ndarray": np.ndarray,
+    lines.append("    return 1 if st is dt else 2")
+    env = {"F32": _F32, "F64": _F64, "BF16": _BF16, "F16": _F16, "I64": _INT64,
+           "ndarray": np.ndarray,
            "may_share": np.may_share_memory, "rule": _RULES[name]}
     exec("\n".join(lines), env)  # noqa: S102  (source built above from the manifest only)
     _FAST[name] = env["check"]

@@ -11,9 +11,17 @@ import math
 import operator
 from collections.abc import Sequence
 
+import ml_dtypes
 import numpy as np
 
-FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+SIXTEEN_BIT = (np.dtype(ml_dtypes.bfloat16), np.dtype(np.float16))
+FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64), *SIXTEEN_BIT)
+
+
+def stat_dtype(dtype):
+    """The dtype of statistics and accumulators for a call of ``dtype``: float32 for the
+    16-bit types (the manifest's STAT arguments), else ``dtype`` itself."""
+    return np.dtype(np.float32) if dtype in SIXTEEN_BIT else dtype
 
 
 
@@ -33,13 +41,16 @@ def is_cupy(a) -> bool:
 
 
 def float_array(name: str, a, dtype=None):
-    """A C-contiguous float32/float64 array (NumPy or CuPy); ``dtype`` pins the dtype."""
+    """A C-contiguous float array (float32, float64, bfloat16 or float16; NumPy or CuPy);
+    ``dtype`` pins the dtype (a tuple: one of them)."""
     if not (isinstance(a, np.ndarray) or is_cupy(a)):
         raise TypeError(f"{name}: expected a NumPy or CuPy array, got {type(a).__name__}")
     if a.dtype not in FLOAT_DTYPES:
-        raise TypeError(f"{name}: expected float32 or float64, got dtype {a.dtype}")
-    if dtype is not None and a.dtype != dtype:
-        raise TypeError(f"{name}: dtype {a.dtype} differs from the other inputs' {dtype}")
+        raise TypeError(f"{name}: expected float32 or float64 (or bfloat16, float16), got "
+                        f"dtype {a.dtype}")
+    if dtype is not None and a.dtype not in (dtype if isinstance(dtype, tuple) else (dtype,)):
+        want = " or ".join(map(str, dtype)) if isinstance(dtype, tuple) else dtype
+        raise TypeError(f"{name}: dtype {a.dtype} differs from the other inputs' {want}")
     if not a.flags.c_contiguous:
         xp = xp_of(a)
         a = xp.ascontiguousarray(a)

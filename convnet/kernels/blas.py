@@ -22,7 +22,8 @@ def gemm(a, b, c=None, *, alpha=1.0, beta=0.0, trans_a=False, trans_b=False, bac
 
     a: (M, K), or (K, M) with ``trans_a``; b: (K, N), or (N, K) with ``trans_b``.
     ``c`` (M, N), when given, is updated in place and returned (it must be C-contiguous
-    with the inputs' dtype); otherwise a new array is returned (``beta`` then ignored).
+    with the inputs' dtype, or float32 for 16-bit inputs: accumulation in float32);
+    otherwise a new array of the inputs' dtype is returned (``beta`` then ignored).
     When ``a`` or ``b`` shares memory with ``c`` it is copied first, so the product is
     the one of the values before the call (as ``c[...] = alpha * a @ b + beta * c``).
     """
@@ -36,7 +37,8 @@ def gemm(a, b, c=None, *, alpha=1.0, beta=0.0, trans_a=False, trans_b=False, bac
         c = ck.xp_of(a).empty((m, n), dtype=a.dtype)
         beta = 0.0
     else:
-        if not (isinstance(c, np.ndarray) or ck.is_cupy(c)) or c.dtype != a.dtype:
+        if not (isinstance(c, np.ndarray) or ck.is_cupy(c)) or c.dtype not in (
+                a.dtype, ck.stat_dtype(a.dtype)):
             raise TypeError(f"c: expected a {a.dtype} array, got {getattr(c, 'dtype', type(c))}")
         if not c.flags.c_contiguous:
             raise ValueError("c: must be C-contiguous (it is written in place)")

@@ -18,10 +18,13 @@ def _bn_view(x):
     return x, x.reshape(x.shape[0], x.shape[1], -1)
 
 
-def _per_channel(name, v, c, dtype, xp, fill):
+def _per_channel(name, v, c, dtype, xp, fill, stat=False):
+    """A (C,) parameter of a call of ``dtype``: that dtype, or float32 for a 16-bit call
+    (only float32 with ``stat``: the statistics); None gives ``fill`` in float32 there."""
+    st = ck.stat_dtype(dtype)
     if v is None:
-        return xp.full((c,), fill, dtype=dtype)
-    v = ck.float_array(name, v, dtype)
+        return xp.full((c,), fill, dtype=st)
+    v = ck.float_array(name, v, (st,) if stat else (dtype, st))
     if tuple(v.shape) != (c,):
         raise ValueError(f"{name}: expected shape ({c},) (one value per channel), "
                          f"got {tuple(v.shape)}")
@@ -51,9 +54,10 @@ def batch_norm_forward_training(x, weight=None, bias=None, running_mean=None, ru
         raise ValueError(f"x: shape {tuple(x.shape)} gives one value per channel; batch norm "
                          "in training needs more than one")
     y3 = xp.empty_like(x3)
-    mean = xp.empty((c,), dtype=x.dtype)
-    var = xp.empty((c,), dtype=x.dtype)
-    invstd = xp.empty((c,), dtype=x.dtype)
+    st = ck.stat_dtype(x.dtype)  # float32 statistics for 16-bit x
+    mean = xp.empty((c,), dtype=st)
+    var = xp.empty((c,), dtype=st)
+    invstd = xp.empty((c,), dtype=st)
     launch("batch_norm_forward_training", backend, x3, weight, bias, y3, mean, var, invstd,
            float(eps))
     if running_mean is not None:
@@ -92,12 +96,12 @@ def batch_norm_backward(dy, x, mean, invstd, weight=None, *, backend=None):
     if dy.shape != x.shape:
         raise ValueError(f"dy: shape {tuple(dy.shape)} differs from x's {tuple(x.shape)}")
     xp = ck.xp_of(x)
-    mean = _per_channel("mean", mean, c, x.dtype, xp, 0.0)
-    invstd = _per_channel("invstd", invstd, c, x.dtype, xp, 1.0)
+    mean = _per_channel("mean", mean, c, x.dtype, xp, 0.0, stat=True)
+    invstd = _per_channel("invstd", invstd, c, x.dtype, xp, 1.0, stat=True)
     weight = _per_channel("weight", weight, c, x.dtype, xp, 1.0)
     dx3 = xp.empty_like(x3)
-    dweight = xp.empty((c,), dtype=x.dtype)
-    dbias = xp.empty((c,), dtype=x.dtype)
+    dweight = xp.empty((c,), dtype=weight.dtype)  # float32 when x is 16-bit and weight is not
+    dbias = xp.empty((c,), dtype=weight.dtype)
     launch("batch_norm_backward", backend, dy.reshape(x3.shape), x3, weight, mean, invstd,
            dx3, dweight, dbias)
     return dx3.reshape(x.shape), dweight, dbias

@@ -18,7 +18,14 @@ Roles:
   product of two of them fits in 64 bits); ``FLOAT`` a finite float in ``[lo, hi]``;
   ``BOOL`` a flag.
 
-All float arrays of a call share one dtype (float32 or float64); arrays are C-contiguous
+Dtypes: a call's dtype is the one of its first float input; it must be one of the kernel's
+``dtypes`` (float32, float64, and the 16-bit bfloat16 and float16). Every float array of
+the call has that dtype, except the arguments marked ``STAT`` (float32 when the call is
+16-bit: the statistics of batch norm) and ``ACC`` (the call's dtype, or float32 when the
+call is 16-bit: GEMM's C, a bias or a weight gradient accumulated in float32). A 16-bit call
+runs the backend's ``<kernel>_<dtype>`` function when it has one (native bf16 GEMM/conv),
+else in float32 on the 16-bit storage: the inputs upcast, the float32 kernel, the results
+rounded (to nearest even) into the 16-bit outputs. Arrays are C-contiguous
 (the array-level API copies non-contiguous inputs first; the backend level refuses them);
 an output never overlaps another array of the call unless the kernel lists the pair in
 ``alias`` (the cell kernels work in place).
@@ -31,6 +38,10 @@ from dataclasses import dataclass, field
 IN, OUT, INOUT, OPT, OPT_INOUT = "in", "out", "inout", "opt", "opt_inout"
 INDEX, INDEX_OUT = "index", "index_out"
 INT, FLOAT, BOOL = "int", "float", "bool"
+
+CALL, STAT, ACC = "call", "stat", "acc"  # an array's dtype: see the module docstring
+FLOAT_TYPES = ("float32", "float64", "bfloat16", "float16")
+SIXTEEN_BIT = ("bfloat16", "float16")
 
 ARRAY_ROLES = (IN, OUT, INOUT, OPT, OPT_INOUT, INDEX, INDEX_OUT)
 WRITTEN_ROLES = (OUT, INOUT, OPT_INOUT, INDEX_OUT)
@@ -46,6 +57,7 @@ class Arg:
     lo: float | None = None  # scalars: the range
     hi: float | None = None
     example: float | None = None  # scalars: a typical value (convnet verify uses it)
+    dtype: str = CALL  # float arrays: CALL, STAT or ACC
 
 
 @dataclass(frozen=True)
@@ -55,14 +67,15 @@ class Kernel:
     args: tuple[Arg, ...]
     doc: str
     alias: frozenset = field(default_factory=frozenset)  # (written, other) pairs allowed
+    dtypes: tuple[str, ...] = FLOAT_TYPES  # the dtypes a call may have
 
     @property
     def arg_names(self) -> tuple[str, ...]:
         return tuple(a.name for a in self.args)
 
 
-def _a(name, role, ndim=None):
-    return Arg(name, role, ndim)
+def _a(name, role, ndim=None, dtype=CALL):
+    return Arg(name, role, ndim, dtype=dtype)
 
 
 def _i(name, lo=0, hi=INT_MAX, example=None):
@@ -84,19 +97,19 @@ _MODE = _i("mode", 0, 3)  # 0 lstm, 1 gru, 2 rnn_tanh, 3 rnn_relu
 
 KERNELS: tuple[Kernel, ...] = (
     Kernel("gemm", "blas",
-           (_a("a", IN, 2), _a("b", IN, 2), _a("c", INOUT, 2), _f("alpha"), _f("beta"),
+           (_a("a", IN, 2), _a("b", IN, 2), _a("c", INOUT, 2, ACC), _f("alpha"), _f("beta"),
             _b("trans_a"), _b("trans_b")),
            "c = alpha * op(a) @ op(b) + beta * c"),
     Kernel("conv2d_forward", "conv",
-           (_a("x", IN, 4), _a("w", IN, 4), _a("b", OPT, 1), _a("y", OUT, 4), *_CONV),
+           (_a("x", IN, 4), _a("w", IN, 4), _a("b", OPT, 1, ACC), _a("y", OUT, 4), *_CONV),
            "x (N,C,H,W), w (K,C,R,S), b (K) -> y (N,K,P,Q); ph, pw: top/left padding"),
     Kernel("conv2d_backward_data", "conv",
            (_a("dy", IN, 4), _a("w", IN, 4), _a("dx", OUT, 4), *_CONV),
            "dy (N,K,P,Q), w (K,C,R,S) -> dx (N,C,H,W)"),
     Kernel("conv2d_backward_weight", "conv",
-           (_a("dy", IN, 4), _a("x", IN, 4), _a("dw_out", OUT, 4), *_CONV),
+           (_a("dy", IN, 4), _a("x", IN, 4), _a("dw_out", OUT, 4, ACC), *_CONV),
            "dy (N,K,P,Q), x (N,C,H,W) -> dw_out (K,C,R,S)"),
-    Kernel("conv2d_backward_bias", "conv", (_a("dy", IN, 4), _a("db", OUT, 1)),
+    Kernel("conv2d_backward_bias", "conv", (_a("dy", IN, 4), _a("db", OUT, 1, ACC)),
            "dy (N,K,P,Q) -> db (K)"),
     Kernel("max_pool2d_forward", "pool",
            (_a("x", IN, 4), _a("y", OUT, 4), _a("indices", INDEX_OUT, 4), *_POOL),
@@ -111,17 +124,19 @@ KERNELS: tuple[Kernel, ...] = (
            (_a("dy", IN, 4), _a("dx", OUT, 4), *_POOL, _b("count_include_pad")),
            "dy (N,C,P,Q) -> dx (N,C,H,W)"),
     Kernel("batch_norm_forward_training", "norm",
-           (_a("x", IN, 3), _a("weight", IN, 1), _a("bias", IN, 1), _a("y", OUT, 3),
-            _a("mean", OUT, 1), _a("var", OUT, 1), _a("invstd", OUT, 1), _f("eps", 0.0)),
+           (_a("x", IN, 3), _a("weight", IN, 1, ACC), _a("bias", IN, 1, ACC), _a("y", OUT, 3),
+            _a("mean", OUT, 1, STAT), _a("var", OUT, 1, STAT), _a("invstd", OUT, 1, STAT),
+            _f("eps", 0.0)),
            "x (N,C,L) -> y (N,C,L), mean, var (biased), invstd (C)"),
     Kernel("batch_norm_forward_inference", "norm",
-           (_a("x", IN, 3), _a("weight", IN, 1), _a("bias", IN, 1), _a("running_mean", IN, 1),
-            _a("running_var", IN, 1), _a("y", OUT, 3), _f("eps", 0.0)),
+           (_a("x", IN, 3), _a("weight", IN, 1, ACC), _a("bias", IN, 1, ACC),
+            _a("running_mean", IN, 1, ACC), _a("running_var", IN, 1, ACC), _a("y", OUT, 3),
+            _f("eps", 0.0)),
            "x (N,C,L) -> y (N,C,L) with the running statistics"),
     Kernel("batch_norm_backward", "norm",
-           (_a("dy", IN, 3), _a("x", IN, 3), _a("weight", IN, 1), _a("mean", IN, 1),
-            _a("invstd", IN, 1), _a("dx", OUT, 3), _a("dweight", OUT, 1),
-            _a("dbias", OUT, 1)),
+           (_a("dy", IN, 3), _a("x", IN, 3), _a("weight", IN, 1, ACC), _a("mean", IN, 1, STAT),
+            _a("invstd", IN, 1, STAT), _a("dx", OUT, 3), _a("dweight", OUT, 1, ACC),
+            _a("dbias", OUT, 1, ACC)),
            "dy, x (N,C,L) -> dx (N,C,L), dweight, dbias (C)"),
 )
 

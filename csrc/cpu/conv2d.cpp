@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "gemm.h"
+#include "gemm_bf16.h"
 
 namespace convnet {
 
@@ -616,6 +617,92 @@ void conv2d_backward_bias(const ConvGeom& g, const T* dy, T* db) {
     }
     db[k] = static_cast<T>(acc);
   }
+}
+
+// ---- 16-bit inputs (bfloat16, float16): the packers above on uint16_t patterns feed the
+// 16-bit GEMM (gemm_bf16.h), which accumulates and writes float32. Where the float32
+// kernel leaves the GEMM (few filters: the direct forward and the weight-gradient dot
+// products; col2im), the inputs are widened and the float32 kernel runs: those layers are
+// small, and a GEMM tile of 8 rows would be mostly padding.
+
+namespace {
+
+std::vector<float> widened(Half16 fmt, const std::uint16_t* src, index_t n) {
+  std::vector<float> out(static_cast<size_t>(n));
+  half16_to_float(fmt, src, out.data(), n, threads_for(double(n), 1 << 16));
+  return out;
+}
+
+}  // namespace
+
+// x (N,C,H,W), w (K,C,R,S) -> y (N,K,P,Q) float32, without bias
+void conv2d_forward16(Half16 fmt, const ConvGeom& g, const std::uint16_t* x,
+                      const std::uint16_t* w, float* y) {
+  FlushToZero ftz;
+  if (direct_forward_fits(g, sizeof(float))) {
+    const auto x32 = widened(fmt, x, g.N * g.C * g.H * g.W), w32 = widened(fmt, w, g.K * g.crs());
+    return conv2d_forward<float>(g, x32.data(), w32.data(), nullptr, y);
+  }
+  using U = std::uint16_t;
+  const std::vector<ColIndex> idx = col_index(g);
+  const index_t plane = g.P * g.Q;
+  const int threads = threads_for(conv_flops(g), 1 << 18);
+  constexpr index_t NR = bf16_detail::NR;
+  if (4 * (round_up(plane, NR) - plane) <= round_up(plane, NR)) {  // per-image panels
+    gemm16_packed(fmt, g.K, g.crs(), 1.0f, DenseA<U>{w, g.crs(), false},
+                  Im2colB<U>{x, &g, idx.data(), g.K * plane, false}, 0.0f, y, plane, threads);
+    return;
+  }
+  // Few pixels per image: panels across images into a (K, N*P*Q) buffer, then spread.
+  Scratch<float> tmp(static_cast<std::size_t>(g.K * g.N * plane));
+  gemm16_packed(fmt, g.K, g.crs(), 1.0f, DenseA<U>{w, g.crs(), false},
+                Im2colB<U>{x, &g, idx.data(), 0, true}, 0.0f, tmp.data(), g.N * plane, threads);
+#pragma omp parallel for schedule(static) num_threads(threads) if (threads > 1)
+  for (index_t nk = 0; nk < g.N * g.K; ++nk) {
+    const index_t n = nk / g.K, k = nk % g.K;
+    std::memcpy(y + nk * plane, tmp.data() + (k * g.N + n) * plane, sizeof(float) * plane);
+  }
+}
+
+// dy (N,K,P,Q), w (K,C,R,S) -> dx (N,C,H,W) float32
+void conv2d_backward_data16(Half16 fmt, const ConvGeom& g, const std::uint16_t* dy,
+                            const std::uint16_t* w, float* dx) {
+  FlushToZero ftz;
+  // the float32 kernel's choice between the flipped forward convolution and col2im
+  const ConvGeom fl{g.N, g.K, g.P, g.Q, g.C, g.R, g.S, g.H, g.W, 1, 1, 0, 0, g.dh, g.dw};
+  if (g.sh == 1 && g.sw == 1 &&
+      (g.K <= g.C || (g.C >= 4 && direct_forward_fits(fl, sizeof(float))))) {
+    std::vector<std::uint16_t> flipped(static_cast<size_t>(g.K) * g.crs());
+    for (index_t k = 0; k < g.K; ++k)
+      for (index_t c = 0; c < g.C; ++c)
+        for (index_t r = 0; r < g.R; ++r)
+          for (index_t s = 0; s < g.S; ++s)
+            flipped[((c * g.K + k) * g.R + (g.R - 1 - r)) * g.S + (g.S - 1 - s)] =
+                w[((k * g.C + c) * g.R + r) * g.S + s];
+    const ConvGeom t{g.N, g.K, g.P, g.Q, g.C, g.R, g.S, g.H, g.W, 1, 1,
+                     g.dh * (g.R - 1) - g.ph, g.dw * (g.S - 1) - g.pw, g.dh, g.dw};
+    return conv2d_forward16(fmt, t, dy, flipped.data(), dx);
+  }
+  // col2im: the float32 kernel on widened copies
+  const auto dy32 = widened(fmt, dy, g.N * g.K * g.P * g.Q), w32 = widened(fmt, w, g.K * g.crs());
+  conv2d_backward_data<float>(g, dy32.data(), w32.data(), dx);
+}
+
+// dy (N,K,P,Q), x (N,C,H,W) -> dw (K,C,R,S) float32
+void conv2d_backward_weight16(Half16 fmt, const ConvGeom& g, const std::uint16_t* dy,
+                              const std::uint16_t* x, float* dw) {
+  FlushToZero ftz;
+  if (g.K < 32 && g.crs() <= 1024) {  // the float32 kernel's dot products
+    const auto dy32 = widened(fmt, dy, g.N * g.K * g.P * g.Q);
+    const auto x32 = widened(fmt, x, g.N * g.C * g.H * g.W);
+    return conv2d_backward_weight<float>(g, dy32.data(), x32.data(), dw);
+  }
+  using U = std::uint16_t;
+  const std::vector<ColIndex> idx = col_index(g);
+  const index_t plane = g.P * g.Q;
+  gemm16_packed(fmt, g.K, g.N * plane, 1.0f, BatchRowsA<U>{dy, g.K, plane},
+                Im2colTransB<U>{x, &g, idx.data()}, 0.0f, dw, g.crs(),
+                threads_for(conv_flops(g), 1 << 18));
 }
 
 #define INSTANTIATE(T)                                                                   \

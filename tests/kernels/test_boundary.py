@@ -214,14 +214,18 @@ def test_fast_path_accepts_exactly_what_validate_accepts():
     x, y = np.ones((2, 3), f32), np.empty((2, 3), f32)
     check = _boundary._FAST.get("leaky_relu_forward") or _boundary._fast_check(
         "leaky_relu_forward")
-    assert check((x, y, 0.5)) is True
+    assert check((x, y, 0.5)) == 1
     _boundary.validate("leaky_relu_forward", (x, y, 0.5))
+    h = x.astype(cn.bfloat16)
+    assert check((h, np.empty_like(h), 0.5)) == 2  # 16-bit: run on float32 compute
+    _boundary.validate("leaky_relu_forward", (h, np.empty_like(h), 0.5))
     for args in [(x, y, f32(0.5)), (x, y, 1), (x.astype(">f4"), y, 0.5)]:
         assert check(args) is False  # not the common case: validate decides
     _boundary.validate("leaky_relu_forward", (x, y, f32(0.5)))
     for args in [(x, np.empty((3, 2), f32), 0.5), (x, x, 0.5), (x, y, float("nan")),
                  (x, y, float("inf")), (x, y[:, :2], 0.5), (x, y.astype(np.float64), 0.5),
-                 (x, y), (x, y, 0.5, 1)]:
+                 (h, y, 0.5), (x, h, 0.5), (h, y.astype(np.float16), 0.5),
+                 (x.astype(np.int16), y.astype(np.int16), 0.5), (x, y), (x, y, 0.5, 1)]:
         assert check(args) is False
         with pytest.raises((ValueError, TypeError)):
             _boundary.validate("leaky_relu_forward", args)

@@ -32,7 +32,7 @@ def x4(*shape, dtype=f32):
         (lambda: K.conv2d_forward(x4(1, 1, 4, 4), x4(2, 1, 3, 3), b=x4(3)), ValueError,
          r"b: expected shape \(2,\)"),
         (lambda: K.conv2d_forward(np.ones((1, 1, 4, 4), np.int32), x4(1, 1, 3, 3)), TypeError,
-         r"x: expected float32 or float64, got dtype int32"),
+         r"x: expected float32 or float64 \(or bfloat16, float16\), got dtype int32"),
         (lambda: K.conv2d_forward(x4(1, 1, 4, 4), x4(1, 1, 3, 3, dtype=np.float64)), TypeError,
          r"w: dtype float64 differs"),
         (lambda: K.conv2d_forward([[1.0]], x4(1, 1, 3, 3)), TypeError,

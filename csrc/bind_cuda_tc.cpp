@@ -96,7 +96,7 @@ void conv2d_forward_tc(const std::string& dtype, ptr_t x, ptr_t w, ptr_t b, ptr_
   on_tc(dtype, device, [&](auto t) {
     using T = decltype(t);
     cu::conv2d_forward_tc<T>(g, ptr<const T>(x, "x", 1), ptr<const T>(w, "w", 1),
-                             reinterpret_cast<const T*>(b), ptr<T>(y, "y", 1),
+                             reinterpret_cast<const float*>(b), ptr<T>(y, "y", 1),
                              ptr<const int4>(table, "table", 1), stream_of(stream));
   });
 }
@@ -114,18 +114,28 @@ void conv2d_backward_data_tc(const std::string& dtype, ptr_t dy, ptr_t w, ptr_t 
   });
 }
 
-void conv2d_backward_weight_tc(const std::string& dtype, ptr_t dy, ptr_t x, ptr_t dw_out,
-                               const std::vector<index_t>& geom, ptr_t table, ptr_t work,
-                               ptr_t stream, int device) {
+void conv2d_backward_weight_tc(const std::string& dtype, const std::string& out_dtype, ptr_t dy,
+                               ptr_t x, ptr_t dw_out, const std::vector<index_t>& geom,
+                               ptr_t table, ptr_t work, ptr_t stream, int device) {
   const ConvGeom g = conv_geom(geom);
   need({{dy, "dy"}, {x, "x"}, {dw_out, "dw_out"}, {table, "table"}});
-  if (tc_type(dtype) != TcType::tf32) need({{work, "work"}});
+  tc_type(dtype);
+  if (out_dtype != dtype && out_dtype != "float32")
+    throw py::type_error("dw_out: expected dtype " + dtype + " or float32, got " + out_dtype);
+  const bool f32_out = out_dtype == "float32";
+  if (!f32_out) need({{work, "work"}});
   on_tc(dtype, device, [&](auto t) {
     using T = decltype(t);
-    cu::conv2d_backward_weight_tc<T>(g, ptr<const T>(dy, "dy", 1), ptr<const T>(x, "x", 1),
-                                     ptr<T>(dw_out, "dw_out", 1),
-                                     ptr<const int4>(table, "table", 1),
-                                     reinterpret_cast<float*>(work), stream_of(stream));
+    auto run = [&](auto* dw) {
+      using TO = std::remove_pointer_t<decltype(dw)>;
+      cu::conv2d_backward_weight_tc<T, TO>(g, ptr<const T>(dy, "dy", 1), ptr<const T>(x, "x", 1),
+                                           dw, ptr<const int4>(table, "table", 1),
+                                           reinterpret_cast<float*>(work), stream_of(stream));
+    };
+    if (f32_out)
+      run(ptr<float>(dw_out, "dw_out", 1));
+    else
+      run(ptr<T>(dw_out, "dw_out", 1));
   });
 }
 
@@ -141,13 +151,14 @@ void bind_tc(py::module_& m) {
         "float32 (out_dtype). Row-major; beta == 0 never reads c.");
   m.def("conv2d_forward_tc", &conv2d_forward_tc, arg("dtype"), arg("x"), arg("w"), arg("b"),
         arg("y"), arg("geom"), arg("table"), arg("stream"), arg("device"),
-        "conv2d_forward on tensor cores (float16/bfloat16, or float32 as TF32).");
+        "conv2d_forward on tensor cores (float16/bfloat16, or float32 as TF32); b: float32.");
   m.def("conv2d_backward_data_tc", &conv2d_backward_data_tc, arg("dtype"), arg("dy"), arg("w"),
         arg("dx"), arg("geom"), arg("table"), arg("stream"), arg("device"),
         "conv2d_backward_data on tensor cores (float16/bfloat16, or float32 as TF32).");
-  m.def("conv2d_backward_weight_tc", &conv2d_backward_weight_tc, arg("dtype"), arg("dy"),
-        arg("x"), arg("dw_out"), arg("geom"), arg("table"), arg("work"), arg("stream"),
-        arg("device"),
-        "conv2d_backward_weight on tensor cores; work: K*C*R*S float32 of scratch for the "
-        "split reduction of 16-bit dtypes (0 allowed for float32).");
+  m.def("conv2d_backward_weight_tc", &conv2d_backward_weight_tc, arg("dtype"), arg("out_dtype"),
+        arg("dy"), arg("x"), arg("dw_out"), arg("geom"), arg("table"), arg("work"),
+        arg("stream"), arg("device"),
+        "conv2d_backward_weight on tensor cores, dw_out in the operands' dtype or float32 "
+        "(out_dtype); work: K*C*R*S float32 of scratch for the split reduction into a 16-bit "
+        "dw_out (0 allowed for a float32 one).");
 }

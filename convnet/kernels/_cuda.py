@@ -138,8 +138,14 @@ def conv2d_forward(x, w, b, y, sh, sw, ph, pw, dh, dw):
     stream, dev = _launch_args(x=x, w=w, b=b, y=y)
     table = _device_table("conv", dev, *g[1:4], *g[5:7], dh, dw)
     tc = _tensor_cores(x, precision.conv_tf32())
-    run = _ext.conv2d_forward if tc is None else _ext.conv2d_forward_tc
-    run(_dt(x), _ptr(x), _ptr(w), _ptr(b), _ptr(y), g, _ptr(table), stream, dev)
+    if tc is None:
+        _ext.conv2d_forward(_dt(x), _ptr(x), _ptr(w), _ptr(b), _ptr(y), g, _ptr(table), stream,
+                            dev)
+        return
+    # the tensor-core epilogue adds the bias in float32 (a 16-bit one is widened: K values)
+    if b is not None and _dt(b) != "float32":
+        b = b.astype(np.float32)
+    _ext.conv2d_forward_tc(tc, _ptr(x), _ptr(w), _ptr(b), _ptr(y), g, _ptr(table), stream, dev)
 
 
 def conv2d_backward_data(dy, w, dx, sh, sw, ph, pw, dh, dw):
@@ -161,9 +167,10 @@ def conv2d_backward_weight(dy, x, dw_out, sh, sw, ph, pw, dh, dw):
         _ext.conv2d_backward_weight(_dt(dy), _ptr(dy), _ptr(x), _ptr(dw_out), g, _ptr(table),
                                     stream, dev)
         return
-    # 16-bit weights: the split reduction adds up in a float32 copy, rounded once at the end
-    work = None if tc == "float32" else _cupy().empty((dw_out.size,), dtype=np.float32)
-    _ext.conv2d_backward_weight_tc(tc, _ptr(dy), _ptr(x), _ptr(dw_out), g, _ptr(table),
+    # a 16-bit dw: the split reduction adds up in float32 scratch, rounded once at the end
+    out = _dt(dw_out)
+    work = None if out == "float32" else _cupy().empty((dw_out.size,), dtype=np.float32)
+    _ext.conv2d_backward_weight_tc(tc, out, _ptr(dy), _ptr(x), _ptr(dw_out), g, _ptr(table),
                                    _ptr(work), stream, dev)
 
 
@@ -173,6 +180,15 @@ def conv2d_backward_bias(dy, db):
         db[...] = dy.astype(np.float32).sum(axis=(0, 2, 3)).astype(db.dtype)
         return
     _ext.conv2d_backward_bias(_dt(dy), _ptr(dy), _ptr(db), *dy.shape, stream, dev)
+
+
+# The boundary runs a 16-bit call as `<kernel>_<dtype>` when the backend has one (else in
+# float32 on widened copies): these are the tensor-core kernels above (the bias gradient,
+# a reduction, sums in float32).
+for _k in ("gemm", "conv2d_forward", "conv2d_backward_data", "conv2d_backward_weight",
+           "conv2d_backward_bias"):
+    for _d in _TC_DTYPES:
+        globals()[f"{_k}_{_d}"] = globals()[_k]
 
 
 # --------------------------------------------------------------------------- pooling

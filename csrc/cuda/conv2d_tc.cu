@@ -67,16 +67,16 @@ struct TcIm2colCols {
   }
 };
 
-// y[n, k, pq] = acc + b[k]
+// y[n, k, pq] = acc + b[k] (the bias in float32, whatever the operands)
 template <typename T>
 struct TcForwardEpilogue {
   T* y;
-  const T* b;
+  const float* b;
   index_t PQ;
   int K;
   __device__ void put(index_t m, index_t npq, float v) const {
     const index_t img = npq / PQ, pq = npq - img * PQ;
-    y[(img * K + m) * PQ + pq] = from_float<T>(b ? v + to_float(b[m]) : v);
+    y[(img * K + m) * PQ + pq] = from_float<T>(b ? v + b[m] : v);
   }
 };
 
@@ -256,7 +256,7 @@ struct TcIm2colRows {
 // dw[k, crs] = acc (one split), or acc added atomically to a float32 sum (several).
 template <typename T>
 struct TcWeightEpilogue {
-  T* dw;
+  T* dw;  // T: the output type
   float* sum;  // null: one split, written straight to dw
   index_t CRS;
   __device__ void put(index_t k, index_t crs, float v) const {
@@ -278,7 +278,7 @@ __global__ void round_kernel(const float* __restrict__ src, T* __restrict__ dst,
 
 // x (N,C,H,W), w (K,C,R,S), b (K) or null -> y (N,K,P,Q)
 template <typename T>
-void conv2d_forward_tc(const ConvGeom& g, const T* x, const T* w, const T* b, T* y,
+void conv2d_forward_tc(const ConvGeom& g, const T* x, const T* w, const float* b, T* y,
                        const int4* conv_table, cudaStream_t stream) {
   const Dims d = dims_of(g);
   const index_t M = g.K, N = g.N * g.P * g.Q, K = g.crs();
@@ -323,8 +323,8 @@ void conv2d_backward_data_tc(const ConvGeom& g, const T* dy, const T* w, T* dx,
 }
 
 // dy (N,K,P,Q), x (N,C,H,W) -> dw (K,C,R,S)
-template <typename T>
-void conv2d_backward_weight_tc(const ConvGeom& g, const T* dy, const T* x, T* dw,
+template <typename T, typename TO>
+void conv2d_backward_weight_tc(const ConvGeom& g, const T* dy, const T* x, TO* dw,
                                const int4* conv_table, float* work, cudaStream_t stream) {
   const Dims d = dims_of(g);
   const index_t M = g.K, N = g.crs(), K = g.N * g.P * g.Q;
@@ -340,7 +340,7 @@ void conv2d_backward_weight_tc(const ConvGeom& g, const T* dy, const T* x, T* dw
     splits = ceil_div(steps, ceil_div(steps, splits));  // none of them empty
     float* sum = nullptr;
     if (splits > 1) {
-      sum = std::is_same<T, float>::value ? reinterpret_cast<float*>(dw) : work;
+      sum = std::is_same<TO, float>::value ? reinterpret_cast<float*>(dw) : work;
       if (sum == nullptr) throw std::invalid_argument("work: null, but the reduction is split");
       CUDA_CHECK(cudaMemsetAsync(sum, 0, sizeof(float) * M * N, stream));
     }
@@ -351,26 +351,30 @@ void conv2d_backward_weight_tc(const ConvGeom& g, const T* dy, const T* x, T* dw
     lb.x = x;
     lb.table = conv_table;
     lb.d = d;
-    TcWeightEpilogue<T> epi{dw, sum, N};
+    TcWeightEpilogue<TO> epi{dw, sum, N};
     launch_tc_gemm<Cfg, true, true>(la, lb, epi, M, N, K, stream, int(splits));
-    if (sum != nullptr && !std::is_same<T, float>::value) {
-      CONVNET_LAUNCH(grid_for(M * N, 256), 256, 0, stream, round_kernel<T>)(sum, dw, M * N);
+    if (sum != nullptr && !std::is_same<TO, float>::value) {
+      CONVNET_LAUNCH(grid_for(M * N, 256), 256, 0, stream, round_kernel<TO>)(sum, dw, M * N);
       CUDA_CHECK_LAUNCH();
     }
   });
 }
 
 #define INSTANTIATE(T)                                                                      \
-  template void conv2d_forward_tc<T>(const ConvGeom&, const T*, const T*, const T*, T*,     \
+  template void conv2d_forward_tc<T>(const ConvGeom&, const T*, const T*, const float*, T*, \
                                      const int4*, cudaStream_t);                            \
   template void conv2d_backward_data_tc<T>(const ConvGeom&, const T*, const T*, T*,         \
                                            const int4*, cudaStream_t);                      \
-  template void conv2d_backward_weight_tc<T>(const ConvGeom&, const T*, const T*, T*,       \
-                                             const int4*, float*, cudaStream_t);
+  template void conv2d_backward_weight_tc<T, T>(const ConvGeom&, const T*, const T*, T*,    \
+                                                const int4*, float*, cudaStream_t);
 INSTANTIATE(f16)
 INSTANTIATE(bf16)
 INSTANTIATE(float)
 #undef INSTANTIATE
+template void conv2d_backward_weight_tc<f16, float>(const ConvGeom&, const f16*, const f16*,
+                                                    float*, const int4*, float*, cudaStream_t);
+template void conv2d_backward_weight_tc<bf16, float>(const ConvGeom&, const bf16*, const bf16*,
+                                                     float*, const int4*, float*, cudaStream_t);
 
 }  // namespace cuda
 }  // namespace convnet

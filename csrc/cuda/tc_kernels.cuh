@@ -19,18 +19,18 @@ void gemm_tc(bool trans_a, bool trans_b, index_t M, index_t N, index_t K, float 
              const T* a, index_t lda, const T* b, index_t ldb, float beta, TC* c, index_t ldc,
              cudaStream_t stream);
 
-// x (N,C,H,W), w (K,C,R,S), b (K) or null -> y (N,K,P,Q)
+// x (N,C,H,W), w (K,C,R,S), b (K, float32) or null -> y (N,K,P,Q)
 template <typename T>
-void conv2d_forward_tc(const ConvGeom& g, const T* x, const T* w, const T* b, T* y,
+void conv2d_forward_tc(const ConvGeom& g, const T* x, const T* w, const float* b, T* y,
                        const int4* conv_table, cudaStream_t stream);
 // dy (N,K,P,Q), w (K,C,R,S) -> dx (N,C,H,W)
 template <typename T>
 void conv2d_backward_data_tc(const ConvGeom& g, const T* dy, const T* w, T* dx,
                              const int4* dgrad_table, cudaStream_t stream);
-// dy (N,K,P,Q), x (N,C,H,W) -> dw (K,C,R,S). `work`: K*C*R*S floats of scratch where the
-// split reduction accumulates (16-bit T; unused for float, which accumulates in dw).
-template <typename T>
-void conv2d_backward_weight_tc(const ConvGeom& g, const T* dy, const T* x, T* dw,
+// dy (N,K,P,Q), x (N,C,H,W) -> dw (K,C,R,S) in T or float32 (TO). `work`: K*C*R*S floats
+// of scratch where the split reduction adds up (16-bit TO; a float32 dw is its own sum).
+template <typename T, typename TO>
+void conv2d_backward_weight_tc(const ConvGeom& g, const T* dy, const T* x, TO* dw,
                                const int4* conv_table, float* work, cudaStream_t stream);
 
 }  // namespace cuda

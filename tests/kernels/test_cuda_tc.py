@@ -269,3 +269,78 @@ def test_conv2d_float16_bias_gradient(cp, cu):
     exact = dy.astype(np.float64).sum(axis=(0, 2, 3))
     mag = np.abs(dy.astype(np.float64)).sum(axis=(0, 2, 3))
     assert_within(host(db), exact, dot_bound(72, mag, exact, "float16"), "bias gradient")
+
+
+# --------------------------------------------------------------------------- public API
+
+
+def public_api_case(backend):
+    """convnet.kernels.gemm / conv2d_* on 16-bit arrays through the validation boundary,
+    which hands 16-bit calls to the backend's <kernel>_<dtype> (the tensor-core kernels),
+    with float32 accumulators where the manifest allows them (gemm's c, the conv bias and
+    dw_out)."""
+    import convnet.kernels._registry as registry
+
+    module = registry.get(backend)
+    xp = np if module.__name__.endswith("_emulated") else module._cupy()
+    rng = np.random.default_rng(8)
+    f16 = np.dtype(np.float16)
+    a = rng.standard_normal((33, 40)).astype(f16)
+    b = rng.standard_normal((40, 24)).astype(f16)
+    c = K.gemm(xp.asarray(a), xp.asarray(b), backend=backend)
+    assert c.dtype == f16 and c.shape == (33, 24)
+    exact = a.astype(np.float64) @ b.astype(np.float64)
+    mag = np.abs(a.astype(np.float64)) @ np.abs(b.astype(np.float64))
+    assert_within(host(c), exact, dot_bound(40, mag, exact, "float16"), "K.gemm float16")
+    c32 = xp.full((33, 24), np.nan, np.float32)
+    K.gemm(xp.asarray(a), xp.asarray(b), c32, backend=backend)
+    assert_within(host(c32), exact, dot_bound(40, mag, exact, "float32"), "float32 c")
+
+    x = rng.standard_normal((2, 3, 9, 8)).astype(f16)
+    w = rng.standard_normal((5, 3, 3, 3)).astype(f16)
+    bias = rng.standard_normal(5).astype(f16)
+    y = K.conv2d_forward(xp.asarray(x), xp.asarray(w), xp.asarray(bias), 1, 1, backend=backend)
+    assert y.dtype == f16
+    y_shape, args = K._conv_geometry(x.shape, w.shape, 1, 1, 1)
+    x64, w64 = x.astype(np.float64), w.astype(np.float64)
+    for b in (bias, rng.standard_normal(5).astype(np.float32)):  # a float32 bias: backend level
+        if b.dtype != f16:
+            y = xp.full(y_shape, np.nan, f16)
+            cn.kernels._boundary.launch("conv2d_forward", backend, xp.asarray(x), xp.asarray(w),
+                                        xp.asarray(b), y, *args)
+        exact, mag = np.empty(y_shape), np.empty(y_shape)
+        ref.conv2d_forward(x64, w64, b.astype(np.float64), exact, *args)
+        ref.conv2d_forward(np.abs(x64), np.abs(w64), np.abs(b.astype(np.float64)), mag, *args)
+        assert_within(host(y), exact, dot_bound(27, mag, exact, "float16"),
+                      f"conv2d_forward, {b.dtype} bias")
+
+    dy = rng.standard_normal(y_shape).astype(f16)
+    dy64 = dy.astype(np.float64)
+    dw32 = xp.full(w.shape, np.nan, np.float32)  # a float32 weight gradient (ACC)
+    cn.kernels._boundary.launch("conv2d_backward_weight", backend, xp.asarray(dy),
+                                xp.asarray(x), dw32, *args)
+    exact, mag = np.empty(w.shape), np.empty(w.shape)
+    ref.conv2d_backward_weight(dy64, x64, exact, *args)
+    ref.conv2d_backward_weight(np.abs(dy64), np.abs(x64), mag, *args)
+    npq = y_shape[0] * y_shape[2] * y_shape[3]
+    assert_within(host(dw32), exact, dot_bound(npq, mag, exact, "float32"), "dw float32")
+    dx = K.conv2d_backward_data(xp.asarray(dy), xp.asarray(w), x.shape, 1, 1, backend=backend)
+    assert dx.dtype == f16
+    exact, mag = np.empty(x.shape), np.empty(x.shape)
+    ref.conv2d_backward_data(dy64, w64, exact, *args)
+    ref.conv2d_backward_data(np.abs(dy64), np.abs(w64), mag, *args)
+    assert_within(host(dx), exact, dot_bound(45, mag, exact, "float16"), "K.conv2d_backward_data")
+
+
+def test_public_api_runs_16bit_on_tensor_cores(cp, monkeypatch):
+    calls = []
+    import convnet.kernels._cuda as adapter
+
+    for name in ("gemm_tc", "conv2d_forward_tc", "conv2d_backward_data_tc",
+                 "conv2d_backward_weight_tc"):
+        fn = getattr(adapter._ext, name)
+        monkeypatch.setattr(adapter._ext, name,
+                            lambda *a, _fn=fn, _n=name: (calls.append(_n), _fn(*a))[1])
+    public_api_case("cuda")
+    assert calls == ["gemm_tc", "gemm_tc", "conv2d_forward_tc", "conv2d_forward_tc",
+                     "conv2d_backward_weight_tc", "conv2d_backward_data_tc"]

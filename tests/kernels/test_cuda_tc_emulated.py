@@ -116,6 +116,25 @@ def test_binding_refuses_bad_dtypes(emu):  # noqa: F811
     with pytest.raises(TypeError, match="c: expected dtype float16 or float32"):
         ext.gemm_tc("float16", "bfloat16", 8, 8, 8, 1, 1, 1, 1, 1, 1, 1.0, 0.0, False, False,
                     0, 0)
+    geom = [1, 1, 3, 3, 1, 1, 1, 3, 3, 1, 1, 0, 0, 1, 1]
     with pytest.raises(ValueError, match="work: null"):
-        ext.conv2d_backward_weight_tc("float16", 8, 8, 8, [1, 1, 3, 3, 1, 1, 1, 3, 3, 1, 1, 0,
-                                                           0, 1, 1], 8, 0, 0, 0)
+        ext.conv2d_backward_weight_tc("float16", "float16", 8, 8, 8, geom, 8, 0, 0, 0)
+    with pytest.raises(TypeError, match="dw_out: expected dtype bfloat16 or float32"):
+        ext.conv2d_backward_weight_tc("bfloat16", "float16", 8, 8, 8, geom, 8, 8, 0, 0)
+
+
+def test_public_api_runs_16bit_on_tensor_cores(emu, monkeypatch):  # noqa: F811
+    """The emulated adapter in the place of a CPU backend: NumPy float16 arrays through
+    convnet.kernels and the boundary reach its tensor-core kernels."""
+    from convnet.kernels import _registry
+
+    calls = []
+    for name in ("gemm_tc", "conv2d_forward_tc", "conv2d_backward_data_tc",
+                 "conv2d_backward_weight_tc"):
+        fn = getattr(emu._ext, name)
+        monkeypatch.setattr(emu._ext, name,
+                            lambda *a, _fn=fn, _n=name: (calls.append(_n), _fn(*a))[1])
+    monkeypatch.setitem(_registry._modules, "numba", emu)
+    tc.public_api_case("numba")
+    assert calls == ["gemm_tc", "gemm_tc", "conv2d_forward_tc", "conv2d_forward_tc",
+                     "conv2d_backward_weight_tc", "conv2d_backward_data_tc"]

@@ -13,9 +13,13 @@ rounding of the GPU's tensor cores (the emulator accumulates in float32 in k ord
 bound covers truncating hardware too).
 """
 
+import os
+import subprocess
+
 import numpy as np
 import pytest
 
+from tests.kernels import emu_build
 from tests.kernels import test_cuda_tc as tc
 from tests.kernels.test_cuda_emulated import cp, emu  # noqa: F401  (fixtures)
 
@@ -138,3 +142,24 @@ def test_public_api_runs_16bit_on_tensor_cores(emu, monkeypatch):  # noqa: F811
     tc.public_api_case("numba")
     assert calls == ["gemm_tc", "gemm_tc", "conv2d_forward_tc", "conv2d_forward_tc",
                      "conv2d_backward_weight_tc", "conv2d_backward_data_tc"]
+
+
+# The building blocks against the PTX ISA itself (tests/kernels/cuda_emu/tc_selftest.cu):
+# the emulator's ldmatrix/mma fragments, the 16-bit and TF32 roundings, and the swizzled
+# tile layouts' bank-conflict freedom.
+@pytest.fixture(scope="module")
+def tc_selftest():
+    reason = emu_build.skip_reason()
+    if reason:
+        pytest.skip(reason)
+    exe, error = emu_build.build_program(os.path.join(emu_build.EMU, "tc_selftest.cu"),
+                                         emu_build.build_dir("-tcselftest"))
+    if error:
+        pytest.fail(error)
+    return exe
+
+
+@pytest.mark.parametrize("mode", ["layout", "convert", "swizzle"])
+def test_tensor_core_building_blocks(tc_selftest, mode):
+    res = subprocess.run([tc_selftest, mode], capture_output=True, text=True, timeout=600)
+    assert res.returncode == 0 and f"{mode}: 0 mismatches" in res.stdout, res.stdout[-3000:]

@@ -594,6 +594,19 @@ def _upsample_case(ctx, name, x_shape, size, mode, corners):
         row("  torch interp fwd+bwd", label, ms, None, "")
 
 
+@stage("tensor cores (float16, bfloat16, TF32)")
+def tensor_cores(ctx):
+    """benchmarks/bench_gpu_tc.py, loaded by path (this script is also loaded that way)."""
+    import importlib.util
+
+    path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "bench_gpu_tc.py")
+    spec = importlib.util.spec_from_file_location("bench_gpu_tc", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    mod.run(ctx, dict(say=say, row=row, gpu_ms=gpu_ms, torch_ms=torch_ms,
+                      over_budget=over_budget))
+
+
 # --------------------------------------------------------------------------- table
 
 
@@ -610,7 +623,10 @@ def table():
                      f"{ratio} {cpu}")
     lines += ["-" * 100,
               "ratio: ours / anchor speed (cuBLAS, cuDNN TF32 off) or our GB/s / the d2d copy's;",
-              "CPU x: native CPU kernel time / ours. Targets: GEMM >= 0.8x cuBLAS at 4096, conv",
+              "CPU x: native CPU kernel time / ours. tc rows: tensor cores (f16/bf16 operands,",
+              "float32 accumulation; tf32: float32 with TF32 allowed on both sides) against",
+              "cuBLAS/cuDNN in the same dtype (target >= 0.8x cuBLAS f16/bf16 at 4096).",
+              "Targets: GEMM >= 0.8x cuBLAS at 4096, conv",
               ">= 0.5x cuDNN, pool and batch norm >= 0.7 of the copy bandwidth. Recurrent",
               "layers: ours / cuDNN's time for a layer direction forward + backward.", "=" * 100]
     for line in lines:
@@ -633,8 +649,8 @@ def main(argv=None):
     t0 = time.perf_counter()
     environment(ctx)
     if ctx.cu is not None:
-        for fn in (copy_bandwidth, gemm, conv2d, pooling, batch_norm, activations, recurrent,
-                   upsampling):
+        for fn in (copy_bandwidth, gemm, conv2d, tensor_cores, pooling, batch_norm, activations,
+                   recurrent, upsampling):
             fn(ctx)
     say(f"total {time.perf_counter() - t0:.0f} s")
     table()

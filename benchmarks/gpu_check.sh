@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # One call on the GPU machine: build in place, say whether the CUDA backend loads (and why
-# not), run the gpu-marked tests, then benchmark the CUDA kernels against cuBLAS, cuDNN,
-# the copy bandwidth and the CPU (benchmarks/bench_gpu.py), whose table comes last.
+# not), run the gpu-marked tests (the tensor-core ones first), then benchmark the CUDA
+# kernels against cuBLAS, cuDNN, the copy bandwidth and the CPU (benchmarks/bench_gpu.py,
+# with the tensor-core rows of bench_gpu_tc.py: float16, bfloat16 and TF32 against cuBLAS
+# and cuDNN in the same dtype), whose table comes last.
 #
 #   bash benchmarks/gpu_check.sh            # from the repository root, under ~7 minutes
 #
@@ -64,10 +66,21 @@ for name, info in cn.backends().items():
     print(f"backend {name}: {'available' if info['available'] else 'UNAVAILABLE'} - {info['detail']}")
 PY
 
+banner "tensor-core gpu tests (tests/kernels/test_cuda_tc.py: float16, bfloat16, TF32)"
+# first and on their own, so that a slow rest of the suite cannot hide them
+t=$(slot 60 170)
+timeout "$t" python -m pytest -m gpu -q tests/kernels/test_cuda_tc.py -rs --tb=short \
+  -p no:cacheprovider > "$OUTDIR/gpu_tc_tests.log" 2>&1
+status=$?
+[ "$status" -eq 124 ] && echo "TENSOR-CORE TESTS TIMED OUT after ${t}s"
+grep -E "^(FAILED|ERROR) |^E  " "$OUTDIR/gpu_tc_tests.log" | head -40
+tail -n 3 "$OUTDIR/gpu_tc_tests.log"
+echo "pytest -m gpu test_cuda_tc.py exit status: $status"
+
 banner "gpu tests (python -m pytest -m gpu -q tests/kernels)"
 t=$(slot 180 110)
 timeout "$t" python -m pytest -m gpu -q tests/kernels -rs --tb=short -p no:cacheprovider \
-  > "$OUTDIR/gpu_tests.log" 2>&1
+  --ignore=tests/kernels/test_cuda_tc.py > "$OUTDIR/gpu_tests.log" 2>&1
 status=$?
 [ "$status" -eq 124 ] && echo "GPU TESTS TIMED OUT after ${t}s"
 # failures first (short tracebacks), then pytest's summary lines

@@ -101,6 +101,7 @@ from .creation import (
 )
 from .functional import cat, stack, where
 from .kernels import backends
+from .kernels.precision import get_float32_matmul_precision, set_float32_matmul_precision
 from .random import Generator, manual_seed
 from .serialization import load, save
 from .tensor import Tensor, tensor
@@ -142,7 +143,8 @@ __all__ = [
     "Tensor", "tensor", "zeros", "ones", "full", "rand", "randn", "arange", "zeros_like",
     "ones_like", "cat", "stack", "where", "no_grad", "enable_grad", "is_grad_enabled",
     "set_grad_enabled", "manual_seed", "save", "load", "functional", "nn", "optim",
-    "kernels", "backends", "get_num_threads", "set_num_threads", "__version__", "cuda",
+    "kernels", "backends", "get_float32_matmul_precision",
+    "set_float32_matmul_precision", "get_num_threads", "set_num_threads", "__version__", "cuda",
     "data", "models", "utils", "device", "float32", "float64", "float16", "bfloat16",
     "int64", "int32", "int16", "int8", "uint8", "bool", "float", "double", "half", "long",
     "int", "short", "empty", "empty_like", "eye", "linspace", "randint", "randperm",

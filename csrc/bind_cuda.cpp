@@ -508,6 +508,8 @@ int device_count() {
 
 }  // namespace
 
+void bind_tc(py::module_& m);  // bind_cuda_tc.cpp
+
 PYBIND11_MODULE(_cuda, m) {
   m.doc() =
       "convnet CUDA kernels on device pointers (CuPy's a.data.ptr) with their element "
@@ -663,4 +665,5 @@ PYBIND11_MODULE(_cuda, m) {
   m.def("upsample_bilinear2d_backward", &upsample_bilinear2d_backward, arg("dtype"),
         arg("ptrs"), arg("counts"), arg("geom"), arg("align_corners"), arg("scale_h"),
         arg("scale_w"), arg("stream"), arg("device"), "dy (N,C,P,Q) -> dx (N,C,H,W).");
+  bind_tc(m);
 }

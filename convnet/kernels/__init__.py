@@ -29,7 +29,20 @@ tests.
 
 from __future__ import annotations
 
-from . import activation, algorithms, arrays, blas, conv, fused, norm, pool, rnn, spec, upsample
+from . import (
+               activation,
+               algorithms,
+               arrays,
+               blas,
+               conv,
+               fused,
+               norm,
+               pool,
+               precision,
+               rnn,
+               spec,
+               upsample,
+)
 from ._registry import backends, use_backend
 from .activation import *  # noqa: F403
 from .algorithms import *  # noqa: F403
@@ -50,3 +63,8 @@ _OPS = {"activation": activation, "conv": conv, "blas": blas, "fused": fused, "n
 assert {k.op for k in spec.KERNELS} == set(_OPS), "an op of the manifest has no module"
 __all__ = (["backends", "use_backend", "spec", *arrays.__all__, *algorithms.__all__]
            + [n for m in _OPS.values() for n in m.__all__])
+
+# convnet.backends.cuda.matmul.allow_tf32 and convnet.backends.cudnn.allow_tf32 (PyTorch's
+# spelling) live on the backends() function.
+backends.cuda = precision.cuda
+backends.cudnn = precision.cudnn

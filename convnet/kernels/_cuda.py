@@ -18,7 +18,7 @@ from collections import OrderedDict
 import numpy as np
 
 from .. import _cuda as _ext  # ImportError when the extension was not built
-from . import spec
+from . import precision, spec
 
 
 def _cupy():
@@ -53,6 +53,20 @@ def _bufs(*arrays):
 
 def _dt(a) -> str:
     return str(a.dtype)
+
+
+# 16-bit operands always run on tensor cores (float32 accumulation); float32 ones do when
+# TF32 is allowed (convnet.backends.cuda.matmul / cudnn .allow_tf32). bfloat16 is CuPy's
+# ml_dtypes bfloat16 dtype (CuPy >= 14 with ml_dtypes installed): its name is "bfloat16".
+_TC_DTYPES = ("float16", "bfloat16")
+
+
+def _tensor_cores(a, tf32_allowed) -> str | None:
+    """The dtype name to run on the tensor-core kernels, or None for the CUDA-core ones."""
+    dt = _dt(a)
+    if dt in _TC_DTYPES or (dt == "float32" and tf32_allowed):
+        return dt
+    return None
 
 
 # --------------------------------------------------------------------------- index tables
@@ -103,6 +117,11 @@ def gemm(a, b, c, alpha, beta, trans_a, trans_b):
     m, n = c.shape
     k = a.shape[0] if trans_a else a.shape[1]
     stream, dev = _launch_args(a=a, b=b, c=c)
+    tc = _tensor_cores(a, precision.matmul_tf32())
+    if tc is not None:  # c may be float32 under 16-bit operands (backend-level callers)
+        _ext.gemm_tc(tc, _dt(c), _ptr(a), _ptr(b), _ptr(c), m, n, k, a.shape[1], b.shape[1], n,
+                     float(alpha), float(beta), bool(trans_a), bool(trans_b), stream, dev)
+        return
     _ext.gemm(_dt(a), *_bufs(a, b, c), m, n, k, a.shape[1], b.shape[1], n, float(alpha),
               float(beta), bool(trans_a), bool(trans_b), stream, dev)
 
@@ -119,7 +138,14 @@ def conv2d_forward(x, w, b, y, sh, sw, ph, pw, dh, dw):
     g = _conv_geom(x.shape, w.shape, y.shape, sh, sw, ph, pw, dh, dw)
     stream, dev = _launch_args(x=x, w=w, b=b, y=y)
     table = _device_table("conv", dev, *g[1:4], *g[5:7], dh, dw)
-    _ext.conv2d_forward(_dt(x), *_bufs(x, w, b, y, table), g, stream, dev)
+    tc = _tensor_cores(x, precision.conv_tf32())
+    if tc is None:
+        _ext.conv2d_forward(_dt(x), *_bufs(x, w, b, y, table), g, stream, dev)
+        return
+    # the tensor-core epilogue adds the bias in float32 (a 16-bit one is widened: K values)
+    if b is not None and _dt(b) != "float32":
+        b = b.astype(np.float32)
+    _ext.conv2d_forward_tc(tc, _ptr(x), _ptr(w), _ptr(b), _ptr(y), g, _ptr(table), stream, dev)
 
 
 def conv2d_backward_data(dy, w, dx, sh, sw, ph, pw, dh, dw):
@@ -127,18 +153,33 @@ def conv2d_backward_data(dy, w, dx, sh, sw, ph, pw, dh, dw):
     stream, dev = _launch_args(dy=dy, w=w, dx=dx)
     n, c, h, wd, k, r, s, p, q = g[:9]
     table = _device_table("dgrad", dev, k, c, p, q, r, s, dh, dw)
-    _ext.conv2d_backward_data(_dt(dy), *_bufs(dy, w, dx, table), g, stream, dev)
+    tc = _tensor_cores(dy, precision.conv_tf32())
+    if tc is None:
+        _ext.conv2d_backward_data(_dt(dy), *_bufs(dy, w, dx, table), g, stream, dev)
+        return
+    _ext.conv2d_backward_data_tc(tc, _ptr(dy), _ptr(w), _ptr(dx), g, _ptr(table), stream, dev)
 
 
 def conv2d_backward_weight(dy, x, dw_out, sh, sw, ph, pw, dh, dw):
     g = _conv_geom(x.shape, dw_out.shape, dy.shape, sh, sw, ph, pw, dh, dw)
     stream, dev = _launch_args(dy=dy, x=x, dw_out=dw_out)
     table = _device_table("conv", dev, *g[1:4], *g[5:7], dh, dw)
-    _ext.conv2d_backward_weight(_dt(dy), *_bufs(dy, x, dw_out, table), g, stream, dev)
+    tc = _tensor_cores(dy, precision.conv_tf32())
+    if tc is None:
+        _ext.conv2d_backward_weight(_dt(dy), *_bufs(dy, x, dw_out, table), g, stream, dev)
+        return
+    # a 16-bit dw: the split reduction adds up in float32 scratch, rounded once at the end
+    out = _dt(dw_out)
+    work = None if out == "float32" else _cupy().empty((dw_out.size,), dtype=np.float32)
+    _ext.conv2d_backward_weight_tc(tc, out, _ptr(dy), _ptr(x), _ptr(dw_out), g, _ptr(table),
+                                   _ptr(work), stream, dev)
 
 
 def conv2d_backward_bias(dy, db):
     stream, dev = _launch_args(dy=dy, db=db)
+    if _dt(dy) in _TC_DTYPES:  # a reduction, not a GEMM: summed in float32 by CuPy
+        db[...] = dy.astype(np.float32).sum(axis=(0, 2, 3)).astype(db.dtype)
+        return
     _ext.conv2d_backward_bias(_dt(dy), *_bufs(dy, db), *dy.shape, stream, dev)
 
 
@@ -154,6 +195,15 @@ def linear_forward_act(x, w, b, y, act, p1, p2):
     stream, dev = _launch_args(x=x, w=w, b=b, y=y)
     _ext.linear_forward_act(_dt(x), *_bufs(x, w, b, y), x.shape[0], w.shape[0], x.shape[1],
                             int(act), float(p1), float(p2), stream, dev)
+
+
+# The boundary runs a 16-bit call as `<kernel>_<dtype>` when the backend has one (else in
+# float32 on widened copies): these are the tensor-core kernels above (the bias gradient,
+# a reduction, sums in float32).
+for _k in ("gemm", "conv2d_forward", "conv2d_backward_data", "conv2d_backward_weight",
+           "conv2d_backward_bias"):
+    for _d in _TC_DTYPES:
+        globals()[f"{_k}_{_d}"] = globals()[_k]
 
 
 # --------------------------------------------------------------------------- pooling

@@ -9,6 +9,7 @@
 //   backward weight: dw (K x CRS) = dy (K x NPQ)      * im2col(x)^T (NPQ x CRS), split-K
 #include <algorithm>
 
+#include "conv_dims.cuh"
 #include "kernels.cuh"
 #include "tile_gemm.cuh"
 
@@ -16,17 +17,6 @@ namespace convnet {
 namespace cuda {
 
 namespace {
-
-struct Dims {  // the geometry in the index widths the kernels use
-  int C, H, W, K, P, Q, sh, sw, ph, pw;
-  index_t CHW, PQ, KPQ, HW, CRS;
-};
-
-Dims dims_of(const ConvGeom& g) {
-  return Dims{int(g.C),  int(g.H),  int(g.W),  int(g.K),  int(g.P),
-              int(g.Q),  int(g.sh), int(g.sw), int(g.ph), int(g.pw),
-              g.C * g.H * g.W, g.P * g.Q, g.K * g.P * g.Q, g.H * g.W, g.C * g.R * g.S};
-}
 
 // B of the forward pass: im2col(x)[crs][npq]. Each thread keeps one output column (npq)
 // for the whole block, so its image, row and column origin are decoded once.

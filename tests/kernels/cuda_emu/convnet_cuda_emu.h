@@ -25,6 +25,7 @@
 #include <math.h>
 
 #include <algorithm>
+#include <array>
 #include <atomic>
 #include <barrier>
 #include <cmath>
@@ -69,6 +70,9 @@ struct alignas(16) double2 {
 struct alignas(16) int4 {
   int x, y, z, w;
 };
+struct alignas(16) uint4 {
+  unsigned x, y, z, w;
+};
 
 typedef int cudaError_t;
 typedef struct CUstream_st* cudaStream_t;
@@ -95,7 +99,9 @@ inline int sms() { return env_int("CONVNET_EMU_SMS", 4); }
 constexpr std::size_t kSharedLimit = 48 * 1024;
 
 struct Block {
-  explicit Block(int n) : bar(n), warps((n + 31) / 32), slots(((n + 31) / 32) * 32) {
+  explicit Block(int n)
+      : bar(n), warps((n + 31) / 32), slots(((n + 31) / 32) * 32), lanes(slots.size()),
+        lane_ptr(slots.size()) {
     for (int w = 0; w < (n + 31) / 32; ++w)
       warps[w] = std::make_unique<std::barrier<>>(std::min(32, n - 32 * w));
     std::memset(smem, 0xff, sizeof(smem));  // every float and double slot is a NaN
@@ -103,6 +109,8 @@ struct Block {
   std::barrier<> bar;
   std::vector<std::unique_ptr<std::barrier<>>> warps;
   std::vector<std::uint64_t> slots;
+  std::vector<std::array<std::uint32_t, 10>> lanes;  // tensor-core operands, per thread
+  std::vector<const void*> lane_ptr;                  // ldmatrix row addresses, per thread
   std::mutex smem_lock;
   std::vector<std::pair<const void*, std::size_t>> smem_vars;  // declaration -> offset
   std::size_t smem_used = 0;
@@ -113,12 +121,14 @@ struct PendingCopy {
   void* dst;
   const void* src;
   int bytes;
+  long group;  // -1 until cp.async.commit_group closes it
 };
 
 inline thread_local uint3 thread_idx, block_idx;
 inline thread_local dim3 block_dim, grid_dim;
 inline thread_local Block* block = nullptr;
 inline thread_local std::vector<PendingCopy> pending_copies;
+inline thread_local long committed_groups = 0;
 inline std::mutex atomic_lock;
 
 // The storage of one `__shared__ T name` declaration (`key` tells declarations apart) in
@@ -152,14 +162,36 @@ inline void launch_bounds(long max_threads, long = 0, long = 0) {
 // cp.async: queued by the issuing thread, landed (the bytes past `bytes` zero-filled) only
 // when that thread waits.
 inline void cp_async16(void* smem, const void* gmem, int bytes) {
-  pending_copies.push_back({smem, gmem, bytes});
+  if (bytes < 0 || bytes > 16) throw std::runtime_error("cp.async: src-size outside [0, 16]");
+  if (reinterpret_cast<std::uintptr_t>(smem) % 16 || (bytes && reinterpret_cast<std::uintptr_t>(gmem) % 16))
+    throw std::runtime_error("cp.async.cg of 16 bytes from or to an address not 16-byte aligned");
+  pending_copies.push_back({smem, gmem, bytes, -1});
+}
+inline void land(const PendingCopy& c) {
+  std::memcpy(c.dst, c.src, std::size_t(c.bytes));
+  std::memset(static_cast<char*>(c.dst) + c.bytes, 0, std::size_t(16 - c.bytes));
 }
 inline void cp_async_wait_all() {
-  for (const PendingCopy& c : pending_copies) {
-    std::memcpy(c.dst, c.src, std::size_t(c.bytes));
-    std::memset(static_cast<char*>(c.dst) + c.bytes, 0, std::size_t(16 - c.bytes));
-  }
+  for (const PendingCopy& c : pending_copies) land(c);
   pending_copies.clear();
+}
+// cp.async.commit_group: the copies issued since the last commit become one group.
+inline void cp_async_commit() {
+  for (PendingCopy& c : pending_copies)
+    if (c.group < 0) c.group = committed_groups;
+  ++committed_groups;
+}
+// cp.async.wait_group n: every group but the n most recent ones lands (copies not yet
+// committed are not waited for, as on the GPU).
+inline void cp_async_wait_group(int n) {
+  std::vector<PendingCopy> still;
+  for (const PendingCopy& c : pending_copies) {
+    if (c.group >= 0 && c.group < committed_groups - n)
+      land(c);
+    else
+      still.push_back(c);
+  }
+  pending_copies.swap(still);
 }
 
 // Launches are numbered so that each one shuffles its blocks differently, reproducibly
@@ -203,6 +235,7 @@ struct Launcher {
           grid_dim = grid;
           block = ctx.get();
           pending_copies.clear();
+          committed_groups = 0;
           try {
             std::tuple<A...> copies(args...);
             std::apply(f, copies);
@@ -313,3 +346,119 @@ inline cudaError_t cudaMemsetAsync(void* p, int value, std::size_t n, cudaStream
   std::memset(p, value, n);
   return cudaSuccess;
 }
+
+// Tensor-core warp instructions (csrc/cuda/tc_ops.cuh), with the fragment layouts of the
+// PTX ISA. Each is a warp collective, as on the GPU: every lane posts its operands, the
+// warp meets at a barrier, each lane computes its own part of the result from the others'
+// operands, and a second barrier keeps a lane from posting again before all have read.
+namespace convnet_emu {
+
+inline std::uint32_t warp_base() { return (threadIdx.x / 32) * 32; }
+
+// A lane's address for ldmatrix must be a 16-byte row inside this block's shared memory.
+inline bool in_shared(const void* p) {
+  const auto* c = static_cast<const unsigned char*>(p);
+  return c >= block->smem && c + 16 <= block->smem + kSharedLimit &&
+         reinterpret_cast<std::uintptr_t>(p) % 16 == 0;
+}
+
+// ldmatrix.sync.aligned.m8n8.x{count}[.trans].shared.b16
+inline void ldmatrix(std::uint32_t* r, int count, bool trans, const void* addr) {
+  Block& b = *block;
+  const unsigned t = threadIdx.x, lane = t % 32, base = warp_base();
+  b.lane_ptr[t] = addr;
+  b.warps[t / 32]->arrive_and_wait();
+  for (int i = 0; i < 8 * count; ++i)
+    if (!in_shared(b.lane_ptr[base + i]))
+      throw std::runtime_error("ldmatrix: lane " + std::to_string(i) + "'s row address is "
+                               "not a 16-byte aligned row of shared memory");
+  for (int j = 0; j < count; ++j) {
+    if (!trans) {
+      const auto* row = static_cast<const unsigned char*>(b.lane_ptr[base + 8 * j + lane / 4]);
+      std::memcpy(&r[j], row + (lane % 4) * 4, 4);
+    } else {
+      std::uint16_t lo, hi;
+      const auto* r0 =
+          static_cast<const unsigned char*>(b.lane_ptr[base + 8 * j + 2 * (lane % 4)]);
+      const auto* r1 =
+          static_cast<const unsigned char*>(b.lane_ptr[base + 8 * j + 2 * (lane % 4) + 1]);
+      std::memcpy(&lo, r0 + (lane / 4) * 2, 2);
+      std::memcpy(&hi, r1 + (lane / 4) * 2, 2);
+      r[j] = std::uint32_t(lo) | (std::uint32_t(hi) << 16);
+    }
+  }
+  b.warps[t / 32]->arrive_and_wait();
+}
+
+// kind 0: float16, 1: bfloat16 (the compiler's _Float16 decodes float16: an implementation
+// independent of the kernels' own conversions).
+inline float decode16(int kind, std::uint16_t h) {
+  if (kind == 1) {
+    const std::uint32_t u = std::uint32_t(h) << 16;
+    float f;
+    std::memcpy(&f, &u, 4);
+    return f;
+  }
+  _Float16 f;
+  std::memcpy(&f, &h, 2);
+  return float(f);
+}
+
+inline void post_mma(const std::uint32_t* a, const std::uint32_t* b, const float* d) {
+  auto& mine = block->lanes[threadIdx.x];
+  for (int i = 0; i < 4; ++i) mine[i] = a[i];
+  mine[4] = b[0];
+  mine[5] = b[1];
+  std::memcpy(&mine[6], d, 16);
+  block->warps[threadIdx.x / 32]->arrive_and_wait();
+}
+
+// The accumulation runs in float, in k order (each product of two 16-bit or TF32 values is
+// exact in float): the rounding a float32 accumulator gives, which the tests' bounds cover.
+inline void mma_16816(int kind, float* d, const std::uint32_t* a, const std::uint32_t* b) {
+  post_mma(a, b, d);
+  const auto& L = block->lanes;
+  const unsigned base = warp_base(), lane = threadIdx.x % 32, g = lane / 4, tq = lane % 4;
+  auto half = [](std::uint32_t reg, int k) { return std::uint16_t(k % 2 ? reg >> 16 : reg); };
+  auto A = [&](int r, int k) {
+    return decode16(kind, half(L[base + (r % 8) * 4 + (k % 8) / 2][(r >= 8) + 2 * (k >= 8)], k));
+  };
+  auto B = [&](int k, int n) {
+    return decode16(kind, half(L[base + n * 4 + (k % 8) / 2][4 + (k >= 8)], k));
+  };
+  float out[4];
+  for (int i = 0; i < 4; ++i) {
+    const int r = int(g) + 8 * (i / 2), n = int(2 * tq) + i % 2;
+    float acc = d[i];
+    for (int k = 0; k < 16; ++k) acc += A(r, k) * B(k, n);
+    out[i] = acc;
+  }
+  block->warps[threadIdx.x / 32]->arrive_and_wait();
+  std::memcpy(d, out, 16);
+}
+
+// TF32 operands are float bit patterns of which the tensor core reads the top 19 bits.
+inline void mma_1688_tf32(float* d, const std::uint32_t* a, const std::uint32_t* b) {
+  post_mma(a, b, d);
+  const auto& L = block->lanes;
+  const unsigned base = warp_base(), lane = threadIdx.x % 32, g = lane / 4, tq = lane % 4;
+  auto tf32 = [](std::uint32_t u) {
+    u &= 0xffffe000u;
+    float f;
+    std::memcpy(&f, &u, 4);
+    return f;
+  };
+  auto A = [&](int r, int k) { return tf32(L[base + (r % 8) * 4 + k % 4][(r >= 8) + 2 * (k >= 4)]); };
+  auto B = [&](int k, int n) { return tf32(L[base + n * 4 + k % 4][4 + (k >= 4)]); };
+  float out[4];
+  for (int i = 0; i < 4; ++i) {
+    const int r = int(g) + 8 * (i / 2), n = int(2 * tq) + i % 2;
+    float acc = d[i];
+    for (int k = 0; k < 8; ++k) acc += A(r, k) * B(k, n);
+    out[i] = acc;
+  }
+  block->warps[threadIdx.x / 32]->arrive_and_wait();
+  std::memcpy(d, out, 16);
+}
+
+}  // namespace convnet_emu

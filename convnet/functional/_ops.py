@@ -10,6 +10,7 @@ import operator
 
 import numpy as np
 
+from .. import kernels as _kernels
 from ..autograd import Function
 from ..kernels._checks import is_cupy as _is_cupy
 from ..kernels._checks import xp_of
@@ -120,9 +121,7 @@ class MatMul(Function):
 
     def forward(self, a, b):
         self.save_for_backward(a, b)
-        from .. import kernels
-
-        return kernels.matmul(a, b)
+        return _kernels.matmul(a, b)
 
     def backward(self, g):
         a, b = self.saved
@@ -261,7 +260,9 @@ class Sum(Function):
 
     def backward(self, g):
         shape, axes, keepdim = self.saved
-        return xp_of(g).broadcast_to(_expand_back(g, shape, axes, keepdim), shape).copy()
+        out = xp_of(g).empty(shape, dtype=g.dtype)  # (cheaper than broadcast_to + copy)
+        out[...] = _expand_back(g, shape, axes, keepdim)
+        return out
 
 
 class Mean(Function):

@@ -9,6 +9,8 @@ from ._boundary import launch
 
 __all__ = ["gemm", "matmul"]
 
+_TINY = 32768  # M*N*K: about a microsecond of work (OpenBLAS threads above 262144)
+
 
 def _overlaps(a, c) -> bool:
     if ck.is_cupy(a) != ck.is_cupy(c):
@@ -51,8 +53,11 @@ def gemm(a, b, c=None, *, alpha=1.0, beta=0.0, trans_a=False, trans_b=False, bac
 def matmul(a, b, trans_a=False, trans_b=False):
     """``op(a) @ op(b)`` wherever it runs best: the GEMM kernel for float NumPy matrices of
     one dtype, the array library's product otherwise (cuBLAS for CuPy, NumPy's for mixed or
-    integer dtypes and batched operands). The one place this choice is made."""
+    integer dtypes, batched operands, and products of at most ``_TINY`` multiply-adds, where
+    the kernel call's checks cost more than the product and OpenBLAS stays on one thread).
+    The one place this choice is made."""
     if (isinstance(a, np.ndarray) and isinstance(b, np.ndarray) and a.ndim == 2
-            and b.ndim == 2 and a.dtype == b.dtype and a.dtype in ck.FLOAT_DTYPES):
+            and b.ndim == 2 and a.dtype == b.dtype and a.dtype in ck.FLOAT_DTYPES
+            and a.size * b.shape[0 if trans_b else 1] > _TINY):
         return gemm(a, b, trans_a=trans_a, trans_b=trans_b)
     return (a.T if trans_a else a) @ (b.T if trans_b else b)

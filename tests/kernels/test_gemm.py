@@ -121,3 +121,17 @@ def test_gemm_concurrent_calls_from_python_threads(rng):
         cn.set_num_threads(before)
     for (a, b), got in zip(pairs, results):
         assert_close(got, a.astype(np.float64) @ b, np.float32, "gemm")
+
+
+@pytest.mark.parametrize("m,n,k", [(4, 4, 4), (1, 7, 3), (32, 32, 32), (33, 32, 32), (5, 300, 40)])
+@pytest.mark.parametrize("trans_a", [False, True])
+@pytest.mark.parametrize("trans_b", [False, True])
+def test_matmul_small_and_large_products(m, n, k, trans_a, trans_b, dtype, rng):
+    # Below a size threshold matmul hands the product to NumPy, above it to the GEMM
+    # kernel; the shapes straddle the threshold (32x32x32) and both must be right.
+    a = rng.standard_normal((k, m) if trans_a else (m, k)).astype(dtype)
+    b = rng.standard_normal((n, k) if trans_b else (k, n)).astype(dtype)
+    expected = (a.T if trans_a else a).astype(np.float64) @ (b.T if trans_b else b)
+    got = K.matmul(a, b, trans_a=trans_a, trans_b=trans_b)
+    assert got.shape == (m, n) and got.dtype == dtype
+    assert_close(got, expected, dtype, "matmul")

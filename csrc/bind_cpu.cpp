@@ -654,6 +654,8 @@ void bind_upsample(py::module_& m) {
 
 }  // namespace
 
+void bind_threads(pybind11::module_& m);  // bind_cpu_threads.cpp
+
 PYBIND11_MODULE(_C, m) {
   m.doc() = "convnet CPU kernels (C++17, OpenMP, SIMD). Called through convnet.kernels.";
   // float64 first: pybind11 tries overloads in order and, without forcecast, picks the
@@ -669,6 +671,7 @@ PYBIND11_MODULE(_C, m) {
   m.def("get_num_threads", &convnet::get_num_threads);
   m.def("set_num_threads", &convnet::set_num_threads, py::arg("n"));
   m.def("has_openmp", &convnet::has_openmp);
+  bind_threads(m);
   m.def("simd_level", &convnet::simd_level);
   // One pass for the validation boundary's index-range rule (NumPy needs two reductions).
   m.def(

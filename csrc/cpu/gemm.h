@@ -269,6 +269,13 @@ void gemm_packed(index_t M, index_t K, T alpha, const PackA& pa, const PackB& pb
     const index_t chunk =
         std::min(panels_per_block, std::max<index_t>(1, ceil_div(n_panels, 4 * index_t(team))));
     const index_t n_chunks = ceil_div(n_panels, chunk);
+    // The last `team` chunks are also cut by rows, in `team` parts or MC blocks: whole
+    // chunks alone leave up to one chunk of imbalance at the end (11 panels on 2 threads:
+    // 6 and 5). Each part packs its chunk's B again, which costs little for so few.
+    const index_t tail_rows = std::min(panels_per_mc, ceil_div(m_panels, index_t(team)));
+    const index_t m_parts = ceil_div(m_panels, tail_rows);
+    const index_t n_whole = n_chunks - std::min<index_t>(team, n_chunks);
+    const index_t n_items = n_whole + (n_chunks - n_whole) * m_parts;
     const index_t k_blocks = ceil_div(K, kKC);
     const index_t m_pad = m_panels * MR;
     SharedPackA<T>& pool = SharedPackA<T>::instance();
@@ -278,7 +285,7 @@ void gemm_packed(index_t M, index_t K, T alpha, const PackA& pa, const PackB& pb
     shared.reserve(std::size_t(m_pad * K), std::size_t(m_panels * k_blocks));
     T* a_all = shared.values.data();
     std::atomic<int>* a_state = shared.state.get();
-    std::atomic<index_t> next_chunk{0};
+    std::atomic<index_t> next_item{0};
 #pragma omp parallel num_threads(team)
     {
       FlushToZero ftz;
@@ -290,8 +297,12 @@ void gemm_packed(index_t M, index_t K, T alpha, const PackA& pa, const PackB& pb
       a_ptr.resize(panels_per_mc);
       T* ap_own = a_buf.data();
       T* bp_all = b_buf.data();
-      for (index_t ch = next_chunk.fetch_add(1, std::memory_order_relaxed); ch < n_chunks;
-           ch = next_chunk.fetch_add(1, std::memory_order_relaxed)) {
+      for (index_t it = next_item.fetch_add(1, std::memory_order_relaxed); it < n_items;
+           it = next_item.fetch_add(1, std::memory_order_relaxed)) {
+        const bool whole = it < n_whole;
+        const index_t ch = whole ? it : n_whole + (it - n_whole) / m_parts;
+        const index_t i_lo = whole ? 0 : (it - n_whole) % m_parts * tail_rows;
+        const index_t i_hi = whole ? m_panels : std::min(m_panels, i_lo + tail_rows);
         const index_t jb = ch * chunk;
         const index_t nb = std::min(chunk, n_panels - jb);
         for (index_t pb_i = 0; pb_i < k_blocks; ++pb_i) {
@@ -299,8 +310,8 @@ void gemm_packed(index_t M, index_t K, T alpha, const PackA& pa, const PackB& pb
           const index_t kc = std::min<index_t>(kKC, K - pc);
           const T beta_eff = pc == 0 ? beta : T(1);
           for (index_t jp = 0; jp < nb; ++jp) pb.template pack<NR>(pc, kc, jb + jp, bp_all + jp * NR * kc);
-          for (index_t ib = 0; ib < m_panels; ib += panels_per_mc) {
-            const index_t mb = std::min(panels_per_mc, m_panels - ib);
+          for (index_t ib = i_lo; ib < i_hi; ib += panels_per_mc) {
+            const index_t mb = std::min(panels_per_mc, i_hi - ib);
             const index_t first = mb * t / size;
             for (index_t q = 0; q < mb; ++q) {
               const index_t ip = (first + q) % mb;

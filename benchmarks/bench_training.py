@@ -1,17 +1,23 @@
 """Training-step speed: convnet against PyTorch CPU, side by side in one process.
 
-    python benchmarks/bench_training.py [--steps 30] [--threads N]
+    python benchmarks/bench_training.py [--steps 30] [--threads N] [--busy]
 
 A step is forward, cross-entropy, backward and an Adam update on a batch of 128: a small
 MLP (784-256-128-10, ReLU) and LeNet-5 as in the course (tanh, average pooling, C5 as a
 5x5 convolution). Also the framework's own overhead per op on tiny tensors, where the
 kernels cost nothing and only bookkeeping is left. Prints medians and ratios
 (torch time / convnet time: above 1 means convnet is faster).
+
+``--busy`` measures the LeNet-5 step under load instead: the two libraries' steps
+alternate, first on the idle machine, then with one busy process (an endless shell loop)
+pinned to the last core, and the table gives each library's slowdown (busy / idle).
 """
 
 from __future__ import annotations
 
 import argparse
+import os
+import subprocess
 import time
 
 import numpy as np
@@ -43,10 +49,42 @@ def median_time(fn, steps):
     return float(np.median(times))
 
 
+def alternating_medians(fns, steps):
+    """Median time of each function, the calls alternating so that a change in the
+    machine's load hits every one alike."""
+    for fn in fns:
+        fn()
+        fn()
+    times = [[] for _ in fns]
+    for _ in range(steps):
+        for fn, out in zip(fns, times):
+            t0 = time.perf_counter()
+            fn()
+            out.append(time.perf_counter() - t0)
+            time.sleep(0.01)  # let one library's spinning threads settle
+    return [float(np.median(t)) for t in times]
+
+
+def under_load(steps_ours, steps_torch, steps):
+    """(idle, busy) medians of both steps; busy: an endless loop pinned to the last core."""
+    idle = alternating_medians([steps_ours, steps_torch], steps)
+    core = max(os.sched_getaffinity(0))
+    busy = subprocess.Popen(["taskset", "-c", str(core), "sh", "-c", "while :; do :; done"])
+    try:
+        time.sleep(0.2)
+        loaded = alternating_medians([steps_ours, steps_torch], steps)
+    finally:
+        busy.kill()
+        busy.wait()
+    return idle, loaded, core
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--steps", type=int, default=30)
     parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--busy", action="store_true",
+                        help="LeNet-5 step with and without a busy process on one core")
     args = parser.parse_args(argv)
 
     import torch
@@ -84,6 +122,16 @@ def main(argv=None):
             opt.step()
 
         return step
+
+    if args.busy:
+        idle, loaded, core = under_load(step_convnet(lenet(cn.nn)), step_torch(lenet(torch.nn)),
+                                        args.steps)
+        print(f"LeNet-5 step (batch 128, Adam), {cn.get_num_threads()} threads; busy loop on "
+              f"core {core}; medians of {args.steps}")
+        print(f"{'':<10}{'idle ms':>10}{'busy ms':>10}{'slowdown':>10}")
+        for name, a, b in (("convnet", idle[0], loaded[0]), ("torch", idle[1], loaded[1])):
+            print(f"{name:<10}{a * 1e3:>10.2f}{b * 1e3:>10.2f}{b / a:>10.2f}")
+        return
 
     for name, ours, theirs in [
         ("MLP 784-256-128-10 step", mlp(cn.nn), mlp(torch.nn)),

@@ -33,7 +33,12 @@ def _numba_threads() -> int | None:
 def set_num_threads(n: int) -> None:
     """Use ``n`` threads in the native and Numba kernels (capped at Numba's pool size), in
     every thread that runs them: the native count is process-wide, and Numba's, which
-    Numba keeps per thread, is applied to each thread before its next Numba kernel."""
+    Numba keeps per thread, is applied to each thread before its next Numba kernel.
+
+    ``n`` is the most a native kernel takes: while other processes keep cores busy it takes
+    only the free ones (measured every 0.1 s; a kernel that waits for a thread sharing its
+    core with another process runs slower than on the free cores alone). Set the
+    environment variable ``CONVNET_ADAPTIVE_THREADS=0`` to always take ``n``."""
     n = positive_int("n", n)
     native = _registry.get("native")
     if native is not None:

@@ -116,7 +116,11 @@ class Function:
         if _autocast_hook[0] is not None:  # set only while an autocast region is open
             tensors = _autocast_hook[0](cls, tensors)
         if len(tensors) > 1:
-            _check_devices(cls.__name__, tensors)
+            kind = type(tensors[0]._data)  # one array type: one device, no set to build
+            for t in tensors:
+                if type(t._data) is not kind:
+                    _check_devices(cls.__name__, tensors)
+                    break
         for t in tensors:
             if t._base is not None and t._vc[0] != t._view_v:
                 refresh_view(t)
@@ -225,7 +229,7 @@ def _check_versions(fn) -> None:
 
 def backward(root: Tensor, grad=None, retain_graph: bool = False) -> None:
     """Accumulate d(root)/d(leaf) into every leaf's ``.grad`` that requires it."""
-    from .tensor import Tensor
+    Tensor = _types[0]  # noqa: N806 - bound by convnet.tensor; no import on this hot path
 
     if not root.requires_grad:
         raise RuntimeError(
@@ -255,18 +259,19 @@ def backward(root: Tensor, grad=None, retain_graph: bool = False) -> None:
         return
 
     # Topological order of the nodes reachable from root (iterative: deep graphs such as
-    # long RNN unrolls must not hit Python's recursion limit).
+    # long RNN unrolls must not hit Python's recursion limit). Nodes are their own keys
+    # (identity hashing); leaves are Tensors, which hash by id() in the dicts below.
     order: list[Function] = []
-    seen: set[int] = set()
+    seen: set = set()
     stack: list[tuple[Function, bool]] = [(start, False)]
     while stack:
         node, done = stack.pop()
         if done:
             order.append(node)
             continue
-        if id(node) in seen:
+        if node in seen:
             continue
-        seen.add(id(node))
+        seen.add(node)
         if node.freed:
             raise RuntimeError(
                 "Trying to backward through the graph a second time (or directly access "
@@ -278,7 +283,7 @@ def backward(root: Tensor, grad=None, retain_graph: bool = False) -> None:
         # parameters come right after it in the backward order and their gradients are
         # final as early as possible (DistributedDataParallel overlaps on that)
         for e in reversed(node.edges):
-            if e is not None and not isinstance(e, Tensor) and id(e) not in seen:
+            if e is not None and not isinstance(e, Tensor) and e not in seen:
                 stack.append((e, False))
 
     # A leaf's gradient is final once every node with an edge to it has run: it is
@@ -288,9 +293,9 @@ def backward(root: Tensor, grad=None, retain_graph: bool = False) -> None:
         for e in node.edges:
             if isinstance(e, Tensor):
                 pending[id(e)] = pending.get(id(e), 0) + 1
-    grads: dict[int, object] = {id(start): grad}
+    grads: dict = {start: grad}  # keyed by node, or by id() for a leaf
     for node in reversed(order):
-        g = grads.pop(id(node), None)
+        g = grads.pop(node, None)
         if g is None:
             _release_leaves(node, pending, grads)
             continue
@@ -307,11 +312,9 @@ def backward(root: Tensor, grad=None, retain_graph: bool = False) -> None:
             if edge is None or pg is None:
                 continue
             _track(pg)
-            key = id(edge)
-            if key in grads:
-                grads[key] = grads[key] + pg
-            else:
-                grads[key] = pg
+            key = id(edge) if isinstance(edge, Tensor) else edge
+            prev = grads.get(key)
+            grads[key] = pg if prev is None else prev + pg
         _release_leaves(node, pending, grads)
         if not retain_graph:
             node.edges = ()

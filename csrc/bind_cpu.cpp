@@ -599,6 +599,7 @@ void bind_upsample(py::module_& m) {
 
 void bind_winograd(py::module_& m);  // csrc/bind_cpu_winograd.cpp
 void bind_bf16(py::module_& m);  // bind_cpu_bf16.cpp
+void bind_threads(pybind11::module_& m);  // bind_cpu_threads.cpp
 
 PYBIND11_MODULE(_C, m) {
   m.doc() = "convnet CPU kernels (C++17, OpenMP, SIMD). Called through convnet.kernels.";
@@ -617,6 +618,7 @@ PYBIND11_MODULE(_C, m) {
   m.def("get_num_threads", &convnet::get_num_threads);
   m.def("set_num_threads", &convnet::set_num_threads, py::arg("n"));
   m.def("has_openmp", &convnet::has_openmp);
+  bind_threads(m);
   m.def("simd_level", &convnet::simd_level);
   // One pass for the validation boundary's index-range rule (NumPy needs two reductions).
   m.def(

@@ -6,6 +6,10 @@ import pytest
 import convnet as cn
 from tests.helpers import torch_or_skip
 
+# The kernels take the thread counts the tests set, not fewer when other processes load
+# the machine (tests/kernels/test_threads.py switches the adaptation back on)
+os.environ.setdefault("CONVNET_ADAPTIVE_THREADS", "0")
+
 CPU_BACKENDS = ("native", "numba")
 DTYPES = (np.float32, np.float64)
 

@@ -11,6 +11,7 @@ import operator
 import numpy as np
 
 from .. import _dtypes
+from .. import kernels as _kernels
 from ..autograd import Function
 from ..kernels._checks import is_cupy as _is_cupy
 from ..kernels._checks import xp_of
@@ -142,9 +143,7 @@ class MatMul(Function):
 
     def forward(self, a, b):
         self.save_for_backward(a, b)
-        from .. import kernels
-
-        out = kernels.matmul(a, b)
+        out = _kernels.matmul(a, b)
         # NumPy's product of bfloat16 operands (the batched ones) is float32 with ml_dtypes:
         # the result keeps the operands' dtype, as PyTorch's
         dtype = np.result_type(a.dtype, b.dtype)
@@ -287,7 +286,9 @@ class Sum(Function):
 
     def backward(self, g):
         shape, axes, keepdim = self.saved
-        return xp_of(g).broadcast_to(_expand_back(g, shape, axes, keepdim), shape).copy()
+        out = xp_of(g).empty(shape, dtype=g.dtype)  # (cheaper than broadcast_to + copy)
+        out[...] = _expand_back(g, shape, axes, keepdim)
+        return out
 
 
 class Mean(Function):

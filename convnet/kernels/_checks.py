@@ -81,8 +81,11 @@ def same_device(**arrays) -> None:
 
 def pair(name: str, v, positive: bool = True) -> tuple[int, int]:
     """An int or a pair of ints, as (h, w)."""
-    if type(v) is int and v >= positive:  # the usual case, without the Sequence ABC check
+    if type(v) is int and v >= positive:  # the usual cases, without the Sequence ABC check
         return v, v
+    if (type(v) is tuple and len(v) == 2 and type(v[0]) is int and type(v[1]) is int
+            and v[0] >= positive and v[1] >= positive):
+        return v
     if isinstance(v, Sequence) and not isinstance(v, str):
         if len(v) != 2:
             raise ValueError(f"{name}: expected an int or a pair (h, w), got {v!r}")
@@ -112,6 +115,9 @@ def conv_padding(padding, in_hw, kernel_hw, stride, dilation) -> tuple[int, int,
     """
     if type(padding) is int and padding >= 0:
         return padding, padding, padding, padding
+    if (type(padding) is tuple and len(padding) == 2 and type(padding[0]) is int
+            and type(padding[1]) is int and padding[0] >= 0 and padding[1] >= 0):
+        return padding[0], padding[0], padding[1], padding[1]
     if isinstance(padding, str):
         mode = padding.lower()
         if mode == "valid":

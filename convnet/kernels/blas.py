@@ -6,8 +6,11 @@ import numpy as np
 
 from . import _checks as ck
 from ._boundary import launch
+from ._registry import default_cpu
 
 __all__ = ["gemm", "matmul"]
+
+_TINY = 32768  # M*N*K: about a microsecond of work (OpenBLAS threads above 262144)
 
 
 def _overlaps(a, c) -> bool:
@@ -53,8 +56,14 @@ def gemm(a, b, c=None, *, alpha=1.0, beta=0.0, trans_a=False, trans_b=False, bac
 def matmul(a, b, trans_a=False, trans_b=False):
     """``op(a) @ op(b)`` wherever it runs best: the GEMM kernel for float NumPy matrices of
     one dtype, the array library's product otherwise (cuBLAS for CuPy, NumPy's for mixed or
-    integer dtypes and batched operands). The one place this choice is made."""
+    integer dtypes, batched operands, and, unless ``use_backend`` picked another CPU backend,
+    products of at most ``_TINY`` multiply-adds, where the kernel call's checks cost more
+    than the product and OpenBLAS stays on one thread).
+    The one place this choice is made."""
     if (isinstance(a, np.ndarray) and isinstance(b, np.ndarray) and a.ndim == 2
-            and b.ndim == 2 and a.dtype == b.dtype and a.dtype in ck.FLOAT_DTYPES):
+            and b.ndim == 2 and a.dtype == b.dtype and a.dtype in ck.FLOAT_DTYPES
+            and (a.size * b.shape[0 if trans_b else 1] > _TINY or default_cpu() != "native"
+                 or type(a) is not np.ndarray or type(b) is not np.ndarray)):
+        # (use_backend("numba"), and subclasses, keep the kernel for every size)
         return gemm(a, b, trans_a=trans_a, trans_b=trans_b)
     return (a.T if trans_a else a) @ (b.T if trans_b else b)

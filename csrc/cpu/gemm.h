@@ -8,7 +8,11 @@
 #pragma once
 
 #include <algorithm>
+#include <atomic>
 #include <cstring>
+#include <memory>
+#include <mutex>
+#include <vector>
 
 #include "kernels.h"
 
@@ -220,13 +224,42 @@ struct DenseB {
   }
 };
 
+// The packed copy of A that the threads of one GEMM share (see gemm_packed): one per value
+// type, kept across calls so its pages are touched once; a call that finds it in use (a
+// concurrent GEMM from another Python thread) packs into a buffer of its own.
+template <typename T>
+struct SharedPackA {
+  std::mutex lock;
+  Scratch<T> values;
+  std::unique_ptr<std::atomic<int>[]> state;  // per micro-panel: kFree, kPacking, kReady
+  std::size_t n_state = 0;
+  static SharedPackA& instance() {
+    static SharedPackA pool;
+    return pool;
+  }
+  void reserve(std::size_t n_values, std::size_t n_panels) {
+    values.resize(n_values);
+    if (n_panels > n_state) {
+      state.reset(new std::atomic<int>[n_panels]);
+      n_state = n_panels;
+    }
+    for (std::size_t i = 0; i < n_panels; ++i) state[i].store(0, std::memory_order_relaxed);
+  }
+};
+
 // C (M rows, ldc; panel jp at column offset pb.c_offset(jp)) = alpha * op(A) op(B) + beta*C,
 // with depth K, on `nthreads` threads (1 when called from inside an outer parallel loop),
 // then the epilogue `ep` on each tile of C after its last depth block.
 //
-// Each thread owns a fixed range of column panels (or of row panels when C is narrow) and
-// packs its own operands, so the threads never wait for each other inside the GEMM: a
-// barrier per block costs a whole scheduler tick whenever another process holds a core.
+// The threads never wait for each other inside the GEMM: a barrier costs a whole scheduler
+// tick whenever another process holds a core. When C is wide, the column panels are cut
+// into chunks that the threads claim from a shared counter (a thread that loses its core
+// leaves its share to the others), each thread packs the B rows of its chunk, and A is packed
+// once for all: every MR-row micro-panel of A has a state that the first thread to need it
+// claims (kFree -> kPacking), packs into the shared buffer and publishes (kReady); a thread
+// that finds a panel being packed by another packs a private copy instead of waiting. The
+// threads start their sweep over A's panels at different offsets so that each packs its own
+// share. When C is narrow (few column panels), each thread owns a range of row panels.
 template <typename T, typename Sh, typename PackA, typename PackB, typename Ep = NoEpilogue>
 void gemm_packed(index_t M, index_t K, T alpha, const PackA& pa, const PackB& pb, T beta, T* c,
                  index_t ldc, int nthreads, const Ep& ep = Ep{}) {
@@ -256,14 +289,104 @@ void gemm_packed(index_t M, index_t K, T alpha, const PackA& pa, const PackB& pb
   if (std::min(split_columns ? n_panels : m_panels, index_t(team)) < team)
     team = static_cast<int>(split_columns ? n_panels : m_panels);
 
+  if (team > 1 && split_columns) {
+    // About four chunks per thread: enough for the others to absorb a thread that loses its
+    // core, few enough that each chunk's sweep over the packed A stays cheap.
+    const index_t chunk =
+        std::min(panels_per_block, std::max<index_t>(1, ceil_div(n_panels, 4 * index_t(team))));
+    const index_t n_chunks = ceil_div(n_panels, chunk);
+    // The last `team` chunks are also cut by rows, in `team` parts or MC blocks: whole
+    // chunks alone leave up to one chunk of imbalance at the end (11 panels on 2 threads:
+    // 6 and 5). Each part packs its chunk's B again, which costs little for so few.
+    const index_t tail_rows = std::min(panels_per_mc, ceil_div(m_panels, index_t(team)));
+    const index_t m_parts = ceil_div(m_panels, tail_rows);
+    const index_t n_whole = n_chunks - std::min<index_t>(team, n_chunks);
+    const index_t n_items = n_whole + (n_chunks - n_whole) * m_parts;
+    const index_t k_blocks = ceil_div(K, kKC);
+    const index_t m_pad = m_panels * MR;
+    SharedPackA<T>& pool = SharedPackA<T>::instance();
+    std::unique_lock<std::mutex> own(pool.lock, std::try_to_lock);
+    SharedPackA<T> local;
+    SharedPackA<T>& shared = own.owns_lock() ? pool : local;
+    shared.reserve(std::size_t(m_pad * K), std::size_t(m_panels * k_blocks));
+    T* a_all = shared.values.data();
+    std::atomic<int>* a_state = shared.state.get();
+    std::atomic<index_t> next_item{0};
+#pragma omp parallel num_threads(team)
+    {
+      FlushToZero ftz;
+      const int t = thread_id(), size = team_size();
+      static thread_local Scratch<T> a_buf, b_buf;
+      static thread_local std::vector<const T*> a_ptr;
+      a_buf.resize(panels_per_mc * MR * kc_max);
+      b_buf.resize(chunk * NR * kc_max);
+      a_ptr.resize(panels_per_mc);
+      T* ap_own = a_buf.data();
+      T* bp_all = b_buf.data();
+      for (index_t it = next_item.fetch_add(1, std::memory_order_relaxed); it < n_items;
+           it = next_item.fetch_add(1, std::memory_order_relaxed)) {
+        const bool whole = it < n_whole;
+        const index_t ch = whole ? it : n_whole + (it - n_whole) / m_parts;
+        const index_t i_lo = whole ? 0 : (it - n_whole) % m_parts * tail_rows;
+        const index_t i_hi = whole ? m_panels : std::min(m_panels, i_lo + tail_rows);
+        const index_t jb = ch * chunk;
+        const index_t nb = std::min(chunk, n_panels - jb);
+        for (index_t pb_i = 0; pb_i < k_blocks; ++pb_i) {
+          const index_t pc = pb_i * kKC;
+          const index_t kc = std::min<index_t>(kKC, K - pc);
+          const T beta_eff = pc == 0 ? beta : T(1);
+          const bool last = pb_i + 1 == k_blocks;
+          for (index_t jp = 0; jp < nb; ++jp) pb.template pack<NR>(pc, kc, jb + jp, bp_all + jp * NR * kc);
+          for (index_t ib = i_lo; ib < i_hi; ib += panels_per_mc) {
+            const index_t mb = std::min(panels_per_mc, i_hi - ib);
+            const index_t first = mb * t / size;
+            for (index_t q = 0; q < mb; ++q) {
+              const index_t ip = (first + q) % mb;
+              const index_t row = (ib + ip) * MR;
+              const int rows = static_cast<int>(std::min<index_t>(MR, M - row));
+              std::atomic<int>& st = a_state[pb_i * m_panels + ib + ip];
+              T* dst = a_all + pc * m_pad + (ib + ip) * MR * kc;
+              int s = st.load(std::memory_order_acquire);
+              if (s == 0 && st.compare_exchange_strong(s, 1, std::memory_order_acquire)) {
+                pa.template pack<MR>(row, rows, pc, kc, dst);
+                st.store(2, std::memory_order_release);
+                a_ptr[ip] = dst;
+              } else if (s == 2) {
+                a_ptr[ip] = dst;
+              } else {  // another thread is packing it right now: do not wait for it
+                pa.template pack<MR>(row, rows, pc, kc, ap_own + ip * MR * kc);
+                a_ptr[ip] = ap_own + ip * MR * kc;
+              }
+            }
+            for (index_t jp = 0; jp < nb; ++jp) {
+              const int nr = pb.template cols<NR>(jb + jp);
+              T* cp = c + pb.template c_offset<NR>(jb + jp);
+              const T* bp = bp_all + jp * NR * kc;
+              for (index_t ip = 0; ip < mb; ++ip) {
+                const index_t row = (ib + ip) * MR;
+                const int mr = static_cast<int>(std::min<index_t>(MR, M - row));
+                if (Ep::active && last)
+                  micro_kernel<T, Sh, Ep>(kc, a_ptr[ip], bp, cp + row * ldc, ldc, alpha, beta_eff,
+                                          mr, nr, ep, row, pb.template c_offset<NR>(jb + jp));
+                else
+                  micro_kernel<T, Sh>(kc, a_ptr[ip], bp, cp + row * ldc, ldc, alpha, beta_eff,
+                                      mr, nr);
+              }
+            }
+          }
+        }
+      }
+    }
+    return;
+  }
+
 #pragma omp parallel num_threads(team) if (team > 1)
   {
     FlushToZero ftz;
     const int t = thread_id(), size = team_size();
-    const index_t parts = split_columns ? n_panels : m_panels;
-    const index_t lo = parts * t / size, hi = parts * (t + 1) / size;
-    const index_t j_begin = split_columns ? lo : 0, j_end = split_columns ? hi : n_panels;
-    const index_t i_begin = split_columns ? 0 : lo, i_end = split_columns ? m_panels : hi;
+    const index_t lo = m_panels * t / size, hi = m_panels * (t + 1) / size;
+    const index_t j_begin = 0, j_end = n_panels;
+    const index_t i_begin = lo, i_end = hi;
     // Packing buffers per thread, kept across calls so that repeated GEMMs reuse their pages.
     static thread_local Scratch<T> a_buf, b_buf;
     a_buf.resize(std::min(panels_per_mc, i_end - i_begin) * MR * kc_max);

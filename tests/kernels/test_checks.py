@@ -29,6 +29,14 @@ def x4(*shape, dtype=f32):
          r"padding: expected"),
         (lambda: K.conv2d_forward(x4(1, 1, 4, 4), x4(1, 1, 3, 3), dilation=(1, 0)), ValueError,
          r"dilation: must be >= 1"),
+        (lambda: K.conv2d_forward(x4(1, 1, 4, 4), x4(1, 1, 3, 3), stride=(0, 1)), ValueError,
+         r"stride: must be >= 1"),
+        (lambda: K.conv2d_forward(x4(1, 1, 4, 4), x4(1, 1, 3, 3), stride=(1, 2, 1)), ValueError,
+         r"stride: expected an int or a pair"),
+        (lambda: K.conv2d_forward(x4(1, 1, 4, 4), x4(1, 1, 3, 3), padding=(1, -1)), ValueError,
+         r"padding: must be >= 0"),
+        (lambda: K.conv2d_forward(x4(1, 1, 4, 4), x4(1, 1, 3, 3), padding=(1.5, 1)), TypeError,
+         r"padding: expected ints"),
         (lambda: K.conv2d_forward(x4(1, 1, 4, 4), x4(2, 1, 3, 3), b=x4(3)), ValueError,
          r"b: expected shape \(2,\)"),
         (lambda: K.conv2d_forward(np.ones((1, 1, 4, 4), np.int32), x4(1, 1, 3, 3)), TypeError,
@@ -105,3 +113,12 @@ def test_threads_roundtrip():
         cn.set_num_threads(before)
     with pytest.raises(ValueError, match="n: must be >= 1"):
         cn.set_num_threads(0)
+
+
+def test_tuple_stride_and_padding_match_the_int_forms():
+    x = np.arange(2 * 3 * 9 * 8, dtype=f32).reshape(2, 3, 9, 8) / 100
+    w = np.linspace(-1, 1, 4 * 3 * 3 * 2, dtype=f32).reshape(4, 3, 3, 2)
+    got = K.conv2d_forward(x, w, stride=(2, 1), padding=(1, 0))
+    want = K.conv2d_forward(np.pad(x, ((0, 0), (0, 0), (1, 1), (0, 0))), w, stride=(2, 1))
+    assert got.shape == (2, 4, 5, 7)
+    np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-6)

@@ -146,3 +146,24 @@ def test_backend_level_refuses_an_unknown_activation_code(backend):
     with pytest.raises(ValueError, match="act"):
         launch("conv2d_forward_act", backend, x, w, None, np.empty_like(x), 1, 1, 0, 0, 1, 1,
                len(K.spec.EPILOGUE_ACTS), 0.0, 0.0)
+
+
+@pytest.mark.parametrize("kind,alpha", [("relu", None), ("tanh", None)])
+@pytest.mark.parametrize("m,n,k", [(9, 1000, 300), (64, 520, 70), (3, 4000, 33)])
+def test_linear_act_on_two_threads_over_column_chunks(m, n, k, kind, alpha):
+    # Wide outputs: the threads claim column chunks of C (gemm.h's shared-A path), and the
+    # epilogue must run on every chunk's last depth block there too.
+    if not cn.backends()["native"]["available"]:
+        pytest.skip("the native backend is not built")
+    rng = np.random.default_rng(5)
+    x = _data(rng, (m, k), np.float32)
+    w = (rng.standard_normal((n, k)) / np.sqrt(k)).astype(np.float32)
+    b = _data(rng, n, np.float32)
+    before = cn.get_num_threads()
+    cn.set_num_threads(2)
+    try:
+        y = K.linear_act_forward(x, w, b, kind, alpha, backend="native")
+        pre = K.gemm(x, w, trans_b=True, backend="native") + b
+    finally:
+        cn.set_num_threads(before)
+    assert_close(y, _unfused(pre, kind, alpha), np.float32, "fused vs unfused", scale=0.1)

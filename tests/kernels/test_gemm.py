@@ -67,3 +67,71 @@ def test_gemm_thread_counts_agree(rng):
     finally:
         cn.set_num_threads(before)
     assert_close(one, two, np.float32, "threads")
+
+
+def _native_or_skip():
+    if not cn.backends()["native"]["available"]:
+        pytest.skip("native backend unavailable")
+
+
+@pytest.mark.parametrize("threads", [2, 3, 4])
+@pytest.mark.parametrize("m,n,k", [(400, 1000, 600), (9, 500, 300), (203, 97, 513)])
+def test_gemm_shared_packing_across_threads(threads, m, n, k, dtype, rng):
+    # Several threads share one packed A (many MC blocks, several depth blocks, a ragged
+    # last column chunk): every element must still match the float64 product.
+    _native_or_skip()
+    a = rng.standard_normal((m, k)).astype(dtype)
+    b = rng.standard_normal((k, n)).astype(dtype)
+    c = rng.standard_normal((m, n)).astype(dtype)
+    expected = 0.5 * (a.astype(np.float64) @ b) - 2.0 * c
+    before = cn.get_num_threads()
+    try:
+        cn.set_num_threads(threads)
+        for _ in range(2):  # the second call reuses the shared buffer of the first
+            out = K.gemm(a, b, c.copy(), alpha=0.5, beta=-2.0, backend="native")
+            assert_close(out, expected, dtype, "gemm")
+    finally:
+        cn.set_num_threads(before)
+
+
+def test_gemm_concurrent_calls_from_python_threads(rng):
+    # Calls that overlap (the GIL is released) cannot share the packed-A buffer: each must
+    # still get its own product.
+    _native_or_skip()
+    import threading
+
+    pairs = [(rng.standard_normal((300, 400)).astype(np.float32),
+              rng.standard_normal((400, 350)).astype(np.float32)) for _ in range(4)]
+    results = [None] * len(pairs)
+    before = cn.get_num_threads()
+
+    def work(i):
+        a, b = pairs[i]
+        for _ in range(5):
+            results[i] = K.gemm(a, b, backend="native")
+
+    try:
+        cn.set_num_threads(2)
+        threads = [threading.Thread(target=work, args=(i,)) for i in range(len(pairs))]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(120)
+    finally:
+        cn.set_num_threads(before)
+    for (a, b), got in zip(pairs, results):
+        assert_close(got, a.astype(np.float64) @ b, np.float32, "gemm")
+
+
+@pytest.mark.parametrize("m,n,k", [(4, 4, 4), (1, 7, 3), (32, 32, 32), (33, 32, 32), (5, 300, 40)])
+@pytest.mark.parametrize("trans_a", [False, True])
+@pytest.mark.parametrize("trans_b", [False, True])
+def test_matmul_small_and_large_products(m, n, k, trans_a, trans_b, dtype, rng):
+    # Below a size threshold matmul hands the product to NumPy, above it to the GEMM
+    # kernel; the shapes straddle the threshold (32x32x32) and both must be right.
+    a = rng.standard_normal((k, m) if trans_a else (m, k)).astype(dtype)
+    b = rng.standard_normal((n, k) if trans_b else (k, n)).astype(dtype)
+    expected = (a.T if trans_a else a).astype(np.float64) @ (b.T if trans_b else b)
+    got = K.matmul(a, b, trans_a=trans_a, trans_b=trans_b)
+    assert got.shape == (m, n) and got.dtype == dtype
+    assert_close(got, expected, dtype, "matmul")

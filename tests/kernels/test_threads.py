@@ -93,3 +93,53 @@ def test_set_num_threads_reaches_numba_in_other_threads():
         assert _in_thread(run) == 2
     finally:
         cn.set_num_threads(before)
+
+
+def _native_module():
+    from convnet.kernels import _registry
+
+    native = _registry.get("native")
+    if native is None:
+        pytest.skip("native backend unavailable")
+    return native
+
+
+def test_available_threads_stays_within_the_set_count(monkeypatch):
+    # The kernels take fewer threads than set while other processes keep cores busy (a
+    # measurement of the machine), never more, and never fewer than one.
+    import time
+
+    native = _native_module()
+    monkeypatch.setenv("CONVNET_ADAPTIVE_THREADS", "1")
+    before = cn.get_num_threads()
+    try:
+        for n in (1, 2, 3):
+            cn.set_num_threads(n)
+            for _ in range(3):
+                assert 1 <= native.available_threads() <= n
+                time.sleep(0.11)  # past one measuring window
+        cn.set_num_threads(1)
+        assert native.available_threads() == 1
+    finally:
+        cn.set_num_threads(before)
+
+
+def test_adaptive_threads_can_be_turned_off():
+    import os
+    import subprocess
+    import sys
+
+    _native_module()
+    code = ("import time, convnet as cn\n"
+            "from convnet.kernels import _registry\n"
+            "cn.set_num_threads(3)\n"
+            "native = _registry.get('native')\n"
+            "seen = set()\n"
+            "for _ in range(3):\n"
+            "    seen.add(native.available_threads())\n"
+            "    time.sleep(0.11)\n"
+            "print(sorted(seen))\n")
+    env = dict(os.environ, CONVNET_ADAPTIVE_THREADS="0")
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                         timeout=300, check=True).stdout
+    assert out.strip() == "[3]"

@@ -19,6 +19,8 @@ inline index_t round_up(index_t a, index_t b) { return ceil_div(a, b) * b; }
 
 int get_num_threads();
 void set_num_threads(int n);
+// get_num_threads(), or fewer while other processes keep cores busy (runtime.cpp)
+int available_threads();
 bool has_openmp();
 // Denormals can make FMAs 5-50x slower, so kernels flush them to zero. MXCSR is
 // per thread and the caller's (NumPy's) mode must survive, hence a scoped guard that
@@ -79,7 +81,7 @@ inline int team_size() {
 
 // Number of threads to use for `work` units of roughly `grain` cost each.
 inline int threads_for(double work, double min_work_per_thread = 32768.0) {
-  int nt = get_num_threads();
+  int nt = available_threads();
   int useful = static_cast<int>(work / min_work_per_thread);
   if (useful < 1) useful = 1;
   return useful < nt ? useful : nt;

@@ -11,7 +11,7 @@ while CUDA casts softmax, log-softmax, the norms, sum, cumsum, exp, log and pow 
 from __future__ import annotations
 
 _LOWER = ("_nn.Conv2d", "_conv_transpose.ConvTranspose2d", "_nn.Linear", "_ops.MatMul",
-          "_select.Einsum", "_rnn.RecurrentLayer")
+          "_select.Einsum", "_rnn.RecurrentLayer", "_fused.Conv2dAct", "_fused.LinearAct")
 _CUDA_FLOAT32 = ("_nn.Softmax", "_nn.LogSoftmax", "_norm.LayerNorm", "_norm.GroupNorm",
                  "_ops.Sum", "_ops.Exp", "_ops.Log", "_ops.Pow", "_ops.PowScalar",
                  "_select.Cumsum")

@@ -63,7 +63,9 @@ def matmul(a, b, trans_a=False, trans_b=False):
     if (isinstance(a, np.ndarray) and isinstance(b, np.ndarray) and a.ndim == 2
             and b.ndim == 2 and a.dtype == b.dtype and a.dtype in ck.FLOAT_DTYPES
             and (a.size * b.shape[0 if trans_b else 1] > _TINY or default_cpu() != "native"
+                 or a.dtype.itemsize == 2
                  or type(a) is not np.ndarray or type(b) is not np.ndarray)):
-        # (use_backend("numba"), and subclasses, keep the kernel for every size)
+        # (use_backend("numba"), subclasses and 16-bit operands, whose NumPy product is
+        # float32, keep the kernel for every size)
         return gemm(a, b, trans_a=trans_a, trans_b=trans_b)
     return (a.T if trans_a else a) @ (b.T if trans_b else b)

@@ -8,7 +8,7 @@ uses its running statistics (eval mode) runs as one convolution with the folded 
 then with the activation after it if there is one. Outputs agree with the layers run one by
 one to float rounding and gradients flow to every parameter (the folding is written with
 differentiable ops). A pattern is left alone when a layer in it has hooks or its own
-``forward``, is a subclass, or the input is not a float32/float64 tensor with kernels on
+``forward``, is a subclass, or the input is not a floating-point tensor with kernels on
 its device, so every hook and every override sees what it would see unfused.
 """
 
@@ -16,9 +16,8 @@ from __future__ import annotations
 
 import copy
 
-import numpy as np
-
 from .. import functional as F
+from .._dtypes import FLOATING
 from ..kernels import has_kernels_for
 from ..tensor import Tensor
 from .layers import ELU, SELU, BatchNorm2d, Conv2d, LeakyReLU, Linear, ReLU, Sigmoid, Tanh
@@ -36,7 +35,6 @@ _ACTIVATIONS = {
     Tanh: lambda m: ("tanh", None),
     Sigmoid: lambda m: ("sigmoid", None),
 }
-_FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
 
 
 def _plain(m) -> bool:
@@ -64,7 +62,7 @@ def _fused_step(modules, i, x):
     """(output, number of modules consumed) for a fusable pattern at i, else (None, 0)."""
     m = modules[i]
     w = m.weight
-    if not (isinstance(x, Tensor) and x.dtype == w.dtype and x.dtype in _FLOATS
+    if not (isinstance(x, Tensor) and x.dtype == w.dtype and x.dtype in FLOATING
             and has_kernels_for(x._data)):
         return None, 0
     j = i + 1

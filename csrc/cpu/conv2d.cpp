@@ -421,7 +421,8 @@ void conv2d_forward_flat(const ConvGeom& g, const T* x, const T* w, const Epilog
           for (int i = 0; i < BK; ++i)
 #pragma GCC unroll 4
             for (int j = 0; j < NV; ++j) {
-              const V r = ep.vec(acc[i][j], kb + i, 0, L);
+              // rows past K are padding (never stored): their bias would be read past b
+              const V r = kb + i < g.K ? ep.vec(acc[i][j], kb + i, 0, L) : acc[i][j];
               std::memcpy(ybuf + i * out_len + d + j * L, &r, sizeof(V));
             }
         }

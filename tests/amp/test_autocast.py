@@ -295,3 +295,19 @@ def test_cuda_autocast_on_the_gpu(torch):
     assert w.grad.dtype == cn.float32 and w.grad.device == "cuda"
     scaler = cn.amp.GradScaler("cuda", init_scale=4.0)
     assert scaler.scale(loss).item() == pytest.approx(4 * loss.item())
+
+
+def test_fused_sequential_pairs_run_in_the_autocast_dtype():
+    # nn.Sequential fuses Conv2d+ReLU and Linear+ReLU into one op: autocast must lower that
+    # op as it lowers the convolution and the linear layer alone (torch: bfloat16 outputs)
+    cn.manual_seed(0)
+    model = cn.nn.Sequential(cn.nn.Conv2d(3, 4, 3), cn.nn.ReLU(), cn.nn.Flatten(),
+                             cn.nn.Linear(4 * 6 * 6, 5), cn.nn.ReLU())
+    x = cn.randn(2, 3, 8, 8)
+    with cn.autocast("cpu", dtype=cn.bfloat16):
+        y = model(x)
+        inner = model[1](model[0](x))
+    assert y.dtype == cn.bfloat16 and inner.dtype == cn.bfloat16
+    y.float().sum().backward()
+    assert model[0].weight.grad.dtype == cn.float32
+    assert model[3].weight.grad.dtype == cn.float32

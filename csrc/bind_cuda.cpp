@@ -17,6 +17,7 @@
 
 #include "buffer_rules.h"
 #include "convnet/bind_checks.h"
+#include "bind_cuda_common.h"
 #include "convnet/cuda_utils.cuh"
 #include "cuda/kernels.cuh"
 
@@ -29,9 +30,7 @@ using convnet::bind::fail;
 using convnet::bind::kIntMax;
 using convnet::bind::Rule;
 using index_t = std::int64_t;
-using ptr_t = std::uintptr_t;
-using Ptrs = std::vector<ptr_t>;
-using Sizes = std::vector<index_t>;
+using namespace convnet::bind_cuda;  // Ptrs, Sizes, check_buffers, use_device, conv_geom...
 
 namespace {
 
@@ -39,11 +38,7 @@ namespace {
 class Bufs {
  public:
   Bufs(const Rule& r, const Ptrs& ptrs, const Sizes& counts) : p_(ptrs) {
-    if (ptrs.size() != counts.size() || ptrs.size() > Rule::kMax)
-      fail(r.kernel, "ptrs and counts: expected one count per pointer");
-    index_t have[Rule::kMax];
-    for (std::size_t i = 0; i < ptrs.size(); ++i) have[i] = ptrs[i] ? counts[i] : -1;
-    touches_ = convnet::bind::check(r, have, ptrs.size());
+    touches_ = check_buffers(r, ptrs, counts);
   }
   template <typename F>
   void run(const std::string& dtype, int device, F&& f) const;
@@ -56,14 +51,6 @@ class Bufs {
   const Ptrs& p_;
   bool touches_ = false;
 };
-
-// The CUDA runtime linked here keeps its own current device, separate from CuPy's.
-void use_device(int device) {
-  if (device < 0) throw py::value_error("device: expected a device ordinal >= 0");
-  CUDA_CHECK(cudaSetDevice(device));
-}
-
-cudaStream_t stream_of(ptr_t s) { return reinterpret_cast<cudaStream_t>(s); }
 
 bool is_f32(const std::string& dtype) {
   if (dtype != "float32" && dtype != "float64")
@@ -83,25 +70,6 @@ void Bufs::run(const std::string& dtype, int device, F&& f) const {
     f(float{});
   else
     f(double{});
-}
-
-// The kernels index one image, one filter bank, one plane and the tables with 32-bit ints.
-void fits_int32(const char* k, std::initializer_list<index_t> extents) {
-  for (index_t e : extents)
-    if (e > kIntMax) fail(k, "one image, plane or filter bank exceeds 2^31 elements");
-}
-
-ConvGeom conv_geom(const char* k, const Sizes& v) {
-  if (v.size() != 15) fail(k, "geom: expected 15 ints (N,C,H,W,K,R,S,P,Q,sh,sw,ph,pw,dh,dw)");
-  ConvGeom g{v[0], v[1], v[2], v[3], v[4], v[5], v[6], v[7],
-             v[8], v[9], v[10], v[11], v[12], v[13], v[14]};
-  rules::conv(k, g);
-  convnet::bind::in_range(k, "sizes", {g.H, g.W}, 1);  // the launch grids need them
-  using convnet::bind::product;
-  fits_int32(k, {product(k, {g.C, g.H, g.W}), product(k, {g.K, g.P, g.Q}),
-                 product(k, {g.K, g.C, g.R, g.S}), g.H + g.ph + g.R * g.dh,
-                 g.W + g.pw + g.S * g.dw});
-  return g;
 }
 
 PoolGeom pool_geom(const char* k, const Sizes& v) {

@@ -12,14 +12,18 @@
 #include <vector>
 
 #include "bind_cuda_common.h"
+#include "buffer_rules.h"
 #include "cuda/tc_kernels.cuh"
 
 namespace py = pybind11;
 namespace cu = convnet::cuda;
+namespace rules = convnet::rules;
 
 namespace {
 
-using namespace convnet::bind_cuda;  // ptr, need, stream_of, use_device, conv_geom
+using namespace convnet::bind_cuda;  // Ptrs, Sizes, check_buffers, stream_of, conv_geom
+using convnet::ConvGeom;
+using convnet::index_t;
 
 enum class TcType { f16, bf16, tf32 };
 
@@ -62,80 +66,89 @@ void on_tc(const std::string& dtype, int device, F&& f) {
     f(float{});
 }
 
-void gemm_tc(const std::string& dtype, const std::string& out_dtype, ptr_t a, ptr_t b, ptr_t c,
-             index_t M, index_t N, index_t K, index_t lda, index_t ldb, index_t ldc, double alpha,
-             double beta, bool trans_a, bool trans_b, ptr_t stream, int device) {
-  nonneg({M, N, K}, "gemm");
-  if (lda < (trans_a ? M : K) || ldb < (trans_b ? K : N) || ldc < N || lda < 1 || ldb < 1 ||
-      ldc < 1)
-    throw py::value_error("gemm: leading dimensions smaller than the rows they hold");
+// 16-bit operands write a 16-bit or float32 result
+bool float32_out(const std::string& dtype, const std::string& out_dtype, const char* out) {
   tc_type(dtype);
   if (out_dtype != dtype && out_dtype != "float32")
-    throw py::type_error("c: expected dtype " + dtype + " or float32, got " + out_dtype);
-  const bool f32_out = out_dtype == "float32";
-  if (M * K > 0) need({{a, "a"}});
-  if (K * N > 0) need({{b, "b"}});
-  if (M * N > 0) need({{c, "c"}});
+    throw py::type_error(std::string(out) + ": expected dtype " + dtype + " or float32, got " +
+                         out_dtype);
+  return out_dtype == "float32";
+}
+
+// a, b, c
+void gemm_tc(const std::string& dtype, const std::string& out_dtype, const Ptrs& p,
+             const Sizes& n, index_t M, index_t N, index_t K, index_t lda, index_t ldb,
+             index_t ldc, double alpha, double beta, bool trans_a, bool trans_b, ptr_t stream,
+             int device) {
+  const bool f32_out = float32_out(dtype, out_dtype, "c");
+  if (lda < 1 || ldb < 1 || ldc < 1)
+    convnet::bind::fail("gemm", "leading dimensions must be >= 1");
+  if (!check_buffers(rules::gemm(trans_a, trans_b, M, N, K, lda, ldb, ldc), p, n)) return;
   on_tc(dtype, device, [&](auto t) {
     using T = decltype(t);
-    const T* pa = ptr<const T>(a, "a", M * K);
-    const T* pb = ptr<const T>(b, "b", K * N);
+    const T* pa = reinterpret_cast<const T*>(p[0]);
+    const T* pb = reinterpret_cast<const T*>(p[1]);
     if (f32_out)
       cu::gemm_tc<T, float>(trans_a, trans_b, M, N, K, float(alpha), pa, lda, pb, ldb,
-                            float(beta), ptr<float>(c, "c", M * N), ldc, stream_of(stream));
+                            float(beta), reinterpret_cast<float*>(p[2]), ldc, stream_of(stream));
     else
       cu::gemm_tc<T, T>(trans_a, trans_b, M, N, K, float(alpha), pa, lda, pb, ldb, float(beta),
-                        ptr<T>(c, "c", M * N), ldc, stream_of(stream));
+                        reinterpret_cast<T*>(p[2]), ldc, stream_of(stream));
   });
 }
 
-void conv2d_forward_tc(const std::string& dtype, ptr_t x, ptr_t w, ptr_t b, ptr_t y,
-                       const std::vector<index_t>& geom, ptr_t table, ptr_t stream, int device) {
-  const ConvGeom g = conv_geom(geom);
-  need({{x, "x"}, {w, "w"}, {y, "y"}, {table, "table"}});
-  on_tc(dtype, device, [&](auto t) {
-    using T = decltype(t);
-    cu::conv2d_forward_tc<T>(g, ptr<const T>(x, "x", 1), ptr<const T>(w, "w", 1),
-                             reinterpret_cast<const float*>(b), ptr<T>(y, "y", 1),
-                             ptr<const int4>(table, "table", 1), stream_of(stream));
-  });
-}
-
-void conv2d_backward_data_tc(const std::string& dtype, ptr_t dy, ptr_t w, ptr_t dx,
-                             const std::vector<index_t>& geom, ptr_t table, ptr_t stream,
-                             int device) {
-  const ConvGeom g = conv_geom(geom);
-  need({{dy, "dy"}, {w, "w"}, {dx, "dx"}, {table, "table"}});
-  on_tc(dtype, device, [&](auto t) {
-    using T = decltype(t);
-    cu::conv2d_backward_data_tc<T>(g, ptr<const T>(dy, "dy", 1), ptr<const T>(w, "w", 1),
-                                   ptr<T>(dx, "dx", 1), ptr<const int4>(table, "table", 1),
-                                   stream_of(stream));
-  });
-}
-
-void conv2d_backward_weight_tc(const std::string& dtype, const std::string& out_dtype, ptr_t dy,
-                               ptr_t x, ptr_t dw_out, const std::vector<index_t>& geom,
-                               ptr_t table, ptr_t work, ptr_t stream, int device) {
-  const ConvGeom g = conv_geom(geom);
-  need({{dy, "dy"}, {x, "x"}, {dw_out, "dw_out"}, {table, "table"}});
+// x, w, b (float32) or 0, y, conv_table
+void conv2d_forward_tc(const std::string& dtype, const Ptrs& p, const Sizes& n,
+                       const Sizes& geom, ptr_t stream, int device) {
+  const ConvGeom g = conv_geom("conv2d_forward", geom);
   tc_type(dtype);
-  if (out_dtype != dtype && out_dtype != "float32")
-    throw py::type_error("dw_out: expected dtype " + dtype + " or float32, got " + out_dtype);
-  const bool f32_out = out_dtype == "float32";
-  if (!f32_out) need({{work, "work"}});
+  if (!check_buffers(rules::conv2d_forward(g).add({"table", 4 * g.C * g.R * g.S}), p, n)) return;
+  on_tc(dtype, device, [&](auto t) {
+    using T = decltype(t);
+    cu::conv2d_forward_tc<T>(g, reinterpret_cast<const T*>(p[0]),
+                             reinterpret_cast<const T*>(p[1]),
+                             reinterpret_cast<const float*>(p[2]), reinterpret_cast<T*>(p[3]),
+                             reinterpret_cast<const int4*>(p[4]), stream_of(stream));
+  });
+}
+
+// dy, w, dx, dgrad_table
+void conv2d_backward_data_tc(const std::string& dtype, const Ptrs& p, const Sizes& n,
+                             const Sizes& geom, ptr_t stream, int device) {
+  const ConvGeom g = conv_geom("conv2d_backward_data", geom);
+  tc_type(dtype);
+  if (!check_buffers(rules::conv2d_backward_data(g).add({"table", 4 * g.K * g.R * g.S}), p, n)) return;
+  on_tc(dtype, device, [&](auto t) {
+    using T = decltype(t);
+    cu::conv2d_backward_data_tc<T>(g, reinterpret_cast<const T*>(p[0]),
+                                   reinterpret_cast<const T*>(p[1]), reinterpret_cast<T*>(p[2]),
+                                   reinterpret_cast<const int4*>(p[3]), stream_of(stream));
+  });
+}
+
+// dy, x, dw_out, conv_table, work (K*C*R*S float32 for a 16-bit dw_out; 0 for a float32 one)
+void conv2d_backward_weight_tc(const std::string& dtype, const std::string& out_dtype,
+                               const Ptrs& p, const Sizes& n, const Sizes& geom,
+                               ptr_t stream, int device) {
+  const ConvGeom g = conv_geom("conv2d_backward_weight", geom);
+  const bool f32_out = float32_out(dtype, out_dtype, "dw_out");
+  const index_t kcrs = g.K * g.C * g.R * g.S;  // bounded by conv_geom
+  convnet::bind::Rule r = rules::conv2d_backward_weight(g);
+  r.add({"table", 4 * g.C * g.R * g.S}).add({"work", f32_out ? -1 : kcrs});
+  if (!check_buffers(r, p, n)) return;
   on_tc(dtype, device, [&](auto t) {
     using T = decltype(t);
     auto run = [&](auto* dw) {
       using TO = std::remove_pointer_t<decltype(dw)>;
-      cu::conv2d_backward_weight_tc<T, TO>(g, ptr<const T>(dy, "dy", 1), ptr<const T>(x, "x", 1),
-                                           dw, ptr<const int4>(table, "table", 1),
-                                           reinterpret_cast<float*>(work), stream_of(stream));
+      cu::conv2d_backward_weight_tc<T, TO>(g, reinterpret_cast<const T*>(p[0]),
+                                           reinterpret_cast<const T*>(p[1]), dw,
+                                           reinterpret_cast<const int4*>(p[3]),
+                                           reinterpret_cast<float*>(p[4]), stream_of(stream));
     };
     if (f32_out)
-      run(ptr<float>(dw_out, "dw_out", 1));
+      run(reinterpret_cast<float*>(p[2]));
     else
-      run(ptr<T>(dw_out, "dw_out", 1));
+      run(reinterpret_cast<T*>(p[2]));
   });
 }
 
@@ -143,22 +156,22 @@ void conv2d_backward_weight_tc(const std::string& dtype, const std::string& out_
 
 void bind_tc(py::module_& m) {
   using py::arg;
-  m.def("gemm_tc", &gemm_tc, arg("dtype"), arg("out_dtype"), arg("a"), arg("b"), arg("c"),
+  m.def("gemm_tc", &gemm_tc, arg("dtype"), arg("out_dtype"), arg("ptrs"), arg("counts"),
         arg("M"), arg("N"), arg("K"), arg("lda"), arg("ldb"), arg("ldc"), arg("alpha"),
         arg("beta"), arg("trans_a"), arg("trans_b"), arg("stream"), arg("device"),
-        "c = alpha * op(a) @ op(b) + beta * c on tensor cores (float16/bfloat16 operands, or "
-        "float32 rounded to TF32), float32 accumulation; c has the operands' dtype or "
-        "float32 (out_dtype). Row-major; beta == 0 never reads c.");
-  m.def("conv2d_forward_tc", &conv2d_forward_tc, arg("dtype"), arg("x"), arg("w"), arg("b"),
-        arg("y"), arg("geom"), arg("table"), arg("stream"), arg("device"),
-        "conv2d_forward on tensor cores (float16/bfloat16, or float32 as TF32); b: float32.");
-  m.def("conv2d_backward_data_tc", &conv2d_backward_data_tc, arg("dtype"), arg("dy"), arg("w"),
-        arg("dx"), arg("geom"), arg("table"), arg("stream"), arg("device"),
-        "conv2d_backward_data on tensor cores (float16/bfloat16, or float32 as TF32).");
+        "a, b, c: c = alpha * op(a) @ op(b) + beta * c on tensor cores (float16/bfloat16 "
+        "operands, or float32 rounded to TF32), float32 accumulation; c has the operands' "
+        "dtype or float32 (out_dtype). Row-major; beta == 0 never reads c.");
+  m.def("conv2d_forward_tc", &conv2d_forward_tc, arg("dtype"), arg("ptrs"), arg("counts"),
+        arg("geom"), arg("stream"), arg("device"),
+        "x, w, b (float32) or 0, y, conv_table: conv2d_forward on tensor cores "
+        "(float16/bfloat16, or float32 as TF32).");
+  m.def("conv2d_backward_data_tc", &conv2d_backward_data_tc, arg("dtype"), arg("ptrs"),
+        arg("counts"), arg("geom"), arg("stream"), arg("device"),
+        "dy, w, dx, dgrad_table: conv2d_backward_data on tensor cores.");
   m.def("conv2d_backward_weight_tc", &conv2d_backward_weight_tc, arg("dtype"), arg("out_dtype"),
-        arg("dy"), arg("x"), arg("dw_out"), arg("geom"), arg("table"), arg("work"),
-        arg("stream"), arg("device"),
-        "conv2d_backward_weight on tensor cores, dw_out in the operands' dtype or float32 "
-        "(out_dtype); work: K*C*R*S float32 of scratch for the split reduction into a 16-bit "
-        "dw_out (0 allowed for a float32 one).");
+        arg("ptrs"), arg("counts"), arg("geom"), arg("stream"), arg("device"),
+        "dy, x, dw_out, conv_table, work: conv2d_backward_weight on tensor cores, dw_out in "
+        "the operands' dtype or float32 (out_dtype); work: K*C*R*S float32 of scratch for the "
+        "split reduction into a 16-bit dw_out (0 for a float32 one).");
 }

@@ -119,7 +119,7 @@ def gemm(a, b, c, alpha, beta, trans_a, trans_b):
     stream, dev = _launch_args(a=a, b=b, c=c)
     tc = _tensor_cores(a, precision.matmul_tf32())
     if tc is not None:  # c may be float32 under 16-bit operands (backend-level callers)
-        _ext.gemm_tc(tc, _dt(c), _ptr(a), _ptr(b), _ptr(c), m, n, k, a.shape[1], b.shape[1], n,
+        _ext.gemm_tc(tc, _dt(c), *_bufs(a, b, c), m, n, k, a.shape[1], b.shape[1], n,
                      float(alpha), float(beta), bool(trans_a), bool(trans_b), stream, dev)
         return
     _ext.gemm(_dt(a), *_bufs(a, b, c), m, n, k, a.shape[1], b.shape[1], n, float(alpha),
@@ -145,7 +145,7 @@ def conv2d_forward(x, w, b, y, sh, sw, ph, pw, dh, dw):
     # the tensor-core epilogue adds the bias in float32 (a 16-bit one is widened: K values)
     if b is not None and _dt(b) != "float32":
         b = b.astype(np.float32)
-    _ext.conv2d_forward_tc(tc, _ptr(x), _ptr(w), _ptr(b), _ptr(y), g, _ptr(table), stream, dev)
+    _ext.conv2d_forward_tc(tc, *_bufs(x, w, b, y, table), g, stream, dev)
 
 
 def conv2d_backward_data(dy, w, dx, sh, sw, ph, pw, dh, dw):
@@ -157,7 +157,7 @@ def conv2d_backward_data(dy, w, dx, sh, sw, ph, pw, dh, dw):
     if tc is None:
         _ext.conv2d_backward_data(_dt(dy), *_bufs(dy, w, dx, table), g, stream, dev)
         return
-    _ext.conv2d_backward_data_tc(tc, _ptr(dy), _ptr(w), _ptr(dx), g, _ptr(table), stream, dev)
+    _ext.conv2d_backward_data_tc(tc, *_bufs(dy, w, dx, table), g, stream, dev)
 
 
 def conv2d_backward_weight(dy, x, dw_out, sh, sw, ph, pw, dh, dw):
@@ -171,8 +171,7 @@ def conv2d_backward_weight(dy, x, dw_out, sh, sw, ph, pw, dh, dw):
     # a 16-bit dw: the split reduction adds up in float32 scratch, rounded once at the end
     out = _dt(dw_out)
     work = None if out == "float32" else _cupy().empty((dw_out.size,), dtype=np.float32)
-    _ext.conv2d_backward_weight_tc(tc, out, _ptr(dy), _ptr(x), _ptr(dw_out), g, _ptr(table),
-                                   _ptr(work), stream, dev)
+    _ext.conv2d_backward_weight_tc(tc, out, *_bufs(dy, x, dw_out, table, work), g, stream, dev)
 
 
 def conv2d_backward_bias(dy, db):

@@ -112,19 +112,30 @@ def test_conv2d_weight_gradient_split_k(emu, cp, monkeypatch, seed):  # noqa: F8
     tc.conv_case(cp, emu, ((48, 2, 12, 12), (3, 3, 3), 1, 1, 1), np.float16)
 
 
-def test_binding_refuses_bad_dtypes(emu):  # noqa: F811
+def test_binding_refuses_bad_dtypes_and_short_buffers(emu):  # noqa: F811
     ext = emu._ext
+    gemm = (8, 8, 8, 8, 8, 8, 1.0, 0.0, False, False, 0, 0)  # M, N, K, lda, ldb, ldc, ...
     with pytest.raises(TypeError, match="dtype"):
-        ext.gemm_tc("float64", "float64", 8, 8, 8, 1, 1, 1, 1, 1, 1, 1.0, 0.0, False, False,
-                    0, 0)
+        ext.gemm_tc("float64", "float64", [8, 8, 8], [64, 64, 64], *gemm)
     with pytest.raises(TypeError, match="c: expected dtype float16 or float32"):
-        ext.gemm_tc("float16", "bfloat16", 8, 8, 8, 1, 1, 1, 1, 1, 1, 1.0, 0.0, False, False,
-                    0, 0)
+        ext.gemm_tc("float16", "bfloat16", [8, 8, 8], [64, 64, 64], *gemm)
+    # the element counts are checked against the sizes (csrc/buffer_rules.h), as every
+    # CUDA binding's: one element short of a, of c, or a transposed b too narrow
+    for counts in ([63, 64, 64], [64, 64, 63]):
+        with pytest.raises(ValueError, match="gemm"):
+            ext.gemm_tc("float16", "float16", [8, 8, 8], counts, *gemm)
+    with pytest.raises(ValueError, match="leading dimensions"):
+        ext.gemm_tc("float16", "float16", [8, 8, 8], [64, 64, 64], 8, 8, 8, 8, 4, 8, 1.0,
+                    0.0, False, True, 0, 0)
     geom = [1, 1, 3, 3, 1, 1, 1, 3, 3, 1, 1, 0, 0, 1, 1]
-    with pytest.raises(ValueError, match="work: null"):
-        ext.conv2d_backward_weight_tc("float16", "float16", 8, 8, 8, geom, 8, 0, 0, 0)
+    with pytest.raises(ValueError, match="work"):
+        ext.conv2d_backward_weight_tc("float16", "float16", [8, 8, 8, 8, 0], [9, 9, 1, 4, 0],
+                                      geom, 0, 0)
     with pytest.raises(TypeError, match="dw_out: expected dtype bfloat16 or float32"):
-        ext.conv2d_backward_weight_tc("bfloat16", "float16", 8, 8, 8, geom, 8, 8, 0, 0)
+        ext.conv2d_backward_weight_tc("bfloat16", "float16", [8, 8, 8, 8, 8], [9, 9, 1, 4, 1],
+                                      geom, 0, 0)
+    with pytest.raises(ValueError, match="conv2d_forward"):
+        ext.conv2d_forward_tc("float16", [8, 8, 0, 8, 8], [8, 1, 0, 9, 4], geom, 0, 0)
 
 
 def test_public_api_runs_16bit_on_tensor_cores(emu, monkeypatch):  # noqa: F811

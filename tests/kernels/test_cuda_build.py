@@ -127,65 +127,71 @@ G_POOL = (2, 3, 8, 8, 4, 4, 2, 2, 2, 2, 0, 0)
 
 
 def test_binding_refuses_a_bad_dtype(ext):
-    with pytest.raises(TypeError, match="dtype"):
-        ext.gemm("float16", 8, 8, 8, 2, 2, 2, 2, 2, 2, 1.0, 0.0, False, False, 0, 0)
-    with pytest.raises(TypeError, match="dtype"):
-        ext.tanh_forward("int32", 8, 8, 4, 0, 0)
+    with pytest.raises(TypeError, match="dtype: expected"):
+        ext.gemm("float16", [8, 8, 8], [4, 4, 4], 2, 2, 2, 2, 2, 2, 1.0, 0.0, False, False, 0,
+                 0)
+    with pytest.raises(TypeError, match="dtype: expected"):
+        ext.tanh_forward("int32", [8, 8], [4, 4], [], 0, 0)
 
 
-def test_binding_refuses_null_pointers(ext):
-    with pytest.raises(ValueError, match="a: null"):
-        ext.gemm("float32", 0, 8, 8, 2, 2, 2, 2, 2, 2, 1.0, 0.0, False, False, 0, 0)
-    with pytest.raises(ValueError, match="table: null"):
-        ext.conv2d_forward("float32", 8, 8, 0, 8, G_CONV, 0, 0, 0)
-    with pytest.raises(ValueError, match="indices: null"):
-        ext.max_pool2d_forward("float32", 8, 8, 0, G_POOL, 0, 0)
-    with pytest.raises(ValueError, match="work: null"):
-        ext.batch_norm_forward_training("float32", 8, 8, 8, 8, 8, 8, 8, 2, 3, 4, 1e-5, 0, 0, 0)
-    with pytest.raises(ValueError, match="dx: null"):
-        ext.elu_backward("float64", 8, 8, 0, 10, 1.0, 1.0, 0, 0)
+def test_binding_refuses_missing_buffers(ext):
+    # every buffer arrives as (pointer, element count); a null pointer is None, refused
+    # where the kernel needs that buffer
+    with pytest.raises(ValueError, match="a: required"):
+        ext.gemm("float32", [0, 8, 8], [4, 4, 4], 2, 2, 2, 2, 2, 2, 1.0, 0.0, False, False, 0,
+                 0)
+    conv_counts = [2 * 3 * 49, 4 * 27, 4, 2 * 4 * 25, 4 * 27]
+    with pytest.raises(ValueError, match="table: required"):
+        ext.conv2d_forward("float32", [8, 8, 0, 8, 0], conv_counts, G_CONV, 0, 0)
+    with pytest.raises(ValueError, match="indices: required"):
+        ext.max_pool2d_forward("float32", [8, 8, 0], [384, 96, 96], G_POOL, 0, 0)
+    with pytest.raises(ValueError, match="dx: required"):
+        ext.elu_backward("float64", [8, 8, 0], [10, 10, 10], [1.0, 1.0], 0, 0)
 
 
-def test_binding_refuses_bad_sizes(ext):
+def test_binding_refuses_short_buffers_and_bad_sizes(ext):
     with pytest.raises(ValueError, match="leading dimensions"):
-        ext.gemm("float32", 8, 8, 8, 4, 4, 4, 3, 4, 4, 1.0, 0.0, False, False, 0, 0)
-    with pytest.raises(ValueError, match="sizes must be >= 0"):
-        ext.gemm("float32", 8, 8, 8, -1, 4, 4, 4, 4, 4, 1.0, 0.0, False, False, 0, 0)
-    with pytest.raises(ValueError, match="sizes must be >= 0"):
-        ext.sigmoid_forward("float32", 8, 8, -3, 0, 0)
-    with pytest.raises(ValueError, match="every size"):
-        ext.batch_norm_backward("float32", *([8] * 8), 0, 3, 4, 8, 0, 0)
-    with pytest.raises(ValueError, match="-1 is not|device"):
-        ext.tanh_forward("float32", 8, 8, 4, 0, -1)
+        ext.gemm("float32", [8, 8, 8], [16, 16, 16], 4, 4, 4, 3, 4, 4, 1.0, 0.0, False, False,
+                 0, 0)
+    with pytest.raises(ValueError, match="a: holds 15 elements, the sizes need 16"):
+        ext.gemm("float32", [8, 8, 8], [15, 16, 16], 4, 4, 4, 4, 4, 4, 1.0, 0.0, False, False,
+                 0, 0)
+    with pytest.raises(ValueError, match="gemm"):
+        ext.gemm("float32", [8, 8, 8], [16, 16, 16], -1, 4, 4, 4, 4, 4, 1.0, 0.0, False, False,
+                 0, 0)
+    with pytest.raises(ValueError, match="y: holds 9 elements"):
+        ext.sigmoid_forward("float32", [8, 8], [10, 9], [], 0, 0)
+    with pytest.raises(ValueError, match="device"):
+        ext.tanh_forward("float32", [8, 8], [4, 4], [], 0, -1)
 
 
 @pytest.mark.parametrize("geom,match", [
     (G_CONV[:14], "15 ints"),
-    ((2, 3, 7, 7, 4, 3, 3, 0, 5, 1, 1, 0, 0, 1, 1), "empty output"),  # any P >= 1 is in bounds
+    ((2, 3, 7, 7, 4, 3, 3, 0, 5, 1, 1, 0, 0, 1, 1), "sizes"),
     ((2, 3, 7, 7, 4, 3, 3, 5, 5, 0, 1, 0, 0, 1, 1), "stride"),
     ((2, 3, 7, 7, 4, 3, 3, 5, 5, 1, 1, -1, 0, 1, 1), "padding"),
-    ((2, 0, 7, 7, 4, 3, 3, 5, 5, 1, 1, 0, 0, 1, 1), "every size"),
+    ((2, 0, 7, 7, 4, 3, 3, 5, 5, 1, 1, 0, 0, 1, 1), "sizes"),
     ((1, 2**20, 2**6, 2**6, 1, 1, 1, 2**6, 2**6, 1, 1, 0, 0, 1, 1), "2\\^31"),
 ])
 def test_binding_refuses_bad_conv_geometry(ext, geom, match):
-    for call in (lambda: ext.conv2d_forward("float32", 8, 8, 0, 8, geom, 8, 0, 0),
-                 lambda: ext.conv2d_backward_data("float32", 8, 8, 8, geom, 8, 0, 0),
-                 lambda: ext.conv2d_backward_weight("float32", 8, 8, 8, geom, 8, 0, 0)):
+    big = [2**40] * 5
+    for call in (lambda: ext.conv2d_forward("float32", [8] * 5, big, geom, 0, 0),
+                 lambda: ext.conv2d_backward_data("float32", [8] * 4, big[:4], geom, 0, 0),
+                 lambda: ext.conv2d_backward_weight("float32", [8] * 4, big[:4], geom, 0, 0)):
         with pytest.raises(ValueError, match=match):
             call()
 
 
 @pytest.mark.parametrize("geom,match", [
     (G_POOL[:11], "12 ints"),
-    ((2, 3, 8, 8, 4, 4, 2, 2, 2, 2, 2, 0), "padding"),  # more than half the kernel
-    ((2, 3, 8, 8, 9, 4, 2, 2, 2, 2, 0, 0), "does not fit"),
     ((2, 3, 8, 8, 4, 4, 0, 2, 2, 2, 0, 0), "kernel"),
+    ((2, 3, 8, 8, 4, 4, 2, 2, 2, 2, -1, 0), "padding"),
 ])
 def test_binding_refuses_bad_pool_geometry(ext, geom, match):
     with pytest.raises(ValueError, match=match):
-        ext.max_pool2d_forward("float32", 8, 8, 8, geom, 0, 0)
+        ext.max_pool2d_forward("float32", [8] * 3, [2**40] * 3, geom, 0, 0)
     with pytest.raises(ValueError, match=match):
-        ext.avg_pool2d_backward("float32", 8, 8, geom, True, 0, 0)
+        ext.avg_pool2d_backward("float32", [8] * 2, [2**40] * 2, geom, True, 0, 0)
 
 
 # --------------------------------------------------------------------------- adapter checks
@@ -446,52 +452,24 @@ def test_numpy_arrays_to_the_cuda_rnn_and_upsample_kernels_are_refused(call):
         call()
 
 
-_FWD = [10**6] * 7  # element counts large enough for the sizes of these calls
-_BWD = [10**6] * 10
 
 
 def test_binding_checks_the_rnn_and_upsample_arguments(ext):
-    with pytest.raises(ValueError, match="c_prev: null"):
-        ext.lstm_cell_forward("float32", 8, 8, 0, 8, 8, 8, 2, 3, [10**6] * 6, 0, 0)
-    with pytest.raises(ValueError, match="batch and hidden"):
-        ext.rnn_cell_backward("float32", 8, 8, 8, 8, 0, 3, [10**6] * 4, False, False, 0, 0)
-    with pytest.raises(TypeError, match="dtype"):
-        ext.gru_cell_forward("float16", 8, 8, 8, 8, 8, 8, 8, 2, 3, [10**6] * 7, 0, 0)
-    with pytest.raises(ValueError, match="mode"):
-        ext.rnn_recurrence_forward("float32", 5, 8, 8, 8, 8, 8, 8, 8, 3, 2, 4, False, [], 0, 0)
-    with pytest.raises(ValueError, match="cbuf: null"):
-        ext.rnn_recurrence_forward("float32", 0, 8, 8, 8, 8, 8, 0, 0, 3, 2, 4, False, _FWD, 0, 0)
-    with pytest.raises(ValueError, match="act: null"):
-        ext.rnn_recurrence_forward("float32", 1, 8, 8, 8, 8, 8, 0, 0, 3, 2, 4, False, _FWD, 0, 0)
-    with pytest.raises(ValueError, match="steps"):
-        ext.rnn_recurrence_backward("float32", 2, 8, 8, 0, 0, 8, 0, 8, 8, 8, 8, 0, 2, 4, False,
-                                    _BWD, 0, 0)
-    with pytest.raises(ValueError, match="GRU needs them apart"):
-        ext.rnn_recurrence_backward("float32", 1, 8, 8, 0, 8, 8, 0, 8, 8, 16, 16, 3, 2, 4,
-                                    False, _BWD, 0, 0)
+    with pytest.raises(ValueError, match="c_prev: required"):
+        ext.lstm_cell_forward("float32", [8, 8, 0, 8, 8, 8], [10**6] * 6, 2, 3, 0, 0)
+    with pytest.raises(TypeError, match="dtype: expected"):
+        ext.gru_cell_forward("float16", [8] * 7, [10**6] * 7, 2, 3, 0, 0)
     # buffers smaller than the sizes need are refused (the extension never trusts them)
-    with pytest.raises(ValueError, match="act: holds 23 values, the sizes need 24"):
-        ext.lstm_cell_forward("float32", 8, 8, 8, 8, 8, 8, 2, 3, [24, 12, 6, 6, 6, 23], 0, 0)
-    with pytest.raises(ValueError, match="db: holds 2 values, the sizes need 3"):
-        ext.rnn_cell_backward("float32", 8, 8, 8, 8, 2, 3, [6, 6, 6, 2], False, False, 0, 0)
-    with pytest.raises(ValueError, match="counts: expected 8"):
-        ext.gru_cell_backward("float32", 8, 8, 8, 8, 8, 8, 8, 8, 2, 3, [1], False, 0, 0)
-    with pytest.raises(ValueError, match="too large"):
-        ext.rnn_cell_forward("float32", 8, 8, 8, 2**31, 2**31 - 1, [2**62] * 3, False, 0, 0)
-    with pytest.raises(ValueError, match="counts: expected 7"):
-        ext.rnn_recurrence_forward("float32", 2, 8, 8, 8, 8, 8, 0, 0, 3, 2, 4, False, [1], 0, 0)
-    small = list(_FWD)
-    small[4] = 4 * 2 * 4 - 1  # hbuf (T+1, B, H) one value short
-    with pytest.raises(ValueError, match="hbuf: holds 31 values"):
-        ext.rnn_recurrence_forward("float32", 2, 8, 8, 8, 8, 8, 0, 0, 3, 2, 4, False, small, 0,
-                                   0)
-    with pytest.raises(ValueError, match="6 ints"):
-        ext.upsample_nearest2d_forward("float32", 8, 8, (1, 2, 3, 4, 5), 0.0, 0.0, 0, 0)
-    with pytest.raises(ValueError, match="every size"):
-        ext.upsample_bilinear2d_backward("float32", 8, 8, (1, 2, 3, 4, 0, 6), False, 0.0, 0.0,
-                                         0, 0)
-    with pytest.raises(ValueError, match="dx: null"):
-        ext.upsample_nearest2d_backward("float64", 8, 0, (1, 2, 3, 4, 5, 6), 0.0, 0.0, 0, 0)
+    with pytest.raises(ValueError, match="act: holds 23 elements, the sizes need 24"):
+        ext.lstm_cell_forward("float32", [8] * 6, [24, 12, 6, 6, 6, 23], 2, 3, 0, 0)
+    with pytest.raises(ValueError, match="counts"):
+        ext.lstm_cell_forward("float32", [8] * 6, [1], 2, 3, 0, 0)
+    # T*B*G*H in checked 64-bit arithmetic: sizes whose product overflows are refused
+    n = 2**31 - 1
+    with pytest.raises(ValueError, match="rnn_recurrence_forward"):
+        ext.rnn_recurrence_forward("float32", 0, [8] * 7, [2**62] * 7, n, n, n, False, 0, 0)
+    with pytest.raises(ValueError, match="mode"):
+        ext.rnn_recurrence_forward("float32", 5, [8] * 7, [10**6] * 7, 2, 2, 4, False, 0, 0)
 
 
 @pytest.mark.parametrize("call,exc,match", [

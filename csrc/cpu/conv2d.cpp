@@ -435,15 +435,30 @@ void conv2d_forward_flat(const ConvGeom& g, const T* x, const T* w, const Epilog
   }
 }
 
-// Stride 1, few filters, a padded image that stays in cache and rows that are at least
-// half output: measured on LeNet (128 images, 2 threads' worth of work on one), C1
-// forward 1.4x, C3 forward 1.6-2x and C3's data gradient (a flipped convolution) 2-3x
-// faster than im2col + the direct product.
-bool flat_forward_fits(const ConvGeom& g, std::size_t elem) {
+}  // namespace
+
+// Stride 1, a padded image that stays in cache and rows that are at least half output:
+// measured on LeNet (128 images, 2 threads' worth of work on one), C1 forward 1.4x, C3
+// forward 1.6-2x and C3's data gradient (a flipped convolution) 2-3x faster than im2col +
+// the direct product; on ResNet-20's 32 and 64 channels (128x32x14x14, 128x64x7x7) 3.5 ms
+// against the implicit GEMM's 14 and 8 (2 threads). Up to 128 filters, each block of 8
+// streams the padded image again from cache.
+bool conv2d_flat_fits(const ConvGeom& g, std::size_t elem) {
   const index_t Wp = g.Q + (g.S - 1) * g.dw, Hp = g.P + (g.R - 1) * g.dh;
-  return g.K < 32 && g.sh == 1 && g.sw == 1 && 2 * g.Q >= Wp &&
+  return g.K <= 128 && g.sh == 1 && g.sw == 1 && 2 * g.Q >= Wp &&
          g.C * Hp * Wp * elem <= (std::size_t(1) << 20);
 }
+
+// The flat weight gradient (conv2d_backward_weight_flat) against the GEMM over im2col and
+// the dot products of conv2d_backward_weight_dots, 2 threads, best of 7, ms: 128x16x28x28
+// (16 filters) 3.6 / - / 4.6-5.2, 128x32x14x14 (32) 4.6 / 11.9, 128x32x28x28 15.6 / 31,
+// 64x64x14x14 7.8 / 14.5, 32x64x56x56 53 / 75, VGG's 8x3x224x224 (64) 21 / 29. With few
+// channels and filters the dots keep it: LeNet's C3 128x6x14x14 (16) 2.2 / - / 1.0.
+bool conv2d_flat_weight_fits(const ConvGeom& g, std::size_t elem) {
+  return g.ph >= 0 && g.pw >= 0 && conv2d_flat_fits(g, elem) && (g.K >= 32 || g.C >= 16);
+}
+
+namespace {
 
 // Few filters and a column matrix that stays in cache: the direct path pays.
 bool direct_forward_fits(const ConvGeom& g, std::size_t elem) {
@@ -469,7 +484,7 @@ void conv2d_forward_ep(const ConvGeom& g, const T* x, const T* w, const Epilogue
   const index_t plane = g.P * g.Q;
   constexpr index_t NR = TileGeneral<T>::NR;
   const bool dense = 4 * (round_up(plane, NR) - plane) > round_up(plane, NR);  // >25% padding
-  if (flat_forward_fits(g, sizeof(T))) {
+  if (conv2d_flat_fits(g, sizeof(T))) {
     if (g.K <= 6)
       conv2d_forward_flat<T, 6, 4>(g, x, w, ep, y, threads);
     else
@@ -626,7 +641,8 @@ void conv2d_backward_data(const ConvGeom& g, const T* dy, const T* w, T* dx) {
   const ConvGeom flipped{g.N, g.K, g.P, g.Q, g.C, g.R, g.S, g.H, g.W, 1, 1, 0, 0, g.dh, g.dw};
   if (g.sh == 1 && g.sw == 1 &&
       (g.K <= g.C || winograd_selected_backward_data(g, sizeof(T)) ||
-       (g.C >= 4 && direct_forward_fits(flipped, sizeof(T)))))
+       (g.C >= 4 && (direct_forward_fits(flipped, sizeof(T)) ||
+                     conv2d_flat_fits(flipped, sizeof(T))))))
     return conv2d_backward_data_stride1(g, dy, w, dx);
   // Strided: sub-pixel convolutions when their few filters (dx's channels) take the flat
   // stride-1 path, which needs no im2col (the autoencoder's 32->16 transposed convolution:
@@ -685,6 +701,31 @@ void conv2d_backward_data(const ConvGeom& g, const T* dy, const T* w, T* dx) {
 }
 
 namespace {
+
+// dW from the vector partial sums of the dot-product weight gradients: per thread, blocks
+// of BK filters x BJ taps, each a vector of L lanes. Lanes and threads are summed in
+// double: the partial sums can be long.
+template <typename T>
+void sum_partials(index_t K, index_t crs, index_t kp, index_t jp, int BK, int BJ, int L,
+                  int team, const T* parts, index_t part_size, T* dw) {
+  const index_t blocks_k = kp / BK, blocks_j = jp / BJ;
+  // K*CRS*team*L additions (1.2M at 64 channels): worth the team; each output has one owner
+#pragma omp parallel for schedule(static) num_threads(team) if (team > 1)
+  for (index_t blk = 0; blk < blocks_k * blocks_j; ++blk) {
+    const index_t kb = blk / blocks_j * BK, jb = blk % blocks_j * BJ;
+      for (int i = 0; i < BK; ++i)
+        for (int j = 0; j < BJ; ++j) {
+          const index_t k = kb + i, c = jb + j;
+          if (k >= K || c >= crs) continue;
+          double total = 0.0;
+          for (int th = 0; th < team; ++th) {
+            const T* v = parts + th * part_size + (kb * jp + jb * BK) * L + (i * BJ + j) * L;
+            for (int l = 0; l < L; ++l) total += v[l];
+          }
+          dw[k * crs + c] = static_cast<T>(total);
+        }
+  }
+}
 
 // Weight gradient for layers with few filters (LeNet-sized): dW = sum_n dY_n col_n^T where
 // both factors are read along the pixels, as dot products of contiguous rows. This skips
@@ -746,20 +787,108 @@ void conv2d_backward_weight_dots(const ConvGeom& g, const T* dy, const T* x, T* 
         }
     }
   }
-  // Lanes and threads summed in double: the partial sums can be long.
-  for (index_t kb = 0; kb < kp; kb += BK)
-    for (index_t jb = 0; jb < jp; jb += BJ)
-      for (int i = 0; i < BK; ++i)
-        for (int j = 0; j < BJ; ++j) {
-          const index_t k = kb + i, c = jb + j;
-          if (k >= g.K || c >= crs) continue;
-          double total = 0.0;
-          for (int th = 0; th < team; ++th) {
-            const T* v = parts.data() + th * part_size + (kb * jp + jb * BK) * L + (i * BJ + j) * L;
-            for (int l = 0; l < L; ++l) total += v[l];
+  sum_partials(g.K, crs, kp, jp, BK, BJ, L, team, parts.data(), part_size, dw);
+}
+
+// Weight gradient on the flat layout of conv2d_forward_flat (stride 1, no cropping): images
+// are copied into zero-padded planes of Hp x Wp, and dy into planes of the same shape whose
+// positions past the output (columns >= Q, rows >= P) are zero. With a chunk of images laid
+// end to end per channel, dW[k][c,r,s] = sum_i D[k][i] * X[c][i + r*dh*Wp + s*dw] over the
+// whole chunk: one long dot product per (filter, tap), no im2col matrix. An output position
+// never reads past its own padded plane; the positions that do meet a zero in D. Register
+// tile: BK filters x BJ taps of vector partial sums, over depth slices that keep BK rows of
+// D in L1; each thread takes its own images and sums into its own partials.
+template <typename T>
+void conv2d_backward_weight_flat(const ConvGeom& g, const T* dy, const T* x, T* dw, int team) {
+  using V = typename Vec<T>::type;
+  constexpr int L = kVecBytes / int(sizeof(T));
+  constexpr int BK = 4, BJ = 6;
+  constexpr index_t DT = 2048 / index_t(sizeof(T));  // depth slice: BK rows of D in 8 KiB
+  const index_t Wp = g.Q + (g.S - 1) * g.dw, Hp = g.P + (g.R - 1) * g.dh;
+  const index_t plane_p = Hp * Wp, crs = g.crs();
+  const index_t kp = round_up(g.K, BK), jp = round_up(crs, BJ);
+  // images per chunk: a chunk's X and D within ~768 KiB (L2)
+  const index_t per_image = (g.C + g.K) * plane_p * index_t(sizeof(T));
+  const index_t chunk = std::max<index_t>(
+      1, std::min<index_t>(ceil_div(g.N, team), (index_t(768) << 10) / per_image));
+  const index_t depth = round_up(chunk * plane_p, L);
+  const index_t reach = (g.R - 1) * g.dh * Wp + (g.S - 1) * g.dw;  // the furthest tap
+  const index_t x_stride = round_up(depth + reach, L);
+  std::vector<index_t> off(jp, 0);  // padding taps (j >= crs) read channel 0: dropped
+  for (index_t c = 0; c < g.C; ++c)
+    for (index_t r = 0; r < g.R; ++r)
+      for (index_t t = 0; t < g.S; ++t)
+        off[(c * g.R + r) * g.S + t] = c * x_stride + r * g.dh * Wp + t * g.dw;
+  const index_t part_size = kp * jp * L;
+  Scratch<T> parts(static_cast<size_t>(team) * part_size);
+#pragma omp parallel num_threads(team)
+  {
+    FlushToZero ftz_worker;
+    const int th = thread_id();
+    T* part = parts.data() + th * part_size;
+    std::fill(part, part + part_size, T(0));
+    static thread_local Scratch<T> x_buf, d_buf;
+    x_buf.resize(g.C * x_stride);
+    d_buf.resize(kp * depth);
+    T* xb = x_buf.data();
+    T* db = d_buf.data();
+    // Borders, gaps and tails stay zero from here on: only the interiors are rewritten.
+    std::fill(xb, xb + g.C * x_stride, T(0));
+    std::fill(db, db + kp * depth, T(0));
+    const index_t n_begin = g.N * th / team, n_end = g.N * (th + 1) / team;
+    for (index_t n0 = n_begin; n0 < n_end; n0 += chunk) {
+      const index_t nb = std::min(chunk, n_end - n0);
+      for (index_t j = 0; j < nb; ++j) {
+        const T* xn = x + (n0 + j) * g.C * g.H * g.W;
+        const T* dn = dy + (n0 + j) * g.K * g.P * g.Q;
+        for (index_t c = 0; c < g.C; ++c)
+          for (index_t h = 0; h < g.H; ++h)
+            std::memcpy(xb + c * x_stride + j * plane_p + (h + g.ph) * Wp + g.pw,
+                        xn + (c * g.H + h) * g.W, sizeof(T) * g.W);
+        for (index_t k = 0; k < g.K; ++k)
+          for (index_t p = 0; p < g.P; ++p)
+            std::memcpy(db + k * depth + j * plane_p + p * Wp, dn + (k * g.P + p) * g.Q,
+                        sizeof(T) * g.Q);
+      }
+      if (nb < chunk)  // a shorter last chunk: D must not keep the previous chunk's images
+        for (index_t k = 0; k < g.K; ++k)
+          std::fill(db + k * depth + nb * plane_p, db + (k + 1) * depth, T(0));
+      const index_t used = round_up(nb * plane_p, L);
+      for (index_t d0 = 0; d0 < used; d0 += DT) {
+        const index_t d1 = std::min(used, d0 + DT);
+        for (index_t kb = 0; kb < kp; kb += BK)
+          for (index_t jb = 0; jb < jp; jb += BJ) {
+            V acc[BK][BJ];
+            V* slot = reinterpret_cast<V*>(part + (kb * jp + jb * BK) * L);
+#pragma GCC unroll 4
+            for (int i = 0; i < BK; ++i)
+#pragma GCC unroll 6
+              for (int j = 0; j < BJ; ++j) acc[i][j] = slot[i * BJ + j];
+            const T* xs[BJ];
+#pragma GCC unroll 6
+            for (int j = 0; j < BJ; ++j) xs[j] = xb + off[jb + j];
+            const T* ds = db + kb * depth;
+            for (index_t d = d0; d < d1; d += L) {
+              V a[BK];
+#pragma GCC unroll 4
+              for (int i = 0; i < BK; ++i) a[i] = *reinterpret_cast<const V*>(ds + i * depth + d);
+#pragma GCC unroll 6
+              for (int j = 0; j < BJ; ++j) {
+                V b;
+                std::memcpy(&b, xs[j] + d, sizeof(V));
+#pragma GCC unroll 4
+                for (int i = 0; i < BK; ++i) acc[i][j] += a[i] * b;
+              }
+            }
+#pragma GCC unroll 4
+            for (int i = 0; i < BK; ++i)
+#pragma GCC unroll 6
+              for (int j = 0; j < BJ; ++j) slot[i * BJ + j] = acc[i][j];
           }
-          dw[k * crs + c] = static_cast<T>(total);
-        }
+      }
+    }
+  }
+  sum_partials(g.K, crs, kp, jp, BK, BJ, L, team, parts.data(), part_size, dw);
 }
 
 }  // namespace
@@ -779,6 +908,7 @@ void conv2d_backward_weight(const ConvGeom& g, const T* dy, const T* x, T* dw) {
                  dw, crs, team);
     return;
   }
+  if (conv2d_flat_weight_fits(g, sizeof(T))) return conv2d_backward_weight_flat(g, dy, x, dw, team);
   if (g.K < 32 && g.crs() <= 1024) return conv2d_backward_weight_dots(g, dy, x, dw, idx, team);
   // A GEMM over images [n0, n1): the reduction runs over (image, pixel).
   auto run = [&](index_t n0, index_t n1, T* target, int threads) {

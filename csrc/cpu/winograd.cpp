@@ -130,22 +130,41 @@ bool winograd_applies(const ConvGeom& g) {
          g.P > 0 && g.Q > 0 && g.C > 0 && g.K > 0;
 }
 
-bool winograd_selected(const ConvGeom& g, std::size_t elem) {
-  (void)elem;
-  if (g_mode == kWinogradNever || !winograd_applies(g)) return false;
-  if (g_mode == kWinogradAlways) return true;
-  // Measured rule (one thread, CPU time, Winograd against the implicit GEMM, ms): the 36
-  // GEMMs have K rows and depth C, and lose to the direct GEMM's depth 9*C when both are
-  // small (32x16x32x32, 16 filters: 3.0 against 2.6; 128x16x14x14: 3.9 against 2.6; VGG's
-  // C = 3 at 8x3x224x224: 65 against 51). The filter transform (36*K*C values) has to be
-  // amortised over enough tiles (8x512x7x7, 32 tiles: 20.4 against 20.3; 32x512x7x7, 128
-  // tiles: 49 against 97; 16x64x8x8, 64 tiles: 1.0 against 1.4), and tiles mostly past the
-  // output's edge waste their work. Wins: 32x32x16x16 2.1 against 5.1, ResNet 32x128x28x28
-  // 43-59 against 106-130.
+namespace {
+
+// Measured rule (one thread, CPU time, Winograd against the implicit GEMM, ms): the 36
+// GEMMs have K rows and depth C, and lose to the direct GEMM's depth 9*C when both are
+// small (32x16x32x32, 16 filters: 3.0 against 2.6; 128x16x14x14: 3.9 against 2.6; VGG's
+// C = 3 at 8x3x224x224: 65 against 51). The filter transform (36*K*C values) has to be
+// amortised over enough tiles (8x512x7x7, 32 tiles: 20.4 against 20.3; 32x512x7x7, 128
+// tiles: 49 against 97; 16x64x8x8, 64 tiles: 1.0 against 1.4), and tiles mostly past the
+// output's edge waste their work. Wins: 32x32x16x16 2.1 against 5.1, ResNet 32x128x28x28
+// 43-59 against 106-130.
+bool winograd_rule(const ConvGeom& g) {
   const index_t tiles_h = ceil_div(g.P, 4), tiles_w = ceil_div(g.Q, 4);
   const index_t tiles = g.N * tiles_h * tiles_w;
   const bool edges_ok = 2 * g.P * g.Q >= 16 * tiles_h * tiles_w;
   return std::min(g.C, g.K) >= 16 && g.C + g.K >= 64 && tiles >= 64 && edges_ok;
+}
+
+// The flat stride-1 path of conv2d.cpp streams a padded image that stays in cache and
+// beats the transforms until the channels are many and the planes large (2 threads, ms,
+// flat / Winograd, forward and data gradient): ResNet-20's 128x32x14x14 3.5 / 4.0-4.7,
+// 128x64x7x7 3.4-3.5 / 4.2-4.4, 128x32x28x28 12.5-11.5 / 16-17, 128x64x8x8 5.4 / 5.9-6.1,
+// 64x64x14x14 5.9-6.3 / 5.9-7.3; Winograd wins at 32x64x28x28 12.7 / 10.4,
+// 32x128x14x14 11-11.8 / 9.7-8.5 and above.
+bool flat_preferred(const ConvGeom& g, std::size_t elem) {
+  const index_t channels = std::min(g.C, g.K);
+  return conv2d_flat_fits(g, elem) && channels < 128 &&
+         !(channels >= 64 && g.P >= 16 && g.Q >= 16);
+}
+
+}  // namespace
+
+bool winograd_selected(const ConvGeom& g, std::size_t elem) {
+  if (g_mode == kWinogradNever || !winograd_applies(g)) return false;
+  if (g_mode == kWinogradAlways) return true;
+  return winograd_rule(g) && !flat_preferred(g, elem);
 }
 
 bool winograd_selected_backward_data(const ConvGeom& g, std::size_t elem) {
@@ -270,7 +289,16 @@ bool winograd_selected_backward_weight(const ConvGeom& g, std::size_t elem) {
   // Its GEMMs are K x C wide: with C = 16 a third of each 48-column panel is used, and it
   // loses (32x16x32x32, 64 filters: 13.8 ms against 11.2; with C = 64, K = 16: 13.8
   // against 18.5).
-  return winograd_selected(g, elem) && (g_mode == kWinogradAlways || g.C >= 32);
+  if (g_mode == kWinogradNever || !winograd_applies(g)) return false;
+  if (g_mode == kWinogradAlways) return true;
+  // The flat path's dot products (conv2d.cpp) win below 64 channels and on planes of 12 or
+  // more below 128 (2 threads, best of 7, ms, flat / Winograd: 128x32x14x14 4.6 / 11.2,
+  // 128x32x28x28 14.2 / 25.9, 64x64x14x14 7.8 / 10.4); Winograd keeps 128x64x7x7 (6.5 /
+  // 5.4), 128x64x8x8 (7.0 / 6.5) and 128 channels (32x128x14x14 23 / 14.8).
+  const index_t channels = std::min(g.C, g.K);
+  const bool flat = conv2d_flat_weight_fits(g, elem) &&
+                    (channels < 64 || (channels < 128 && g.P >= 12 && g.Q >= 12));
+  return winograd_rule(g) && g.C >= 32 && !flat;
 }
 
 template void conv2d_backward_weight_winograd<float>(const ConvGeom&, const float*, const float*,

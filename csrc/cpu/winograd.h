@@ -34,6 +34,12 @@ bool winograd_selected_backward_data(const ConvGeom& g, std::size_t elem);
 // The same for conv2d_backward_weight.
 bool winograd_selected_backward_weight(const ConvGeom& g, std::size_t elem);
 
+// True when conv2d.cpp's flat stride-1 path (a zero-padded image streamed from cache, no
+// im2col) takes this forward geometry.
+bool conv2d_flat_fits(const ConvGeom& g, std::size_t elem);
+// The same for conv2d_backward_weight's flat path (dot products along the padded planes).
+bool conv2d_flat_weight_fits(const ConvGeom& g, std::size_t elem);
+
 // x (N,C,H,W), w (K,C,3,3) -> y (N,K,P,Q) = ep(conv(x, w)), ep per filter row (bias and
 // activation applied in the output transform); needs winograd_applies(g).
 template <typename T>

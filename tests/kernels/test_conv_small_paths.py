@@ -1,9 +1,10 @@
 """The native convolution's paths for small shapes, against the float64 reference: layers
 whose one window covers the whole input (LeNet's C5; plain GEMMs in all three passes),
-stride-1 layers with few filters over the flat padded image (LeNet's C1 and C3, forward and
-data gradient), the strided data gradient as sub-pixel convolutions or col2im (the
-transposed convolutions of DCGAN and the autoencoder), and the few-pixel forward GEMM
-(panels across images, chunked over the batch)."""
+stride-1 layers over the flat padded image (forward and data gradient with up to 128
+filters, the weight gradient with 32 filters or 16 channels or more), the strided data
+gradient as sub-pixel convolutions or col2im (the transposed convolutions of DCGAN and the
+autoencoder), and the few-pixel forward GEMM (panels across images, chunked over the
+batch)."""
 
 import numpy as np
 import pytest
@@ -30,6 +31,13 @@ FLAT = [((16, 6, 14, 14), (16, 6, 5, 5), 1, 0), ((4, 1, 32, 32), (6, 1, 5, 5), 1
         ((3, 5, 9, 11), (7, 5, 3, 3), 1, 1), ((1, 4, 8, 11), (5, 4, 2, 3), 1, "same"),
         ((2, 3, 5, 5), (4, 3, 5, 5), 1, 4), ((2, 2, 6, 6), (31, 2, 1, 1), 1, 0),
         ((2, 8, 7, 9), (6, 8, 3, 3), 1, 2)]
+# stride 1, no cropping, 32 filters or more or 16 channels or more: the weight gradient as
+# dot products along the padded planes of chunks of images (the last chunk shorter when
+# 130 images do not split evenly), filter and tap counts off the 4 x 6 register tile
+FLAT_WEIGHT = [((5, 16, 9, 11), (16, 16, 3, 3), 1, 1), ((7, 3, 10, 10), (33, 3, 3, 3), 1, 0),
+               ((3, 20, 6, 7), (40, 20, 2, 3), 1, "same"), ((9, 32, 14, 14), (32, 32, 3, 3), 1, 1),
+               ((130, 17, 5, 5), (36, 17, 3, 3), 1, 2), ((2, 64, 7, 7), (64, 64, 3, 3), 1, 1),
+               ((3, 1, 12, 12), (48, 1, 5, 5), 1, 0)]
 FEW_PIXELS = [((150, 64, 7, 7), (40, 64, 3, 3), 1, 1), ((128, 16, 14, 14), (32, 16, 3, 3), 2, 1),
               ((3, 512, 3, 3), (48, 512, 3, 3), 1, 1)]
 
@@ -83,6 +91,35 @@ def test_strided_data_gradient(geo, dt):
 @pytest.mark.parametrize("geo", FLAT)
 def test_flat_padded_image_forward_and_data_gradient(geo, dt):
     _check_all_passes(geo, dt, ("forward", "data"))
+
+
+@pytest.mark.parametrize("dt", [np.float32, np.float64])
+@pytest.mark.parametrize("geo", FLAT_WEIGHT)
+def test_flat_weight_gradient(geo, dt):
+    _check_all_passes(geo, dt)
+
+
+@pytest.mark.parametrize("threads", [1, 2, 3])
+def test_flat_weight_gradient_on_several_threads(threads):
+    """Each thread sums its own images; the partial sums meet once at the end."""
+    previous = cn.get_num_threads()
+    cn.set_num_threads(threads)
+    try:
+        _check_all_passes(((37, 16, 11, 10), (40, 16, 3, 3), 1, 1), np.float32, ("weight",))
+    finally:
+        cn.set_num_threads(previous)
+
+
+def test_flat_weight_gradient_with_dilation():
+    x_shape, w_shape = (3, 16, 11, 12), (32, 16, 3, 3)
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal(x_shape)
+    y_shape, args = K._conv_geometry(x_shape, w_shape, 1, 2, 2)
+    dy = rng.standard_normal(y_shape)
+    dw = K.conv2d_backward_weight(dy, x, w_shape, 1, 2, 2, backend="native")
+    expected = np.empty(w_shape)
+    ref.conv2d_backward_weight(dy, x, expected, *args)
+    assert_close(dw, expected, np.float64, "dilated weight gradient")
 
 
 def test_flat_path_with_dilation():

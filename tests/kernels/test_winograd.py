@@ -136,13 +136,16 @@ def test_winograd_really_runs(case, rng):
 
 
 def test_auto_rule_is_deterministic(rng):
-    """"auto" follows the measured rule: Winograd on a ResNet body shape, the GEMM on a
-    3-channel input and on 16 channels; the weight gradient keeps the GEMM below 32 input
-    channels. Each output equals the forced algorithm's bit for bit."""
-    cases = [((8, 64, 14, 14), 64, ("winograd", "winograd", "winograd")),
+    """"auto" follows the measured rule: Winograd on large planes with 64 channels and on
+    128 channels, the flat or GEMM paths on a 3-channel input, on 16 channels and on 64
+    channels at 14x14; the weight gradient keeps the flat path below 128 channels on planes
+    of 12 or more. Each output equals the forced algorithm's bit for bit."""
+    cases = [((4, 128, 16, 16), 128, ("winograd", "winograd", "winograd")),
+             ((4, 64, 16, 16), 64, ("winograd", "winograd", "gemm")),
+             ((8, 64, 14, 14), 64, ("gemm", "gemm", "gemm")),
              ((2, 3, 16, 16), 64, ("gemm", "gemm", "gemm")),
              ((1, 16, 8, 8), 16, ("gemm", "gemm", "gemm")),
-             ((4, 16, 16, 16), 64, ("winograd", "winograd", "gemm"))]
+             ((4, 16, 16, 16), 64, ("gemm", "gemm", "gemm"))]
     for x_shape, k, expect in cases:
         x, w, b = make(rng, x_shape, k, np.float32)
         dy = rng.standard_normal((x_shape[0], k) + x_shape[2:]).astype(np.float32)
@@ -155,7 +158,8 @@ def test_auto_rule_is_deterministic(rng):
 
 
 def test_float32_error_against_direct_path(rng):
-    """Winograd's float32 error stays within the tolerance and within 40x the direct path's."""
+    """Winograd's float32 error stays within the tolerance and within 60x the direct path's
+    (the flat weight gradient sums in 16 vector lanes: 7e-8 at 128 channels, Winograd 3e-6)."""
     for x_shape, k in [((4, 64, 14, 14), 64), ((2, 128, 12, 12), 128), ((1, 260, 6, 6), 32)]:
         x, w, b = make(rng, x_shape, k, np.float32)
         dy = rng.standard_normal((x_shape[0], k) + x_shape[2:]).astype(np.float32)
@@ -167,7 +171,7 @@ def test_float32_error_against_direct_path(rng):
                                                        ("forward", "dx", "dw"))]
         print(x_shape, k, "float32 error winograd", errors["winograd"], "gemm", errors["gemm"])
         for e_w, e_g in zip(errors["winograd"], errors["gemm"]):
-            assert e_w <= max(40 * e_g, 1e-6)
+            assert e_w <= max(60 * e_g, 1e-6)
 
 
 @pytest.mark.parametrize("case", [CASES[2], CASES[10], CASES[11], CASES[6]],

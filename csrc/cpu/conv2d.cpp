@@ -465,6 +465,51 @@ bool direct_forward_fits(const ConvGeom& g, std::size_t elem) {
   return g.K < 32 && g.crs() * round_up(g.P * g.Q, 64) * elem <= (std::size_t(1) << 20);
 }
 
+// A strided 1x1 convolution without padding reads every sh-th row and sw-th column: the
+// image is subsampled once (a strided copy) and the stride-1 1x1 convolution runs on
+// contiguous rows, instead of gathering each column of the implicit GEMM with a stride
+// (ResNet's 32x64x56x56 -> 128@1x1/2, best of 7 on a loaded machine, ms, forward / data /
+// weight gradient: 18.0 / 19.6 / 16.1 before, 11.0 / 10.5 / 10.6 after; ResNet-20's
+// 128x16x28x28 -> 32: 2.6 / 4.1 / 3.6 before, 2.2 / 2.5 / 2.1 after; at 14x14 -> 7x7 a
+// wash, 1.4-1.6 / 1.6-2.2 / 1.6-1.7).
+bool strided_pointwise(const ConvGeom& g) {
+  return g.R == 1 && g.S == 1 && (g.sh > 1 || g.sw > 1) && g.ph == 0 && g.pw == 0 &&
+         g.P > 0 && g.Q > 0 && (g.P - 1) * g.sh < g.H && (g.Q - 1) * g.sw < g.W;
+}
+
+ConvGeom subsampled_geometry(const ConvGeom& g) {
+  return ConvGeom{g.N, g.C, g.P, g.Q, g.K, 1, 1, g.P, g.Q, 1, 1, 0, 0, 1, 1};
+}
+
+// x (N,C,H,W) -> xs (N,C,P,Q) = x[:, :, ::sh, ::sw] (to P, Q)
+template <typename T>
+void subsample_image(const ConvGeom& g, const T* x, T* xs) {
+  const int team = threads_for(double(g.N) * g.C * g.P * g.Q, 1 << 16);
+#pragma omp parallel for schedule(static) num_threads(team) if (team > 1)
+  for (index_t nc = 0; nc < g.N * g.C; ++nc)
+    for (index_t p = 0; p < g.P; ++p) {
+      const T* src = x + (nc * g.H + p * g.sh) * g.W;
+      T* dst = xs + (nc * g.P + p) * g.Q;
+      for (index_t q = 0; q < g.Q; ++q) dst[q] = src[q * g.sw];
+    }
+}
+
+// dxs (N,C,P,Q) -> dx (N,C,H,W): each value back at its pixel, zero between
+template <typename T>
+void upsample_gradient(const ConvGeom& g, const T* dxs, T* dx) {
+  const int team = threads_for(double(g.N) * g.C * g.H * g.W, 1 << 16);
+#pragma omp parallel for schedule(static) num_threads(team) if (team > 1)
+  for (index_t nc = 0; nc < g.N * g.C; ++nc) {
+    T* plane = dx + nc * g.H * g.W;
+    std::fill(plane, plane + g.H * g.W, T(0));
+    for (index_t p = 0; p < g.P; ++p) {
+      const T* src = dxs + (nc * g.P + p) * g.Q;
+      T* dst = plane + p * g.sh * g.W;
+      for (index_t q = 0; q < g.Q; ++q) dst[q * g.sw] = src[q];
+    }
+  }
+}
+
 }  // namespace
 
 // x (N,C,H,W), w (K,C,R,S) -> y (N,K,P,Q) = ep(conv(x, w)), ep per filter row
@@ -479,6 +524,12 @@ void conv2d_forward_ep(const ConvGeom& g, const T* x, const T* w, const Epilogue
     gemm_auto<T>(g.N, g.crs(), T(1), DenseA<T>{x, g.crs(), false},
                  DenseB<T>{w, g.crs(), true, g.K}, T(0), y, g.K, threads, cols);
     return;
+  }
+  if (strided_pointwise(g)) {
+    static thread_local Scratch<T> image;
+    image.resize(g.N * g.C * g.P * g.Q);
+    subsample_image(g, x, image.data());
+    return conv2d_forward_ep(subsampled_geometry(g), image.data(), w, ep, y);
   }
   const std::vector<ColIndex> idx = col_index(g);
   const index_t plane = g.P * g.Q;
@@ -633,6 +684,12 @@ void conv2d_backward_data(const ConvGeom& g, const T* dy, const T* w, T* dx) {
     gemm_auto<T>(g.N, g.K, T(1), DenseA<T>{dy, g.K, false}, DenseB<T>{w, g.crs(), false, g.crs()},
                  T(0), dx, g.crs(), threads_for(conv_flops(g), 1 << 18));
     return;
+  }
+  if (strided_pointwise(g)) {
+    static thread_local Scratch<T> image_grad;
+    image_grad.resize(g.N * g.C * g.P * g.Q);
+    conv2d_backward_data(subsampled_geometry(g), dy, w, image_grad.data());
+    return upsample_gradient(g, image_grad.data(), dx);
   }
   // Both ways do the same multiply-adds; the flipped convolution gathers K*R*S values per
   // input pixel, col2im scatters C*R*S per output pixel, so the fewer channels win.
@@ -907,6 +964,12 @@ void conv2d_backward_weight(const ConvGeom& g, const T* dy, const T* x, T* dw) {
     gemm_auto<T>(g.K, g.N, T(1), DenseA<T>{dy, g.K, true}, DenseB<T>{x, crs, false, crs}, T(0),
                  dw, crs, team);
     return;
+  }
+  if (strided_pointwise(g)) {
+    static thread_local Scratch<T> image;
+    image.resize(g.N * g.C * g.P * g.Q);
+    subsample_image(g, x, image.data());
+    return conv2d_backward_weight(subsampled_geometry(g), dy, image.data(), dw);
   }
   if (conv2d_flat_weight_fits(g, sizeof(T))) return conv2d_backward_weight_flat(g, dy, x, dw, team);
   if (g.K < 32 && g.crs() <= 1024) return conv2d_backward_weight_dots(g, dy, x, dw, idx, team);

@@ -3,8 +3,8 @@ whose one window covers the whole input (LeNet's C5; plain GEMMs in all three pa
 stride-1 layers over the flat padded image (forward and data gradient with up to 128
 filters, the weight gradient with 32 filters or 16 channels or more), the strided data
 gradient as sub-pixel convolutions or col2im (the transposed convolutions of DCGAN and the
-autoencoder), and the few-pixel forward GEMM (panels across images, chunked over the
-batch)."""
+autoencoder), strided 1x1 layers on the subsampled image, and the few-pixel forward GEMM
+(panels across images, chunked over the batch)."""
 
 import numpy as np
 import pytest
@@ -38,6 +38,10 @@ FLAT_WEIGHT = [((5, 16, 9, 11), (16, 16, 3, 3), 1, 1), ((7, 3, 10, 10), (33, 3, 
                ((3, 20, 6, 7), (40, 20, 2, 3), 1, "same"), ((9, 32, 14, 14), (32, 32, 3, 3), 1, 1),
                ((130, 17, 5, 5), (36, 17, 3, 3), 1, 2), ((2, 64, 7, 7), (64, 64, 3, 3), 1, 1),
                ((3, 1, 12, 12), (48, 1, 5, 5), 1, 0)]
+# 1x1, strided, no padding: subsampled once, then the stride-1 1x1 convolution
+STRIDED_POINTWISE = [((3, 16, 28, 28), (32, 16, 1, 1), 2, 0), ((2, 3, 29, 31), (8, 3, 1, 1), 3, 0),
+                     ((2, 5, 9, 10), (7, 5, 1, 1), (2, 3), 0), ((2, 4, 1, 9), (6, 4, 1, 1), 2, 0),
+                     ((3, 40, 8, 8), (33, 40, 1, 1), 4, 0)]
 FEW_PIXELS = [((150, 64, 7, 7), (40, 64, 3, 3), 1, 1), ((128, 16, 14, 14), (32, 16, 3, 3), 2, 1),
               ((3, 512, 3, 3), (48, 512, 3, 3), 1, 1)]
 
@@ -120,6 +124,12 @@ def test_flat_weight_gradient_with_dilation():
     expected = np.empty(w_shape)
     ref.conv2d_backward_weight(dy, x, expected, *args)
     assert_close(dw, expected, np.float64, "dilated weight gradient")
+
+
+@pytest.mark.parametrize("dt", [np.float32, np.float64])
+@pytest.mark.parametrize("geo", STRIDED_POINTWISE)
+def test_strided_pointwise_convolution(geo, dt):
+    _check_all_passes(geo, dt)
 
 
 def test_flat_path_with_dilation():

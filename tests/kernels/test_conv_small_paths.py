@@ -3,7 +3,8 @@ whose one window covers the whole input (LeNet's C5; plain GEMMs in all three pa
 stride-1 layers over the flat padded image (forward and data gradient with up to 128
 filters, the weight gradient with 32 filters or 16 channels or more), the strided data
 gradient as sub-pixel convolutions or col2im (the transposed convolutions of DCGAN and the
-autoencoder), strided 1x1 layers on the subsampled image, and the few-pixel forward GEMM
+autoencoder), strided 1x1 layers on the subsampled image, strided layers on few channels
+with the filters as the vector dimension (AlexNet's C1), and the few-pixel forward GEMM
 (panels across images, chunked over the batch)."""
 
 import numpy as np
@@ -42,6 +43,12 @@ FLAT_WEIGHT = [((5, 16, 9, 11), (16, 16, 3, 3), 1, 1), ((7, 3, 10, 10), (33, 3, 
 STRIDED_POINTWISE = [((3, 16, 28, 28), (32, 16, 1, 1), 2, 0), ((2, 3, 29, 31), (8, 3, 1, 1), 3, 0),
                      ((2, 5, 9, 10), (7, 5, 1, 1), (2, 3), 0), ((2, 4, 1, 9), (6, 4, 1, 1), 2, 0),
                      ((3, 40, 8, 8), (33, 40, 1, 1), 4, 0)]
+# strided, at most 4 channels, 32 filters or more: filters as the vector dimension over a
+# padded copy of the image (AlexNet's C1); filter counts off the 2-vector tile, rows of
+# pixels off the 12-pixel run, dilation
+KVEC = [((2, 3, 67, 67), (96, 3, 11, 11), 4, 2), ((3, 1, 28, 28), (32, 1, 4, 4), 2, 1),
+        ((2, 3, 17, 19), (40, 3, 3, 3), 2, 1), ((2, 4, 9, 10), (64, 4, 5, 5), 3, 0),
+        ((1, 2, 30, 29), (33, 2, 3, 2), (2, 3), (0, 2))]
 FEW_PIXELS = [((150, 64, 7, 7), (40, 64, 3, 3), 1, 1), ((128, 16, 14, 14), (32, 16, 3, 3), 2, 1),
               ((3, 512, 3, 3), (48, 512, 3, 3), 1, 1)]
 
@@ -130,6 +137,23 @@ def test_flat_weight_gradient_with_dilation():
 @pytest.mark.parametrize("geo", STRIDED_POINTWISE)
 def test_strided_pointwise_convolution(geo, dt):
     _check_all_passes(geo, dt)
+
+
+@pytest.mark.parametrize("dt", [np.float32, np.float64])
+@pytest.mark.parametrize("geo", KVEC)
+def test_filters_as_vectors_forward(geo, dt):
+    _check_all_passes(geo, dt, ("forward",))
+
+
+def test_filters_as_vectors_with_dilation():
+    x_shape, w_shape = (2, 3, 21, 20), (48, 3, 3, 3)
+    rng = np.random.default_rng(4)
+    x, w = rng.standard_normal(x_shape), rng.standard_normal(w_shape)
+    y = K.conv2d_forward(x, w, None, 2, 1, 2, backend="native")
+    _, args = K._conv_geometry(x_shape, w_shape, 2, 1, 2)
+    expected = np.empty(y.shape)
+    ref.conv2d_forward(x, w, None, expected, *args)
+    assert_close(y, expected, np.float64, "dilated strided forward")
 
 
 def test_flat_path_with_dilation():

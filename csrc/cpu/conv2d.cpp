@@ -795,12 +795,13 @@ void conv2d_backward_data(const ConvGeom& g, const T* dy, const T* w, T* dx) {
        (g.C >= 4 && (direct_forward_fits(flipped, sizeof(T)) ||
                      conv2d_flat_fits(flipped, sizeof(T))))))
     return conv2d_backward_data_stride1(g, dy, w, dx);
-  // Strided: sub-pixel convolutions when their few filters (dx's channels) take the flat
-  // stride-1 path, which needs no im2col (the autoencoder's 32->16 transposed convolution:
-  // 1.4-1.6x faster than col2im, measured on one thread). With 32 channels or more the
-  // phases run on the implicit GEMM, whose gather over 7-pixel rows made DCGAN's 128->64
-  // 1.6x slower than col2im's one large GEMM; with under 8 they fill few register rows.
-  if ((g.sh > 1 || g.sw > 1) && g.dh == 1 && g.dw == 1 && g.C >= 8 && g.C < 32)
+  // Strided: sub-pixel convolutions when their filters (dx's channels, at most 128) take
+  // the flat stride-1 path, which needs no im2col (the autoencoder's 32->16 transposed
+  // convolution: 1.4-1.6x faster than col2im, measured on one thread; ResNet's 3x3/2 data
+  // gradients, 2 threads, best of 7, ms, col2im / phases: 128x32x14x14 -> 64 5.0-6.0 /
+  // 2.7-5.6, 32x64x56x56 -> 128 51-56 / 30-32; DCGAN's 128->64 a wash, 11-14 / 9-16).
+  // With under 8 they fill few register rows.
+  if ((g.sh > 1 || g.sw > 1) && g.dh == 1 && g.dw == 1 && g.C >= 8 && g.C <= 128)
     return conv2d_backward_data_phases(g, dy, w, dx);
   // Otherwise: dcol = W^T dy over a range of (image, output pixel) columns into a buffer of
   // at most ~1 MiB (col2im then reads it back from cache), images in parallel.

@@ -22,6 +22,17 @@ TOLERANCE = {np.dtype(np.float32): 2e-5, np.dtype(np.float64): 1e-10}
 ELEMENT_TOLERANCE = {np.dtype(np.float32): (1e-4, 5e-6), np.dtype(np.float64): (1e-9, 1e-11)}
 
 
+def bf16_gemm_paths():
+    """The bfloat16 GEMM paths the native build can force on this CPU (for the
+    ``bf16_path`` fixture of tests/kernels/conftest.py)."""
+    import convnet as cn
+
+    native = cn.kernels._registry.get("native")
+    if native is None or not hasattr(native, "bf16_gemm_paths"):
+        return []
+    return native.bf16_gemm_paths()
+
+
 def torch_or_skip():
     return pytest.importorskip("torch", reason="PyTorch (the oracle) is not installed; "
                                "pip install torch==2.13.0 to run the oracle comparisons")

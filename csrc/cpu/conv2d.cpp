@@ -469,8 +469,9 @@ bool direct_forward_fits(const ConvGeom& g, std::size_t elem) {
 // gathers every column element with a stride, which cost as much as its multiply-adds.
 // Here the filters are the vector dimension instead: for a run of NP output pixels of a
 // row, each tap (c, r, s) broadcasts NP input values of a zero-padded copy of the image and
-// multiplies NK vectors of filters, no gather and no im2col. The tile goes through a small
-// buffer to the output rows (NP pixels per filter), the epilogue applied there.
+// multiplies NK vectors of filters, no gather and no im2col. The epilogue is applied in
+// registers, then the tile goes through a small buffer to the output rows (NP pixels per
+// filter).
 template <typename T, int NK, int NP>
 void conv2d_forward_kvec(const ConvGeom& g, const T* x, const T* w, const Epilogue<T>& ep,
                          T* y, int team) {
@@ -483,6 +484,9 @@ void conv2d_forward_kvec(const ConvGeom& g, const T* x, const T* w, const Epilog
   std::fill(wp.data(), wp.data() + crs * kp, T(0));
   for (index_t k = 0; k < g.K; ++k)
     for (index_t j = 0; j < crs; ++j) wp.data()[j * kp + k] = w[k * crs + j];
+  // the vectors run along the filters: the bias is per vector lane, as a per-column one
+  Epilogue<T> by_filter = ep;
+  by_filter.bias_per_col = true;
   // padded image wide enough for the last run of NP pixels of a row
   const index_t qp = round_up(g.Q, NP);
   const index_t Hp = (g.P - 1) * g.sh + (g.R - 1) * g.dh + 1;
@@ -512,7 +516,7 @@ void conv2d_forward_kvec(const ConvGeom& g, const T* x, const T* w, const Epilog
         for (index_t p = 0; p < g.P; ++p)
           for (index_t q0 = 0; q0 < g.Q; q0 += NP) {
             V acc[NP][NK];
-#pragma GCC unroll 12
+#pragma GCC unroll 16
             for (int i = 0; i < NP; ++i)
 #pragma GCC unroll 4
               for (int j = 0; j < NK; ++j) acc[i][j] = V{};
@@ -526,7 +530,7 @@ void conv2d_forward_kvec(const ConvGeom& g, const T* x, const T* w, const Epilog
                   for (int j = 0; j < NK; ++j)
                     wv[j] = *reinterpret_cast<const V*>(wr + s * kp + j * L);
                   const T* xs = xr + s * g.dw;
-#pragma GCC unroll 12
+#pragma GCC unroll 16
                   for (int i = 0; i < NP; ++i) {
                     const V a = xs[i * g.sw] - V{};
 #pragma GCC unroll 4
@@ -534,7 +538,15 @@ void conv2d_forward_kvec(const ConvGeom& g, const T* x, const T* w, const Epilog
                   }
                 }
               }
-#pragma GCC unroll 12
+#pragma GCC unroll 4
+            for (int j = 0; j < NK; ++j) {
+              const index_t lanes = std::min<index_t>(L, g.K - kb - j * L);
+              if (lanes <= 0) break;  // padding filters: no bias to read
+#pragma GCC unroll 16
+              for (int i = 0; i < NP; ++i)
+                acc[i][j] = by_filter.vec(acc[i][j], 0, kb + j * L, static_cast<int>(lanes));
+            }
+#pragma GCC unroll 16
             for (int i = 0; i < NP; ++i)
 #pragma GCC unroll 4
               for (int j = 0; j < NK; ++j) std::memcpy(&tile[i][j * L], &acc[i][j], sizeof(V));
@@ -542,7 +554,6 @@ void conv2d_forward_kvec(const ConvGeom& g, const T* x, const T* w, const Epilog
             for (index_t k = kb; k < std::min(g.K, kb + KB); ++k) {
               T* out = yn + (k * g.P + p) * g.Q + q0;
               for (index_t i = 0; i < valid; ++i) out[i] = tile[i][k - kb];
-              ep.apply_row(out, valid, k, q0);
             }
           }
     }
@@ -550,8 +561,8 @@ void conv2d_forward_kvec(const ConvGeom& g, const T* x, const T* w, const Epilog
 }
 
 // Strided, few channels, 32 filters or more (a full tile of two vectors). AlexNet's C1
-// (16x3x224x224, 96@11x11/4), 2 threads, best of 7: 22-26 ms against the implicit GEMM's
-// 37-45.
+// (16x3x224x224, 96@11x11/4), 2 threads: 17-25 ms with tiles of 3 vectors x 8 pixels,
+// 22-28 with 2 x 12, against the implicit GEMM's 37-45.
 bool kvec_forward_fits(const ConvGeom& g, std::size_t elem) {
   return (g.sh > 1 || g.sw > 1) && g.C <= 4 && g.K >= 32 &&
          g.C * ((g.P - 1) * g.sh + g.R) * ((g.Q + 12) * g.sw + g.S) * elem <= (std::size_t(1) << 20);
@@ -624,7 +635,9 @@ void conv2d_forward_ep(const ConvGeom& g, const T* x, const T* w, const Epilogue
     return conv2d_forward_ep(subsampled_geometry(g), image.data(), w, ep, y);
   }
   if (kvec_forward_fits(g, sizeof(T)))
-    return conv2d_forward_kvec<T, 2, 12>(g, x, w, ep, y, threads);
+    return g.K % 32 == 0 && g.K % 48 != 0
+               ? conv2d_forward_kvec<T, 2, 12>(g, x, w, ep, y, threads)   // 32, 64 filters
+               : conv2d_forward_kvec<T, 3, 8>(g, x, w, ep, y, threads);  // AlexNet's 96
   const std::vector<ColIndex> idx = col_index(g);
   const index_t plane = g.P * g.Q;
   constexpr index_t NR = TileGeneral<T>::NR;

@@ -15,6 +15,7 @@ import pytest
 
 import convnet as cn
 from convnet.kernels import reference as ref
+from tests.helpers import bf16_gemm_paths
 
 U32 = 2.0**-24
 UNIT = {"bfloat16": 2.0**-8, "float16": 2.0**-11}
@@ -42,20 +43,6 @@ def _native():
     return native
 
 
-def _paths():
-    native = cn.kernels._registry.get("native")
-    return native.bf16_gemm_paths() if native is not None else []
-
-
-@pytest.fixture
-def path(request):
-    native = _native()
-    before = native.bf16_gemm_path()
-    native.set_bf16_gemm_path(request.param)
-    yield request.param
-    native.set_bf16_gemm_path(before)
-
-
 def _check(got, want, s, n, unit):
     gamma = (n + 2) * U32 / (1 - (n + 2) * U32)
     bound = unit * np.abs(want) + (1 + unit) * gamma * s
@@ -63,10 +50,10 @@ def _check(got, want, s, n, unit):
     assert np.all(err <= bound), float((err - bound).max())
 
 
-@pytest.mark.parametrize("path", _paths(), indirect=True)
+@pytest.mark.parametrize("bf16_path", bf16_gemm_paths(), indirect=True)
 @pytest.mark.parametrize("dtype", ["bfloat16", "float16"])
 @pytest.mark.parametrize("geo", GEOMETRIES, ids=lambda g: "x{}w{}s{}p{}d{}".format(*g))
-def test_conv16_within_the_derived_bound(path, dtype, geo):
+def test_conv16_within_the_derived_bound(bf16_path, dtype, geo):
     native = _native()
     if not hasattr(native, f"conv2d_forward_{dtype}"):
         pytest.skip(f"no native {dtype} convolution in this build")

@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 
 import convnet as cn
+from tests.helpers import bf16_gemm_paths
 
 U32 = 2.0**-24
 UNIT = {"bfloat16": 2.0**-8, "float16": 2.0**-11}
@@ -28,20 +29,6 @@ def _native():
     if native is None or not hasattr(native, "gemm_bfloat16"):
         pytest.skip("native backend without the 16-bit GEMM")
     return native
-
-
-def _paths():
-    native = cn.kernels._registry.get("native")
-    return native.bf16_gemm_paths() if native is not None else []
-
-
-@pytest.fixture
-def path(request):
-    native = _native()
-    before = native.bf16_gemm_path()
-    native.set_bf16_gemm_path(request.param)
-    yield request.param
-    native.set_bf16_gemm_path(before)
 
 
 def _bound(a, b, c0, alpha, beta, ta, tb, unit):
@@ -64,11 +51,11 @@ def _operands(rng, m, n, k, ta, tb, dt):
     return a, b
 
 
-@pytest.mark.parametrize("path", _paths(), indirect=True)
+@pytest.mark.parametrize("bf16_path", bf16_gemm_paths(), indirect=True)
 @pytest.mark.parametrize("dtype", ["bfloat16", "float16"])
 @pytest.mark.parametrize("c_dtype", ["16", "float32"])
 @pytest.mark.parametrize("beta", [0.0, -0.75])
-def test_gemm16_within_the_derived_bound(path, dtype, c_dtype, beta):
+def test_gemm16_within_the_derived_bound(bf16_path, dtype, c_dtype, beta):
     native = _native()
     if dtype == "float16" and not hasattr(native, "gemm_float16"):
         pytest.skip("built without F16C: float16 runs on float32 copies")
@@ -88,8 +75,8 @@ def test_gemm16_within_the_derived_bound(path, dtype, c_dtype, beta):
             assert np.all(err <= bound), (m, n, k, ta, tb, float((err - bound).max()))
 
 
-@pytest.mark.parametrize("path", _paths(), indirect=True)
-def test_16bit_c_is_the_float32_result_rounded_to_nearest_even(path):
+@pytest.mark.parametrize("bf16_path", bf16_gemm_paths(), indirect=True)
+def test_16bit_c_is_the_float32_result_rounded_to_nearest_even(bf16_path):
     native = _native()
     rng = np.random.default_rng(2)
     a, b = _operands(rng, 37, 61, 300, False, True, cn.bfloat16)
@@ -100,8 +87,8 @@ def test_16bit_c_is_the_float32_result_rounded_to_nearest_even(path):
     assert np.array_equal(c16.view(np.uint16), c32.astype(cn.bfloat16).view(np.uint16))
 
 
-@pytest.mark.parametrize("path", _paths(), indirect=True)
-def test_gemm16_special_values_propagate(path):
+@pytest.mark.parametrize("bf16_path", bf16_gemm_paths(), indirect=True)
+def test_gemm16_special_values_propagate(bf16_path):
     native = _native()
     a = np.ones((3, 5), cn.bfloat16)
     b = np.ones((5, 4), cn.bfloat16)
@@ -115,8 +102,8 @@ def test_gemm16_special_values_propagate(path):
     np.testing.assert_array_equal(c, want.astype(np.float32))
 
 
-@pytest.mark.parametrize("path", _paths(), indirect=True)
-def test_gemm16_threads_agree(path):
+@pytest.mark.parametrize("bf16_path", bf16_gemm_paths(), indirect=True)
+def test_gemm16_threads_agree(bf16_path):
     native = _native()
     rng = np.random.default_rng(3)
     a, b = _operands(rng, 300, 200, 700, False, False, cn.bfloat16)

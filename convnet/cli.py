@@ -40,6 +40,7 @@ def cmd_info(args) -> int:
     native = cn.kernels._registry.get("native")
     print(f"cpu SIMD level (native build) {native.simd_level() if native else '-'}")
     print(f"cpu 16-bit kernels {_sixteen_bit_paths(native)}")
+    print(f"gpu tensor cores {_tensor_core_kernels(cn)}")
     print(f"devices: cpu ({os.cpu_count()} cores visible)" + _cuda_devices())
     print("backends:")
     for name, info in cn.backends().items():
@@ -60,6 +61,21 @@ def _sixteen_bit_paths(native) -> str:
     f16 = ("float16 via F16C, float32 compute" if hasattr(native, "gemm_float16")
            else "float16 on float32 copies")
     return f"{_BF16_PATHS[native.bf16_gemm_path()]}; {f16}"
+
+
+def _tensor_core_kernels(cn) -> str:
+    """The CUDA build's tensor-core kernels and the TF32 switches (off unless allowed)."""
+    try:
+        from convnet import _cuda as ext
+    except ImportError:
+        return "none (convnet._cuda is not built)"
+    if not hasattr(ext, "gemm_tc"):
+        return "none in this build of convnet._cuda"
+    on = {True: "allowed", False: "off"}
+    return (f"float16/bfloat16 GEMM and conv2d on mma.sync m16n8k16, float32 accumulation "
+            f"(built for {ext.compiled_archs()}); TF32 for float32: matmul "
+            f"{on[bool(cn.backends.cuda.matmul.allow_tf32)]}, conv "
+            f"{on[bool(cn.backends.cudnn.allow_tf32)]}")
 
 
 def _cuda_devices() -> str:

@@ -6,8 +6,28 @@ from convnet import cli, verify
 def test_info_lists_backends(capsys):
     assert cli.main(["info"]) == 0
     out = capsys.readouterr().out
-    for name in ("native", "numba", "cuda", "threads", "numpy"):
+    for name in ("native", "numba", "cuda", "threads", "numpy", "cpu 16-bit kernels",
+                 "gpu tensor cores"):
         assert name in out
+
+
+def test_info_reports_the_tensor_core_kernels_and_tf32(capsys, monkeypatch):
+    import convnet as cn
+    from convnet import cli as cli_module
+
+    class Ext:  # a CUDA build with the tensor-core kernels
+        gemm_tc = None
+
+        @staticmethod
+        def compiled_archs():
+            return "sm_80,sm_90"
+
+    monkeypatch.setitem(__import__("sys").modules, "convnet._cuda", Ext)
+    monkeypatch.setattr(cn, "_cuda", Ext, raising=False)
+    line = cli_module._tensor_core_kernels(cn)
+    assert "mma.sync" in line and "sm_80,sm_90" in line and "matmul off" in line
+    monkeypatch.setattr(cn.backends.cuda.matmul, "allow_tf32", True)
+    assert "matmul allowed" in cli_module._tensor_core_kernels(cn)
 
 
 def test_verify_passes_on_available_backends(capsys):

@@ -892,6 +892,38 @@ void sum_partials(index_t K, index_t crs, index_t kp, index_t jp, int BK, int BJ
   }
 }
 
+// The register tile of the dot-product weight gradients: adds to the BK x BJ vector
+// partial sums at `slot` (BK*BJ vectors, 64-byte aligned) the products of the rows
+// a + i*a_stride (aligned) and b[j] (any alignment) over [d0, d1), a multiple of the width.
+template <typename T, int BK, int BJ>
+void dot_block(T* slot_data, const T* a, index_t a_stride, const T* const* b, index_t d0,
+               index_t d1) {
+  using V = typename Vec<T>::type;
+  constexpr int L = kVecBytes / int(sizeof(T));
+  V* slot = reinterpret_cast<V*>(slot_data);
+  V acc[BK][BJ];
+#pragma GCC unroll 4
+  for (int i = 0; i < BK; ++i)
+#pragma GCC unroll 6
+    for (int j = 0; j < BJ; ++j) acc[i][j] = slot[i * BJ + j];
+  for (index_t d = d0; d < d1; d += L) {
+    V av[BK];
+#pragma GCC unroll 4
+    for (int i = 0; i < BK; ++i) av[i] = *reinterpret_cast<const V*>(a + i * a_stride + d);
+#pragma GCC unroll 6
+    for (int j = 0; j < BJ; ++j) {
+      V bv;
+      std::memcpy(&bv, b[j] + d, sizeof(V));
+#pragma GCC unroll 4
+      for (int i = 0; i < BK; ++i) acc[i][j] += av[i] * bv;
+    }
+  }
+#pragma GCC unroll 4
+  for (int i = 0; i < BK; ++i)
+#pragma GCC unroll 6
+    for (int j = 0; j < BJ; ++j) slot[i * BJ + j] = acc[i][j];
+}
+
 // Weight gradient for layers with few filters (LeNet-sized): dW = sum_n dY_n col_n^T where
 // both factors are read along the pixels, as dot products of contiguous rows. This skips
 // the GEMM's transposing packs, which dominate when K is small. Each thread keeps vector
@@ -899,7 +931,6 @@ void sum_partials(index_t K, index_t crs, index_t kp, index_t jp, int BK, int BJ
 template <typename T>
 void conv2d_backward_weight_dots(const ConvGeom& g, const T* dy, const T* x, T* dw,
                                  const std::vector<ColIndex>& idx, int team) {
-  using V = typename Vec<T>::type;
   constexpr int L = kVecBytes / int(sizeof(T));
   constexpr int BK = 4, BJ = 6;  // 24 accumulators, 4 dy rows and one col row live
   const index_t plane = g.P * g.Q, width = round_up(plane, L);
@@ -927,28 +958,10 @@ void conv2d_backward_weight_dots(const ConvGeom& g, const T* dy, const T* x, T* 
         std::memcpy(dyb + k * width, dy + (n * g.K + k) * plane, sizeof(T) * plane);
       for (index_t kb = 0; kb < kp; kb += BK)
         for (index_t jb = 0; jb < jp; jb += BJ) {
-          V acc[BK][BJ];
-          V* slot = reinterpret_cast<V*>(part + (kb * jp + jb * BK) * L);
-#pragma GCC unroll 4
-          for (int i = 0; i < BK; ++i)
-#pragma GCC unroll 6
-            for (int j = 0; j < BJ; ++j) acc[i][j] = slot[i * BJ + j];
-          for (index_t d = 0; d < width; d += L) {
-            V a[BK];
-#pragma GCC unroll 4
-            for (int i = 0; i < BK; ++i)
-              a[i] = *reinterpret_cast<const V*>(dyb + (kb + i) * width + d);
-#pragma GCC unroll 6
-            for (int j = 0; j < BJ; ++j) {
-              const V b = *reinterpret_cast<const V*>(col + (jb + j) * width + d);
-#pragma GCC unroll 4
-              for (int i = 0; i < BK; ++i) acc[i][j] += a[i] * b;
-            }
-          }
-#pragma GCC unroll 4
-          for (int i = 0; i < BK; ++i)
-#pragma GCC unroll 6
-            for (int j = 0; j < BJ; ++j) slot[i * BJ + j] = acc[i][j];
+          const T* rows[BJ];
+          for (int j = 0; j < BJ; ++j) rows[j] = col + (jb + j) * width;
+          dot_block<T, BK, BJ>(part + (kb * jp + jb * BK) * L, dyb + kb * width, width, rows, 0,
+                               width);
         }
     }
   }
@@ -965,7 +978,6 @@ void conv2d_backward_weight_dots(const ConvGeom& g, const T* dy, const T* x, T* 
 // D in L1; each thread takes its own images and sums into its own partials.
 template <typename T>
 void conv2d_backward_weight_flat(const ConvGeom& g, const T* dy, const T* x, T* dw, int team) {
-  using V = typename Vec<T>::type;
   constexpr int L = kVecBytes / int(sizeof(T));
   constexpr int BK = 4, BJ = 6;
   constexpr index_t DT = 2048 / index_t(sizeof(T));  // depth slice: BK rows of D in 8 KiB
@@ -1023,32 +1035,10 @@ void conv2d_backward_weight_flat(const ConvGeom& g, const T* dy, const T* x, T* 
         const index_t d1 = std::min(used, d0 + DT);
         for (index_t kb = 0; kb < kp; kb += BK)
           for (index_t jb = 0; jb < jp; jb += BJ) {
-            V acc[BK][BJ];
-            V* slot = reinterpret_cast<V*>(part + (kb * jp + jb * BK) * L);
-#pragma GCC unroll 4
-            for (int i = 0; i < BK; ++i)
-#pragma GCC unroll 6
-              for (int j = 0; j < BJ; ++j) acc[i][j] = slot[i * BJ + j];
-            const T* xs[BJ];
-#pragma GCC unroll 6
-            for (int j = 0; j < BJ; ++j) xs[j] = xb + off[jb + j];
-            const T* ds = db + kb * depth;
-            for (index_t d = d0; d < d1; d += L) {
-              V a[BK];
-#pragma GCC unroll 4
-              for (int i = 0; i < BK; ++i) a[i] = *reinterpret_cast<const V*>(ds + i * depth + d);
-#pragma GCC unroll 6
-              for (int j = 0; j < BJ; ++j) {
-                V b;
-                std::memcpy(&b, xs[j] + d, sizeof(V));
-#pragma GCC unroll 4
-                for (int i = 0; i < BK; ++i) acc[i][j] += a[i] * b;
-              }
-            }
-#pragma GCC unroll 4
-            for (int i = 0; i < BK; ++i)
-#pragma GCC unroll 6
-              for (int j = 0; j < BJ; ++j) slot[i * BJ + j] = acc[i][j];
+            const T* taps[BJ];
+            for (int j = 0; j < BJ; ++j) taps[j] = xb + off[jb + j];
+            dot_block<T, BK, BJ>(part + (kb * jp + jb * BK) * L, db + kb * depth, depth, taps,
+                                 d0, d1);
           }
       }
     }

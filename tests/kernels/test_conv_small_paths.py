@@ -49,38 +49,45 @@ STRIDED_POINTWISE = [((3, 16, 28, 28), (32, 16, 1, 1), 2, 0), ((2, 3, 29, 31), (
 KVEC = [((2, 3, 67, 67), (96, 3, 11, 11), 4, 2), ((3, 1, 28, 28), (32, 1, 4, 4), 2, 1),
         ((2, 3, 17, 19), (40, 3, 3, 3), 2, 1), ((2, 4, 9, 10), (64, 4, 5, 5), 3, 0),
         ((1, 2, 30, 29), (33, 2, 3, 2), (2, 3), (0, 2))]
+# dilation 2 on the flat forward (few filters), the flat weight gradient and the
+# filters-as-vectors forward
+DILATED = [(((2, 3, 10, 10), (3, 3, 3, 3), 1, 1, 2), ("forward",)),
+           (((3, 16, 11, 12), (32, 16, 3, 3), 1, 2, 2), ("weight",)),
+           (((2, 3, 21, 20), (48, 3, 3, 3), 2, 1, 2), ("forward",))]
 FEW_PIXELS = [((150, 64, 7, 7), (40, 64, 3, 3), 1, 1), ((128, 16, 14, 14), (32, 16, 3, 3), 2, 1),
               ((3, 512, 3, 3), (48, 512, 3, 3), 1, 1)]
 
 
 def _case(geo, dt, seed=0):
-    x_shape, w_shape, stride, padding = geo
+    x_shape, w_shape, stride, padding, dilation = (*geo, 1)[:5]
     rng = np.random.default_rng(seed)
     x = rng.standard_normal(x_shape).astype(dt)
     w = (rng.standard_normal(w_shape) / np.sqrt(np.prod(w_shape[1:]))).astype(dt)
     b = rng.standard_normal(w_shape[0]).astype(dt)
-    y_shape, args = K._conv_geometry(x_shape, w_shape, stride, padding, 1)
+    y_shape, args = K._conv_geometry(x_shape, w_shape, stride, padding, dilation)
     dy = rng.standard_normal(y_shape).astype(dt)
     return x, w, b, dy, args
 
 
 def _check_all_passes(geo, dt, passes=("forward", "data", "weight")):
+    """geo: x shape, w shape, stride, padding[, dilation]."""
     x, w, b, dy, args = _case(geo, dt)
-    stride, padding = geo[2:]
+    stride, padding, dilation = (*geo, 1)[2:5]
     if "forward" in passes:
-        y = K.conv2d_forward(x, w, b, stride, padding, backend="native")
+        y = K.conv2d_forward(x, w, b, stride, padding, dilation, backend="native")
         expected = np.empty(y.shape)
         ref.conv2d_forward(x, w, b, expected, *args)
         assert_close(y, expected, dt, "forward", scale=3)
-        y = K.conv2d_act_forward(x, w, b, stride, padding, 1, "tanh", backend="native")
+        y = K.conv2d_act_forward(x, w, b, stride, padding, dilation, "tanh", backend="native")
         assert_close(y, np.tanh(expected), dt, "forward + tanh", scale=3)
     if "data" in passes:
-        dx = K.conv2d_backward_data(dy, w, x.shape, stride, padding, backend="native")
+        dx = K.conv2d_backward_data(dy, w, x.shape, stride, padding, dilation, backend="native")
         expected = np.empty(x.shape)
         ref.conv2d_backward_data(dy, w, expected, *args)
         assert_close(dx, expected, dt, "data gradient", scale=3)
     if "weight" in passes:
-        dw = K.conv2d_backward_weight(dy, x, w.shape, stride, padding, backend="native")
+        dw = K.conv2d_backward_weight(dy, x, w.shape, stride, padding, dilation,
+                                      backend="native")
         expected = np.empty(w.shape)
         ref.conv2d_backward_weight(dy, x, expected, *args)
         assert_close(dw, expected, dt, "weight gradient", scale=10)
@@ -121,18 +128,6 @@ def test_flat_weight_gradient_on_several_threads(threads):
         cn.set_num_threads(previous)
 
 
-def test_flat_weight_gradient_with_dilation():
-    x_shape, w_shape = (3, 16, 11, 12), (32, 16, 3, 3)
-    rng = np.random.default_rng(3)
-    x = rng.standard_normal(x_shape)
-    y_shape, args = K._conv_geometry(x_shape, w_shape, 1, 2, 2)
-    dy = rng.standard_normal(y_shape)
-    dw = K.conv2d_backward_weight(dy, x, w_shape, 1, 2, 2, backend="native")
-    expected = np.empty(w_shape)
-    ref.conv2d_backward_weight(dy, x, expected, *args)
-    assert_close(dw, expected, np.float64, "dilated weight gradient")
-
-
 @pytest.mark.parametrize("dt", [np.float32, np.float64])
 @pytest.mark.parametrize("geo", STRIDED_POINTWISE)
 def test_strided_pointwise_convolution(geo, dt):
@@ -145,26 +140,9 @@ def test_filters_as_vectors_forward(geo, dt):
     _check_all_passes(geo, dt, ("forward",))
 
 
-def test_filters_as_vectors_with_dilation():
-    x_shape, w_shape = (2, 3, 21, 20), (48, 3, 3, 3)
-    rng = np.random.default_rng(4)
-    x, w = rng.standard_normal(x_shape), rng.standard_normal(w_shape)
-    y = K.conv2d_forward(x, w, None, 2, 1, 2, backend="native")
-    _, args = K._conv_geometry(x_shape, w_shape, 2, 1, 2)
-    expected = np.empty(y.shape)
-    ref.conv2d_forward(x, w, None, expected, *args)
-    assert_close(y, expected, np.float64, "dilated strided forward")
-
-
-def test_flat_path_with_dilation():
-    x_shape, w_shape = (2, 3, 10, 10), (3, 3, 3, 3)
-    rng = np.random.default_rng(2)
-    x, w = rng.standard_normal(x_shape), rng.standard_normal(w_shape)
-    y = K.conv2d_forward(x, w, None, 1, 1, 2, backend="native")
-    _, args = K._conv_geometry(x_shape, w_shape, 1, 1, 2)
-    expected = np.empty(y.shape)
-    ref.conv2d_forward(x, w, None, expected, *args)
-    assert_close(y, expected, np.float64, "dilated forward")
+@pytest.mark.parametrize("geo, passes", DILATED)
+def test_dilated_paths(geo, passes):
+    _check_all_passes(geo, np.float64, passes)
 
 
 @pytest.mark.parametrize("dt", [np.float32, np.float64])

@@ -123,6 +123,9 @@ void avg_pool2d_forward(const PoolGeom& g, const T* x, T* y, bool count_include_
   const index_t planes = g.N * g.C, in_plane = g.H * g.W, out_plane = g.P * g.Q;
   const Span rows(g.P, g.H, g.kh, g.sh, g.ph), cols(g.Q, g.W, g.kw, g.sw, g.pw);
   const std::vector<T> inv = avg_scales<T>(g, rows, cols, count_include_pad);
+  // Every window inside its row (no padding, none clipped): the row sums vectorise across
+  // windows. LeNet's 2x2/2 pooling spent 16% of a training step in the scalar window loop.
+  const bool inside = g.pw == 0 && (g.Q - 1) * g.sw + g.kw <= g.W;
 #pragma omp parallel num_threads(pool_threads(g))
   {
     // Window sums are separable: first along each input row, then down the columns.
@@ -134,6 +137,15 @@ void avg_pool2d_forward(const PoolGeom& g, const T* x, T* y, bool count_include_
       for (index_t h = 0; h < g.H; ++h) {
         const T* row = xp + h * g.W;
         T* rs = row_sums.data() + h * g.Q;
+        if (inside) {  // the same sums in the same order, a vector of windows at a time
+          for (index_t q = 0; q < g.Q; ++q) rs[q] = T(0);
+          for (index_t j = 0; j < g.kw; ++j) {
+            const T* src = row + j;
+#pragma omp simd
+            for (index_t q = 0; q < g.Q; ++q) rs[q] += src[q * g.sw];
+          }
+          continue;
+        }
         for (index_t q = 0; q < g.Q; ++q) {
           T sum = T(0);
           for (index_t w = cols.lo[q]; w < cols.hi[q]; ++w) sum += row[w];
@@ -162,6 +174,9 @@ void avg_pool2d_backward(const PoolGeom& g, const T* dy, T* dx, bool count_inclu
   const index_t planes = g.N * g.C, in_plane = g.H * g.W, out_plane = g.P * g.Q;
   const Span rows(g.P, g.H, g.kh, g.sh, g.ph), cols(g.Q, g.W, g.kw, g.sw, g.pw);
   const std::vector<T> inv = avg_scales<T>(g, rows, cols, count_include_pad);
+  // As in the forward pass; a pixel in at most two windows gets the same two additions
+  // (0 + a + b either way round), so the result is the scalar loop's bit for bit.
+  const bool inside = g.pw == 0 && (g.Q - 1) * g.sw + g.kw <= g.W && g.kw <= 2 * g.sw;
 #pragma omp parallel num_threads(pool_threads(g))
   {
     // The transpose of the forward pass: spread down the rows, then along each row.
@@ -184,6 +199,14 @@ void avg_pool2d_backward(const PoolGeom& g, const T* dy, T* dx, bool count_inclu
       for (index_t h = 0; h < g.H; ++h) {
         T* row = dxp + h * g.W;
         const T* sh = share.data() + h * g.Q;
+        if (inside) {
+          for (index_t j = 0; j < g.kw; ++j) {
+            T* dst = row + j;
+#pragma omp simd
+            for (index_t q = 0; q < g.Q; ++q) dst[q * g.sw] += sh[q];
+          }
+          continue;
+        }
         for (index_t q = 0; q < g.Q; ++q) {
           const T v = sh[q];
           for (index_t w = cols.lo[q]; w < cols.hi[q]; ++w) row[w] += v;

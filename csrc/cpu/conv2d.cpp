@@ -348,33 +348,107 @@ void conv2d_forward_direct(const ConvGeom& g, const T* x, const T* w, const Epil
   }
 }
 
-// Stride 1 with few filters, without an im2col matrix: the image is copied once into a
-// zero-padded buffer of rows Wp = Q + (S-1)*dw wide, read as one flat row. Output position
-// i = p*Wp + q then reads tap (c, r, s) at xpad[c][i + r*dh*Wp + s*dw]: for a vector of
-// consecutive i, a contiguous load, so the register-tiled product streams the padded image
-// itself. The Wp - Q positions per row past the output are computed and dropped. For
-// LeNet's layers (rows of 10-32 values) building the im2col matrix cost more than its
-// multiply-adds.
+// The flat layout of the image for the flat paths: each channel zero-padded and split into
+// sh*sw phase planes of Hp x Wp, plane (a, b) holding the padded pixels (u*sh + a, v*sw + b),
+// so that output position i = p*Wp + q reads tap (c, r, s) at one offset from i in one
+// plane: a vector of consecutive outputs is a contiguous load, strided or not. With stride
+// 1 there is one plane, the padded image itself. The Wp - Q positions per row past the
+// output (and the rows past P) are computed and dropped.
+struct FlatLayout {
+  index_t Hp, Wp, plane;  // one phase plane
+  index_t phases;         // sh*sw planes per channel
+  index_t reach;          // the furthest tap's offset inside a plane
+};
+
+FlatLayout flat_layout(const ConvGeom& g) {
+  FlatLayout f;
+  f.Hp = g.P + (g.R - 1) * g.dh / g.sh;
+  f.Wp = g.Q + (g.S - 1) * g.dw / g.sw;
+  f.plane = f.Hp * f.Wp;
+  f.phases = g.sh * g.sw;
+  f.reach = (g.R - 1) * g.dh / g.sh * f.Wp + (g.S - 1) * g.dw / g.sw;
+  return f;
+}
+
+// Where tap (c, r, s) starts, with `stride` between the phase planes of one channel and
+// the next phase (images of a chunk lie end to end inside each); `count` >= C*R*S entries,
+// the padding taps past C*R*S reading plane 0 (their products are dropped).
+std::vector<index_t> flat_offsets(const ConvGeom& g, const FlatLayout& f, index_t stride,
+                                  index_t count) {
+  std::vector<index_t> off(count, 0);
+  for (index_t c = 0; c < g.C; ++c)
+    for (index_t r = 0; r < g.R; ++r)
+      for (index_t t = 0; t < g.S; ++t) {
+        const index_t er = r * g.dh, es = t * g.dw;
+        const index_t phase = c * f.phases + er % g.sh * g.sw + es % g.sw;
+        off[(c * g.R + r) * g.S + t] = phase * stride + er / g.sh * f.Wp + es / g.sw;
+      }
+  return off;
+}
+
+// Copies image xn (C,H,W) into its phase planes, plane k of it at dst + k*stride. Only the
+// positions that hold input pixels are written: the zeros around them stay.
+template <typename T>
+void flat_copy_image(const ConvGeom& g, const FlatLayout& f, const T* xn, T* dst,
+                     index_t stride) {
+  for (index_t c = 0; c < g.C; ++c)
+    for (index_t a = 0; a < g.sh; ++a)
+      for (index_t b = 0; b < g.sw; ++b) {
+        T* plane = dst + (c * f.phases + a * g.sw + b) * stride;
+        // columns v with w = v*sw + b - pw in [0, W)
+        const index_t v0 = g.pw > b ? ceil_div(g.pw - b, g.sw) : 0;
+        const index_t v1 = std::min<index_t>(f.Wp, ceil_div(g.W + g.pw - b, g.sw));
+        if (v0 >= v1) continue;
+        for (index_t u = 0; u < f.Hp; ++u) {
+          const index_t h = u * g.sh + a - g.ph;
+          if (h < 0 || h >= g.H) continue;
+          const T* src = xn + (c * g.H + h) * g.W + v0 * g.sw + b - g.pw;
+          T* out = plane + u * f.Wp + v0;
+          if (g.sw == 1)
+            std::memcpy(out, src, sizeof(T) * (v1 - v0));
+          else
+            for (index_t v = 0; v < v1 - v0; ++v) out[v] = src[v * g.sw];
+        }
+      }
+}
+
+// Images per chunk of the flat forward pass: on small planes one image leaves most of its
+// last vectors of outputs empty (ResNet's 7x7 planes: 49 outputs in 96 positions), so
+// images go end to end. Cost model: positions per thread; ties go to the smaller chunk.
+index_t flat_chunk(const ConvGeom& g, const FlatLayout& f, index_t block, int team,
+                   std::size_t elem) {
+  const index_t cap = std::max<index_t>(
+      1, index_t((std::size_t(256) << 10) / (g.C * f.phases * f.plane * elem)));
+  index_t best = 1, best_cost = -1;
+  for (index_t b = 1; b <= std::min(cap, g.N); ++b) {
+    const index_t rounds = ceil_div(ceil_div(g.N, b), index_t(team));
+    const index_t cost = rounds * round_up((b - 1) * f.plane + g.P * f.Wp, block);
+    if (best_cost < 0 || cost < best_cost) best = b, best_cost = cost;
+  }
+  return best;
+}
+
+// Forward pass on the flat layout, without an im2col matrix: for a chunk of images, the
+// register-tiled product streams the phase planes themselves (BK filters x NV vectors of
+// output positions), through a buffer of BK output rows. For LeNet's layers (rows of 10-32
+// values) building the im2col matrix cost more than its multiply-adds.
 template <typename T, int BK, int NV>
 void conv2d_forward_flat(const ConvGeom& g, const T* x, const T* w, const Epilogue<T>& ep,
                          T* y, int team) {
   using V = typename Vec<T>::type;
   constexpr int L = kVecBytes / int(sizeof(T));
   constexpr int NB = NV * L;
-  const index_t Wp = g.Q + (g.S - 1) * g.dw, Hp = g.P + (g.R - 1) * g.dh;
-  const index_t plane_p = Hp * Wp, out_len = round_up(g.P * Wp, NB), crs = g.crs();
-  // the last vector of garbage positions may read up to a row and a vector past a plane
-  const index_t buf_len = g.C * plane_p + out_len + (g.R - 1) * g.dh * Wp + (g.S - 1) * g.dw;
+  const FlatLayout f = flat_layout(g);
+  const index_t chunk = flat_chunk(g, f, NB, team, sizeof(T));
+  const index_t stride = chunk * f.plane, crs = g.crs();
+  const index_t out_len = round_up((chunk - 1) * f.plane + g.P * f.Wp, NB);
+  // the last vector of dropped positions reads up to `reach` past the last plane
+  const index_t buf_len = (g.C * f.phases - 1) * stride + out_len + f.reach;
   const index_t kp = round_up(g.K, BK);
   std::vector<T> wp(static_cast<size_t>(kp) * crs, T(0));  // filters padded to the tile
   std::copy(w, w + g.K * crs, wp.begin());
-  std::vector<index_t> off(crs);  // where tap (c, r, s) starts in the padded image
-  for (index_t c = 0; c < g.C; ++c)
-    for (index_t r = 0; r < g.R; ++r)
-      for (index_t t = 0; t < g.S; ++t)
-        off[(c * g.R + r) * g.S + t] = c * plane_p + r * g.dh * Wp + t * g.dw;
-  // rows/columns of the padded image that hold input values (padding may be negative)
-  const index_t u0 = std::max<index_t>(0, g.pw), u1 = std::min<index_t>(Wp, g.W + g.pw);
+  const std::vector<index_t> off = flat_offsets(g, f, stride, crs);
+  const index_t chunks = ceil_div(g.N, chunk);
 #pragma omp parallel num_threads(team)
   {
     FlushToZero ftz_worker;
@@ -383,19 +457,13 @@ void conv2d_forward_flat(const ConvGeom& g, const T* x, const T* w, const Epilog
     out_buf.resize(BK * out_len);
     T* xpad = pad_buf.data();
     T* ybuf = out_buf.data();
-    std::fill(xpad, xpad + buf_len, T(0));  // the border stays zero for every image
+    std::fill(xpad, xpad + buf_len, T(0));  // the borders stay zero for every image
 #pragma omp for schedule(static)
-    for (index_t n = 0; n < g.N; ++n) {
-      const T* xn = x + n * g.C * g.H * g.W;
-      if (u0 < u1)
-        for (index_t c = 0; c < g.C; ++c)
-          for (index_t t = 0; t < Hp; ++t) {
-            const index_t h = t - g.ph;
-            if (h < 0 || h >= g.H) continue;
-            std::memcpy(xpad + c * plane_p + t * Wp + u0, xn + (c * g.H + h) * g.W + u0 - g.pw,
-                        sizeof(T) * (u1 - u0));
-          }
-      T* yn = y + n * g.K * g.P * g.Q;
+    for (index_t ci = 0; ci < chunks; ++ci) {
+      const index_t n0 = ci * chunk, nb = std::min(chunk, g.N - n0);
+      // a short last chunk leaves earlier images in its tail: their outputs are dropped
+      for (index_t j = 0; j < nb; ++j)
+        flat_copy_image(g, f, x + (n0 + j) * g.C * g.H * g.W, xpad + j * f.plane, stride);
       for (index_t kb = 0; kb < kp; kb += BK) {
         const T* wk = wp.data() + kb * crs;
         for (index_t d = 0; d < out_len; d += NB) {
@@ -426,10 +494,13 @@ void conv2d_forward_flat(const ConvGeom& g, const T* x, const T* w, const Epilog
               std::memcpy(ybuf + i * out_len + d + j * L, &r, sizeof(V));
             }
         }
-        for (int i = 0; i < BK && kb + i < g.K; ++i)
-          for (index_t p = 0; p < g.P; ++p)
-            std::memcpy(yn + ((kb + i) * g.P + p) * g.Q, ybuf + i * out_len + p * Wp,
-                        sizeof(T) * g.Q);
+        for (index_t j = 0; j < nb; ++j) {
+          T* yn = y + (n0 + j) * g.K * g.P * g.Q;
+          for (int i = 0; i < BK && kb + i < g.K; ++i)
+            for (index_t p = 0; p < g.P; ++p)
+              std::memcpy(yn + ((kb + i) * g.P + p) * g.Q,
+                          ybuf + i * out_len + j * f.plane + p * f.Wp, sizeof(T) * g.Q);
+        }
       }
     }
   }
@@ -437,16 +508,18 @@ void conv2d_forward_flat(const ConvGeom& g, const T* x, const T* w, const Epilog
 
 }  // namespace
 
-// Stride 1, a padded image that stays in cache and rows that are at least half output:
-// measured on LeNet (128 images, 2 threads' worth of work on one), C1 forward 1.4x, C3
-// forward 1.6-2x and C3's data gradient (a flipped convolution) 2-3x faster than im2col +
-// the direct product; on ResNet-20's 32 and 64 channels (128x32x14x14, 128x64x7x7) 3.5 ms
-// against the implicit GEMM's 14 and 8 (2 threads). Up to 128 filters, each block of 8
-// streams the padded image again from cache.
+// A padded image that stays in cache and rows that are at least half output: measured on
+// LeNet (128 images, 2 threads' worth of work on one), C1 forward 1.4x, C3 forward 1.6-2x
+// and C3's data gradient (a flipped convolution) 2-3x faster than im2col + the direct
+// product; on ResNet-20's 32 and 64 channels (128x32x14x14, 128x64x7x7) 3.5 ms against the
+// implicit GEMM's 14 and 8 (2 threads). Up to 128 filters, each block of 8 streams the
+// padded image again from cache. Strided, against the implicit GEMM (2 threads, best of 7
+// interleaved, ms): 128x16x32x32 -> 32@3x3/2 5.2 / 2.9, 128x32x16x16 -> 64 4.5 / 2.6,
+// 32x64x56x56 -> 128 35 / 23, DCGAN's 64x64x14x14 -> 128@4x4/2 7.4 / 6.4.
 bool conv2d_flat_fits(const ConvGeom& g, std::size_t elem) {
-  const index_t Wp = g.Q + (g.S - 1) * g.dw, Hp = g.P + (g.R - 1) * g.dh;
-  return g.K <= 128 && g.sh == 1 && g.sw == 1 && 2 * g.Q >= Wp &&
-         g.C * Hp * Wp * elem <= (std::size_t(1) << 20);
+  const FlatLayout f = flat_layout(g);
+  return g.K <= 128 && 2 * g.Q >= f.Wp &&
+         g.C * f.phases * f.plane * elem <= (std::size_t(1) << 20);
 }
 
 // The flat weight gradient (conv2d_backward_weight_flat) against the GEMM over im2col and
@@ -454,8 +527,15 @@ bool conv2d_flat_fits(const ConvGeom& g, std::size_t elem) {
 // (16 filters) 3.6 / - / 4.6-5.2, 128x32x14x14 (32) 4.6 / 11.9, 128x32x28x28 15.6 / 31,
 // 64x64x14x14 7.8 / 14.5, 32x64x56x56 53 / 75, VGG's 8x3x224x224 (64) 21 / 29. With few
 // channels and filters the dots keep it: LeNet's C3 128x6x14x14 (16) 2.2 / - / 1.0.
+// Strided, against the implicit GEMM / the dots (ms, same runs): 128x16x14x14 -> 32@3x3/2
+// 1.57 / 0.80, 128x32x16x16 -> 64 4.5 / 3.7, DCGAN's 64x64x14x14 -> 128@4x4/2 11.6 / 10.0;
+// with one image per chunk a wash (32x64x56x56 -> 128: 27 / 29), and stride 3 slower.
 bool conv2d_flat_weight_fits(const ConvGeom& g, std::size_t elem) {
-  return g.ph >= 0 && g.pw >= 0 && conv2d_flat_fits(g, elem) && (g.K >= 32 || g.C >= 16);
+  const FlatLayout f = flat_layout(g);
+  const std::size_t image_bytes = (g.C * f.phases + g.K) * f.plane * elem;
+  const bool strided_fits = g.sh <= 2 && g.sw <= 2 && 2 * image_bytes <= (std::size_t(768) << 10);
+  return g.ph >= 0 && g.pw >= 0 && conv2d_flat_fits(g, elem) && (g.K >= 32 || g.C >= 16) &&
+         (f.phases == 1 || strided_fits);
 }
 
 namespace {
@@ -968,11 +1048,10 @@ void conv2d_backward_weight_dots(const ConvGeom& g, const T* dy, const T* x, T* 
   sum_partials(g.K, crs, kp, jp, BK, BJ, L, team, parts.data(), part_size, dw);
 }
 
-// Weight gradient on the flat layout of conv2d_forward_flat (stride 1, no cropping): images
-// are copied into zero-padded planes of Hp x Wp, and dy into planes of the same shape whose
-// positions past the output (columns >= Q, rows >= P) are zero. With a chunk of images laid
-// end to end per channel, dW[k][c,r,s] = sum_i D[k][i] * X[c][i + r*dh*Wp + s*dw] over the
-// whole chunk: one long dot product per (filter, tap), no im2col matrix. An output position
+// Weight gradient on the flat layout of conv2d_forward_flat (no cropping): images are copied
+// into their phase planes of Hp x Wp, and dy into planes of the same shape whose positions
+// past the output (columns >= Q, rows >= P) are zero. With a chunk of images laid end to end
+// in each plane, dW[k][c,r,s] = sum_i D[k][i] * X[c][i + off(r,s)] over the whole chunk: one long dot product per (filter, tap), no im2col matrix. An output position
 // never reads past its own padded plane; the positions that do meet a zero in D. Register
 // tile: BK filters x BJ taps of vector partial sums, over depth slices that keep BK rows of
 // D in L1; each thread takes its own images and sums into its own partials.
@@ -981,21 +1060,16 @@ void conv2d_backward_weight_flat(const ConvGeom& g, const T* dy, const T* x, T* 
   constexpr int L = kVecBytes / int(sizeof(T));
   constexpr int BK = 4, BJ = 6;
   constexpr index_t DT = 2048 / index_t(sizeof(T));  // depth slice: BK rows of D in 8 KiB
-  const index_t Wp = g.Q + (g.S - 1) * g.dw, Hp = g.P + (g.R - 1) * g.dh;
-  const index_t plane_p = Hp * Wp, crs = g.crs();
+  const FlatLayout f = flat_layout(g);
+  const index_t crs = g.crs();
   const index_t kp = round_up(g.K, BK), jp = round_up(crs, BJ);
   // images per chunk: a chunk's X and D within ~768 KiB (L2)
-  const index_t per_image = (g.C + g.K) * plane_p * index_t(sizeof(T));
+  const index_t per_image = (g.C * f.phases + g.K) * f.plane * index_t(sizeof(T));
   const index_t chunk = std::max<index_t>(
       1, std::min<index_t>(ceil_div(g.N, team), (index_t(768) << 10) / per_image));
-  const index_t depth = round_up(chunk * plane_p, L);
-  const index_t reach = (g.R - 1) * g.dh * Wp + (g.S - 1) * g.dw;  // the furthest tap
-  const index_t x_stride = round_up(depth + reach, L);
-  std::vector<index_t> off(jp, 0);  // padding taps (j >= crs) read channel 0: dropped
-  for (index_t c = 0; c < g.C; ++c)
-    for (index_t r = 0; r < g.R; ++r)
-      for (index_t t = 0; t < g.S; ++t)
-        off[(c * g.R + r) * g.S + t] = c * x_stride + r * g.dh * Wp + t * g.dw;
+  const index_t depth = round_up(chunk * f.plane, L);
+  const index_t x_stride = round_up(depth + f.reach, L);
+  const std::vector<index_t> off = flat_offsets(g, f, x_stride, jp);
   const index_t part_size = kp * jp * L;
   Scratch<T> parts(static_cast<size_t>(team) * part_size);
 #pragma omp parallel num_threads(team)
@@ -1005,32 +1079,28 @@ void conv2d_backward_weight_flat(const ConvGeom& g, const T* dy, const T* x, T* 
     T* part = parts.data() + th * part_size;
     std::fill(part, part + part_size, T(0));
     static thread_local Scratch<T> x_buf, d_buf;
-    x_buf.resize(g.C * x_stride);
+    x_buf.resize(g.C * f.phases * x_stride);
     d_buf.resize(kp * depth);
     T* xb = x_buf.data();
     T* db = d_buf.data();
     // Borders, gaps and tails stay zero from here on: only the interiors are rewritten.
-    std::fill(xb, xb + g.C * x_stride, T(0));
+    std::fill(xb, xb + g.C * f.phases * x_stride, T(0));
     std::fill(db, db + kp * depth, T(0));
     const index_t n_begin = g.N * th / team, n_end = g.N * (th + 1) / team;
     for (index_t n0 = n_begin; n0 < n_end; n0 += chunk) {
       const index_t nb = std::min(chunk, n_end - n0);
       for (index_t j = 0; j < nb; ++j) {
-        const T* xn = x + (n0 + j) * g.C * g.H * g.W;
         const T* dn = dy + (n0 + j) * g.K * g.P * g.Q;
-        for (index_t c = 0; c < g.C; ++c)
-          for (index_t h = 0; h < g.H; ++h)
-            std::memcpy(xb + c * x_stride + j * plane_p + (h + g.ph) * Wp + g.pw,
-                        xn + (c * g.H + h) * g.W, sizeof(T) * g.W);
+        flat_copy_image(g, f, x + (n0 + j) * g.C * g.H * g.W, xb + j * f.plane, x_stride);
         for (index_t k = 0; k < g.K; ++k)
           for (index_t p = 0; p < g.P; ++p)
-            std::memcpy(db + k * depth + j * plane_p + p * Wp, dn + (k * g.P + p) * g.Q,
+            std::memcpy(db + k * depth + j * f.plane + p * f.Wp, dn + (k * g.P + p) * g.Q,
                         sizeof(T) * g.Q);
       }
       if (nb < chunk)  // a shorter last chunk: D must not keep the previous chunk's images
         for (index_t k = 0; k < g.K; ++k)
-          std::fill(db + k * depth + nb * plane_p, db + (k + 1) * depth, T(0));
-      const index_t used = round_up(nb * plane_p, L);
+          std::fill(db + k * depth + nb * f.plane, db + (k + 1) * depth, T(0));
+      const index_t used = round_up(nb * f.plane, L);
       for (index_t d0 = 0; d0 < used; d0 += DT) {
         const index_t d1 = std::min(used, d0 + DT);
         for (index_t kb = 0; kb < kp; kb += BK)

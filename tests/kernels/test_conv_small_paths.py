@@ -1,7 +1,8 @@
 """The native convolution's paths for small shapes, against the float64 reference: layers
 whose one window covers the whole input (LeNet's C5; plain GEMMs in all three passes),
-stride-1 layers over the flat padded image (forward and data gradient with up to 128
-filters, the weight gradient with 32 filters or 16 channels or more), the strided data
+layers over the flat padded image, split into phase planes when strided (forward and data
+gradient with up to 128 filters, the weight gradient with 32 filters or 16 channels or
+more), small planes with images end to end, the strided data
 gradient as sub-pixel convolutions or col2im (the transposed convolutions of DCGAN and the
 autoencoder), strided 1x1 layers on the subsampled image, strided layers on few channels
 with the filters as the vector dimension (AlexNet's C1), and the few-pixel forward GEMM
@@ -39,6 +40,16 @@ FLAT_WEIGHT = [((5, 16, 9, 11), (16, 16, 3, 3), 1, 1), ((7, 3, 10, 10), (33, 3, 
                ((3, 20, 6, 7), (40, 20, 2, 3), 1, "same"), ((9, 32, 14, 14), (32, 32, 3, 3), 1, 1),
                ((130, 17, 5, 5), (36, 17, 3, 3), 1, 2), ((2, 64, 7, 7), (64, 64, 3, 3), 1, 1),
                ((3, 1, 12, 12), (48, 1, 5, 5), 1, 0)]
+# strided, up to 128 filters: the flat product over the image split into its stride phases
+# (forward; the weight gradient at strides up to 2), odd sizes, uneven strides and padding,
+# dilation with a stride, 4x4/2 (DCGAN); and stride-1 layers on small planes, whose images go
+# end to end in chunks (the last one short)
+STRIDED_FLAT = [((3, 16, 14, 14), (32, 16, 3, 3), 2, 1), ((5, 8, 13, 11), (40, 8, 3, 3), 2, 0),
+                ((2, 64, 14, 14), (128, 64, 4, 4), 2, 1),
+                ((3, 8, 12, 17), (36, 8, 3, 5), (2, 3), (1, 2)),
+                ((2, 16, 15, 15), (33, 16, 3, 3), 3, 1), ((3, 20, 17, 16), (32, 20, 3, 3), 2, 2, 2),
+                ((37, 32, 7, 7), (64, 32, 2, 2), 1, 1), ((11, 128, 7, 7), (64, 128, 2, 2), 1, 0),
+                ((9, 12, 5, 6), (20, 12, 3, 3), 1, 1)]
 # 1x1, strided, no padding: subsampled once, then the stride-1 1x1 convolution
 STRIDED_POINTWISE = [((3, 16, 28, 28), (32, 16, 1, 1), 2, 0), ((2, 3, 29, 31), (8, 3, 1, 1), 3, 0),
                      ((2, 5, 9, 10), (7, 5, 1, 1), (2, 3), 0), ((2, 4, 1, 9), (6, 4, 1, 1), 2, 0),
@@ -126,6 +137,12 @@ def test_flat_weight_gradient_on_several_threads(threads):
         _check_all_passes(((37, 16, 11, 10), (40, 16, 3, 3), 1, 1), np.float32, ("weight",))
     finally:
         cn.set_num_threads(previous)
+
+
+@pytest.mark.parametrize("dt", [np.float32, np.float64])
+@pytest.mark.parametrize("geo", STRIDED_FLAT)
+def test_flat_phase_planes_and_image_chunks(geo, dt):
+    _check_all_passes(geo, dt)
 
 
 @pytest.mark.parametrize("dt", [np.float32, np.float64])

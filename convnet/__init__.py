@@ -11,7 +11,19 @@ from __future__ import annotations
 
 import os
 
-from . import amp, cuda, data, functional, kernels, memory, models, nn, optim, utils
+from . import (
+    _allocator,  # noqa: F401 - first: importing it tunes malloc before any large array
+    amp,
+    cuda,
+    data,
+    functional,
+    kernels,
+    memory,
+    models,
+    nn,
+    optim,
+    utils,
+)
 from ._dtypes import (
     bfloat16,
     device,

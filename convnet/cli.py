@@ -37,6 +37,7 @@ def cmd_info(args) -> int:
             version = "not installed"
         print(f"{mod} {version}")
     print(f"threads {cn.get_num_threads()}")
+    print(f"malloc {cn._allocator.malloc_state()}")
     native = cn.kernels._registry.get("native")
     print(f"cpu SIMD level (native build) {native.simd_level() if native else '-'}")
     print(f"cpu 16-bit kernels {_sixteen_bit_paths(native)}")

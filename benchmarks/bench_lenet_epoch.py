@@ -1,6 +1,6 @@
 """Training epochs on Fashion-MNIST: convnet against PyTorch CPU, side by side.
 
-    python benchmarks/bench_lenet_epoch.py [--model lenet|resnet20|all] [--epochs 2]
+    python benchmarks/bench_lenet_epoch.py [--model lenet|resnet20|all] [--epochs 3]
                                            [--limit N] [--data DIR]
 
 Same model, data, batch size (128) and optimizer (Adam 1e-3) on both sides:
@@ -17,8 +17,9 @@ Same model, data, batch size (128) and optimizer (Adam 1e-3) on both sides:
 
 Both sides include their input pipeline: convnet's DataLoader (shuffling, normalising,
 prefetching) and, for PyTorch, the same batches cut from the same normalised NumPy array.
-Prints the median epoch time of each and the ratio (torch / convnet: above 1 means convnet
-is faster).
+Epochs alternate between the two (the shared machine's load drifts over minutes). Prints
+the median epoch time of each and the ratio (torch / convnet: above 1 means convnet is
+faster).
 """
 
 from __future__ import annotations
@@ -78,7 +79,8 @@ def build(name, framework):
     return resnet20(num_classes=10, in_channels=1)
 
 
-def convnet_epochs(name, epochs, data, seed, limit):
+def convnet_epoch_runner(name, data, seed, limit):
+    """A function that trains one more epoch of convnet's model and returns its seconds."""
     import convnet as cn
     from convnet.data import fashion_mnist_loaders
     from convnet.train import fit
@@ -87,13 +89,18 @@ def convnet_epochs(name, epochs, data, seed, limit):
     train, _, _, info = fashion_mnist_loaders(root=data, batch_size=128, val_fraction=0.0,
                                               seed=seed, limit=limit or None)
     model = build(name, cn)
-    history = fit(model, train, None, epochs=epochs,
-                  optimizer=cn.optim.Adam(model.parameters(), lr=1e-3), progress=False,
-                  log=lambda s: None)
-    return history["epoch_seconds"], info, sum(p.numel() for p in model.parameters())
+    optimizer = cn.optim.Adam(model.parameters(), lr=1e-3)
+
+    def epoch():
+        history = fit(model, train, None, epochs=1, optimizer=optimizer, progress=False,
+                      log=lambda s: None)
+        return history["epoch_seconds"][0]
+
+    return epoch, info, sum(p.numel() for p in model.parameters())
 
 
-def torch_epochs(name, epochs, data, seed, limit):
+def torch_epoch_runner(name, data, seed, limit):
+    """The same for PyTorch: one more epoch over the same normalised images per call."""
     import torch
 
     import convnet as cn
@@ -110,8 +117,8 @@ def torch_epochs(name, epochs, data, seed, limit):
     model.train()
     opt = torch.optim.Adam(model.parameters(), lr=1e-3)
     rng = np.random.default_rng(seed)
-    seconds = []
-    for _ in range(epochs):
+
+    def epoch():
         t0 = time.perf_counter()
         order = rng.permutation(len(x_all))
         for start in range(0, len(order), 128):
@@ -120,14 +127,15 @@ def torch_epochs(name, epochs, data, seed, limit):
             opt.zero_grad()
             torch.nn.functional.cross_entropy(model(x), y).backward()
             opt.step()
-        seconds.append(time.perf_counter() - t0)
-    return seconds, sum(p.numel() for p in model.parameters())
+        return time.perf_counter() - t0
+
+    return epoch, sum(p.numel() for p in model.parameters())
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", choices=["lenet", "resnet20", "all"], default="lenet")
-    parser.add_argument("--epochs", type=int, default=2)
+    parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--limit", type=int, default=None,
                         help="first N training images (0: all; default: all for lenet, "
                              "5120 for resnet20)")
@@ -138,11 +146,18 @@ def main(argv=None):
 
     for name in (["lenet", "resnet20"] if args.model == "all" else [args.model]):
         limit = DEFAULT_LIMIT[name] if args.limit is None else args.limit
-        ours, info, n_ours = convnet_epochs(name, args.epochs, args.data, args.seed, limit)
-        time.sleep(0.2)
-        theirs, n_theirs = torch_epochs(name, args.epochs, args.data, args.seed, limit)
+        our_epoch, info, n_ours = convnet_epoch_runner(name, args.data, args.seed, limit)
+        their_epoch, n_theirs = torch_epoch_runner(name, args.data, args.seed, limit)
         if n_ours != n_theirs:
             raise RuntimeError(f"{name}: {n_ours} parameters in convnet, {n_theirs} in torch")
+        # Epochs alternate, so that a change in the shared machine's load over the minutes
+        # of the run hits both sides alike; the pauses let one library's threads settle.
+        ours, theirs = [], []
+        for _ in range(args.epochs):
+            ours.append(our_epoch())
+            time.sleep(0.2)
+            theirs.append(their_epoch())
+            time.sleep(0.2)
         t_ours, t_torch = float(np.median(ours)), float(np.median(theirs))
         print(f"{name} ({n_ours} parameters), data: {info['source']}, {info['n_train']} "
               f"training images, batch 128, Adam 1e-3, {cn.get_num_threads()} threads")

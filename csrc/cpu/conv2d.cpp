@@ -415,17 +415,38 @@ void flat_copy_image(const ConvGeom& g, const FlatLayout& f, const T* xn, T* dst
 // Images per chunk of the flat forward pass: on small planes one image leaves most of its
 // last vectors of outputs empty (ResNet's 7x7 planes: 49 outputs in 96 positions), so
 // images go end to end. Cost model: positions per thread; ties go to the smaller chunk.
-index_t flat_chunk(const ConvGeom& g, const FlatLayout& f, index_t block, int team,
-                   std::size_t elem) {
-  const index_t cap = std::max<index_t>(
-      1, index_t((std::size_t(256) << 10) / (g.C * f.phases * f.plane * elem)));
+index_t flat_chunk(index_t images, index_t plane, index_t span, std::size_t image_bytes,
+                   index_t block, int team) {
+  const index_t cap =
+      std::max<index_t>(1, index_t((std::size_t(256) << 10) / std::max<std::size_t>(1, image_bytes)));
   index_t best = 1, best_cost = -1;
-  for (index_t b = 1; b <= std::min(cap, g.N); ++b) {
-    const index_t rounds = ceil_div(ceil_div(g.N, b), index_t(team));
-    const index_t cost = rounds * round_up((b - 1) * f.plane + g.P * f.Wp, block);
+  for (index_t b = 1; b <= std::min(cap, images); ++b) {
+    const index_t rounds = ceil_div(ceil_div(images, b), index_t(team));
+    const index_t cost = rounds * round_up((b - 1) * plane + span, block);
     if (best_cost < 0 || cost < best_cost) best = b, best_cost = cost;
   }
   return best;
+}
+
+// The register tile of the flat paths: adds to acc the products of BK filter rows (wk,
+// w_stride apart) and NV vectors of positions from base, over the taps at off[0..taps).
+template <typename T, int BK, int NV>
+inline void flat_tile(const T* base, const index_t* off, index_t taps, const T* wk,
+                      index_t w_stride, typename Vec<T>::type (&acc)[BK][NV]) {
+  using V = typename Vec<T>::type;
+  constexpr int L = kVecBytes / int(sizeof(T));
+  for (index_t t = 0; t < taps; ++t) {
+    const T* src = base + off[t];
+    V bv[NV];
+#pragma GCC unroll 4
+    for (int j = 0; j < NV; ++j) std::memcpy(&bv[j], src + j * L, sizeof(V));
+#pragma GCC unroll 8
+    for (int i = 0; i < BK; ++i) {
+      const V a = wk[i * w_stride + t] - V{};
+#pragma GCC unroll 4
+      for (int j = 0; j < NV; ++j) acc[i][j] += a * bv[j];
+    }
+  }
 }
 
 // Forward pass on the flat layout, without an im2col matrix: for a chunk of images, the
@@ -439,7 +460,8 @@ void conv2d_forward_flat(const ConvGeom& g, const T* x, const T* w, const Epilog
   constexpr int L = kVecBytes / int(sizeof(T));
   constexpr int NB = NV * L;
   const FlatLayout f = flat_layout(g);
-  const index_t chunk = flat_chunk(g, f, NB, team, sizeof(T));
+  const index_t chunk = flat_chunk(g.N, f.plane, g.P * f.Wp, g.C * f.phases * f.plane * sizeof(T),
+                                   NB, team);
   const index_t stride = chunk * f.plane, crs = g.crs();
   const index_t out_len = round_up((chunk - 1) * f.plane + g.P * f.Wp, NB);
   // the last vector of dropped positions reads up to `reach` past the last plane
@@ -472,19 +494,7 @@ void conv2d_forward_flat(const ConvGeom& g, const T* x, const T* w, const Epilog
           for (int i = 0; i < BK; ++i)
 #pragma GCC unroll 4
             for (int j = 0; j < NV; ++j) acc[i][j] = V{};
-          const T* base = xpad + d;
-          for (index_t t = 0; t < crs; ++t) {
-            const T* src = base + off[t];
-            V bv[NV];
-#pragma GCC unroll 4
-            for (int j = 0; j < NV; ++j) std::memcpy(&bv[j], src + j * L, sizeof(V));
-#pragma GCC unroll 8
-            for (int i = 0; i < BK; ++i) {
-              const V a = wk[i * crs + t] - V{};
-#pragma GCC unroll 4
-              for (int j = 0; j < NV; ++j) acc[i][j] += a * bv[j];
-            }
-          }
+          flat_tile<T, BK, NV>(xpad + d, off.data(), crs, wk, crs, acc);
 #pragma GCC unroll 8
           for (int i = 0; i < BK; ++i)
 #pragma GCC unroll 4
@@ -861,6 +871,142 @@ void conv2d_backward_data_phases(const ConvGeom& g, const T* dy, const T* w, T* 
     }
 }
 
+// The sub-pixel convolutions of conv2d_backward_data_phases on the flat layout: all phases
+// read one zero-padded copy of a chunk of dy's images (each phase at its own offsets into
+// it) and store straight into their pixels of dx. One copy of dy instead of one per phase,
+// no phase output buffer and no second pass to spread it.
+struct SubPixel {
+  index_t a, b, m0, n0, rows, cols, jh, jw, top, left;  // top, left: its convolution's padding
+};
+
+struct SubPixelPlan {
+  std::vector<SubPixel> phases;
+  index_t top = 0, left = 0, Hp = 0, Wp = 0, rows = 0;  // common padding, plane, most rows
+};
+
+SubPixelPlan sub_pixel_plan(const ConvGeom& g) {
+  SubPixelPlan plan;
+  for (index_t a = 0; a < g.sh; ++a)
+    for (index_t b = 0; b < g.sw; ++b) {
+      SubPixel s{a, b, g.ph > a ? ceil_div(g.ph - a, g.sh) : 0,
+                 g.pw > b ? ceil_div(g.pw - b, g.sw) : 0, 0, 0,
+                 a < g.R ? ceil_div(g.R - a, g.sh) : 0, b < g.S ? ceil_div(g.S - b, g.sw) : 0, 0,
+                 0};
+      s.rows = std::max<index_t>(0, ceil_div(g.H + g.ph - a, g.sh) - s.m0);
+      s.cols = std::max<index_t>(0, ceil_div(g.W + g.pw - b, g.sw) - s.n0);
+      if (s.rows == 0 || s.cols == 0) continue;
+      s.top = s.jh - 1 - s.m0;
+      s.left = s.jw - 1 - s.n0;
+      plan.top = std::max(plan.top, s.top);
+      plan.left = std::max(plan.left, s.left);
+      plan.phases.push_back(s);
+    }
+  plan.Hp = g.P + plan.top;
+  plan.Wp = g.Q + plan.left;
+  for (const SubPixel& s : plan.phases) {
+    plan.Hp = std::max(plan.Hp, s.rows + s.jh - 1 - s.top + plan.top);
+    plan.Wp = std::max(plan.Wp, s.cols + s.jw - 1 - s.left + plan.left);
+    plan.rows = std::max(plan.rows, s.rows);
+  }
+  return plan;
+}
+
+// The padded dy of a chunk in cache, and rows that are mostly output.
+bool sub_pixel_flat_fits(const ConvGeom& g, std::size_t elem) {
+  const SubPixelPlan plan = sub_pixel_plan(g);
+  index_t cols = plan.Wp;
+  for (const SubPixel& s : plan.phases) cols = std::min(cols, s.cols);
+  return !plan.phases.empty() && 2 * cols >= plan.Wp &&
+         g.K * plan.Hp * plan.Wp * elem <= (std::size_t(1) << 20);
+}
+
+template <typename T, int BK, int NV>
+void conv2d_backward_data_sub_pixel_flat(const ConvGeom& g, const T* dy, const T* w, T* dx,
+                                         int team) {
+  using V = typename Vec<T>::type;
+  constexpr int L = kVecBytes / int(sizeof(T));
+  constexpr int NB = NV * L;
+  const SubPixelPlan plan = sub_pixel_plan(g);
+  const index_t Wp = plan.Wp, plane = plan.Hp * Wp;
+  const index_t chunk = flat_chunk(g.N, plane, plan.rows * Wp, g.K * plane * sizeof(T), NB, team);
+  const index_t stride = chunk * plane, kp = round_up(g.C, BK);
+  const index_t out_len = round_up((chunk - 1) * plane + plan.rows * Wp, NB);
+  // per phase: its filters (flipped, channels transposed, padded to the tile) and offsets
+  std::vector<std::vector<T>> filters;
+  std::vector<std::vector<index_t>> offsets;
+  index_t reach = 0;
+  for (const SubPixel& s : plan.phases) {
+    const index_t taps = g.K * s.jh * s.jw;
+    std::vector<T> sub(static_cast<size_t>(kp) * taps, T(0));
+    std::vector<index_t> off(taps);
+    for (index_t k = 0; k < g.K; ++k)
+      for (index_t j = 0; j < s.jh; ++j)
+        for (index_t i = 0; i < s.jw; ++i) {
+          const index_t t = (k * s.jh + j) * s.jw + i;
+          off[t] = k * stride + (j - s.top + plan.top) * Wp + i - s.left + plan.left;
+          reach = std::max(reach, off[t] - k * stride);
+          for (index_t c = 0; c < g.C; ++c)
+            sub[c * taps + t] =
+                w[((k * g.C + c) * g.R + s.a + (s.jh - 1 - j) * g.sh) * g.S + s.b +
+                  (s.jw - 1 - i) * g.sw];
+        }
+    filters.push_back(std::move(sub));
+    offsets.push_back(std::move(off));
+  }
+  const index_t buf_len = (g.K - 1) * stride + out_len + reach;
+  const index_t chunks = ceil_div(g.N, chunk);
+#pragma omp parallel num_threads(team)
+  {
+    FlushToZero ftz_worker;
+    static thread_local Scratch<T> pad_buf, out_buf;
+    pad_buf.resize(buf_len);
+    out_buf.resize(BK * out_len);
+    T* xpad = pad_buf.data();
+    T* ybuf = out_buf.data();
+    std::fill(xpad, xpad + buf_len, T(0));  // the borders stay zero for every image
+#pragma omp for schedule(static)
+    for (index_t ci = 0; ci < chunks; ++ci) {
+      const index_t n0 = ci * chunk, nb = std::min(chunk, g.N - n0);
+      for (index_t j = 0; j < nb; ++j)
+        for (index_t k = 0; k < g.K; ++k)
+          for (index_t p = 0; p < g.P; ++p)
+            std::memcpy(xpad + k * stride + j * plane + (p + plan.top) * Wp + plan.left,
+                        dy + (((n0 + j) * g.K + k) * g.P + p) * g.Q, sizeof(T) * g.Q);
+      for (size_t ph = 0; ph < plan.phases.size(); ++ph) {
+        const SubPixel& s = plan.phases[ph];
+        const index_t taps = g.K * s.jh * s.jw;
+        const index_t len = round_up((nb - 1) * plane + s.rows * Wp, NB);
+        for (index_t kb = 0; kb < kp; kb += BK) {
+          const T* wk = filters[ph].data() + kb * taps;
+          for (index_t d = 0; d < len; d += NB) {
+            V acc[BK][NV];
+#pragma GCC unroll 8
+            for (int i = 0; i < BK; ++i)
+#pragma GCC unroll 4
+              for (int j = 0; j < NV; ++j) acc[i][j] = V{};
+            if (taps > 0) flat_tile<T, BK, NV>(xpad + d, offsets[ph].data(), taps, wk, taps, acc);
+#pragma GCC unroll 8
+            for (int i = 0; i < BK; ++i)
+#pragma GCC unroll 4
+              for (int j = 0; j < NV; ++j)
+                std::memcpy(ybuf + i * out_len + d + j * L, &acc[i][j], sizeof(V));
+          }
+          // pixel (m0 + m)*sh + a - ph, (n0 + q)*sw + b - pw of each image and channel
+          for (index_t j = 0; j < nb; ++j)
+            for (int i = 0; i < BK && kb + i < g.C; ++i) {
+              T* dst = dx + ((n0 + j) * g.C + kb + i) * g.H * g.W +
+                       (s.m0 * g.sh + s.a - g.ph) * g.W + s.n0 * g.sw + s.b - g.pw;
+              const T* src = ybuf + i * out_len + j * plane;
+              for (index_t m = 0; m < s.rows; ++m)
+                for (index_t q = 0; q < s.cols; ++q)
+                  dst[m * g.sh * g.W + q * g.sw] = src[m * Wp + q];
+            }
+        }
+      }
+    }
+  }
+}
+
 }  // namespace
 
 // dy (N,K,P,Q), w (K,C,R,S) -> dx (N,C,H,W)
@@ -894,8 +1040,16 @@ void conv2d_backward_data(const ConvGeom& g, const T* dy, const T* w, T* dx) {
   // gradients, 2 threads, best of 7, ms, col2im / phases: 128x32x14x14 -> 64 5.0-6.0 /
   // 2.7-5.6, 32x64x56x56 -> 128 51-56 / 30-32; DCGAN's 128->64 a wash, 11-14 / 9-16).
   // With under 8 they fill few register rows.
-  if ((g.sh > 1 || g.sw > 1) && g.dh == 1 && g.dw == 1 && g.C >= 8 && g.C <= 128)
+  // On the flat layout with one copy of dy for all phases, against one convolution per
+  // phase (2 threads, best of 9 interleaved, ms): DCGAN's 64x64x14x14 <- 128@4x4/2 13.3 /
+  // 10.5, ResNet-20's 128x16x28x28 <- 32@3x3/2 7.2 / 3.8 and 128x32x14x14 <- 64 5.3 / 3.0,
+  // 32x64x56x56 <- 128 37 / 30.
+  if ((g.sh > 1 || g.sw > 1) && g.dh == 1 && g.dw == 1 && g.C >= 8 && g.C <= 128) {
+    if (sub_pixel_flat_fits(g, sizeof(T)))
+      return conv2d_backward_data_sub_pixel_flat<T, 8, 3>(g, dy, w, dx,
+                                                          threads_for(conv_flops(g), 1 << 18));
     return conv2d_backward_data_phases(g, dy, w, dx);
+  }
   // Otherwise: dcol = W^T dy over a range of (image, output pixel) columns into a buffer of
   // at most ~1 MiB (col2im then reads it back from cache), images in parallel.
   const std::vector<ColIndex> idx = col_index(g);

@@ -3,7 +3,8 @@ whose one window covers the whole input (LeNet's C5; plain GEMMs in all three pa
 layers over the flat padded image, split into phase planes when strided (forward and data
 gradient with up to 128 filters, the weight gradient with 32 filters or 16 channels or
 more), small planes with images end to end, the strided data
-gradient as sub-pixel convolutions or col2im (the transposed convolutions of DCGAN and the
+gradient as sub-pixel convolutions (all phases on one flat copy of dy, or one convolution
+per phase on large planes) or col2im (the transposed convolutions of DCGAN and the
 autoencoder), strided 1x1 layers on the subsampled image, strided layers on few channels
 with the filters as the vector dimension (AlexNet's C1), and the few-pixel forward GEMM
 (panels across images, chunked over the batch)."""
@@ -25,7 +26,8 @@ FULLY_CONNECTED = [((128, 16, 5, 5), (120, 16, 5, 5), 1, 0), ((1, 3, 4, 7), (5, 
 STRIDED = [((3, 8, 9, 11), (16, 8, 3, 3), 2, 1), ((4, 64, 14, 14), (128, 64, 4, 4), 2, 1),
            ((2, 9, 13, 12), (4, 9, 5, 4), 3, 2), ((2, 10, 8, 8), (5, 10, 1, 1), 2, 0),
            ((1, 12, 7, 7), (2, 12, 2, 3), 4, 0), ((2, 8, 14, 15), (40, 8, 4, 4), (2, 3), (1, 2)),
-           ((2, 8, 9, 9), (6, 8, 3, 3), 2, "same"), ((2, 1, 14, 14), (64, 1, 4, 4), 2, 1)]
+           ((2, 8, 9, 9), (6, 8, 3, 3), 2, "same"), ((2, 1, 14, 14), (64, 1, 4, 4), 2, 1),
+           ((1, 8, 130, 130), (64, 8, 3, 3), 2, 1)]
 # stride 1, few filters: the product over the flat padded image (no im2col matrix); the
 # data gradient of stride-1 layers with few input channels runs there too (flipped filters,
 # padding R-1-p, negative when p > R-1)

@@ -1213,7 +1213,9 @@ template <typename T>
 void conv2d_backward_weight_flat(const ConvGeom& g, const T* dy, const T* x, T* dw, int team) {
   constexpr int L = kVecBytes / int(sizeof(T));
   constexpr int BK = 4, BJ = 6;
-  constexpr index_t DT = 2048 / index_t(sizeof(T));  // depth slice: BK rows of D in 8 KiB
+  // depth slice: BK rows of D in 16 KiB (8 KiB was 5-10% slower: the partial sums go
+  // through memory once per slice; 128x64x7x7 6.7 / 6.1 ms, 32x64x56x56 53 / 49)
+  constexpr index_t DT = 4096 / index_t(sizeof(T));
   const FlatLayout f = flat_layout(g);
   const index_t crs = g.crs();
   const index_t kp = round_up(g.K, BK), jp = round_up(crs, BJ);

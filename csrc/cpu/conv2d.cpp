@@ -7,6 +7,7 @@
 // few output rows plus col2im for larger strides.
 #include <algorithm>
 #include <cstring>
+#include <utility>
 #include <vector>
 
 #include "epilogue.h"
@@ -428,24 +429,51 @@ index_t flat_chunk(index_t images, index_t plane, index_t span, std::size_t imag
   return best;
 }
 
-// The register tile of the flat paths: adds to acc the products of BK filter rows (wk,
-// w_stride apart) and NV vectors of positions from base, over the taps at off[0..taps).
-template <typename T, int BK, int NV>
-inline void flat_tile(const T* base, const index_t* off, index_t taps, const T* wk,
-                      index_t w_stride, typename Vec<T>::type (&acc)[BK][NV]) {
+// This thread's buffers of the flat paths: the padded images, zeroed (their borders stay
+// zero for every image), and the output rows.
+template <typename T>
+std::pair<T*, T*> flat_buffers(index_t pad_len, index_t rows_len) {
+  static thread_local Scratch<T> pad_buf, out_buf;
+  pad_buf.resize(pad_len);
+  out_buf.resize(rows_len);
+  std::fill(pad_buf.data(), pad_buf.data() + pad_len, T(0));
+  return {pad_buf.data(), out_buf.data()};
+}
+
+// The register-tiled product of the flat paths: rows [0, BK) of ybuf (out_len apart) get,
+// over positions [0, len), the products of BK filter rows (wk, w_stride apart) with the
+// taps at off[0..taps) from base, each vector through finish(vector, filter row) first.
+template <typename T, int BK, int NV, typename Finish>
+void flat_rows(const T* base, const index_t* off, index_t taps, const T* wk, index_t w_stride,
+               index_t len, T* ybuf, index_t out_len, Finish finish) {
   using V = typename Vec<T>::type;
   constexpr int L = kVecBytes / int(sizeof(T));
-  for (index_t t = 0; t < taps; ++t) {
-    const T* src = base + off[t];
-    V bv[NV];
-#pragma GCC unroll 4
-    for (int j = 0; j < NV; ++j) std::memcpy(&bv[j], src + j * L, sizeof(V));
+  constexpr int NB = NV * L;
+  for (index_t d = 0; d < len; d += NB) {
+    V acc[BK][NV];
 #pragma GCC unroll 8
-    for (int i = 0; i < BK; ++i) {
-      const V a = wk[i * w_stride + t] - V{};
+    for (int i = 0; i < BK; ++i)
 #pragma GCC unroll 4
-      for (int j = 0; j < NV; ++j) acc[i][j] += a * bv[j];
+      for (int j = 0; j < NV; ++j) acc[i][j] = V{};
+    for (index_t t = 0; t < taps; ++t) {
+      const T* src = base + d + off[t];
+      V bv[NV];
+#pragma GCC unroll 4
+      for (int j = 0; j < NV; ++j) std::memcpy(&bv[j], src + j * L, sizeof(V));
+#pragma GCC unroll 8
+      for (int i = 0; i < BK; ++i) {
+        const V a = wk[i * w_stride + t] - V{};
+#pragma GCC unroll 4
+        for (int j = 0; j < NV; ++j) acc[i][j] += a * bv[j];
+      }
     }
+#pragma GCC unroll 8
+    for (int i = 0; i < BK; ++i)
+#pragma GCC unroll 4
+      for (int j = 0; j < NV; ++j) {
+        const V r = finish(acc[i][j], i);
+        std::memcpy(ybuf + i * out_len + d + j * L, &r, sizeof(V));
+      }
   }
 }
 
@@ -474,12 +502,7 @@ void conv2d_forward_flat(const ConvGeom& g, const T* x, const T* w, const Epilog
 #pragma omp parallel num_threads(team)
   {
     FlushToZero ftz_worker;
-    static thread_local Scratch<T> pad_buf, out_buf;
-    pad_buf.resize(buf_len);
-    out_buf.resize(BK * out_len);
-    T* xpad = pad_buf.data();
-    T* ybuf = out_buf.data();
-    std::fill(xpad, xpad + buf_len, T(0));  // the borders stay zero for every image
+    const auto [xpad, ybuf] = flat_buffers<T>(buf_len, BK * out_len);
 #pragma omp for schedule(static)
     for (index_t ci = 0; ci < chunks; ++ci) {
       const index_t n0 = ci * chunk, nb = std::min(chunk, g.N - n0);
@@ -487,23 +510,11 @@ void conv2d_forward_flat(const ConvGeom& g, const T* x, const T* w, const Epilog
       for (index_t j = 0; j < nb; ++j)
         flat_copy_image(g, f, x + (n0 + j) * g.C * g.H * g.W, xpad + j * f.plane, stride);
       for (index_t kb = 0; kb < kp; kb += BK) {
-        const T* wk = wp.data() + kb * crs;
-        for (index_t d = 0; d < out_len; d += NB) {
-          V acc[BK][NV];
-#pragma GCC unroll 8
-          for (int i = 0; i < BK; ++i)
-#pragma GCC unroll 4
-            for (int j = 0; j < NV; ++j) acc[i][j] = V{};
-          flat_tile<T, BK, NV>(xpad + d, off.data(), crs, wk, crs, acc);
-#pragma GCC unroll 8
-          for (int i = 0; i < BK; ++i)
-#pragma GCC unroll 4
-            for (int j = 0; j < NV; ++j) {
-              // rows past K are padding (never stored): their bias would be read past b
-              const V r = kb + i < g.K ? ep.vec(acc[i][j], kb + i, 0, L) : acc[i][j];
-              std::memcpy(ybuf + i * out_len + d + j * L, &r, sizeof(V));
-            }
-        }
+        // rows past K are padding (never stored): their bias would be read past b
+        flat_rows<T, BK, NV>(xpad, off.data(), crs, wp.data() + kb * crs, crs, out_len, ybuf,
+                             out_len, [&](V v, int i) {
+                               return kb + i < g.K ? ep.vec(v, kb + i, 0, L) : v;
+                             });
         for (index_t j = 0; j < nb; ++j) {
           T* yn = y + (n0 + j) * g.K * g.P * g.Q;
           for (int i = 0; i < BK && kb + i < g.K; ++i)
@@ -958,12 +969,7 @@ void conv2d_backward_data_sub_pixel_flat(const ConvGeom& g, const T* dy, const T
 #pragma omp parallel num_threads(team)
   {
     FlushToZero ftz_worker;
-    static thread_local Scratch<T> pad_buf, out_buf;
-    pad_buf.resize(buf_len);
-    out_buf.resize(BK * out_len);
-    T* xpad = pad_buf.data();
-    T* ybuf = out_buf.data();
-    std::fill(xpad, xpad + buf_len, T(0));  // the borders stay zero for every image
+    const auto [xpad, ybuf] = flat_buffers<T>(buf_len, BK * out_len);
 #pragma omp for schedule(static)
     for (index_t ci = 0; ci < chunks; ++ci) {
       const index_t n0 = ci * chunk, nb = std::min(chunk, g.N - n0);
@@ -977,20 +983,8 @@ void conv2d_backward_data_sub_pixel_flat(const ConvGeom& g, const T* dy, const T
         const index_t taps = g.K * s.jh * s.jw;
         const index_t len = round_up((nb - 1) * plane + s.rows * Wp, NB);
         for (index_t kb = 0; kb < kp; kb += BK) {
-          const T* wk = filters[ph].data() + kb * taps;
-          for (index_t d = 0; d < len; d += NB) {
-            V acc[BK][NV];
-#pragma GCC unroll 8
-            for (int i = 0; i < BK; ++i)
-#pragma GCC unroll 4
-              for (int j = 0; j < NV; ++j) acc[i][j] = V{};
-            if (taps > 0) flat_tile<T, BK, NV>(xpad + d, offsets[ph].data(), taps, wk, taps, acc);
-#pragma GCC unroll 8
-            for (int i = 0; i < BK; ++i)
-#pragma GCC unroll 4
-              for (int j = 0; j < NV; ++j)
-                std::memcpy(ybuf + i * out_len + d + j * L, &acc[i][j], sizeof(V));
-          }
+          flat_rows<T, BK, NV>(xpad, offsets[ph].data(), taps, filters[ph].data() + kb * taps,
+                               taps, len, ybuf, out_len, [](V v, int) { return v; });
           // pixel (m0 + m)*sh + a - ph, (n0 + q)*sw + b - pw of each image and channel
           for (index_t j = 0; j < nb; ++j)
             for (int i = 0; i < BK && kb + i < g.C; ++i) {

@@ -418,8 +418,8 @@ void flat_copy_image(const ConvGeom& g, const FlatLayout& f, const T* xn, T* dst
 // images go end to end. Cost model: positions per thread; ties go to the smaller chunk.
 index_t flat_chunk(index_t images, index_t plane, index_t span, std::size_t image_bytes,
                    index_t block, int team) {
-  const index_t cap =
-      std::max<index_t>(1, index_t((std::size_t(256) << 10) / std::max<std::size_t>(1, image_bytes)));
+  const std::size_t budget = std::size_t(256) << 10;
+  const index_t cap = std::max<index_t>(1, index_t(budget / std::max<std::size_t>(1, image_bytes)));
   index_t best = 1, best_cost = -1;
   for (index_t b = 1; b <= std::min(cap, images); ++b) {
     const index_t rounds = ceil_div(ceil_div(images, b), index_t(team));
@@ -833,59 +833,9 @@ void conv2d_backward_data_stride1(const ConvGeom& g, const T* dy, const T* w, T*
   conv2d_forward<T>(t, dy, flipped.data(), nullptr, dx);
 }
 
-// Stride > 1, no dilation: the input pixels split into sh*sw phases, h with
-// (h + ph) % sh == a and w with (w + pw) % sw == b, and each phase of dx is a stride-1
-// convolution of dy with the taps r = a + j*sh, s = b + i*sw of the filters, flipped and
-// with their channels transposed (the transposed convolution as sub-pixel convolutions).
-// The multiply-adds are those of dcol = W^T dy, without the column buffer and the
-// scatter-add of col2im: each phase runs on the forward paths and is written once.
-template <typename T>
-void conv2d_backward_data_phases(const ConvGeom& g, const T* dy, const T* w, T* dx) {
-  std::vector<T> sub;
-  static thread_local Scratch<T> out_buf;
-  for (index_t a = 0; a < g.sh; ++a)
-    for (index_t b = 0; b < g.sw; ++b) {
-      // phase rows m: h = m*sh + a - ph in [0, H); columns likewise
-      const index_t m0 = g.ph > a ? ceil_div(g.ph - a, g.sh) : 0;
-      const index_t n0 = g.pw > b ? ceil_div(g.pw - b, g.sw) : 0;
-      const index_t rows = std::max<index_t>(0, ceil_div(g.H + g.ph - a, g.sh) - m0);
-      const index_t cols = std::max<index_t>(0, ceil_div(g.W + g.pw - b, g.sw) - n0);
-      if (rows == 0 || cols == 0) continue;
-      const index_t jh = a < g.R ? ceil_div(g.R - a, g.sh) : 0;
-      const index_t jw = b < g.S ? ceil_div(g.S - b, g.sw) : 0;
-      const index_t size = g.N * g.C * rows * cols;
-      out_buf.resize(size);
-      T* out = out_buf.data();
-      if (jh == 0 || jw == 0) {  // no tap reaches these pixels
-        std::fill(out, out + size, T(0));
-      } else {
-        sub.resize(static_cast<size_t>(g.C) * g.K * jh * jw);
-        for (index_t c = 0; c < g.C; ++c)
-          for (index_t k = 0; k < g.K; ++k)
-            for (index_t j = 0; j < jh; ++j)
-              for (index_t i = 0; i < jw; ++i)
-                sub[((c * g.K + k) * jh + j) * jw + i] =
-                    w[((k * g.C + c) * g.R + a + (jh - 1 - j) * g.sh) * g.S + b +
-                      (jw - 1 - i) * g.sw];
-        const ConvGeom t{g.N, g.K, g.P, g.Q, g.C, jh, jw, rows, cols, 1, 1,
-                         jh - 1 - m0, jw - 1 - n0, 1, 1};
-        conv2d_forward<T>(t, dy, sub.data(), nullptr, out);
-      }
-      const int team = threads_for(double(size), 1 << 16);
-#pragma omp parallel for schedule(static) num_threads(team) if (team > 1)
-      for (index_t nc = 0; nc < g.N * g.C; ++nc) {
-        const T* src = out + nc * rows * cols;
-        T* dst = dx + nc * g.H * g.W + (m0 * g.sh + a - g.ph) * g.W + n0 * g.sw + b - g.pw;
-        for (index_t m = 0; m < rows; ++m)
-          for (index_t q = 0; q < cols; ++q) dst[m * g.sh * g.W + q * g.sw] = src[m * cols + q];
-      }
-    }
-}
-
-// The sub-pixel convolutions of conv2d_backward_data_phases on the flat layout: all phases
-// read one zero-padded copy of a chunk of dy's images (each phase at its own offsets into
-// it) and store straight into their pixels of dx. One copy of dy instead of one per phase,
-// no phase output buffer and no second pass to spread it.
+// The phases of the strided data gradient as sub-pixel convolutions (see
+// conv2d_backward_data_phases): phase (a, b) holds the pixels h = (m0 + m)*sh + a - ph,
+// w = (n0 + q)*sw + b - pw of dx, a stride-1 convolution of dy with jh x jw taps.
 struct SubPixel {
   index_t a, b, m0, n0, rows, cols, jh, jw, top, left;  // top, left: its convolution's padding
 };
@@ -922,6 +872,55 @@ SubPixelPlan sub_pixel_plan(const ConvGeom& g) {
   return plan;
 }
 
+// Phase s's filters, flipped and with their channels transposed: row c (of `rows`, zero
+// past C) holds tap (k, j, i) = w[k][c][a + (jh-1-j)*sh][b + (jw-1-i)*sw].
+template <typename T>
+std::vector<T> sub_pixel_filters(const ConvGeom& g, const SubPixel& s, const T* w, index_t rows) {
+  const index_t taps = g.K * s.jh * s.jw;
+  std::vector<T> sub(static_cast<size_t>(rows) * taps, T(0));
+  for (index_t c = 0; c < g.C; ++c)
+    for (index_t k = 0; k < g.K; ++k)
+      for (index_t j = 0; j < s.jh; ++j)
+        for (index_t i = 0; i < s.jw; ++i)
+          sub[c * taps + (k * s.jh + j) * s.jw + i] =
+              w[((k * g.C + c) * g.R + s.a + (s.jh - 1 - j) * g.sh) * g.S + s.b +
+                (s.jw - 1 - i) * g.sw];
+  return sub;
+}
+
+// Stride > 1, no dilation: the input pixels split into sh*sw phases, h with
+// (h + ph) % sh == a and w with (w + pw) % sw == b, and each phase of dx is a stride-1
+// convolution of dy with the taps r = a + j*sh, s = b + i*sw of the filters, flipped and
+// with their channels transposed (the transposed convolution as sub-pixel convolutions).
+// The multiply-adds are those of dcol = W^T dy, without the column buffer and the
+// scatter-add of col2im: each phase runs on the forward paths and is written once.
+template <typename T>
+void conv2d_backward_data_phases(const ConvGeom& g, const T* dy, const T* w, T* dx) {
+  static thread_local Scratch<T> out_buf;
+  for (const SubPixel& s : sub_pixel_plan(g).phases) {
+    const index_t size = g.N * g.C * s.rows * s.cols;
+    out_buf.resize(size);
+    T* out = out_buf.data();
+    if (s.jh == 0 || s.jw == 0) {  // no tap reaches these pixels
+      std::fill(out, out + size, T(0));
+    } else {
+      const std::vector<T> sub = sub_pixel_filters(g, s, w, g.C);
+      const ConvGeom t{g.N, g.K, g.P, g.Q, g.C, s.jh, s.jw, s.rows, s.cols, 1, 1,
+                       s.top, s.left, 1, 1};
+      conv2d_forward<T>(t, dy, sub.data(), nullptr, out);
+    }
+    const int team = threads_for(double(size), 1 << 16);
+#pragma omp parallel for schedule(static) num_threads(team) if (team > 1)
+    for (index_t nc = 0; nc < g.N * g.C; ++nc) {
+      const T* src = out + nc * s.rows * s.cols;
+      T* dst = dx + nc * g.H * g.W + (s.m0 * g.sh + s.a - g.ph) * g.W + s.n0 * g.sw + s.b - g.pw;
+      for (index_t m = 0; m < s.rows; ++m)
+        for (index_t q = 0; q < s.cols; ++q)
+          dst[m * g.sh * g.W + q * g.sw] = src[m * s.cols + q];
+    }
+  }
+}
+
 // The padded dy of a chunk in cache, and rows that are mostly output.
 bool sub_pixel_flat_fits(const ConvGeom& g, std::size_t elem) {
   const SubPixelPlan plan = sub_pixel_plan(g);
@@ -931,6 +930,10 @@ bool sub_pixel_flat_fits(const ConvGeom& g, std::size_t elem) {
          g.K * plan.Hp * plan.Wp * elem <= (std::size_t(1) << 20);
 }
 
+// The sub-pixel convolutions of conv2d_backward_data_phases on the flat layout: all phases
+// read one zero-padded copy of a chunk of dy's images (each phase at its own offsets into
+// it) and store straight into their pixels of dx. One copy of dy instead of one per phase,
+// no phase output buffer and no second pass to spread it.
 template <typename T, int BK, int NV>
 void conv2d_backward_data_sub_pixel_flat(const ConvGeom& g, const T* dy, const T* w, T* dx,
                                          int team) {
@@ -947,21 +950,15 @@ void conv2d_backward_data_sub_pixel_flat(const ConvGeom& g, const T* dy, const T
   std::vector<std::vector<index_t>> offsets;
   index_t reach = 0;
   for (const SubPixel& s : plan.phases) {
-    const index_t taps = g.K * s.jh * s.jw;
-    std::vector<T> sub(static_cast<size_t>(kp) * taps, T(0));
-    std::vector<index_t> off(taps);
+    std::vector<index_t> off(g.K * s.jh * s.jw);
     for (index_t k = 0; k < g.K; ++k)
       for (index_t j = 0; j < s.jh; ++j)
         for (index_t i = 0; i < s.jw; ++i) {
           const index_t t = (k * s.jh + j) * s.jw + i;
           off[t] = k * stride + (j - s.top + plan.top) * Wp + i - s.left + plan.left;
           reach = std::max(reach, off[t] - k * stride);
-          for (index_t c = 0; c < g.C; ++c)
-            sub[c * taps + t] =
-                w[((k * g.C + c) * g.R + s.a + (s.jh - 1 - j) * g.sh) * g.S + s.b +
-                  (s.jw - 1 - i) * g.sw];
         }
-    filters.push_back(std::move(sub));
+    filters.push_back(sub_pixel_filters(g, s, w, kp));
     offsets.push_back(std::move(off));
   }
   const index_t buf_len = (g.K - 1) * stride + out_len + reach;
@@ -1199,10 +1196,11 @@ void conv2d_backward_weight_dots(const ConvGeom& g, const T* dy, const T* x, T* 
 // Weight gradient on the flat layout of conv2d_forward_flat (no cropping): images are copied
 // into their phase planes of Hp x Wp, and dy into planes of the same shape whose positions
 // past the output (columns >= Q, rows >= P) are zero. With a chunk of images laid end to end
-// in each plane, dW[k][c,r,s] = sum_i D[k][i] * X[c][i + off(r,s)] over the whole chunk: one long dot product per (filter, tap), no im2col matrix. An output position
-// never reads past its own padded plane; the positions that do meet a zero in D. Register
-// tile: BK filters x BJ taps of vector partial sums, over depth slices that keep BK rows of
-// D in L1; each thread takes its own images and sums into its own partials.
+// in each plane, dW[k][c,r,s] = sum_i D[k][i] * X[c][i + off(r,s)] over the whole chunk:
+// one long dot product per (filter, tap), no im2col matrix. An output position never reads
+// past its own padded plane; the positions that do meet a zero in D. Register tile: BK
+// filters x BJ taps of vector partial sums, over depth slices that keep BK rows of D in L1;
+// each thread takes its own images and sums into its own partials.
 template <typename T>
 void conv2d_backward_weight_flat(const ConvGeom& g, const T* dy, const T* x, T* dw, int team) {
   constexpr int L = kVecBytes / int(sizeof(T));

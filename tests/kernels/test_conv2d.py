@@ -31,6 +31,9 @@ CASES = [
     ((3, 64, 20, 20), (100, 5, 5), 1, 2, 1),            # col2im chunks that split an image
     ((41, 2, 5, 5), (1024, 1, 1), 1, 0, 1),             # few pixels: chunks of images
     ((128, 16, 5, 5), (120, 5, 5), 1, 0, 1),            # LeNet C5: one output pixel
+    ((3, 16, 13, 11), (32, 3, 3), 2, 1, 1),             # strided on stride phases; sub-pixel dx
+    ((2, 16, 14, 14), (32, 4, 4), 2, 1, 1),             # DCGAN's 4x4/2 on the same paths
+    ((7, 12, 7, 7), (24, 2, 2), 1, 1, 1),               # small planes: images end to end
 ]
 IDS = [f"x{c[0]}-k{c[1]}-s{c[2]}-p{c[3]}-d{c[4]}".replace(" ", "") for c in CASES]
 
